@@ -1,0 +1,159 @@
+"""The typed values that flow between the pipeline's stages: plans, cells, submissions, outcomes.
+
+Every value here is immutable; a stage takes some of these and returns others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from reconciler.errors import Location
+
+JSON = Any
+"""A value that `json.dumps` accepts: what YAML and the APIs exchange."""
+
+
+def canonical_json(value: JSON) -> str:
+    """The one serialisation that hashes, keys and fingerprints are computed over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(value: JSON) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One validated `BackfillPlan` document."""
+
+    name: str
+    provider: str
+    revision: int
+    spec: Mapping[str, JSON]
+    """The validated `spec` mapping, dates as ISO strings; the provider interprets it."""
+    location: Location
+    owner: str = ""
+    reason: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    chunk: int | None = None
+    field_locations: Mapping[str, Location] = field(default_factory=dict)
+    """Where some fields were written (`spec.revision` ...), for messages that point at them."""
+
+    def locate(self, field_path: str) -> Location:
+        return self.field_locations.get(field_path, self.location)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Cell:
+    """The unit of coverage: one target (WeData task, DMS DAG) on one date of one plan revision."""
+
+    plan: str
+    revision: int
+    target: str
+    date: str
+
+    def __str__(self) -> str:
+        return f"{self.plan}@r{self.revision}:{self.target}:{self.date}"
+
+
+@dataclass(frozen=True, slots=True)
+class CellGroup:
+    """Cells of a plan that share every request parameter, hence one fingerprint.
+
+    `params` holds every request field except the target ids and the dates (plus the region);
+    the fingerprint is its digest, so editing any of them changes it.
+    """
+
+    plan: str
+    revision: int
+    targets: tuple[str, ...]
+    dates: tuple[str, ...]
+    params: Mapping[str, JSON]
+    fingerprint: str
+
+    def cells(self) -> Iterator[Cell]:
+        for target in self.targets:
+            for date in self.dates:
+                yield Cell(self.plan, self.revision, target, date)
+
+
+def fingerprint(params: Mapping[str, JSON]) -> str:
+    return digest(dict(params))[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Missing cells that one API call can cover: every target with every date."""
+
+    targets: tuple[str, ...]
+    dates: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One API call that creates a backfill, with everything needed to make and to audit it."""
+
+    key: str
+    plan: str
+    revision: int
+    provider: str
+    action: str
+    region: str
+    targets: tuple[str, ...]
+    dates: tuple[str, ...]
+    fingerprint: str
+    params: Mapping[str, JSON]
+    request: Mapping[str, JSON]
+    """The action's request parameters exactly as they will be sent (no credentials)."""
+
+    def cells(self) -> Iterator[Cell]:
+        for target in self.targets:
+            for date in self.dates:
+                yield Cell(self.plan, self.revision, target, date)
+
+    @property
+    def size(self) -> int:
+        return len(self.targets) * len(self.dates)
+
+
+def submission_key(
+    plan: str, revision: int, targets: tuple[str, ...], dates: tuple[str, ...], fp: str
+) -> str:
+    """Deterministic: the same YAML and the same state always give the same keys."""
+    return digest(
+        {
+            "plan": plan,
+            "revision": revision,
+            "targets": sorted(targets),
+            "dates": sorted(dates),
+            "fingerprint": fp,
+        }
+    )[:20]
+
+
+class OutcomeKind(StrEnum):
+    SUBMITTED = "submitted"
+    """The API created it."""
+    REJECTED = "rejected"
+    """Definitely not created (validation, authentication, permission)."""
+    RETRYABLE = "retryable"
+    """Definitely not executed (throttled, refused before sending): try again."""
+    UNKNOWN = "unknown"
+    """May have been created: never resubmitted without a person or a remote lookup."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: OutcomeKind
+    remote_id: str = ""
+    request_id: str = ""
+    code: str = ""
+    message: str = ""
+    detail: Mapping[str, JSON] = field(default_factory=dict)
+    emulator: bool = False
+    """The reply came from the built-in emulator, not a real cloud endpoint."""

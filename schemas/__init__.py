@@ -1,0 +1,1 @@
+"""The public JSON Schemas, shipped inside the package as `reconciler.schemas`."""
