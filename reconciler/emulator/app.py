@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -77,22 +78,37 @@ _STATUS_TEXT = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method No
 
 
 class Emulator:
-    """The WSGI callable. Services are tried in order; the first that handles a request wins."""
+    """The WSGI callable. Services are tried in order; the first that handles a request wins.
 
-    def __init__(self, services: Iterable[Service], calls: CallLog) -> None:
+    The last `keep_requests` raw requests stay in memory (never on an endpoint: they carry
+    session tokens) so that tests can compare what a client put on the wire.
+    """
+
+    def __init__(
+        self, services: Iterable[Service], calls: CallLog, *, keep_requests: int = 100
+    ) -> None:
         self.services = list(services)
         self.calls = calls
+        self._recent: deque[EmulatorRequest] = deque(maxlen=keep_requests)
+        self._recent_lock = threading.Lock()
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         request = _read(environ)
+        with self._recent_lock:
+            self._recent.append(request)
         response = self.dispatch(request)
         headers = [*response.headers, (EMULATOR_HEADER, __version__)]
         headers.append(("Content-Length", str(len(response.body))))
         status = f"{response.status} {_STATUS_TEXT.get(response.status, 'Status')}"
         start_response(status, headers)
         return [response.body]
+
+    def recent_requests(self) -> list[EmulatorRequest]:
+        """The raw requests received, oldest first (admin requests included)."""
+        with self._recent_lock:
+            return list(self._recent)
 
     def dispatch(self, request: EmulatorRequest) -> EmulatorResponse:
         if request.path.startswith("/_emulator/"):
@@ -107,6 +123,8 @@ class Emulator:
             return EmulatorResponse.json(200, {"calls": self.calls.all()})
         if request.path == "/_emulator/reset" and request.method == "POST":
             self.calls.clear()
+            with self._recent_lock:
+                self._recent.clear()
             for service in self.services:
                 reset = getattr(service, "reset", None)
                 if callable(reset):

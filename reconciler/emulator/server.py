@@ -1,0 +1,121 @@
+"""Serves the emulator's WSGI app on a local port: threaded, quiet, stoppable."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from socketserver import TCPServer, ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from reconciler.emulator.app import Emulator
+
+
+class _RequestHandler(WSGIRequestHandler):
+    log_requests = False
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.log_requests:
+            super().log_message(format, *args)
+
+
+class _LoggingRequestHandler(_RequestHandler):
+    log_requests = True
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup that can stall for
+        # seconds on a machine without a resolver; loopback needs none.
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+        self.setup_environ()
+
+
+class EmulatorServer:
+    """A bound server; call `serve_forever` (blocking) or `start` (background thread)."""
+
+    def __init__(self, app: Emulator, host: str, port: int, *, log_requests: bool) -> None:
+        handler = _LoggingRequestHandler if log_requests else _RequestHandler
+        self._server = _ThreadingWSGIServer((host, port), handler)
+        self._server.set_app(app)
+        self._thread: threading.Thread | None = None
+        self._serving = False
+        self.app = app
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until `shutdown` is called from another one."""
+        self._serving = True
+        try:
+            self._server.serve_forever(poll_interval=0.1)
+        finally:
+            self._server.server_close()
+
+    def start(self) -> None:
+        """Serve in a daemon thread."""
+        self._serving = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Stop serving and release the port; safe to call more than once."""
+        if self._serving:
+            # BaseServer.shutdown waits for a serve_forever loop: only ask one that was started.
+            self._server.shutdown()
+            self._serving = False
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+
+def serve(
+    app: Emulator, host: str = "127.0.0.1", port: int = 0, *, log_requests: bool = False
+) -> EmulatorServer:
+    """Bind `app` to host:port (0: any free port); nothing is served until it is started."""
+    return EmulatorServer(app, host, port, log_requests=log_requests)
+
+
+def start_in_thread(
+    app: Emulator, host: str = "127.0.0.1", port: int = 0
+) -> tuple[EmulatorServer, str]:
+    server = serve(app, host, port)
+    server.start()
+    return server, server.url
+
+
+def serve_forever(
+    app: Emulator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_ready: Callable[[str], None] = lambda url: None,
+    log_requests: bool = False,
+) -> None:
+    """Serve until interrupted; `on_ready` gets the URL once the port is bound."""
+    server = serve(app, host, port, log_requests=log_requests)
+    on_ready(server.url)
+    server.serve_forever()
