@@ -1,0 +1,19 @@
+"""The state store: the journal, its snapshot and the lock. Nothing else touches those files."""
+
+from reconciler.state.lock import LockHolder, force_unlock, read_lock_holder
+from reconciler.state.records import EventType, State, SubmissionRecord, SubmissionStatus
+from reconciler.state.store import StateWriter, load_state, open_state, verify_journal
+
+__all__ = [
+    "EventType",
+    "LockHolder",
+    "State",
+    "StateWriter",
+    "SubmissionRecord",
+    "SubmissionStatus",
+    "force_unlock",
+    "load_state",
+    "open_state",
+    "read_lock_holder",
+    "verify_journal",
+]

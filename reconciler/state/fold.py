@@ -1,0 +1,244 @@
+"""Folding: the pure function from (record, event) to the next record, and the replay built on it.
+
+Loading a snapshot and replaying the rest gives the same state as replaying everything, because
+every event changes one record and nothing here depends on anything but its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+from reconciler.state.records import (
+    EventType,
+    State,
+    SubmissionRecord,
+    SubmissionStatus,
+)
+
+Event = Mapping[str, Any]
+"""One journal line, parsed and checked by `journal.parse_event` (or built by `journal.seal`)."""
+
+
+class FoldError(ValueError):
+    """The event cannot follow the state: the caller says where (journal line, or the append)."""
+
+
+DATA_FIELDS: Mapping[EventType, Mapping[str, type]] = {
+    EventType.INTENT: {
+        "key": str,
+        "plan": str,
+        "revision": int,
+        "provider": str,
+        "action": str,
+        "region": str,
+        "endpoint": str,
+        "targets": list,
+        "dates": list,
+        "fingerprint": str,
+        "params": dict,
+        "request": dict,
+    },
+    EventType.SUBMITTED: {
+        "key": str,
+        "remote_id": str,
+        "request_id": str,
+        "detail": dict,
+        "emulator": bool,
+    },
+    EventType.REJECTED: {"key": str, "code": str, "message": str, "request_id": str},
+    EventType.UNKNOWN: {"key": str, "code": str, "message": str},
+    EventType.RESOLVED: {"key": str, "status": str, "remote_id": str, "how": str},
+    EventType.IMPORTED: {"key": str, "remote_id": str, "reason": str},
+    EventType.FORGOTTEN: {"key": str, "reason": str},
+}
+"""Exactly the fields of each event's `data` (schemas/state.schema.json says the same)."""
+
+_S = SubmissionStatus
+_SETTLED_BY_A_PERSON = frozenset(_S) - {_S.SUBMITTED}
+ALLOWED_FROM: Mapping[EventType, frozenset[SubmissionStatus]] = {
+    EventType.SUBMITTED: frozenset({_S.PENDING}),
+    EventType.REJECTED: frozenset({_S.PENDING}),
+    EventType.UNKNOWN: frozenset({_S.PENDING}),
+    EventType.RESOLVED: frozenset({_S.PENDING, _S.UNKNOWN}),
+    # a person may correct anything but a confirmed submission: a backfill that ran cannot be
+    # un-run, and a second remote id for one call would make the audit trail lie
+    EventType.IMPORTED: _SETTLED_BY_A_PERSON,
+    EventType.FORGOTTEN: _SETTLED_BY_A_PERSON,
+}
+"""The statuses an outcome may follow. An intent may follow none or a status that covers nothing."""
+
+
+def check_data(kind: EventType, data: Any) -> None:
+    """Raises FoldError naming the field when `data` is not what an event of `kind` carries."""
+    if not isinstance(data, dict):
+        raise FoldError(f"`data` of a `{kind}` event is not a JSON object")
+    fields = DATA_FIELDS[kind]
+    if data.keys() != fields.keys():
+        missing = sorted(fields.keys() - data.keys())
+        extra = sorted(data.keys() - fields.keys())
+        what = [f"has no {', '.join(f'`{name}`' for name in missing)}"] if missing else []
+        what += [f"has unexpected {', '.join(f'`{name}`' for name in extra)}"] if extra else []
+        raise FoldError(f"`{kind}` event {' and '.join(what)}")
+    for name, expected in fields.items():
+        value = data[name]
+        # bool is an int to isinstance, but never a revision
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise FoldError(f"`data.{name}` of a `{kind}` event is not a {_JSON_NAMES[expected]}")
+    if kind is EventType.INTENT:
+        for name in ("targets", "dates"):
+            if not data[name] or not all(isinstance(item, str) for item in data[name]):
+                raise FoldError(f"`data.{name}` of an intent is not a non-empty list of strings")
+    if kind is EventType.RESOLVED and data["status"] not in (_S.SUBMITTED, _S.MISSING):
+        raise FoldError(f"`data.status` of a resolved event is {data['status']!r}")
+
+
+_JSON_NAMES = {str: "string", int: "integer", bool: "boolean", list: "list", dict: "JSON object"}
+
+
+def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
+    """The record for `event`'s key after `event`, given the record before it (None: no intent yet).
+
+    Raises FoldError when the event cannot happen in that state: an intent for a key that may
+    already have run (the lowest-level exactly-once guard), or an outcome without its intent.
+    """
+    kind = EventType(event["type"])
+    data = event["data"]
+    key = data["key"]
+    seq, time = event["seq"], event["time"]
+    if kind is EventType.INTENT:
+        if record is not None and record.covers_cells:
+            raise FoldError(_refusal(record))
+        return SubmissionRecord(
+            key=key,
+            plan=data["plan"],
+            revision=data["revision"],
+            provider=data["provider"],
+            action=data["action"],
+            region=data["region"],
+            endpoint=data["endpoint"],
+            targets=tuple(data["targets"]),
+            dates=tuple(data["dates"]),
+            fingerprint=data["fingerprint"],
+            params=data["params"],
+            request=data["request"],
+            status=_S.PENDING,
+            remote_id="",
+            request_id="",
+            code="",
+            message="",
+            detail={},
+            emulator=False,
+            attempts=record.attempts + 1 if record else 1,
+            intent_seq=seq,
+            intent_time=time,
+            updated_seq=seq,
+            updated_time=time,
+            actor=event["actor"],
+        )
+    if record is None:
+        raise FoldError(f"`{kind}` for submission {key}, which has no intent")
+    if record.status not in ALLOWED_FROM[kind]:
+        allowed = " or ".join(sorted(ALLOWED_FROM[kind]))
+        raise FoldError(
+            f"`{kind}` for submission {key}, which is {record.status}"
+            f" (only a {allowed} submission can take it)"
+        )
+    record = replace(record, updated_seq=seq, updated_time=time)
+    if kind is EventType.SUBMITTED:
+        return replace(
+            record,
+            status=_S.SUBMITTED,
+            remote_id=data["remote_id"],
+            request_id=data["request_id"],
+            detail=data["detail"],
+            emulator=data["emulator"],
+        )
+    if kind is EventType.REJECTED:
+        return replace(
+            record,
+            status=_S.REJECTED,
+            code=data["code"],
+            message=data["message"],
+            request_id=data["request_id"],
+        )
+    if kind is EventType.UNKNOWN:
+        return replace(record, status=_S.UNKNOWN, code=data["code"], message=data["message"])
+    if kind is EventType.RESOLVED:
+        return replace(
+            record,
+            status=_S(data["status"]),
+            remote_id=data["remote_id"],
+            code="",
+            message=data["how"],
+        )
+    if kind is EventType.IMPORTED:
+        return replace(
+            record,
+            status=_S.SUBMITTED,
+            remote_id=data["remote_id"],
+            code="",
+            message=data["reason"],
+        )
+    return replace(record, status=_S.FORGOTTEN, code="", message=data["reason"])
+
+
+def _refusal(record: SubmissionRecord) -> str:
+    why = {
+        _S.SUBMITTED: f"it was submitted as {record.remote_id or '(no remote id)'}; bump"
+        " spec.revision to run these dates again",
+        _S.PENDING: "its request may have been sent; look it up remotely, or settle it with"
+        " `backfill state import` or `backfill state forget`",
+        _S.UNKNOWN: "its request may have executed; look it up remotely, or settle it with"
+        " `backfill state import` or `backfill state forget`",
+    }[record.status]
+    return (
+        f"refusing a second intent for submission {record.key}"
+        f" ({record.status} since seq {record.updated_seq}): {why}"
+    )
+
+
+class Replay:
+    """Folds events one at a time onto a state. Mutable and O(1) per event; `state()` freezes it."""
+
+    def __init__(self, start: State | None = None) -> None:
+        start = start or State()
+        self.seq = start.seq
+        self.head_hash = start.head_hash
+        self.emulator = start.emulator
+        self._submissions = dict(start.submissions)
+        self._frozen: State | None = None
+
+    def record(self, key: str) -> SubmissionRecord | None:
+        return self._submissions.get(key)
+
+    def next(self, event: Event) -> SubmissionRecord:
+        """The record `event` would make, without applying it: FoldError if it cannot happen."""
+        return fold(self._submissions.get(event["data"]["key"]), event)
+
+    def apply(self, event: Event, record: SubmissionRecord | None = None) -> None:
+        """Applies `event`; `record` is what `next(event)` returned, to not fold twice."""
+        record = record or self.next(event)
+        self._submissions[record.key] = record
+        self.seq = event["seq"]
+        self.head_hash = event["hash"]
+        if event["type"] == EventType.SUBMITTED and event["data"]["emulator"]:
+            self.emulator = True
+        self._frozen = None
+
+    def records(self) -> Iterable[SubmissionRecord]:
+        return self._submissions.values()
+
+    def state(self, warnings: tuple[str, ...] = ()) -> State:
+        """The state so far. One copy of the records per call after a change, none otherwise."""
+        if self._frozen is None or self._frozen.warnings != warnings:
+            self._frozen = State(
+                seq=self.seq,
+                head_hash=self.head_hash,
+                emulator=self.emulator,
+                submissions=MappingProxyType(dict(self._submissions)),
+                warnings=warnings,
+            )
+        return self._frozen

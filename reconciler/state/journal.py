@@ -1,0 +1,262 @@
+"""`journal.jsonl`: sealing events into hash-chained lines, reading them back, appending durably.
+
+One event a line, `canonical_json` of the event; `hash` is the sha256 of the event without it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.domain import JSON, canonical_json, digest
+from reconciler.errors import Location, StateError
+from reconciler.state.fold import Event, FoldError, check_data
+from reconciler.state.records import EventType
+
+JOURNAL_VERSION = 1
+EVENT_FIELDS = frozenset({"v", "seq", "time", "type", "actor", "data", "prev", "hash"})
+
+_DAMAGE_HINT = (
+    "the journal is the audit trail and is never edited by hand: restore it from git"
+    " (`git log -p -- <state dir>/journal.jsonl` shows who changed what)"
+)
+
+
+def timestamp(moment: datetime) -> str:
+    """UTC with milliseconds, `2026-11-21T06:40:00.123Z`; a naive time is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def plain(value: Any) -> JSON:
+    """A copy made of dicts, lists and plain scalars: it serialises, and nothing else aliases it."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, str) and type(value) is not str:  # a StrEnum member reads back as str
+        return str(value)
+    return value
+
+
+def seal(
+    *, seq: int, time: str, kind: EventType, actor: JSON, data: JSON, prev: str
+) -> dict[str, JSON]:
+    event: dict[str, JSON] = {
+        "v": JOURNAL_VERSION,
+        "seq": seq,
+        "time": time,
+        "type": str(kind),
+        "actor": actor,
+        "data": data,
+        "prev": prev,
+    }
+    event["hash"] = digest(event)
+    return event
+
+
+def line_of(event: Event) -> bytes:
+    return (canonical_json(event) + "\n").encode()
+
+
+def damage(where: Location, what: str) -> StateError:
+    return StateError(what, location=where, hint=_DAMAGE_HINT)
+
+
+def parse_event(raw: bytes, where: Location) -> dict[str, JSON]:
+    """One line as an event whose fields, data and own hash are right; StateError otherwise."""
+    event = decode_event(raw, where)
+    check_hash(event, where)
+    return event
+
+
+def decode_event(raw: bytes, where: Location) -> dict[str, JSON]:
+    """One line as an event with the right fields and data, its hash not yet checked."""
+    try:
+        event = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError is one too
+        raise damage(where, "is not valid JSON") from None
+    if not isinstance(event, dict):
+        raise damage(where, "is not a JSON object")
+    if event.keys() != EVENT_FIELDS:
+        missing = sorted(EVENT_FIELDS - event.keys())
+        extra = sorted(event.keys() - EVENT_FIELDS)
+        what = [f"has no {', '.join(f'`{name}`' for name in missing)}"] if missing else []
+        what += [f"has unexpected {', '.join(f'`{name}`' for name in extra)}"] if extra else []
+        raise damage(where, f"the event {' and '.join(what)}")
+    version = event["v"]
+    if version != JOURNAL_VERSION:
+        if isinstance(version, int) and version > JOURNAL_VERSION:
+            raise StateError(
+                f"the event has version {version}: it was written by a newer version of"
+                " backfill-reconciler",
+                location=where,
+                hint="upgrade backfill-reconciler to read this state",
+            )
+        raise damage(where, f"the event has an invalid version {version!r}")
+    seq = event["seq"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise damage(where, f"`seq` is {seq!r}, not a positive integer")
+    for name in ("time", "prev", "hash"):
+        if not isinstance(event[name], str):
+            raise damage(where, f"`{name}` is not a string")
+    try:
+        kind = EventType(event["type"])
+    except ValueError:
+        raise damage(where, f"unknown event type {event['type']!r}") from None
+    if not isinstance(event["actor"], dict):
+        raise damage(where, "`actor` is not a JSON object")
+    try:
+        check_data(kind, event["data"])
+    except FoldError as error:
+        raise damage(where, str(error)) from None
+    return event
+
+
+def check_hash(event: Event, where: Location) -> None:
+    if digest({name: value for name, value in event.items() if name != "hash"}) != event["hash"]:
+        raise damage(where, "the event's hash does not match its content: the line was edited")
+
+
+def check_link(event: Event, where: Location, seq: int, prev_hash: str) -> None:
+    """The event is number `seq` of an unbroken chain whose previous hash is `prev_hash`."""
+    if event["seq"] != seq:
+        raise damage(
+            where,
+            f"`seq` is {event['seq']} where {seq} was expected:"
+            " a line was deleted, duplicated or moved",
+        )
+    if event["prev"] != prev_hash:
+        raise damage(
+            where,
+            "`prev` is not the hash of the event before it: the chain is broken"
+            " (an earlier line was edited, deleted or replaced)",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    number: int
+    """1-based; equals the event's `seq` in an intact journal."""
+    raw: bytes
+    """Without its newline; empty for a blank line, which is damage unless nothing follows it."""
+    torn: bool
+    """The last line, without a newline: a crash cut its write short."""
+
+
+class JournalFile:
+    """Reads the journal line by line; after iterating, `count` and `end` describe what it held."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        """Complete, non-blank lines (a trailing blank or torn line does not count)."""
+        self.end = 0
+        """The byte offset just after the last complete line: where the next event belongs."""
+
+    def lines(self, first: int = 1) -> Iterator[Line]:
+        """Lines numbered `first` and later; lines before it are counted, never decoded."""
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        blanks: list[Line] = []
+        offset = 0
+        with handle:
+            for number, chunk in enumerate(handle, 1):
+                offset += len(chunk)
+                complete = chunk.endswith(b"\n")
+                raw = chunk.rstrip(b"\r\n") if complete else chunk
+                if not raw.strip():
+                    # blank lines are only damage when an event follows them
+                    blanks.append(Line(number, b"", torn=False))
+                    continue
+                if not complete:
+                    yield Line(number, raw, torn=True)
+                    return
+                if number >= first:
+                    yield from (blank for blank in blanks if blank.number >= first)
+                    yield Line(number, raw, torn=False)
+                blanks.clear()
+                self.count = number
+                self.end = offset
+
+    def read(self, first: int = 1) -> Iterator[tuple[Line, dict[str, JSON] | None]]:
+        """Each line from `first` on with its parsed event (None for the torn last line)."""
+        for line in self.lines(first):
+            where = Location(str(self.path), line.number)
+            if line.torn:
+                yield line, None
+            elif not line.raw:
+                raise damage(where, "is blank")
+            else:
+                yield line, parse_event(line.raw, where)
+
+    def torn_warning(self, line: Line) -> str:
+        return (
+            f"{self.path}:{line.number}: ignored a torn last line ({len(line.raw)} bytes without"
+            " a newline): a write was cut short by a crash, and since every event is on disk"
+            " before its request is sent, that request never left"
+        )
+
+
+class Journal:
+    """The open journal of a writer: each `append` is one `os.write`, then `fsync`, so O(1)."""
+
+    def __init__(self, path: Path, end: int) -> None:
+        """Opens for appending and cuts anything after `end` (a torn or blank tail)."""
+        self.path = path
+        self.broken = False
+        existed = path.exists()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            if os.fstat(self._fd).st_size > end:
+                os.ftruncate(self._fd, end)
+                os.fsync(self._fd)
+            elif not existed:
+                fsync_directory(path.parent)
+        except OSError:
+            os.close(self._fd)
+            raise
+        self.size = end
+
+    def append(self, line: bytes) -> None:
+        """Raises OSError when the line is not durably on disk; the file is then as it was."""
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(self._fd)
+        except OSError:
+            self._cut_back()
+            raise
+        self.size += len(line)
+
+    def _cut_back(self) -> None:
+        try:
+            os.ftruncate(self._fd, self.size)
+            os.fsync(self._fd)
+        except OSError:
+            # a partial line may remain: later appends would bury it mid-file, so stop here
+            # and let the next writer see it as a torn last line
+            self.broken = True
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Makes a created or renamed entry in `directory` survive a power loss."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
