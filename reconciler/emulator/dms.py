@@ -1,0 +1,426 @@
+"""The emulated Alibaba Cloud DMS Enterprise API 2018-11-01: `BackFill`, `ListTaskFlowInstance`.
+
+Speaks the wire of the real service: RPC style with ACS3-signed requests, gateway errors as HTTP 4xx
+with `Code`/`Message`, business errors as HTTP 200 with `Success: false`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import IntEnum
+from typing import Any
+
+from reconciler.emulator.app import CallLog, Clock, EmulatorRequest, EmulatorResponse
+from reconciler.providers import acs3
+
+PROVIDER = "aliyun-dms"
+PRODUCT = "dms-enterprise"
+API_VERSION = "2018-11-01"
+
+THROTTLED = "Throttling.User"
+INVALID_VERSION = "InvalidVersion"
+API_NOT_FOUND = "InvalidApi.NotFound"
+INVALID_PARAMETER = "InvalidParameter"
+"""The business code for a request the service refused after the gateway let it through."""
+
+_GATEWAY_ERRORS: Mapping[str, tuple[int, str]] = {
+    **acs3.AUTH_ERRORS,
+    THROTTLED: (400, "Request was denied due to user flow control."),
+    INVALID_VERSION: (400, "Specified parameter Version is not valid."),
+    API_NOT_FOUND: (404, "Specified api is not found, please check your url and method."),
+}
+
+_FIRST_INSTANCE_ID = 470001
+
+
+class DagInstanceStatus(IntEnum):
+    """`Status` of a task flow run, as ListTaskFlowInstance reports it."""
+
+    WAITING = 0
+    RUNNING = 1
+    SUSPENDED = 2
+    FAILED = 3
+    SUCCEEDED = 4
+    COMPLETED = 5
+
+
+class _Rejected(Exception):
+    """A request refused: by the gateway (HTTP 4xx, `Code`) or by DMS (HTTP 200, `ErrorCode`)."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        *,
+        gateway: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message
+        self.gateway = gateway
+        self.retry_after = retry_after
+
+
+def _missing(name: str) -> _Rejected:
+    return _Rejected(f"Missing{name}", f"{name} is mandatory for this action.", gateway=True)
+
+
+def _invalid(name: str) -> _Rejected:
+    return _Rejected(f"Invalid{name}", f"Specified parameter {name} is not valid.", gateway=True)
+
+
+def _business(message: str) -> _Rejected:
+    return _Rejected(INVALID_PARAMETER, message)
+
+
+# The parameter types the gateway checks before DMS sees a request, per action.
+_LONG, _INT, _BOOL, _STR, _LONG_ARRAY = "long", "integer", "boolean", "string", "array"
+_ACTIONS: Mapping[str, tuple[Mapping[str, str], tuple[str, ...]]] = {
+    "BackFill": (
+        {
+            "Tid": _LONG,
+            "DagId": _LONG,
+            "StartNodeIds": _LONG_ARRAY,
+            "FilterNodeIds": _LONG_ARRAY,
+            "IsTriggerSubTree": _BOOL,
+            "BackFillDate": _STR,
+            "BackFillDateBegin": _STR,
+            "BackFillDateEnd": _STR,
+            "Interval": _INT,
+            "Asc": _BOOL,
+            "HistoryDagId": _LONG,
+        },
+        ("DagId",),
+    ),
+    "ListTaskFlowInstance": (
+        {
+            "Tid": _LONG,
+            "DagId": _LONG,
+            "TriggerType": _INT,
+            "StartTimeBegin": _STR,
+            "StartTimeEnd": _STR,
+            "PageIndex": _INT,
+            "PageSize": _INT,
+            "UseBizDate": _BOOL,
+            "Status": _INT,
+        },
+        ("DagId", "PageIndex", "PageSize"),
+    ),
+}
+
+
+def _decode(name: str, kind: str, raw: str) -> Any:
+    if kind in (_LONG, _INT):
+        try:
+            return int(raw)
+        except ValueError:
+            raise _invalid(name) from None
+    if kind == _BOOL:
+        if raw.lower() not in ("true", "false"):
+            raise _invalid(name)
+        return raw.lower() == "true"
+    if kind == _LONG_ARRAY:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise _invalid(name) from None
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise _invalid(name)
+        return value
+    return raw
+
+
+def _parse_date(name: str, value: str) -> date:
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _business(f"{name} must be a date in yyyy-MM-dd format: {value!r}.") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DagInstance:
+    """One run of a task flow for one business date, created by a backfill."""
+
+    id: int
+    dag_id: int
+    business_date: date
+    starts_at: float
+    ends_at: float
+    history_dag_id: int | None
+
+    def status(self, now: float) -> DagInstanceStatus:
+        if now < self.starts_at:
+            return DagInstanceStatus.WAITING
+        if now < self.ends_at:
+            return DagInstanceStatus.RUNNING
+        return DagInstanceStatus.SUCCEEDED
+
+    def to_wire(self, now: float) -> dict[str, Any]:
+        """Shaped like the SDK's `ListTaskFlowInstanceResponseBodyDAGInstanceListDAGInstance`."""
+        item: dict[str, Any] = {
+            "Id": self.id,
+            "DagId": str(self.dag_id),
+            "DagName": f"dag-{self.dag_id}",
+            "DagVersion": "1",
+            "OwnerName": "emulator",
+            "BusinessTime": f"{self.business_date.isoformat()} 00:00:00",
+            "TriggerType": 1,
+            "Status": int(self.status(now)),
+            "Message": "",
+        }
+        if self.history_dag_id is not None:
+            item["HistoryDagId"] = self.history_dag_id
+        if now >= self.starts_at:
+            item["startTime"] = _wire_time(self.starts_at)
+        if now >= self.ends_at:
+            item["EndTime"] = _wire_time(self.ends_at)
+        return item
+
+
+def _wire_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+
+
+def _request_id() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+class DmsService:
+    """DMS Enterprise as its gateway and service answer on the wire.
+
+    Every request must carry a valid ACS3 signature by `credentials`; with None every request is
+    refused, as a real endpoint refuses unknown keys. `rate_limit` is requests per second (a token
+    bucket holding that many); `instance_seconds` is how long each backfilled DAG instance runs.
+    """
+
+    def __init__(
+        self,
+        calls: CallLog,
+        credentials: acs3.AliyunCredentials | None,
+        *,
+        clock: Clock = time.time,
+        rate_limit: float | None = None,
+        instance_seconds: float = 2.0,
+    ) -> None:
+        self.calls = calls
+        self.credentials = credentials
+        self.clock = clock
+        self.rate_limit = rate_limit
+        self.instance_seconds = instance_seconds
+        self._lock = threading.Lock()
+        self._nonces = acs3.NonceWindow()
+        self._instances: list[DagInstance] = []
+        self._next_id = _FIRST_INSTANCE_ID
+        self._tokens = 0.0
+        self._refilled_at: float | None = None
+
+    def handles(self, request: EmulatorRequest) -> bool:
+        return "x-acs-action" in request.headers or "Action" in request.query()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._instances.clear()
+            self._nonces.clear()
+            self._refilled_at = None
+
+    def handle(self, request: EmulatorRequest) -> EmulatorResponse:
+        request_id = _request_id()
+        try:
+            self._authenticate(request)
+            self._throttle()
+            action, params = self._route(request)
+            if action == "BackFill":
+                body = self._back_fill(params, request_id)
+            else:
+                body = self._list_task_flow_instance(params, request_id)
+        except _Rejected as rejected:
+            return self._error(rejected, request, request_id)
+        return _reply(200, {"RequestId": request_id, "Success": True, **body}, request_id)
+
+    def _authenticate(self, request: EmulatorRequest) -> None:
+        known = (
+            {} if self.credentials is None else {self.credentials.access_key_id: self.credentials}
+        )
+        code = acs3.verify(
+            request.method,
+            request.path,
+            request.query_string,
+            request.headers,
+            request.body,
+            credentials_by_id=known,
+            now=self.clock(),
+            nonces=self._nonces,
+        )
+        if code is not None:
+            raise _Rejected(code, gateway=True)
+
+    def _throttle(self) -> None:
+        if self.rate_limit is None:
+            return
+        now = self.clock()
+        capacity = max(1.0, self.rate_limit)
+        with self._lock:
+            if self._refilled_at is None:
+                self._tokens = capacity
+            else:
+                elapsed = max(0.0, now - self._refilled_at)
+                self._tokens = min(capacity, self._tokens + elapsed * self.rate_limit)
+            self._refilled_at = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return
+            wait = (1.0 - self._tokens) / self.rate_limit
+        raise _Rejected(THROTTLED, gateway=True, retry_after=wait)
+
+    def _route(self, request: EmulatorRequest) -> tuple[str, dict[str, Any]]:
+        query = request.query()
+        version = request.headers.get("x-acs-version") or query.get("Version", "")
+        if version != API_VERSION:
+            raise _Rejected(INVALID_VERSION, gateway=True)
+        action = request.headers.get("x-acs-action") or query.get("Action", "")
+        if action not in _ACTIONS:
+            raise _Rejected(API_NOT_FOUND, gateway=True)
+        raw = dict(acs3.parse_query(request.query_string))
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            raw.update(acs3.parse_query(request.body.decode()))
+        types, required = _ACTIONS[action]
+        for name in required:
+            if not raw.get(name):
+                raise _missing(name)
+        params = {
+            name: _decode(name, kind, raw[name]) for name, kind in types.items() if name in raw
+        }
+        return action, params
+
+    def _back_fill(self, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        single: str | None = params.get("BackFillDate")
+        begin: str | None = params.get("BackFillDateBegin")
+        end: str | None = params.get("BackFillDateEnd")
+        if single is not None:
+            if begin is not None or end is not None:
+                raise _business("Specify either BackFillDate or BackFillDateBegin/BackFillDateEnd.")
+            first = last = _parse_date("BackFillDate", single)
+        elif begin is not None and end is not None:
+            first = _parse_date("BackFillDateBegin", begin)
+            last = _parse_date("BackFillDateEnd", end)
+            if first > last:
+                raise _business("BackFillDateBegin must not be after BackFillDateEnd.")
+        else:
+            raise _business("Specify BackFillDate, or both BackFillDateBegin and BackFillDateEnd.")
+        if params.get("Interval", 24) < 1:
+            raise _business("Interval must be at least 1 (hours).")
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        if not params.get("Asc", True):
+            days.reverse()
+        now = self.clock()
+        with self._lock:
+            created = []
+            for position, day in enumerate(days):
+                starts = now + position * self.instance_seconds
+                created.append(
+                    DagInstance(
+                        id=self._next_id,
+                        dag_id=params["DagId"],
+                        business_date=day,
+                        starts_at=starts,
+                        ends_at=starts + self.instance_seconds,
+                        history_dag_id=params.get("HistoryDagId"),
+                    )
+                )
+                self._next_id += 1
+            self._instances.extend(created)
+        dag_instance_id = created[0].id
+        self.calls.record(
+            {
+                "provider": PROVIDER,
+                "action": "BackFill",
+                "params": params,
+                "remote_id": str(dag_instance_id),
+                "request_id": request_id,
+                "time": now,
+            }
+        )
+        start_nodes = params.get("StartNodeIds") or [None]
+        return {"DagInstanceId": dag_instance_id, "NodeId": start_nodes[0]}
+
+    def _list_task_flow_instance(self, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        page_index, page_size = params["PageIndex"], params["PageSize"]
+        if page_index < 1 or page_size < 1:
+            raise _business("PageIndex and PageSize must be at least 1.")
+        now = self.clock()
+        begin: str | None = params.get("StartTimeBegin")
+        end: str | None = params.get("StartTimeEnd")
+        first = _parse_date("StartTimeBegin", begin) if begin is not None else date.min
+        last = _parse_date("StartTimeEnd", end) if end is not None else date.max
+        by_business = params.get("UseBizDate", False)
+
+        def selected(instance: DagInstance) -> bool:
+            when = (
+                instance.business_date
+                if by_business
+                else datetime.fromtimestamp(instance.starts_at, UTC).date()
+            )
+            return (
+                instance.dag_id == params["DagId"]
+                and params.get("TriggerType", 1) == 1
+                and params.get("Status", instance.status(now)) == instance.status(now)
+                and first <= when <= last
+            )
+
+        with self._lock:
+            matching = sorted(
+                (i for i in self._instances if selected(i)), key=lambda i: i.id, reverse=True
+            )
+        page = matching[(page_index - 1) * page_size : page_index * page_size]
+        return {
+            "TotalCount": len(matching),
+            "DAGInstanceList": {"DAGInstance": [i.to_wire(now) for i in page]},
+        }
+
+    def _error(
+        self, rejected: _Rejected, request: EmulatorRequest, request_id: str
+    ) -> EmulatorResponse:
+        if not rejected.gateway:
+            body = {
+                "RequestId": request_id,
+                "Success": False,
+                "ErrorCode": rejected.code,
+                "ErrorMessage": rejected.message,
+            }
+            return _reply(200, body, request_id)
+        status, message = _GATEWAY_ERRORS.get(rejected.code, (400, rejected.message))
+        body = {
+            "RequestId": request_id,
+            "HostId": request.headers.get("host", ""),
+            "Code": rejected.code,
+            "Message": rejected.message or message,
+            "Recommend": (
+                f"https://api.aliyun.com/troubleshoot?q={rejected.code}"
+                f"&product={PRODUCT}&requestId={request_id}"
+            ),
+        }
+        extra: tuple[tuple[str, str], ...] = ()
+        if rejected.retry_after is not None:
+            # Milliseconds; the SDK raises ThrottlingException when this header is present.
+            extra = (("x-acs-retry-after", str(max(1, math.ceil(rejected.retry_after * 1000)))),)
+        return _reply(status, body, request_id, extra)
+
+
+def _reply(
+    status: int, body: dict[str, Any], request_id: str, extra: tuple[tuple[str, str], ...] = ()
+) -> EmulatorResponse:
+    response = EmulatorResponse.json(status, body)
+    headers = (*response.headers, ("x-acs-request-id", request_id), *extra)
+    return EmulatorResponse(status, response.body, headers)
