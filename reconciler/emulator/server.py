@@ -26,6 +26,8 @@ class _LoggingRequestHandler(_RequestHandler):
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
+    """socketserver's default backlog of 5 resets connections under a burst of parallel calls."""
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup that can stall for
@@ -65,7 +67,7 @@ class EmulatorServer:
         """Serve in this thread until `shutdown` is called from another one."""
         self._serving = True
         try:
-            self._server.serve_forever(poll_interval=0.1)
+            self._server.serve_forever()
         finally:
             self._server.server_close()
 
@@ -74,7 +76,8 @@ class EmulatorServer:
         self._serving = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            # Short polls make `shutdown` (once per test) quick.
+            kwargs={"poll_interval": 0.02},
             name=f"emulator-{self.port}",
             daemon=True,
         )
@@ -117,5 +120,9 @@ def serve_forever(
 ) -> None:
     """Serve until interrupted; `on_ready` gets the URL once the port is bound."""
     server = serve(app, host, port, log_requests=log_requests)
-    on_ready(server.url)
+    try:
+        on_ready(server.url)
+    except BaseException:
+        server.shutdown()
+        raise
     server.serve_forever()
