@@ -4,7 +4,8 @@ what the real gateway refuses."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,16 @@ LATE_EVENING_UTC = 1756769400
 """2025-09-01 23:30 UTC, already 2025-09-02 in UTC+8: the scope must use the UTC date."""
 NOON_UTC = 1757160000
 """2025-09-06 12:00 UTC."""
+
+
+@pytest.fixture
+def east_of_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time in UTC+8, where a local date in the scope would show, whatever the host's zone."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 def _last_wedata_request(emulator: Emulator) -> EmulatorRequest:
@@ -45,6 +56,7 @@ def test_authorization_is_byte_identical_to_the_official_sdk(
     emulator_clock: FakeClock,
     wedata_sdk_client: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
+    east_of_utc: None,
 ) -> None:
     from tencentcloud.common import abstract_client
 
@@ -92,7 +104,7 @@ def test_authorization_is_byte_identical_to_the_official_sdk(
     assert "SignedHeaders=content-type;host," in sent_by_sdk.headers["authorization"]
 
 
-def test_the_credential_scope_uses_the_utc_date() -> None:
+def test_the_credential_scope_uses_the_utc_date(east_of_utc: None) -> None:
     assert tc3.credential_date(LATE_EVENING_UTC) == "2025-09-01"
 
 

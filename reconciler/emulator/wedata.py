@@ -10,7 +10,7 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
@@ -377,7 +377,7 @@ class WeDataService:
             if len(recent) >= self.rate_limit:
                 raise ApiError(
                     REQUEST_LIMIT_EXCEEDED,
-                    f"Your current request times equals to `{len(recent)}` in a second, which "
+                    f"Your current request times equals to `{len(recent) + 1}` in a second, which "
                     f"exceeds the frequency limit `{self.rate_limit:g}` for a second. Please "
                     "reduce the frequency of calls.",
                 )
@@ -387,7 +387,7 @@ class WeDataService:
         ranges: list[Mapping[str, str]] = params["DataBackfillRangeList"]
         _check_ranges(ranges)
         task_ids: list[str] = params["TaskIds"]
-        duplicates = sorted({task for task in task_ids if task_ids.count(task) > 1})
+        duplicates = sorted(task for task, count in Counter(task_ids).items() if count > 1)
         if duplicates:
             raise ApiError(
                 INVALID_PARAMETER_VALUE,
