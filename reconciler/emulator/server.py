@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from socketserver import TCPServer, ThreadingMixIn
@@ -38,9 +39,14 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
         self.server_port = int(port)
         self.setup_environ()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gives up mid-reply (a timeout, a reset) is routine, not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class EmulatorServer:
-    """A bound server; call `serve_forever` (blocking) or `start` (background thread)."""
+    """A bound IPv4 server; call `serve_forever` (blocking) or `start` (background thread)."""
 
     def __init__(self, app: Emulator, host: str, port: int, *, log_requests: bool) -> None:
         handler = _LoggingRequestHandler if log_requests else _RequestHandler
@@ -60,8 +66,7 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def serve_forever(self) -> None:
         """Serve in this thread until `shutdown` is called from another one."""
