@@ -17,7 +17,7 @@ from typing import Any
 from reconciler.domain import JSON, canonical_json
 from reconciler.errors import Diagnostic, Location, StateError
 from reconciler.state import journal, snapshot
-from reconciler.state.fold import FoldError, Replay, check_data
+from reconciler.state.fold import Event, FoldError, Replay, check_data
 from reconciler.state.journal import Journal, JournalFile
 from reconciler.state.lock import Lock
 from reconciler.state.records import ZERO_HASH, EventType, State, record_to_json
@@ -245,6 +245,7 @@ def open_state(
     except OSError as error:
         raise _io_error(error, directory / "lock", "lock") from None
     try:
+        _ignore_lock_in_git(directory)
         snapshot.remove_stale_temp_files(directory)
         loaded = _load(directory)
         return StateWriter(directory, actor=actor, lock=lock, clock=clock, loaded=loaded)
@@ -258,13 +259,22 @@ def _create(directory: Path) -> None:
         return
     try:
         directory.mkdir(parents=True)
-        (directory / ".gitignore").write_text(GITIGNORE)
-        journal.fsync_directory(directory)
         journal.fsync_directory(directory.parent)
     except FileExistsError:
         return  # another writer created it first; the lock decides who goes on
     except OSError as error:
         raise _io_error(error, directory, "create") from None
+
+
+def _ignore_lock_in_git(directory: Path) -> None:
+    """On first use only: after that, the `.gitignore` is the user's to edit."""
+    path = directory / ".gitignore"
+    if (directory / JOURNAL_FILE).exists() or path.exists():
+        return
+    try:
+        path.write_text(GITIGNORE)
+    except OSError as error:
+        raise _io_error(error, path, "write") from None
 
 
 def verify_journal(directory: Path) -> list[Diagnostic]:
@@ -287,6 +297,7 @@ def verify_journal(directory: Path) -> list[Diagnostic]:
     # after a damaged line, carry on from what the next line says it follows, so that one
     # damaged line is one problem and not one per line after it
     expected: tuple[int, str] | None = (1, ZERO_HASH)
+    damaged = False
     for line in lines.lines():
         where = Location(str(lines.path), line.number)
         if line.torn:
@@ -297,23 +308,23 @@ def verify_journal(directory: Path) -> list[Diagnostic]:
             event = journal.decode_event(line.raw, where)
         except StateError as error:
             problems.append(Diagnostic(where, error.message))
-            expected = None
+            expected, damaged = None, True
             continue
-        try:
-            journal.check_hash(event, where)
-        except StateError as error:
-            problems.append(Diagnostic(where, error.message))
-        try:
-            if expected is not None:
-                journal.check_link(event, where, *expected)
-        except StateError as error:
-            problems.append(Diagnostic(where, error.message))
+        for check in (journal.check_hash, _check_link(expected)):
+            try:
+                check(event, where)
+            except StateError as error:
+                problems.append(Diagnostic(where, error.message))
+                damaged = True
         expected = (event["seq"] + 1, event["hash"])
         try:
             replay.apply(event)
         except FoldError as error:
-            problems.append(Diagnostic(where, str(error)))
-        if found is not None and found.seq and event["seq"] == found.seq:
+            # once the chain is damaged, a refused transition is most likely its echo, and the
+            # snapshot would differ from the fold for the same reason
+            if not damaged:
+                problems.append(Diagnostic(where, str(error)))
+        if found is not None and found.seq and event["seq"] == found.seq and not damaged:
             problems += _compare_snapshot(directory, found, replay, event["hash"])
     if found is not None and lines.count < found.seq:
         problems.append(
@@ -324,6 +335,14 @@ def verify_journal(directory: Path) -> list[Diagnostic]:
             )
         )
     return problems
+
+
+def _check_link(expected: tuple[int, str] | None) -> Callable[[Event, Location], None]:
+    def check(event: Event, where: Location) -> None:
+        if expected is not None:
+            journal.check_link(event, where, *expected)
+
+    return check
 
 
 def _compare_snapshot(

@@ -1,0 +1,989 @@
+"""The state store: journal, snapshot and lock, on real files in a temporary directory."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from reconciler.domain import Cell, canonical_json
+from reconciler.errors import StateError
+from reconciler.state import (
+    EventType,
+    State,
+    StateWriter,
+    SubmissionStatus,
+    force_unlock,
+    load_state,
+    open_state,
+    read_lock_holder,
+    verify_journal,
+)
+from reconciler.state.fold import DATA_FIELDS
+from reconciler.state.store import CHECKPOINT_EVERY
+
+ACTOR = {"user": "alice", "commit": "0123abcd", "pr": 42, "tool_version": "0.1.0"}
+SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "state.schema.json").read_text())
+ZEROS = "0" * 64
+
+
+def fixed_clock() -> datetime:
+    return datetime(2026, 11, 21, 6, 40, 0, 123456, tzinfo=UTC)
+
+
+def writer(directory: Path, **options: Any) -> StateWriter:
+    options.setdefault("clock", fixed_clock)
+    return open_state(directory, actor=ACTOR, command="backfill apply", **options)
+
+
+def intent(
+    key: str,
+    *,
+    plan: str = "orders",
+    revision: int = 1,
+    targets: tuple[str, ...] = ("task-1",),
+    dates: tuple[str, ...] = ("2026-01-01",),
+    fingerprint: str = "fp-1",
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "plan": plan,
+        "revision": revision,
+        "provider": "wedata",
+        "action": "CreateDataBackfillPlan",
+        "region": "ap-singapore",
+        "endpoint": "https://wedata.intl.tencentcloudapi.com",
+        "targets": list(targets),
+        "dates": list(dates),
+        "fingerprint": fingerprint,
+        "params": {"ProjectId": "p-1", "CheckParentType": "NONE"},
+        "request": {"ProjectId": "p-1", "TaskIds": list(targets), "DataBackfillPlanName": key},
+    }
+
+
+def submitted(key: str, remote_id: str = "plan-1", *, emulator: bool = False) -> dict[str, Any]:
+    return {
+        "key": key,
+        "remote_id": remote_id,
+        "request_id": "req-1",
+        "detail": {"plan_id": remote_id},
+        "emulator": emulator,
+    }
+
+
+def rejected(key: str) -> dict[str, Any]:
+    return {"key": key, "code": "InvalidParameter", "message": "no such task", "request_id": "r"}
+
+
+def unknown(key: str) -> dict[str, Any]:
+    return {"key": key, "code": "ReadTimeout", "message": "no reply after sending"}
+
+
+def journal_lines(directory: Path) -> list[bytes]:
+    return (directory / "journal.jsonl").read_bytes().splitlines(keepends=True)
+
+
+def write_journal(directory: Path, lines: list[bytes]) -> None:
+    (directory / "journal.jsonl").write_bytes(b"".join(lines))
+
+
+def populated(directory: Path, submissions: int = 5) -> State:
+    """A closed state of `submissions` intents, each followed by a submitted outcome."""
+    with writer(directory) as state:
+        for number in range(submissions):
+            state.append("intent", intent(f"k{number}", targets=(f"task-{number}",)))
+            state.append("submitted", submitted(f"k{number}", f"plan-{number}"))
+        return state.state
+
+
+# --- journal and round trip ----------------------------------------------------------------
+
+
+def test_appended_events_read_back_as_the_same_state(tmp_path: Path) -> None:
+    with writer(tmp_path / "state") as state:
+        state.append("intent", intent("a"))
+        state.append("submitted", submitted("a", "plan-9", emulator=True))
+        state.append("intent", intent("b", dates=("2026-01-02", "2026-01-03")))
+        state.append("rejected", rejected("b"))
+        state.append("intent", intent("c"))
+        state.append("unknown", unknown("c"))
+        written = state.state
+
+    loaded = load_state(tmp_path / "state")
+
+    assert loaded == written
+    assert loaded.seq == 6
+    assert loaded.warnings == ()
+    a = loaded.submissions["a"]
+    assert (a.status, a.remote_id, a.request_id, a.emulator) == (
+        "submitted",
+        "plan-9",
+        "req-1",
+        True,
+    )
+    assert (a.attempts, a.intent_seq, a.updated_seq) == (1, 1, 2)
+    assert a.intent_time == a.updated_time == "2026-11-21T06:40:00.123Z"
+    assert a.actor == ACTOR
+    assert a.targets == ("task-1",)
+    b = loaded.submissions["b"]
+    assert (b.status, b.code, b.message) == ("rejected", "InvalidParameter", "no such task")
+    assert b.dates == ("2026-01-02", "2026-01-03")
+    assert loaded.submissions["c"].status is SubmissionStatus.UNKNOWN
+
+
+def test_each_event_is_one_canonical_line_hash_chained_to_the_one_before(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        returned = state.append("intent", intent("a"))
+        state.append("submitted", submitted("a"))
+        state.append("intent", intent("b"))
+
+    lines = journal_lines(tmp_path)
+    events = [json.loads(line) for line in lines]
+    assert events[0] == returned
+    assert [event["seq"] for event in events] == [1, 2, 3]
+    assert events[0]["prev"] == ZEROS
+    for line, event in zip(lines, events, strict=True):
+        assert line == (canonical_json(event) + "\n").encode()
+        unsealed = {name: value for name, value in event.items() if name != "hash"}
+        assert event["hash"] == hashlib.sha256(canonical_json(unsealed).encode()).hexdigest()
+        assert event["v"] == 1
+        assert event["actor"] == ACTOR
+        assert event["time"] == "2026-11-21T06:40:00.123Z"
+    assert [event["prev"] for event in events[1:]] == [event["hash"] for event in events[:-1]]
+    assert load_state(tmp_path).head_hash == events[-1]["hash"]
+
+
+def test_a_missing_directory_is_an_empty_state(tmp_path: Path) -> None:
+    state = load_state(tmp_path / "nowhere")
+
+    assert (state.seq, state.head_hash, state.emulator) == (0, ZEROS, False)
+    assert not state.submissions
+    assert not state.coverage()
+
+
+def test_the_first_writer_creates_the_directory_with_a_gitignore_for_the_lock(
+    tmp_path: Path,
+) -> None:
+    with writer(tmp_path / "repo" / "state"):
+        pass
+
+    ignored = (tmp_path / "repo" / "state" / ".gitignore").read_text().splitlines()
+    assert "lock" in ignored
+
+
+def test_a_gitignore_the_user_edited_is_left_alone(tmp_path: Path) -> None:
+    populated(tmp_path, submissions=1)
+    (tmp_path / ".gitignore").write_text("lock\n# ours now\n")
+
+    with writer(tmp_path) as state:
+        state.append("intent", intent("b", targets=("t2",)))
+
+    assert (tmp_path / ".gitignore").read_text() == "lock\n# ours now\n"
+
+
+def test_loading_a_snapshot_and_replaying_the_rest_equals_replaying_everything(
+    tmp_path: Path,
+) -> None:
+    with writer(tmp_path) as state:
+        for number in range(10):
+            state.append("intent", intent(f"k{number}"))
+        state.checkpoint()
+        snapshot_at_10 = (tmp_path / "snapshot.json").read_bytes()
+        for number in range(10):
+            state.append(
+                "submitted" if number % 2 else "unknown",
+                submitted(f"k{number}") if number % 2 else unknown(f"k{number}"),
+            )
+        state.append("intent", intent("k10"))
+        final = state.state
+    (tmp_path / "snapshot.json").write_bytes(snapshot_at_10)
+
+    from_snapshot = load_state(tmp_path)
+    (tmp_path / "snapshot.json").unlink()
+    from_scratch = load_state(tmp_path)
+
+    assert json.loads(snapshot_at_10)["seq"] == 10
+    assert from_snapshot == from_scratch == final
+    assert from_snapshot.seq == 21
+
+
+def test_the_snapshot_is_sorted_and_indented_for_readable_git_diffs(tmp_path: Path) -> None:
+    populated(tmp_path, submissions=2)
+
+    text = (tmp_path / "snapshot.json").read_text()
+    value = json.loads(text)
+
+    assert text == json.dumps(value, indent=2, sort_keys=True) + "\n"
+    assert (value["format"], value["seq"], value["emulator"]) == (1, 4, False)
+    assert value["hash"] == json.loads(journal_lines(tmp_path)[-1])["hash"]
+    assert value["submissions"]["k1"]["status"] == "submitted"
+
+
+def test_a_snapshot_vouches_for_the_lines_before_it_so_loading_never_reads_them(
+    tmp_path: Path,
+) -> None:
+    populated(tmp_path, submissions=3)
+    lines = journal_lines(tmp_path)
+    lines[1] = b"not even JSON\n"
+    write_journal(tmp_path, lines)
+
+    assert load_state(tmp_path).seq == 6  # fast path: only line 6 (the snapshot's) is read
+    problems = verify_journal(tmp_path)  # the audit reads everything
+    assert [str(problem.location) for problem in problems] == [f"{tmp_path}/journal.jsonl:2"]
+
+
+# --- folding: statuses, the exactly-once guard, coverage -------------------------------------
+
+
+def test_an_intent_without_an_outcome_reads_back_pending_and_needs_attention(
+    tmp_path: Path,
+) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))  # then the process dies before the reply
+
+    record = load_state(tmp_path).submissions["a"]
+
+    assert record.status is SubmissionStatus.PENDING
+    assert record.needs_attention
+    assert record.covers_cells
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        (None, "pending"),
+        ("submitted", "submitted"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_a_second_intent_for_a_submission_that_may_have_run_is_refused(
+    tmp_path: Path, outcome: str | None, status: str
+) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        if outcome == "submitted":
+            state.append("submitted", submitted("a"))
+        elif outcome == "unknown":
+            state.append("unknown", unknown("a"))
+        before = journal_lines(tmp_path)
+
+        with pytest.raises(StateError, match=f"second intent for submission a \\({status}"):
+            state.append("intent", intent("a"))
+
+        assert journal_lines(tmp_path) == before
+        assert state.state.submissions["a"].attempts == 1
+    assert load_state(tmp_path).submissions["a"].status == status
+
+
+@pytest.mark.parametrize(
+    ("settle", "data"),
+    [
+        ("rejected", rejected("a")),
+        ("resolved", {"key": "a", "status": "missing", "remote_id": "", "how": "lookup: none"}),
+        ("forgotten", {"key": "a", "reason": "checked the console: it never ran"}),
+    ],
+)
+def test_a_retry_after_a_submission_that_did_not_run_is_allowed_and_counted(
+    tmp_path: Path, settle: str, data: dict[str, Any]
+) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        if settle != "rejected":
+            state.append("unknown", unknown("a"))
+        state.append(settle, data)
+        assert not state.state.coverage()
+
+        state.append("intent", intent("a"))
+
+    record = load_state(tmp_path).submissions["a"]
+    assert (record.status, record.attempts, record.intent_seq) == ("pending", 2, record.updated_seq)
+    assert (record.code, record.message) == ("", "")
+
+
+def test_an_outcome_for_a_submission_without_an_intent_is_refused(tmp_path: Path) -> None:
+    with writer(tmp_path) as state, pytest.raises(StateError, match="which has no intent"):
+        state.append("submitted", submitted("ghost"))
+
+    assert not (tmp_path / "journal.jsonl").read_bytes()
+
+
+def test_outcomes_only_follow_the_statuses_they_can_follow(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        state.append("submitted", submitted("a"))
+
+        with pytest.raises(StateError, match="`submitted` for submission a, which is submitted"):
+            state.append("submitted", submitted("a"))
+        with pytest.raises(StateError, match="`forgotten` for submission a, which is submitted"):
+            state.append("forgotten", {"key": "a", "reason": "a ran backfill cannot be un-run"})
+
+
+def test_an_unknown_is_settled_by_a_lookup_or_by_a_person(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        for key in ("looked-up", "imported", "forgotten"):
+            state.append("intent", intent(key, targets=(key,)))
+            state.append("unknown", unknown(key))
+        state.append(
+            "resolved",
+            {"key": "looked-up", "status": "submitted", "remote_id": "i-7", "how": "ListTaskFlow"},
+        )
+        state.append("imported", {"key": "imported", "remote_id": "plan-3", "reason": "console"})
+        state.append("forgotten", {"key": "forgotten", "reason": "it never ran"})
+
+    records = load_state(tmp_path).submissions
+    assert (records["looked-up"].status, records["looked-up"].remote_id) == ("submitted", "i-7")
+    assert records["looked-up"].message == "ListTaskFlow"
+    assert (records["imported"].status, records["imported"].remote_id) == ("submitted", "plan-3")
+    assert records["forgotten"].status is SubmissionStatus.FORGOTTEN
+    assert not any(record.needs_attention for record in records.values())
+
+
+def test_coverage_is_every_cell_of_pending_submitted_and_unknown_submissions(
+    tmp_path: Path,
+) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("ok", targets=("t1", "t2"), dates=("d1", "d2")))
+        state.append("submitted", submitted("ok"))
+        state.append("intent", intent("maybe", targets=("t3",), dates=("d1",)))
+        state.append("unknown", unknown("maybe"))
+        state.append("intent", intent("in-flight", targets=("t4",), dates=("d1",)))
+        state.append("intent", intent("no", targets=("t5",), dates=("d1",)))
+        state.append("rejected", rejected("no"))
+
+    coverage = load_state(tmp_path).coverage()
+
+    assert {str(cell): record.key for cell, record in coverage.items()} == {
+        "orders@r1:t1:d1": "ok",
+        "orders@r1:t1:d2": "ok",
+        "orders@r1:t2:d1": "ok",
+        "orders@r1:t2:d2": "ok",
+        "orders@r1:t3:d1": "maybe",
+        "orders@r1:t4:d1": "in-flight",
+    }
+
+
+def test_where_two_submissions_cover_a_cell_the_later_intent_wins(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("first", fingerprint="old"))
+        state.append("submitted", submitted("first"))
+        state.append("intent", intent("second", fingerprint="new"))
+
+    cell = Cell("orders", 1, "task-1", "2026-01-01")
+    assert load_state(tmp_path).coverage()[cell].key == "second"
+
+
+def test_a_state_is_marked_emulator_once_the_emulator_accepted_a_submission(
+    tmp_path: Path,
+) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("real"))
+        state.append("submitted", submitted("real"))
+        assert not state.state.emulator
+        state.append("intent", intent("demo", targets=("t2",)))
+        state.append("submitted", submitted("demo", emulator=True))
+        assert state.state.emulator
+
+    assert load_state(tmp_path).emulator
+
+
+def test_an_event_without_its_fields_is_a_programming_error_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    data = intent("a")
+    del data["fingerprint"]
+
+    with writer(tmp_path) as state, pytest.raises(ValueError, match="has no `fingerprint`"):
+        state.append("intent", data)
+
+    assert not (tmp_path / "journal.jsonl").read_bytes()
+
+
+def test_states_handed_out_by_the_writer_do_not_change_after_later_appends(
+    tmp_path: Path,
+) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        before = state.state
+        returned = state.append("submitted", submitted("a"))
+        returned["data"]["detail"]["plan_id"] = "tampered"
+
+        assert before.submissions["a"].status is SubmissionStatus.PENDING
+        assert state.state.submissions["a"].detail == {"plan_id": "plan-1"}
+
+
+# --- damage ----------------------------------------------------------------------------------
+
+
+def test_a_torn_last_line_is_ignored_and_reported(tmp_path: Path) -> None:
+    expected = populated(tmp_path, submissions=2)
+    with (tmp_path / "journal.jsonl").open("ab") as journal:
+        journal.write(b'{"v":1,"seq":5,"ti')  # the crash cut this write short
+
+    state = load_state(tmp_path)
+
+    assert state == expected
+    assert len(state.warnings) == 1
+    assert f"{tmp_path}/journal.jsonl:5" in state.warnings[0]
+    assert "torn last line (18 bytes" in state.warnings[0]
+
+
+def test_the_next_writer_drops_a_torn_last_line_and_appends_cleanly(tmp_path: Path) -> None:
+    populated(tmp_path, submissions=2)
+    with (tmp_path / "journal.jsonl").open("ab") as journal:
+        journal.write(b'{"v":1,"seq":5,"ti')
+
+    with writer(tmp_path) as state:
+        assert "torn last line" in state.state.warnings[0]
+        state.append("intent", intent("next", targets=("t9",)))
+
+    assert [json.loads(line)["seq"] for line in journal_lines(tmp_path)] == [1, 2, 3, 4, 5]
+    reloaded = load_state(tmp_path)
+    assert (reloaded.seq, reloaded.warnings) == (5, ())
+    assert verify_journal(tmp_path) == []
+
+
+def test_a_blank_trailing_line_is_not_damage(tmp_path: Path) -> None:
+    populated(tmp_path, submissions=1)
+    with (tmp_path / "journal.jsonl").open("ab") as journal:
+        journal.write(b"\n")
+
+    assert load_state(tmp_path).warnings == ()
+    with writer(tmp_path) as state:
+        state.append("intent", intent("next", targets=("t9",)))
+    assert load_state(tmp_path).seq == 3
+
+
+def _bad_json(lines: list[bytes]) -> None:
+    lines[2] = b'{"v":1,"seq":3,\n'
+
+
+def _edited_field(lines: list[bytes]) -> None:
+    assert b'"targets":["task-1"]' in lines[2]
+    lines[2] = lines[2].replace(b'"targets":["task-1"]', b'"targets":["task-9"]')
+
+
+def _edited_field_with_its_hash_recomputed(lines: list[bytes]) -> None:
+    event = json.loads(lines[2])
+    event["data"]["targets"] = ["task-forged"]
+    del event["hash"]
+    event["hash"] = hashlib.sha256(canonical_json(event).encode()).hexdigest()
+    lines[2] = (canonical_json(event) + "\n").encode()
+
+
+def _deleted_line(lines: list[bytes]) -> None:
+    del lines[2]
+
+
+def _swapped_lines(lines: list[bytes]) -> None:
+    lines[2], lines[3] = lines[3], lines[2]
+
+
+def _missing_field(lines: list[bytes]) -> None:
+    event = json.loads(lines[2])
+    del event["actor"]
+    lines[2] = (canonical_json(event) + "\n").encode()
+
+
+def _blank_middle_line(lines: list[bytes]) -> None:
+    lines[2] = b"\n"
+
+
+@pytest.mark.parametrize(
+    ("damage", "line", "what"),
+    [
+        (_bad_json, 3, "is not valid JSON"),
+        (_edited_field, 3, "hash does not match its content"),
+        (_edited_field_with_its_hash_recomputed, 4, "`prev` is not the hash of the event before"),
+        (_deleted_line, 3, "`seq` is 4 where 3 was expected"),
+        (_swapped_lines, 3, "`seq` is 4 where 3 was expected"),
+        (_missing_field, 3, "has no `actor`"),
+        (_blank_middle_line, 3, "is blank"),
+    ],
+)
+def test_a_damaged_line_is_an_error_naming_the_line(
+    tmp_path: Path, damage: Callable[[list[bytes]], None], line: int, what: str
+) -> None:
+    populated(tmp_path, submissions=3)
+    (tmp_path / "snapshot.json").unlink()  # or the snapshot would vouch for the damaged line
+    lines = journal_lines(tmp_path)
+    damage(lines)
+    write_journal(tmp_path, lines)
+
+    with pytest.raises(StateError) as raised:
+        load_state(tmp_path)
+
+    assert str(raised.value).startswith(f"{tmp_path}/journal.jsonl:{line}: ")
+    assert what in str(raised.value)
+    with pytest.raises(StateError, match=f"journal.jsonl:{line}: "):
+        writer(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "line"),
+    [(_bad_json, 3), (_edited_field, 3), (_edited_field_with_its_hash_recomputed, 4)],
+)
+def test_the_audit_finds_damage_under_the_snapshot_and_reports_each_once(
+    tmp_path: Path, damage: Callable[[list[bytes]], None], line: int
+) -> None:
+    populated(tmp_path, submissions=3)
+    lines = journal_lines(tmp_path)
+    damage(lines)
+    write_journal(tmp_path, lines)
+
+    problems = verify_journal(tmp_path)
+
+    assert [problem.location.line for problem in problems if problem.location.line] == [line]
+
+
+def test_the_audit_finds_a_snapshot_that_is_not_the_fold_of_its_journal(tmp_path: Path) -> None:
+    populated(tmp_path, submissions=2)
+    value = json.loads((tmp_path / "snapshot.json").read_text())
+    value["submissions"]["k1"]["status"] = "rejected"
+    (tmp_path / "snapshot.json").write_text(json.dumps(value))
+
+    assert load_state(tmp_path).submissions["k1"].status == "rejected"  # trusted when loading
+    problems = [str(problem) for problem in verify_journal(tmp_path)]
+    assert problems == [
+        f"{tmp_path}/snapshot.json: submission k1 differs from the fold of the journal in `status`"
+    ]
+
+
+def test_an_event_or_a_snapshot_from_a_newer_version_is_refused_as_such(tmp_path: Path) -> None:
+    populated(tmp_path, submissions=1)
+    value = json.loads((tmp_path / "snapshot.json").read_text())
+    (tmp_path / "snapshot.json").write_text(json.dumps({**value, "format": 2}))
+
+    with pytest.raises(StateError, match="written by a newer version"):
+        load_state(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda value: value.update(hash="f" * 64), id="other hash"),
+        pytest.param(lambda value: value.update(seq=9), id="beyond the journal"),
+    ],
+)
+def test_a_snapshot_that_disagrees_with_the_journal_is_an_error(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], None]
+) -> None:
+    populated(tmp_path, submissions=2)
+    value = json.loads((tmp_path / "snapshot.json").read_text())
+    edit(value)
+    (tmp_path / "snapshot.json").write_text(json.dumps(value))
+
+    with pytest.raises(StateError, match=r"snapshot does not match the journal at line (4|9)"):
+        load_state(tmp_path)
+    assert verify_journal(tmp_path)
+
+
+def test_a_snapshot_left_with_merge_conflict_markers_says_how_to_recover(tmp_path: Path) -> None:
+    populated(tmp_path, submissions=1)
+    (tmp_path / "snapshot.json").write_text("<<<<<<< HEAD\n{}\n=======\n{}\n>>>>>>> main\n")
+
+    with pytest.raises(StateError, match="merge conflict") as raised:
+        load_state(tmp_path)
+    assert "delete snapshot.json" in str(raised.value)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+
+def count_snapshot_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    writes: list[str] = []
+    replace = os.replace
+
+    def counting(source: Any, target: Any, **kwargs: Any) -> None:
+        if Path(target).name == "snapshot.json":
+            writes.append(str(target))
+        replace(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "replace", counting)
+    return writes
+
+
+def test_a_writer_checkpoints_on_close_only_when_it_appended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populated(tmp_path, submissions=1)
+    writes = count_snapshot_writes(monkeypatch)
+
+    with writer(tmp_path):
+        pass
+    assert writes == []
+
+    with writer(tmp_path) as state:
+        state.append("intent", intent("b", targets=("t2",)))
+    assert len(writes) == 1
+
+
+@pytest.mark.slow
+def test_applying_ten_thousand_submissions_rewrites_the_snapshot_only_every_5000_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = count_snapshot_writes(monkeypatch)
+
+    with writer(tmp_path) as state:
+        for number in range(10_000):
+            state.append("intent", intent(f"k{number}", targets=(f"t{number}",)))
+            state.append("submitted", submitted(f"k{number}"))
+
+    assert CHECKPOINT_EVERY == 5000
+    assert len(writes) == 20_000 // CHECKPOINT_EVERY == 4
+    assert load_state(tmp_path).seq == 20_000
+
+
+def test_a_stale_temp_snapshot_is_ignored_and_cleaned_by_the_next_writer(
+    tmp_path: Path,
+) -> None:
+    expected = populated(tmp_path, submissions=1)
+    stale = tmp_path / ".snapshot.json.dead0001.tmp"
+    stale.write_text('{"format": 1, "seq": 99')  # a checkpoint cut short by a crash
+
+    assert load_state(tmp_path) == expected
+    with writer(tmp_path):
+        pass
+    assert not stale.exists()
+
+
+# --- lock ----------------------------------------------------------------------------------
+
+HOLDER = """
+import sys
+from pathlib import Path
+from reconciler.state import open_state
+
+with open_state(Path(sys.argv[1]), actor={"user": "bob"}, command="backfill apply"):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+    """Starts a process that holds the lock on `tmp_path` until its stdin gets a line."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start() -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline() == "locked\n"
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def release(process: subprocess.Popen[str]) -> None:
+    assert process.stdin is not None
+    process.stdin.write("\n")
+    process.stdin.flush()
+
+
+def test_a_second_writer_fails_fast_naming_the_holder(
+    tmp_path: Path, holder: Callable[[], subprocess.Popen[str]]
+) -> None:
+    process = holder()
+    recorded = read_lock_holder(tmp_path)
+    assert recorded is not None
+    assert (recorded.pid, recorded.command) == (process.pid, "backfill apply")
+
+    started = time.monotonic()
+    with pytest.raises(StateError) as raised:
+        writer(tmp_path)
+
+    assert time.monotonic() - started < 1.0
+    message = str(raised.value)
+    assert f"{tmp_path}/ is locked by `backfill apply` (pid {process.pid}, user " in message
+    assert f"on host {recorded.host}, since {recorded.since})" in message
+    assert (
+        f"--lock-timeout, or if that process is gone run `backfill state unlock {recorded.id}`"
+        in message
+    )
+
+
+def test_a_writer_waits_up_to_its_lock_timeout(
+    tmp_path: Path, holder: Callable[[], subprocess.Popen[str]]
+) -> None:
+    process = holder()
+    started = time.monotonic()
+    with pytest.raises(StateError, match=r"is still locked after 0\.3s by `backfill apply`"):
+        writer(tmp_path, lock_timeout=0.3)
+    assert time.monotonic() - started >= 0.3
+
+    threading.Timer(0.3, release, [process]).start()
+    started = time.monotonic()
+    with writer(tmp_path, lock_timeout=10) as state:
+        assert time.monotonic() - started >= 0.25
+        state.append("intent", intent("a"))
+
+
+def test_a_holder_killed_with_sigkill_does_not_block_the_next_writer(
+    tmp_path: Path, holder: Callable[[], subprocess.Popen[str]]
+) -> None:
+    process = holder()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stale = read_lock_holder(tmp_path)
+    assert stale is not None
+    assert stale.pid == process.pid  # what it left behind is only a stale record
+
+    with writer(tmp_path) as state:
+        current = read_lock_holder(tmp_path)
+        assert current is not None
+        assert current.pid == os.getpid()
+        assert current.id == state.lock.holder.id != stale.id
+
+    assert read_lock_holder(tmp_path) is None
+
+
+def test_force_unlock_clears_a_stale_record_and_warns_when_the_id_is_not_the_holders(
+    tmp_path: Path, holder: Callable[[], subprocess.Popen[str]]
+) -> None:
+    process = holder()
+    live = read_lock_holder(tmp_path)
+    assert live is not None
+    with pytest.raises(StateError, match="which is still running"):
+        force_unlock(tmp_path, live.id)
+
+    process.kill()
+    process.wait()
+    assert force_unlock(tmp_path, live.id) == []
+    assert read_lock_holder(tmp_path) is None
+
+    process = holder()
+    process.kill()
+    process.wait()
+    warnings = force_unlock(tmp_path, "12345678")
+    assert len(warnings) == 1
+    assert "not 12345678" in warnings[0]
+
+
+# --- not writable, disk full ---------------------------------------------------------------
+
+READ_ONLY_RUN = """
+import json, os, sys
+from pathlib import Path
+from reconciler.errors import StateError
+from reconciler.state import open_state
+
+directory = Path(sys.argv[1])
+report = {}
+writer = open_state(directory, actor={"user": "carol"}, command="backfill apply")
+writer.append("intent", json.loads(sys.argv[2]))
+for name in os.listdir(directory):
+    os.chmod(directory / name, 0o444)
+os.chmod(directory, 0o555)
+try:
+    writer.close()
+except StateError as error:
+    report["close"] = str(error)
+try:
+    open_state(directory, actor={"user": "carol"}, command="backfill apply")
+except StateError as error:
+    report["open"] = str(error)
+print(json.dumps(report))
+"""
+
+
+def without_root_overrides() -> None:
+    """Root ignores file modes: drop the capabilities that let it, for the exec that follows."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER):
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER = 24, 1, 2, 3
+
+
+def test_a_read_only_state_directory_is_a_state_error_and_leaves_no_partial_snapshot(
+    tmp_path: Path,
+) -> None:
+    populated(tmp_path, submissions=1)
+    snapshot_before = (tmp_path / "snapshot.json").read_bytes()
+
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", READ_ONLY_RUN, str(tmp_path), json.dumps(intent("new"))],
+            capture_output=True,
+            text=True,
+            check=True,
+            # the child has no threads yet, so the usual preexec_fn hazard does not apply
+            preexec_fn=without_root_overrides if os.geteuid() == 0 else None,
+        )
+    finally:
+        for path in (tmp_path, *tmp_path.iterdir()):
+            path.chmod(0o755)
+    report = json.loads(run.stdout)
+
+    assert "snapshot.json: the state directory is not writable" in report["close"]
+    assert "lock: the state directory is not writable" in report["open"]
+    assert (tmp_path / "snapshot.json").read_bytes() == snapshot_before
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        ".gitignore",
+        "journal.jsonl",
+        "lock",
+        "snapshot.json",
+    ]
+    assert load_state(tmp_path).submissions["new"].status == "pending"  # the journal has it
+
+
+@pytest.fixture
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Makes writes to files of one name fail as on a full disk (the first one comes up short)."""
+    real_open, real_write = os.open, os.write
+    full: set[str] = set()
+    descriptors: dict[int, str] = {}
+
+    def opening(path: Any, flags: int, mode: int = 0o777, **kwargs: Any) -> int:
+        fd = real_open(path, flags, mode, **kwargs)
+        descriptors[fd] = Path(path).name
+        return fd
+
+    def writing(fd: int, data: Any) -> int:
+        name = descriptors.get(fd, "")
+        if any(name.startswith(prefix) for prefix in full):
+            if len(data) > 1:
+                return real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "open", opening)
+    monkeypatch.setattr(os, "write", writing)
+    return full.add
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_old_snapshot_and_no_temp_file(
+    tmp_path: Path, full_disk: Callable[[str], None]
+) -> None:
+    populated(tmp_path, submissions=1)
+    snapshot_before = (tmp_path / "snapshot.json").read_bytes()
+    state = writer(tmp_path)
+    state.append("intent", intent("new", targets=("t9",)))
+    full_disk(".snapshot.json.")
+
+    with pytest.raises(StateError, match="no space left on the device"):
+        state.close()
+
+    assert (tmp_path / "snapshot.json").read_bytes() == snapshot_before
+    assert not list(tmp_path.glob(".snapshot.json.*"))
+    assert read_lock_holder(tmp_path) is None  # the lock was released all the same
+    assert load_state(tmp_path).submissions["new"].status == "pending"
+
+
+def test_a_full_disk_during_an_append_leaves_no_partial_line(
+    tmp_path: Path, full_disk: Callable[[str], None]
+) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        full_disk("journal.jsonl")
+        with pytest.raises(StateError, match=r"cannot journal `submitted` to .*no space left"):
+            state.append("submitted", submitted("a"))
+        assert state.state.submissions["a"].status is SubmissionStatus.PENDING
+
+    assert len(journal_lines(tmp_path)) == 1
+    assert load_state(tmp_path).warnings == ()
+
+
+def test_a_failed_run_still_checkpoints_and_releases_the_lock(tmp_path: Path) -> None:
+    def apply() -> None:
+        with writer(tmp_path) as state:
+            state.append("intent", intent("a"))
+            raise RuntimeError("provider exploded")
+
+    with pytest.raises(RuntimeError, match="provider exploded"):
+        apply()
+
+    assert json.loads((tmp_path / "snapshot.json").read_text())["seq"] == 1
+    assert read_lock_holder(tmp_path) is None
+
+
+# --- schema --------------------------------------------------------------------------------
+
+
+def validator(definition: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        {"$defs": SCHEMA["$defs"], "$ref": f"#/$defs/{definition}"}
+    )
+
+
+def test_the_files_written_validate_against_the_state_schema(tmp_path: Path) -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        state.append("submitted", submitted("a"))
+        state.append("intent", intent("b", targets=("t2",)))
+        state.append("rejected", rejected("b"))
+        for key in ("c", "d", "e"):
+            state.append("intent", intent(key, targets=(key,)))
+            state.append("unknown", unknown(key))
+        state.append("resolved", {"key": "c", "status": "missing", "remote_id": "", "how": "x"})
+        state.append("imported", {"key": "d", "remote_id": "plan-4", "reason": "console"})
+        state.append("forgotten", {"key": "e", "reason": "never ran"})
+        state.append("intent", intent("f", targets=("t6",)))
+        state.append("intent", intent("g", targets=("t7",)))
+        state.append("unknown", unknown("g"))
+
+    events = [json.loads(line) for line in journal_lines(tmp_path)]
+    assert {event["type"] for event in events} == set(EventType)
+    for event in events:
+        validator("event").validate(event)
+        jsonschema.validate(event, SCHEMA)
+    snapshot = json.loads((tmp_path / "snapshot.json").read_text())
+    validator("snapshot").validate(snapshot)
+    jsonschema.validate(snapshot, SCHEMA)
+    assert {record["status"] for record in snapshot["submissions"].values()} == set(
+        SubmissionStatus
+    )
+
+
+def test_the_schema_and_the_store_agree_on_the_fields_of_every_event() -> None:
+    for kind, fields in DATA_FIELDS.items():
+        assert SCHEMA["$defs"][kind]["required"] == list(fields), kind
+        assert SCHEMA["$defs"][kind]["additionalProperties"] is False
+
+
+# --- speed ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_thirty_thousand_events_with_a_snapshot_load_in_well_under_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as setup:
+        setup.setattr(os, "fsync", lambda fd: None)  # durability is not what this measures
+        with writer(tmp_path) as state:
+            for number in range(15_000):
+                state.append("intent", intent(f"k{number}", targets=(f"t{number}",)))
+                state.append("submitted", submitted(f"k{number}"))
+
+    started = time.perf_counter()
+    loaded = load_state(tmp_path)
+    elapsed = time.perf_counter() - started
+
+    assert loaded.seq == 30_000
+    assert elapsed < 1.0, f"loading took {elapsed:.2f}s"
