@@ -31,6 +31,7 @@ from reconciler.state import (
     load_state,
     open_state,
     read_lock_holder,
+    store,
     verify_journal,
 )
 from reconciler.state.fold import DATA_FIELDS
@@ -853,8 +854,8 @@ def test_a_read_only_state_directory_is_a_state_error_and_leaves_no_partial_snap
 
 
 @pytest.fixture
-def full_disk(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Makes writes to files of one name fail as on a full disk (the first one comes up short)."""
+def full_disk(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """File name prefixes whose writes fail as on a full disk (a long write comes up short)."""
     real_open, real_write = os.open, os.write
     full: set[str] = set()
     descriptors: dict[int, str] = {}
@@ -874,17 +875,17 @@ def full_disk(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
 
     monkeypatch.setattr(os, "open", opening)
     monkeypatch.setattr(os, "write", writing)
-    return full.add
+    return full
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_old_snapshot_and_no_temp_file(
-    tmp_path: Path, full_disk: Callable[[str], None]
+    tmp_path: Path, full_disk: set[str]
 ) -> None:
     populated(tmp_path, submissions=1)
     snapshot_before = (tmp_path / "snapshot.json").read_bytes()
     state = writer(tmp_path)
     state.append("intent", intent("new", targets=("t9",)))
-    full_disk(".snapshot.json.")
+    full_disk.add(".snapshot.json.")
 
     with pytest.raises(StateError, match="no space left on the device"):
         state.close()
@@ -896,17 +897,37 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_old_snapshot_and_no_temp_file
 
 
 def test_a_full_disk_during_an_append_leaves_no_partial_line(
-    tmp_path: Path, full_disk: Callable[[str], None]
+    tmp_path: Path, full_disk: set[str]
 ) -> None:
     with writer(tmp_path) as state:
         state.append("intent", intent("a"))
-        full_disk("journal.jsonl")
+        full_disk.add("journal.jsonl")
         with pytest.raises(StateError, match=r"cannot journal `submitted` to .*no space left"):
             state.append("submitted", submitted("a"))
         assert state.state.submissions["a"].status is SubmissionStatus.PENDING
+        assert len(journal_lines(tmp_path)) == 1
 
-    assert len(journal_lines(tmp_path)) == 1
+        full_disk.clear()  # space was freed: the same writer carries on
+        state.append("submitted", submitted("a"))
+
+    assert [json.loads(line)["type"] for line in journal_lines(tmp_path)] == ["intent", "submitted"]
     assert load_state(tmp_path).warnings == ()
+    assert verify_journal(tmp_path) == []
+
+
+def test_a_failed_checkpoint_during_a_long_run_does_not_fail_the_append_that_caused_it(
+    tmp_path: Path, full_disk: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "CHECKPOINT_EVERY", 2)
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        full_disk.add(".snapshot.json.")
+        state.append("submitted", submitted("a"))  # durable: raising here would be a lie
+
+        assert "no checkpoint at seq 2: cannot write" in state.state.warnings[0]
+        full_disk.clear()
+
+    assert json.loads((tmp_path / "snapshot.json").read_text())["seq"] == 2
 
 
 def test_a_failed_run_still_checkpoints_and_releases_the_lock(tmp_path: Path) -> None:

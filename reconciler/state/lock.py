@@ -144,6 +144,8 @@ def force_unlock(directory: Path, lock_id: str) -> list[str]:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         return [f"{directory}/ has no lock: nothing to unlock"]
+    except OSError as error:
+        raise StateError(f"cannot open {path}: {error.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

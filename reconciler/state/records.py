@@ -206,6 +206,10 @@ _RECORD_TYPES: Mapping[str, type] = {
 }
 
 
+_RECORD_TYPE_ITEMS = tuple(_RECORD_TYPES.items())
+_STATUSES = {str(status): status for status in SubmissionStatus}
+
+
 def record_from_json(value: Any) -> SubmissionRecord:
     """Raises ValueError with a sentence naming the field when `value` is not a record."""
     if not isinstance(value, dict):
@@ -216,18 +220,15 @@ def record_from_json(value: Any) -> SubmissionRecord:
         what = [f"missing {', '.join(missing)}"] if missing else []
         what += [f"unexpected {', '.join(extra)}"] if extra else []
         raise ValueError("; ".join(what))
-    for name, kind in _RECORD_TYPES.items():
-        item = value[name]
-        # bool is an int to isinstance, but never a count or a revision
-        if not isinstance(item, kind) or (kind is int and isinstance(item, bool)):
+    # exact types, since `json.loads` makes nothing else (and a bool is never a count); this
+    # runs once per submission on every load, so it stays one pass without isinstance calls
+    for name, kind in _RECORD_TYPE_ITEMS:
+        if type(value[name]) is not kind:
             raise ValueError(f"`{name}` is not a {kind.__name__}")
-    for name in ("targets", "dates"):
-        if not all(isinstance(item, str) for item in value[name]):
-            raise ValueError(f"`{name}` is not a list of strings")
-    try:
-        status = SubmissionStatus(value["status"])
-    except ValueError:
-        raise ValueError(f"unknown status {value['status']!r}") from None
-    fields = {**value, "status": status}
-    fields["targets"], fields["dates"] = tuple(value["targets"]), tuple(value["dates"])
-    return SubmissionRecord(**fields)
+    targets, dates = tuple(value["targets"]), tuple(value["dates"])
+    if {type(item) for item in targets + dates} - {str}:
+        raise ValueError("`targets` or `dates` is not a list of strings")
+    status = _STATUSES.get(value["status"])
+    if status is None:
+        raise ValueError(f"unknown status {value['status']!r}")
+    return SubmissionRecord(**{**value, "status": status, "targets": targets, "dates": dates})

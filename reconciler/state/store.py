@@ -107,7 +107,10 @@ def _io_error(error: OSError, path: Path, doing: str) -> StateError:
 
 
 class StateWriter:
-    """The one process allowed to change a state directory, from `open_state` until `close`."""
+    """The one process allowed to change a state directory, from `open_state` until `close`.
+
+    Not thread-safe: threads that share a writer take turns (one lock around `append`).
+    """
 
     def __init__(
         self,
@@ -174,7 +177,13 @@ class StateWriter:
         self._replay.apply(event, record)
         self._since_checkpoint += 1
         if self._since_checkpoint >= CHECKPOINT_EVERY:
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except StateError as error:
+                # the event is durable and the snapshot only a cache: the caller's step must
+                # not look failed (an intent that seems unwritten would strand its request)
+                self._warnings += (f"no checkpoint at seq {self._replay.seq}: {error.message}",)
+                self._since_checkpoint = 0
         # a copy: `event` shares its dicts with the state, which must not change under us
         written: dict[str, JSON] = json.loads(line)
         return written
