@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from reconciler.domain import JSON, canonical_json
 from reconciler.errors import Diagnostic, Location, StateError
 from reconciler.state import journal, snapshot
-from reconciler.state.fold import Event, FoldError, Replay, check_data
+from reconciler.state.fold import FoldError, Replay, check_data
 from reconciler.state.journal import Journal, JournalFile
 from reconciler.state.lock import Lock
 from reconciler.state.records import ZERO_HASH, EventType, State, record_to_json
@@ -319,9 +320,12 @@ def verify_journal(directory: Path) -> list[Diagnostic]:
             problems.append(Diagnostic(where, error.message))
             expected, damaged = None, True
             continue
-        for check in (journal.check_hash, _check_link(expected)):
+        checks = [partial(journal.check_hash, event, where)]
+        if expected is not None:
+            checks.append(partial(journal.check_link, event, where, *expected))
+        for check in checks:
             try:
-                check(event, where)
+                check()
             except StateError as error:
                 problems.append(Diagnostic(where, error.message))
                 damaged = True
@@ -344,14 +348,6 @@ def verify_journal(directory: Path) -> list[Diagnostic]:
             )
         )
     return problems
-
-
-def _check_link(expected: tuple[int, str] | None) -> Callable[[Event, Location], None]:
-    def check(event: Event, where: Location) -> None:
-        if expected is not None:
-            journal.check_link(event, where, *expected)
-
-    return check
 
 
 def _compare_snapshot(
