@@ -992,7 +992,7 @@ def test_the_schema_and_the_store_agree_on_the_fields_of_every_event() -> None:
 
 
 @pytest.mark.slow
-def test_thirty_thousand_events_with_a_snapshot_load_in_well_under_a_second(
+def test_thirty_thousand_events_with_a_snapshot_load_in_under_two_seconds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as setup:
@@ -1007,4 +1007,4 @@ def test_thirty_thousand_events_with_a_snapshot_load_in_well_under_a_second(
     elapsed = time.perf_counter() - started
 
     assert loaded.seq == 30_000
-    assert elapsed < 1.0, f"loading took {elapsed:.2f}s"
+    assert elapsed < 2.0, f"loading took {elapsed:.2f}s"  # about 0.35s on a 2-core VM

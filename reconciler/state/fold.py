@@ -71,6 +71,9 @@ ALLOWED_FROM: Mapping[EventType, frozenset[SubmissionStatus]] = {
 """The statuses an outcome may follow. An intent may follow none or a status that covers nothing."""
 
 
+_JSON_NAMES = {str: "string", int: "integer", bool: "boolean", list: "list", dict: "JSON object"}
+
+
 def check_data(kind: EventType, data: Any) -> None:
     """Raises FoldError naming the field when `data` is not what an event of `kind` carries."""
     if not isinstance(data, dict):
@@ -93,9 +96,6 @@ def check_data(kind: EventType, data: Any) -> None:
                 raise FoldError(f"`data.{name}` of an intent is not a non-empty list of strings")
     if kind is EventType.RESOLVED and data["status"] not in (_S.SUBMITTED, _S.MISSING):
         raise FoldError(f"`data.status` of a resolved event is {data['status']!r}")
-
-
-_JSON_NAMES = {str: "string", int: "integer", bool: "boolean", list: "list", dict: "JSON object"}
 
 
 def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
