@@ -1,0 +1,314 @@
+"""Second stage: loaded documents -> typed plans, or every problem found, each at file:line:col.
+
+The JSON Schema is the contract and runs first; the rules it cannot say (real dates, ranges in
+order, names unique across the repo) run on documents the schema accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import itertools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+
+from reconciler.domain import JSON, Plan
+from reconciler.errors import Diagnostic, Location
+from reconciler.load import Document, LoadResult
+
+SCHEMA_FILE = "backfill-plan.schema.json"
+
+
+@functools.cache
+def plan_schema() -> dict[str, Any]:
+    text = resources.files("reconciler.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(plan_schema())
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    plans: tuple[Plan, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    files: int
+    documents: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics
+
+
+def validate(loaded: LoadResult) -> Validated:
+    diagnostics = list(loaded.diagnostics)
+    plans: list[Plan] = []
+    names: dict[str, Location] = {}
+    for doc in loaded.documents:
+        problems = list(_schema_problems(doc))
+        name = _name_of(doc.data)
+        if name is not None:
+            here = doc.locate(("metadata", "name"))
+            if name in names:
+                problems.append(
+                    Diagnostic(
+                        here,
+                        f"plan name {name!r} is already used at {names[name]}; "
+                        "names identify plans in the state, so each must be unique in the repo",
+                        "metadata.name",
+                    )
+                )
+            else:
+                names[name] = here
+        if not problems:
+            problems.extend(_semantic_problems(doc))
+        if problems:
+            diagnostics.extend(problems)
+        else:
+            plans.append(_plan(doc))
+    diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
+    return Validated(tuple(plans), tuple(diagnostics), loaded.files, len(loaded.documents))
+
+
+def _name_of(data: JSON) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
+        name = data["metadata"].get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _plan(doc: Document) -> Plan:
+    data = doc.data
+    metadata, spec = data["metadata"], data["spec"]
+    return Plan(
+        name=metadata["name"],
+        provider=spec["provider"],
+        revision=int(spec.get("revision", 1)),
+        spec=spec,
+        location=doc.location,
+        owner=metadata.get("owner", ""),
+        reason=metadata.get("reason", ""),
+        labels=metadata.get("labels", {}),
+        chunk=spec.get("chunk"),
+        locator=doc.locate,
+    )
+
+
+# --- schema errors, rewritten as sentences a user can act on ---------------------------------
+
+
+def _field(path: Sequence[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(document)"
+
+
+def _schema_problems(doc: Document) -> Iterator[Diagnostic]:
+    errors = sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
+    for error in errors:
+        yield from _explain(doc, error)
+
+
+def _explain(doc: Document, error: ValidationError) -> Iterator[Diagnostic]:
+    path = tuple(error.absolute_path)
+    kind = error.validator
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    instance = error.instance
+    if kind in ("additionalProperties", "unevaluatedProperties") and isinstance(instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        for key in instance:
+            if key not in allowed:
+                where = doc.locate_key((*path, key))
+                yield Diagnostic(
+                    where, _unknown_field(key, allowed, doc.data), _field((*path, key))
+                )
+        return
+    location = doc.locate(path)
+    field = _field(path)
+    if kind == "required" and isinstance(instance, dict):
+        required: list[str] = list(schema.get("required", []))
+        for key in required:
+            if key not in instance:
+                hint = _describe(schema.get("properties", {}).get(key, {}))
+                message = f"missing required field {key!r}"
+                yield Diagnostic(location, f"{message}: {hint}" if hint else message, field)
+        return
+    yield Diagnostic(location, _sentence(error, schema, instance), field)
+
+
+def _sentence(error: ValidationError, schema: Mapping[str, Any], instance: JSON) -> str:
+    kind = error.validator
+    expected: Any = error.validator_value
+    got = json.dumps(instance, default=str) if not isinstance(instance, dict | list) else None
+    if kind == "enum":
+        options = ", ".join(str(v) for v in expected)
+        return f"must be one of: {options} (got {got})"
+    if kind == "const":
+        return f"must be {json.dumps(expected)} (got {got})"
+    if kind == "type":
+        wanted = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        return f"expected {_article(wanted)}, got {_type_name(instance)}"
+    if kind == "pattern":
+        hint = _describe(schema)
+        return f"{got} is not in the expected form" + (f": {hint}" if hint else "")
+    if kind == "minItems":
+        return f"needs at least {expected} item{'s' if expected != 1 else ''}"
+    if kind == "uniqueItems":
+        return "lists the same item twice; each may appear once"
+    if kind == "minimum":
+        return f"must be at least {expected} (got {got})"
+    if kind == "minLength":
+        return "must not be empty"
+    if kind == "maxLength":
+        return f"is longer than {expected} characters"
+    return str(error.message)
+
+
+def _describe(schema: Mapping[str, Any]) -> str:
+    description = schema.get("description")
+    if isinstance(description, str):
+        return description
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = plan_schema()["$defs"].get(ref.removeprefix("#/$defs/"), {})
+        return str(target.get("description", ""))
+    return ""
+
+
+def _article(word: str) -> str:
+    names = {
+        "string": "a string",
+        "integer": "an integer",
+        "object": "a mapping",
+        "array": "a list",
+        "boolean": "true or false",
+        "number": "a number",
+    }
+    return " or ".join(names.get(w, w) for w in word.split(" or "))
+
+
+def _type_name(value: JSON) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"boolean {json.dumps(value)}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int | float):
+        return f"number {value}"
+    return f"string {json.dumps(value)}"
+
+
+def _unknown_field(key: str, allowed: Sequence[str], data: JSON) -> str:
+    message = f"unknown field {key!r}"
+    owner = _provider_owning(key, data)
+    if owner:
+        return f"{message}: it belongs to provider {owner!r}, not to this plan's provider"
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    if close:
+        return f"{message}; did you mean {close[0]!r}?"
+    return f"{message}; allowed here: {', '.join(allowed)}"
+
+
+def _provider_owning(key: str, data: JSON) -> str | None:
+    current = data.get("spec", {}).get("provider") if isinstance(data, dict) else None
+    for name, definition in plan_schema()["$defs"].items():
+        if not name.endswith("Spec"):
+            continue
+        provider = definition.get("properties", {}).get("provider", {}).get("enum", [None])[0]
+        if provider != current and key in definition.get("properties", {}):
+            return str(provider)
+    return None
+
+
+# --- rules the schema cannot say --------------------------------------------------------------
+
+
+def _real_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
+    spec = doc.data["spec"]
+    spans: list[tuple[date, date, int]] = []
+    for index, entry in enumerate(spec.get("dates", [])):
+        start_text, end_text = entry["start"], entry.get("end", entry["start"])
+        start, end = _real_date(start_text), _real_date(end_text)
+        for key, text, value in (("start", start_text, start), ("end", end_text, end)):
+            if value is None and (key == "start" or "end" in entry):
+                path: tuple[str | int, ...] = ("spec", "dates", index, key)
+                yield Diagnostic(
+                    doc.locate(path),
+                    f"{text} is not a real calendar date; write an existing YYYY-MM-DD date",
+                    _field(path),
+                )
+        if start and end:
+            if start > end:
+                path = ("spec", "dates", index, "end")
+                yield Diagnostic(
+                    doc.locate(path),
+                    f"end {end_text} is before start {start_text}; swap them or fix the typo",
+                    _field(path),
+                )
+            else:
+                spans.append((start, end, index))
+        if "executionWindow" in entry:
+            yield from _window_problems(doc, ("spec", "dates", index, "executionWindow"))
+    if "executionWindow" in spec:
+        yield from _window_problems(doc, ("spec", "executionWindow"))
+    spans.sort()
+    for (_, first_end, first), (second_start, _, second) in itertools.pairwise(spans):
+        if second_start <= first_end:
+            where: tuple[str | int, ...] = ("spec", "dates", second)
+            yield Diagnostic(
+                doc.locate(where),
+                f"overlaps spec.dates[{first}]; a date may appear in one range only "
+                f"(merge the ranges or remove the overlap ending {first_end.isoformat()})",
+                _field(where),
+            )
+    for ids in ("taskIds", "dagIds", "startNodeIds", "filterNodeIds"):
+        yield from _duplicate_ids(doc, ("spec", ids))
+
+
+def _window_problems(doc: Document, path: tuple[str | int, ...]) -> Iterator[Diagnostic]:
+    window = doc.data
+    for part in path:
+        window = window[part]
+    if window["start"] >= window["end"]:
+        yield Diagnostic(
+            doc.locate((*path, "end")),
+            f"execution window ends ({window['end']}) before it starts ({window['start']}); "
+            "the window is a span within one day, HH:mm to a later HH:mm",
+            _field((*path, "end")),
+        )
+
+
+def _duplicate_ids(doc: Document, path: tuple[str, ...]) -> Iterator[Diagnostic]:
+    values = doc.data["spec"].get(path[-1], [])
+    seen: dict[str, int] = {}
+    for index, value in enumerate(values):
+        text = str(value)
+        if text in seen:
+            where: tuple[str | int, ...] = (*path, index)
+            yield Diagnostic(
+                doc.locate(where),
+                f"{text} is listed twice (also at index {seen[text]}); list each id once",
+                _field(where),
+            )
+        else:
+            seen[text] = index

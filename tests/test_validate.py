@@ -1,0 +1,169 @@
+"""Validation: the schema first, then the rules it cannot say; every problem at file:line:col."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from factories import wedata_plan, write
+
+from reconciler.pipeline import validated
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def messages(path: Path) -> list[str]:
+    return [str(d) for d in validated([path]).diagnostics]
+
+
+def test_the_shipped_example_plans_are_valid() -> None:
+    result = validated([REPO / "plans"])
+    assert result.ok, [str(d) for d in result.diagnostics]
+    assert len(result.plans) >= 3
+
+
+def test_unquoted_dates_are_accepted_as_dates(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    write(path, wedata_plan())
+    assert "start: 2025-09-01" in path.read_text()
+    result = validated([path])
+    assert result.ok
+    assert result.plans[0].spec["dates"] == [{"start": "2025-09-01", "end": "2025-09-03"}]
+
+
+def test_an_unknown_field_is_named_at_its_line_with_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.yaml", wedata_plan(taskId=["1"]))
+    [problem] = messages(path)
+    line = path.read_text().splitlines().index("  taskId:") + 1
+    assert problem.startswith(f"{path}:{line}:3: spec.taskId: unknown field 'taskId'")
+    assert "did you mean 'taskIds'?" in problem
+
+
+def test_a_missing_required_field_is_named_with_what_it_is_for(tmp_path: Path) -> None:
+    plan = wedata_plan()
+    del plan["spec"]["region"]
+    [problem] = messages(write(tmp_path / "p.yaml", plan))
+    assert "spec: missing required field 'region'" in problem
+    assert "Tencent Cloud region" in problem
+
+
+def test_an_enum_value_lists_the_choices(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.yaml", wedata_plan(checkParents="everything"))
+    [problem] = messages(path)
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "checkParents" in t)
+    assert f":{line}:" in problem
+    assert "spec.checkParents: must be one of: none, all, in-plan" in problem
+
+
+def test_a_date_that_does_not_exist_is_reported_at_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    write(path, wedata_plan(dates=[("2025-02-27", "2025-02-30")]))
+    [problem] = messages(path)
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "2025-02-30" in t)
+    assert problem.startswith(f"{path}:{line}:")
+    assert "spec.dates[0].end: 2025-02-30 is not a real calendar date" in problem
+
+
+def test_end_before_start_says_to_swap(tmp_path: Path) -> None:
+    [problem] = messages(
+        write(tmp_path / "p.yaml", wedata_plan(dates=[("2025-09-05", "2025-09-01")]))
+    )
+    assert "spec.dates[0].end: end 2025-09-01 is before start 2025-09-05" in problem
+
+
+def test_overlapping_ranges_are_refused(tmp_path: Path) -> None:
+    dates = [("2025-09-01", "2025-09-10"), ("2025-09-10", "2025-09-12")]
+    [problem] = messages(write(tmp_path / "p.yaml", wedata_plan(dates=dates)))
+    assert "spec.dates[1]: overlaps spec.dates[0]" in problem
+
+
+def test_execution_window_must_be_hh_mm_and_in_order(tmp_path: Path) -> None:
+    bad_form = messages(
+        write(tmp_path / "a.yaml", wedata_plan(executionWindow={"start": "1:00", "end": "05:00"}))
+    )
+    assert len(bad_form) == 1
+    assert "spec.executionWindow.start" in bad_form[0]
+    assert "HH:mm" in bad_form[0]
+    backwards = messages(
+        write(tmp_path / "b.yaml", wedata_plan(executionWindow={"start": "06:00", "end": "05:00"}))
+    )
+    assert len(backwards) == 1
+    assert "ends (05:00) before it starts (06:00)" in backwards[0]
+
+
+def test_unquoted_times_of_day_stay_times(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    write(path, wedata_plan(executionWindow={"start": "12:30", "end": "18:45"}))
+    # PyYAML would read a bare 12:30 as the number 750 (YAML 1.1 base 60); ours must not.
+    path.write_text(path.read_text().replace("'12:30'", "12:30").replace("'18:45'", "18:45"))
+    assert "start: 12:30" in path.read_text()
+    result = validated([path])
+    assert result.ok, [str(d) for d in result.diagnostics]
+
+
+def test_names_are_unique_across_the_repo(tmp_path: Path) -> None:
+    first = write(tmp_path / "a" / "one.yaml", wedata_plan("same-name"))
+    second = write(tmp_path / "b" / "two.yaml", wedata_plan("same-name"))
+    [problem] = messages(tmp_path)
+    assert problem.startswith(f"{second}:")
+    assert f"already used at {first}:" in problem
+
+
+def test_ids_written_as_numbers_and_strings_are_the_same_id(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.yaml", wedata_plan(tasks=["123", 123]))  # type: ignore[list-item]
+    [problem] = messages(path)
+    assert "spec.taskIds[1]: 123 is listed twice" in problem
+
+
+def test_a_field_of_another_provider_is_named_as_such(tmp_path: Path) -> None:
+    [problem] = messages(write(tmp_path / "p.yaml", wedata_plan(bogus=1)))
+    assert "unknown field 'bogus'" in problem
+    assert "allowed here:" in problem
+
+
+def test_every_problem_of_every_file_is_reported(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", wedata_plan("a", checkParents="x"))
+    write(tmp_path / "b.yaml", wedata_plan("b", dates=[("2025-13-01", "2025-13-02")]))
+    (tmp_path / "c.yaml").write_text("apiVersion: [unclosed\n", encoding="utf-8")
+    files = {d.location.file for d in validated([tmp_path]).diagnostics}
+    assert files == {str(tmp_path / n) for n in ("a.yaml", "b.yaml", "c.yaml")}
+
+
+def test_a_document_that_is_not_a_mapping_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("- just\n- a list\n", encoding="utf-8")
+    [problem] = messages(path)
+    assert "expected a mapping, got a list" in problem
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_cli_validate_exits_1_with_every_error_and_no_traceback(tmp_path: Path) -> None:
+    write(tmp_path / "plans" / "a.yaml", wedata_plan("a", checkParents="x"))
+    (tmp_path / "plans" / "b.yaml").write_bytes(b"\xff\xfe not utf-8")
+    done = run_cli("validate", "plans", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "plans/a.yaml:" in done.stderr
+    assert "plans/b.yaml:" in done.stderr
+    assert "Found 2 problems in 2 files" in done.stderr
+
+
+def test_cli_validate_json_and_success(tmp_path: Path) -> None:
+    write(tmp_path / "plans" / "a.yaml", wedata_plan("a"))
+    done = run_cli("validate", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["valid"] is True
+    assert report["plans"] == ["a"]
