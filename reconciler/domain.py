@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -20,7 +20,9 @@ JSON = Any
 
 def canonical_json(value: JSON) -> str:
     """The one serialisation that hashes, keys and fingerprints are computed over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def digest(value: JSON) -> str:
@@ -41,11 +43,13 @@ class Plan:
     reason: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     chunk: int | None = None
-    field_locations: Mapping[str, Location] = field(default_factory=dict)
-    """Where some fields were written (`spec.revision` ...), for messages that point at them."""
+    locator: Callable[[Sequence[str | int]], Location] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Finds where a field was written, for messages that point at it (positions are lazy)."""
 
-    def locate(self, field_path: str) -> Location:
-        return self.field_locations.get(field_path, self.location)
+    def locate(self, *path: str | int) -> Location:
+        return self.locator(path) if self.locator else self.location
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -1,0 +1,218 @@
+"""Fourth stage: desired cells against the state's coverage give the changeset.
+
+A cell not covered is created; covered with the same fingerprint it is in sync; covered with
+another fingerprint it is a conflict; covered by an unknown outcome it needs attention (never
+resubmitted by itself); covered but no longer declared it is orphaned (reported only).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from reconciler import providers
+from reconciler.domain import JSON, Cell, Plan, Submission, submission_key
+from reconciler.errors import Location
+from reconciler.expand import Desired
+from reconciler.state import State, SubmissionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    field: str
+    old: JSON
+    new: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Declared cells already submitted with other parameters."""
+
+    plan: str
+    revision: int
+    key: str
+    """The earlier submission that covers them."""
+    cells: int
+    first_date: str
+    last_date: str
+    changes: tuple[FieldChange, ...]
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class Attention:
+    """Declared cells covered by a submission whose outcome is unknown."""
+
+    plan: str
+    key: str
+    status: str
+    cells: int
+    remote_name: str
+    """What to search for on the platform to find out whether it ran."""
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """Cells in the state that no plan declares any more: reported, never undone."""
+
+    plan: str
+    revision: int
+    key: str
+    cells: int
+    plan_removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChanges:
+    plan: Plan
+    create_cells: int = 0
+    in_sync_cells: int = 0
+    conflict_cells: int = 0
+    attention_cells: int = 0
+    submissions: tuple[Submission, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Changeset:
+    plans: tuple[PlanChanges, ...]
+    conflicts: tuple[Conflict, ...] = ()
+    attention: tuple[Attention, ...] = ()
+    orphans: tuple[Orphan, ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def creates(self) -> tuple[Submission, ...]:
+        return tuple(s for p in self.plans for s in p.submissions)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(p.submissions for p in self.plans)
+
+    def count(self, what: str) -> int:
+        return sum(getattr(p, what) for p in self.plans)
+
+
+def diff(desired: Sequence[Desired], state: State) -> Changeset:
+    coverage = state.coverage()
+    changes: list[PlanChanges] = []
+    conflicts: dict[tuple[str, str], list[Cell]] = defaultdict(list)
+    conflict_context: dict[tuple[str, str], tuple[Plan, Mapping[str, JSON]]] = {}
+    attention: dict[tuple[str, str], int] = defaultdict(int)
+    for item in desired:
+        plan, provider = item.plan, providers.get(item.plan.provider)
+        counts = {"in_sync": 0, "conflict": 0, "attention": 0, "create": 0}
+        submissions: list[Submission] = []
+        for group in item.groups:
+            missing: dict[str, list[str]] = defaultdict(list)
+            for cell in group.cells():
+                record = coverage.get(cell)
+                if record is None:
+                    missing[cell.target].append(cell.date)
+                elif record.needs_attention:
+                    attention[(plan.name, record.key)] += 1
+                    counts["attention"] += 1
+                elif record.fingerprint != group.fingerprint:
+                    conflicts[(plan.name, record.key)].append(cell)
+                    conflict_context[(plan.name, record.key)] = (plan, group.params)
+                    counts["conflict"] += 1
+                else:
+                    counts["in_sync"] += 1
+            for batch in provider.batches(plan, missing):
+                key = submission_key(
+                    plan.name, plan.revision, batch.targets, batch.dates, group.fingerprint
+                )
+                submissions.append(
+                    Submission(
+                        key=key,
+                        plan=plan.name,
+                        revision=plan.revision,
+                        provider=provider.name,
+                        action=provider.action,
+                        region=provider.region(plan),
+                        targets=batch.targets,
+                        dates=batch.dates,
+                        fingerprint=group.fingerprint,
+                        params=group.params,
+                        request=provider.request(plan, group, batch, key),
+                    )
+                )
+                counts["create"] += len(batch.targets) * len(batch.dates)
+        changes.append(
+            PlanChanges(
+                plan=plan,
+                create_cells=counts["create"],
+                in_sync_cells=counts["in_sync"],
+                conflict_cells=counts["conflict"],
+                attention_cells=counts["attention"],
+                submissions=tuple(submissions),
+            )
+        )
+    return Changeset(
+        plans=tuple(changes),
+        conflicts=tuple(
+            _conflict(state.submissions[key], cells, *conflict_context[(name, key)])
+            for (name, key), cells in conflicts.items()
+        ),
+        attention=tuple(
+            _attention(state.submissions[key], cells) for (_, key), cells in attention.items()
+        ),
+        orphans=_orphans(desired, state),
+        warnings=tuple(state.warnings),
+    )
+
+
+def _conflict(
+    record: SubmissionRecord, cells: list[Cell], plan: Plan, params: Mapping[str, JSON]
+) -> Conflict:
+    dates = sorted(c.date for c in cells)
+    changed = sorted(set(record.params) | set(params))
+    return Conflict(
+        plan=plan.name,
+        revision=plan.revision,
+        key=record.key,
+        cells=len(cells),
+        first_date=dates[0],
+        last_date=dates[-1],
+        changes=tuple(
+            FieldChange(name, record.params.get(name), params.get(name))
+            for name in changed
+            if record.params.get(name) != params.get(name)
+        ),
+        location=plan.locate("spec"),
+    )
+
+
+def _attention(record: SubmissionRecord, cells: int) -> Attention:
+    name = record.request.get("DataBackfillPlanName")
+    return Attention(
+        plan=record.plan,
+        key=record.key,
+        status=str(record.status),
+        cells=cells,
+        remote_name=str(name) if name else "",
+    )
+
+
+def _orphans(desired: Sequence[Desired], state: State) -> tuple[Orphan, ...]:
+    declared: dict[str, tuple[int, dict[str, set[str]]]] = {}
+    for item in desired:
+        index: dict[str, set[str]] = defaultdict(set)
+        for group in item.groups:
+            for target in group.targets:
+                index[target].update(group.dates)
+        declared[item.plan.name] = (item.plan.revision, index)
+    orphans: list[Orphan] = []
+    for record in state.submissions.values():
+        if not record.covers_cells:
+            continue
+        if record.plan not in declared:
+            orphans.append(Orphan(record.plan, record.revision, record.key, record.size, True))
+            continue
+        revision, index = declared[record.plan]
+        if record.revision != revision:
+            continue  # an earlier revision, superseded on purpose: history, not an orphan
+        loose = sum(1 for t in record.targets for d in record.dates if d not in index.get(t, set()))
+        if loose:
+            orphans.append(Orphan(record.plan, record.revision, record.key, loose, False))
+    return tuple(sorted(orphans, key=lambda o: (o.plan, o.key)))

@@ -1,0 +1,168 @@
+"""Fifth stage: make the calls of a changeset, journaling each intent before its request leaves
+the process and each outcome as soon as it is known.
+
+Only replies that prove nothing was executed (throttling, connection refused) are retried; an
+outcome that may have executed is journaled `unknown` and never sent again by this code.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from reconciler.domain import JSON, Outcome, OutcomeKind, Submission
+from reconciler.providers.protocol import Client
+
+MAX_ATTEMPTS = 6
+
+
+class Journal(Protocol):
+    """What this stage needs of the state store."""
+
+    def append(self, type: str, data: dict[str, Any]) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    submission: Submission
+    outcome: Outcome
+    attempts: int
+
+
+class RateLimiter:
+    """Paces calls to at most `rate` per second: one token every 1/rate seconds, no burst,
+    so that no one-second window at the server ever sees more than the limit."""
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._clock, self._sleep = clock, sleep
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
+
+
+def intent(submission: Submission, endpoint: str) -> dict[str, JSON]:
+    return {
+        "key": submission.key,
+        "plan": submission.plan,
+        "revision": submission.revision,
+        "provider": submission.provider,
+        "action": submission.action,
+        "region": submission.region,
+        "endpoint": endpoint,
+        "targets": list(submission.targets),
+        "dates": list(submission.dates),
+        "fingerprint": submission.fingerprint,
+        "params": dict(submission.params),
+        "request": dict(submission.request),
+    }
+
+
+def outcome_event(submission: Submission, outcome: Outcome) -> tuple[str, dict[str, JSON]]:
+    if outcome.kind is OutcomeKind.SUBMITTED:
+        return "submitted", {
+            "key": submission.key,
+            "remote_id": outcome.remote_id,
+            "request_id": outcome.request_id,
+            "detail": dict(outcome.detail),
+            "emulator": outcome.emulator,
+        }
+    if outcome.kind is OutcomeKind.UNKNOWN:
+        return "unknown", {"key": submission.key, "code": outcome.code, "message": outcome.message}
+    # REJECTED, or RETRYABLE after the last attempt: either way nothing was created.
+    return "rejected", {
+        "key": submission.key,
+        "code": outcome.code,
+        "message": outcome.message,
+        "request_id": outcome.request_id,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one submission goes: the client for its endpoint and the pace it must keep."""
+
+    client: Client
+    limiter: RateLimiter
+    endpoint: str
+
+
+def execute(
+    submissions: Iterable[Submission],
+    *,
+    route: Callable[[Submission], Route],
+    journal: Journal,
+    parallel: int = 4,
+    on_result: Callable[[Result], None] = lambda result: None,
+    sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
+) -> list[Result]:
+    """Run every submission; returns their results in completion order."""
+    lock = threading.Lock()
+    results: list[Result] = []
+    stop = stop or threading.Event()
+
+    def run(submission: Submission) -> None:
+        if stop.is_set():
+            return
+        way = route(submission)
+        with lock:
+            journal.append("intent", intent(submission, way.endpoint))
+        attempts = 0
+        while True:
+            attempts += 1
+            way.limiter.acquire()
+            outcome = way.client.submit(submission)
+            if outcome.kind is not OutcomeKind.RETRYABLE or attempts >= MAX_ATTEMPTS:
+                break
+            sleep(_backoff(attempts))
+        if outcome.kind is OutcomeKind.RETRYABLE:
+            outcome = Outcome(
+                OutcomeKind.RETRYABLE,
+                request_id=outcome.request_id,
+                code=outcome.code,
+                message=f"gave up after {attempts} attempts ({outcome.message}); nothing was "
+                "created, the next apply tries these cells again",
+                emulator=outcome.emulator,
+            )
+        event, data = outcome_event(submission, outcome)
+        result = Result(submission, outcome, attempts)
+        with lock:
+            journal.append(event, data)
+            results.append(result)
+            on_result(result)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+    futures = [pool.submit(run, s) for s in submissions]
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        # Interrupted or failed: dispatch nothing more, let calls in flight finish and journal.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped: 0.5 s, 1 s, 2 s ... up to 8 s."""
+    return random.uniform(0, min(8.0, 0.5 * 2 ** (attempt - 1)))  # noqa: S311 - jitter, not crypto

@@ -1,0 +1,94 @@
+"""What every platform adapter provides: cells of a plan, how missing cells batch into calls,
+the request for a batch, and a client that sends it and classifies the reply."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from reconciler.domain import JSON, Batch, CellGroup, Outcome, Plan, Submission
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where and how to reach a provider's API. `transport` lets tests mount the emulator."""
+
+    endpoint: str
+    transport: httpx.BaseTransport | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a remote lookup says of a submission whose outcome is unknown."""
+
+    verdict: Literal["submitted", "missing", "unclear"]
+    remote_id: str = ""
+    how: str = ""
+    """What was looked up and found, for the journal and for the person reading it."""
+
+
+class Client(Protocol):
+    def submit(self, submission: Submission) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+class Provider(Protocol):
+    name: str
+    """The `spec.provider` value."""
+    action: str
+    """The create action, as journaled."""
+
+    @property
+    def rate_limit(self) -> float:
+        """Creates per second the API allows (documented or configured)."""
+        ...
+
+    def region(self, plan: Plan) -> str: ...
+
+    def cell_groups(self, plan: Plan) -> list[CellGroup]: ...
+
+    def batches(self, plan: Plan, missing: Mapping[str, Sequence[str]]) -> list[Batch]:
+        """Missing dates per target of one cell group -> as few calls as the API allows."""
+        ...
+
+    def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
+        """The create action's parameters for one batch, exactly as they will be sent."""
+        ...
+
+    def default_endpoint(self, region: str) -> str: ...
+
+    def client(self, connection: Connection) -> Client:
+        """A client using credentials from the environment; BackfillError if there are none."""
+        ...
+
+    def look_up(self, record: Any, connection: Connection) -> Lookup:
+        """Settle an unknown outcome (a SubmissionRecord) remotely where the API allows it;
+        otherwise say what a person must check."""
+        ...
+
+
+def contiguous_runs(dates: Sequence[str]) -> list[tuple[str, str]]:
+    """Sorted ISO dates -> inclusive (start, end) runs of consecutive days."""
+    runs: list[tuple[str, str]] = []
+    previous: date | None = None
+    for text in dates:
+        day = date.fromisoformat(text)
+        if previous is not None and day - previous == timedelta(days=1):
+            runs[-1] = (runs[-1][0], text)
+        else:
+            runs.append((text, text))
+        previous = day
+    return runs
+
+
+def chunked(dates: Sequence[str], chunk: int | None) -> list[tuple[str, ...]]:
+    """Split dates into slices of at most `chunk` days (all of them when chunk is None)."""
+    if not chunk:
+        return [tuple(dates)]
+    return [tuple(dates[i : i + chunk]) for i in range(0, len(dates), chunk)]

@@ -1,0 +1,338 @@
+"""Tencent Cloud WeData `CreateDataBackfillPlan` (2025-08-06): plan fields to request fields,
+batching of missing cells, and the reply mapped to an outcome."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from reconciler.domain import (
+    JSON,
+    Batch,
+    CellGroup,
+    Outcome,
+    OutcomeKind,
+    Plan,
+    Submission,
+    fingerprint,
+)
+from reconciler.emulator.app import EMULATOR_HEADER
+from reconciler.errors import BackfillError
+from reconciler.providers.protocol import Connection, Lookup, chunked, contiguous_runs
+from reconciler.providers.tc3 import TC3Auth, TencentCredentials
+
+NAME = "tencent-wedata"
+SERVICE = "wedata"
+ACTION = "CreateDataBackfillPlan"
+VERSION = "2025-08-06"
+DEFAULT_ENDPOINT = "https://wedata.intl.tencentcloudapi.com"
+ENDPOINT_VARIABLE = "BACKFILL_TENCENT_ENDPOINT"
+RATE_LIMIT = 20.0
+"""Documented: at most 20 requests per second for CreateDataBackfillPlan."""
+NAME_LIMIT = 128
+
+# Documented defaults, filled in so that writing a default explicitly is not an edit.
+DEFAULTS: dict[str, JSON] = {
+    "timeZone": "UTC+8",
+    "checkParents": "none",
+    "skipEventListening": True,
+    "order": "normal",
+}
+
+CHECK_PARENT_TYPE = {"none": "NONE", "all": "ALL", "in-plan": "MAKE_SCOPE"}
+DATA_TIME_ORDER = {"normal": "NORMAL", "chronological": "ORDER", "reverse": "REVERSE"}
+CYCLE_TYPE = {"monthly": "MONTH_CYCLE"}
+
+# Outcome table (README "Outcomes"). Codes match on their prefix before the first dot.
+# Anything not listed is UNKNOWN: an error we cannot classify may hide a created plan.
+RETRYABLE_CODES = frozenset({"RequestLimitExceeded", "LimitExceeded"})
+REJECTED_CODES = frozenset(
+    {
+        "AuthFailure",
+        "FailedOperation",
+        "InvalidAction",
+        "InvalidParameter",
+        "InvalidParameterValue",
+        "MissingParameter",
+        "UnknownParameter",
+        "UnauthorizedOperation",
+        "UnsupportedOperation",
+        "UnsupportedRegion",
+        "InvalidRegion",
+        "NoSuchVersion",
+        "ResourceNotFound",
+        "OperationDenied",
+    }
+)
+UNKNOWN_CODES = frozenset({"InternalError", "ServiceUnavailable"})
+
+
+def classify(code: str) -> OutcomeKind:
+    family = code.split(".", 1)[0]
+    if family in RETRYABLE_CODES:
+        return OutcomeKind.RETRYABLE
+    if family in REJECTED_CODES:
+        return OutcomeKind.REJECTED
+    return OutcomeKind.UNKNOWN
+
+
+def _id(value: JSON) -> str:
+    return str(value)
+
+
+def _days(start: str, end: str) -> list[str]:
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+class WeDataProvider:
+    name = NAME
+    action = ACTION
+    rate_limit = RATE_LIMIT
+
+    def region(self, plan: Plan) -> str:
+        return str(plan.spec["region"])
+
+    def cell_groups(self, plan: Plan) -> list[CellGroup]:
+        spec = plan.spec
+        targets = tuple(dict.fromkeys(_id(t) for t in spec["taskIds"]))
+        common = {key: spec.get(key, default) for key, default in DEFAULTS.items()}
+        for key in (
+            "remoteName",
+            "selfDependency",
+            "parallelism",
+            "schedulerResourceGroupId",
+            "integrationResourceGroupId",
+            "parameters",
+            "instanceCycle",
+            "computeConfigMappings",
+        ):
+            if key in spec:
+                common[key] = spec[key]
+        common["region"] = spec["region"]
+        common["projectId"] = _id(spec["projectId"])
+        # Ranges with the same execution window share every parameter, so they form one group.
+        by_window: dict[str, tuple[JSON, list[str]]] = {}
+        for entry in spec["dates"]:
+            window = entry.get("executionWindow", spec.get("executionWindow"))
+            dates = _days(entry["start"], entry.get("end", entry["start"]))
+            slot = by_window.setdefault(json.dumps(window, sort_keys=True), (window, []))
+            slot[1].extend(dates)
+        groups = []
+        for window, dates in by_window.values():
+            params = dict(common)
+            if window is not None:
+                params["executionWindow"] = window
+            groups.append(
+                CellGroup(
+                    plan=plan.name,
+                    revision=plan.revision,
+                    targets=targets,
+                    dates=tuple(sorted(set(dates))),
+                    params=params,
+                    fingerprint=fingerprint(params),
+                )
+            )
+        return groups
+
+    def batches(self, plan: Plan, missing: Mapping[str, Sequence[str]]) -> list[Batch]:
+        # Tasks missing exactly the same dates share a call; each call covers its dates as
+        # several DataBackfillRangeList entries when they are not contiguous.
+        by_dates: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for target, dates in missing.items():
+            if dates:
+                by_dates[tuple(sorted(dates))].append(target)
+        return [
+            Batch(targets=tuple(targets), dates=chunk)
+            for dates, targets in sorted(by_dates.items())
+            for chunk in chunked(dates, plan.chunk)
+        ]
+
+    def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
+        params = group.params
+        window = params.get("executionWindow")
+        ranges: list[dict[str, JSON]] = []
+        for start, end in contiguous_runs(batch.dates):
+            entry: dict[str, JSON] = {"StartDate": start, "EndDate": end}
+            if isinstance(window, Mapping):
+                entry["ExecutionStartTime"] = window["start"]
+                entry["ExecutionEndTime"] = window["end"]
+            ranges.append(entry)
+        request: dict[str, JSON] = {
+            "ProjectId": params["projectId"],
+            "TaskIds": list(batch.targets),
+            "DataBackfillRangeList": ranges,
+            "DataBackfillPlanName": params.get("remoteName") or remote_name(plan, key),
+            "TimeZone": params["timeZone"],
+            "CheckParentType": CHECK_PARENT_TYPE[str(params["checkParents"])],
+            "SkipEventListening": params["skipEventListening"],
+            "DataTimeOrder": DATA_TIME_ORDER[str(params["order"])],
+        }
+        if "selfDependency" in params:
+            request["RedefineSelfWorkflowDependency"] = "yes" if params["selfDependency"] else "no"
+        if "parallelism" in params:
+            request["RedefineParallelNum"] = params["parallelism"]
+        if "schedulerResourceGroupId" in params:
+            request["SchedulerResourceGroupId"] = params["schedulerResourceGroupId"]
+        if "integrationResourceGroupId" in params:
+            request["IntegrationResourceGroupId"] = params["integrationResourceGroupId"]
+        if "parameters" in params:
+            request["RedefineParamList"] = [
+                {"K": k, "V": _param_text(v)} for k, v in dict(params["parameters"]).items()
+            ]
+        if "instanceCycle" in params:
+            request["RedefineCycleType"] = CYCLE_TYPE[str(params["instanceCycle"])]
+        if "computeConfigMappings" in params:
+            request["ComputeConfigMappings"] = [
+                _compute_mapping(m) for m in params["computeConfigMappings"]
+            ]
+        return request
+
+    def default_endpoint(self, region: str) -> str:
+        return DEFAULT_ENDPOINT
+
+    def client(self, connection: Connection) -> WeDataClient:
+        credentials = TencentCredentials.from_env()
+        if credentials is None:
+            raise BackfillError(
+                "no Tencent Cloud credentials: set TENCENTCLOUD_SECRET_ID and "
+                "TENCENTCLOUD_SECRET_KEY (and TENCENTCLOUD_SESSION_TOKEN for temporary ones)"
+            )
+        return WeDataClient(credentials, connection)
+
+    def look_up(self, record: Any, connection: Connection) -> Lookup:
+        # WeData offers no lookup of a backfill plan by name: a person has to look.
+        name = record.request.get("DataBackfillPlanName", "")
+        return Lookup(
+            "unclear",
+            how=f"WeData cannot be searched by plan name through the API: look in the WeData "
+            f"console (project {record.request.get('ProjectId', '?')}, region {record.region}) "
+            f"for a backfill plan named {name!r} created after {record.intent_time}",
+        )
+
+
+def remote_name(plan: Plan, key: str) -> str:
+    """A WeData plan name that leads back to the YAML: plan name, revision, submission key."""
+    suffix = f"-r{plan.revision}-{key[:10]}"
+    return plan.name[: NAME_LIMIT - len(suffix)] + suffix
+
+
+def _param_text(value: JSON) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _compute_mapping(mapping: Mapping[str, Any]) -> dict[str, JSON]:
+    out: dict[str, JSON] = {
+        "TaskTypeId": mapping["taskTypeId"],
+        "ComputeConfigItem": mapping["item"],
+        "SourceValue": mapping["sourceValue"],
+        "TargetValue": mapping["targetValue"],
+    }
+    if "taskIds" in mapping:
+        out["TaskIds"] = [_id(t) for t in mapping["taskIds"]]
+    return out
+
+
+class WeDataClient:
+    """Sends CreateDataBackfillPlan and maps every possible reply to an Outcome."""
+
+    def __init__(self, credentials: TencentCredentials, connection: Connection) -> None:
+        self._http = httpx.Client(
+            base_url=connection.endpoint,
+            auth=TC3Auth(credentials, service=SERVICE),
+            transport=connection.transport,
+            timeout=httpx.Timeout(connection.timeout, connect=10.0),
+        )
+
+    def submit(self, submission: Submission) -> Outcome:
+        return self.call(ACTION, submission.region, dict(submission.request), create=True)
+
+    def call(
+        self, action: str, region: str, body: Mapping[str, JSON], *, create: bool = False
+    ) -> Outcome:
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-TC-Action": action,
+            "X-TC-Version": VERSION,
+            "X-TC-Region": region,
+        }
+        try:
+            response = self._http.post("/", content=payload, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            # Nothing reached the server: safe to try again.
+            return Outcome(OutcomeKind.RETRYABLE, code="ConnectionFailed", message=str(error))
+        except httpx.TransportError as error:
+            # The request may have been received and executed before the connection broke.
+            return Outcome(
+                OutcomeKind.UNKNOWN, code=type(error).__name__, message=str(error) or "no reply"
+            )
+        return _outcome(response, create=create)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _outcome(response: httpx.Response, *, create: bool) -> Outcome:
+    emulator = EMULATOR_HEADER in response.headers
+    if response.status_code == 429:
+        return Outcome(
+            OutcomeKind.RETRYABLE, code="HTTP429", message="throttled", emulator=emulator
+        )
+    if response.status_code >= 500:
+        return Outcome(
+            OutcomeKind.UNKNOWN,
+            code=f"HTTP{response.status_code}",
+            message=f"server error {response.status_code}: the call may have been executed",
+            emulator=emulator,
+        )
+    try:
+        envelope = response.json()["Response"]
+        request_id = str(envelope.get("RequestId", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return Outcome(
+            OutcomeKind.UNKNOWN,
+            code=f"HTTP{response.status_code}",
+            message="reply is not a Tencent Cloud API response: " + response.text[:200],
+            emulator=emulator,
+        )
+    error = envelope.get("Error")
+    if isinstance(error, Mapping):
+        code = str(error.get("Code", "")) or "UnknownError"
+        return Outcome(
+            classify(code),
+            request_id=request_id,
+            code=code,
+            message=str(error.get("Message", "")),
+            emulator=emulator,
+        )
+    data = envelope.get("Data")
+    if not create:
+        return Outcome(
+            OutcomeKind.SUBMITTED,
+            request_id=request_id,
+            detail=data if isinstance(data, dict) else {},
+            emulator=emulator,
+        )
+    plan_id = data.get("DataBackfillPlanId") if isinstance(data, Mapping) else None
+    if not plan_id:
+        return Outcome(
+            OutcomeKind.UNKNOWN,
+            request_id=request_id,
+            code="NoPlanId",
+            message="success reply without a DataBackfillPlanId",
+            emulator=emulator,
+        )
+    return Outcome(
+        OutcomeKind.SUBMITTED, remote_id=str(plan_id), request_id=request_id, emulator=emulator
+    )
+
+
+PROVIDER = WeDataProvider()
