@@ -6,7 +6,9 @@ import time
 from enum import Enum
 
 from reconciler.emulator.app import CallLog, Clock, Emulator, Service
+from reconciler.emulator.dms import DmsService
 from reconciler.emulator.wedata import WeDataService
+from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
 
 
@@ -21,14 +23,19 @@ FROM_ENV = _Default.FROM_ENV
 def create_app(
     *,
     tencent: TencentCredentials | _Default | None = FROM_ENV,
+    aliyun: AliyunCredentials | _Default | None = FROM_ENV,
     clock: Clock = time.time,
     tencent_rate_limit: float = 20.0,
     tencent_instance_seconds: float = 2.0,
+    aliyun_rate_limit: float | None = None,
+    aliyun_instance_seconds: float = 2.0,
 ) -> Emulator:
     """The emulator with one service per API. A service without credentials (None, or none in
     the environment) refuses every request, as a real endpoint refuses unknown keys."""
     if tencent is FROM_ENV:
         tencent = TencentCredentials.from_env()
+    if aliyun is FROM_ENV:
+        aliyun = AliyunCredentials.from_env()
     calls = CallLog()
     services: list[Service] = [
         WeDataService(
@@ -38,8 +45,15 @@ def create_app(
             rate_limit=tencent_rate_limit,
             instance_seconds=tencent_instance_seconds,
         ),
+        DmsService(
+            calls,
+            aliyun,
+            clock=clock,
+            rate_limit=aliyun_rate_limit,
+            instance_seconds=aliyun_instance_seconds,
+        ),
     ]
     return Emulator(services, calls)
 
 
-__all__ = ["FROM_ENV", "CallLog", "Emulator", "WeDataService", "create_app"]
+__all__ = ["FROM_ENV", "CallLog", "DmsService", "Emulator", "WeDataService", "create_app"]

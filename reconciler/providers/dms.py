@@ -1,0 +1,340 @@
+"""Alibaba Cloud DMS Enterprise `BackFill` (2018-11-01): plan fields to RPC parameters, one call
+per DAG per contiguous run of dates, replies mapped to outcomes, and the remote lookup that
+settles an unknown outcome (`ListTaskFlowInstance`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from reconciler.domain import (
+    JSON,
+    Batch,
+    CellGroup,
+    Outcome,
+    OutcomeKind,
+    Plan,
+    Submission,
+    fingerprint,
+)
+from reconciler.emulator.app import EMULATOR_HEADER
+from reconciler.errors import BackfillError
+from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials, encode_query, rpc_params
+from reconciler.providers.protocol import Connection, Lookup, chunked, contiguous_runs
+
+NAME = "aliyun-dms"
+ACTION = "BackFill"
+VERSION = "2018-11-01"
+ENDPOINT = "https://dms-enterprise.{region}.aliyuncs.com"
+ENDPOINT_VARIABLE = "BACKFILL_ALIYUN_ENDPOINT"
+RATE_VARIABLE = "BACKFILL_ALIYUN_RATE_LIMIT"
+DEFAULT_RATE_LIMIT = 10.0
+"""Not documented by DMS; override with BACKFILL_ALIYUN_RATE_LIMIT (calls per second)."""
+LIST_PAGE_SIZE = 100
+
+DEFAULTS: dict[str, JSON] = {"triggerSubTree": True, "intervalHours": 24, "order": "chronological"}
+OPTIONAL = ("tenantId", "historyDagId", "startNodeIds", "filterNodeIds")
+
+# Outcome table (README "Outcomes"). Gateway refusals come before DMS executes anything;
+# `Success: false` with a validation code is a refusal too. Codes not listed are UNKNOWN.
+RETRYABLE_PREFIXES = ("Throttling",)
+REJECTED_PREFIXES = (
+    "InvalidParameter",
+    "MissingParameter",
+    "Missing",
+    "Invalid",  # InvalidAccessKeyId, InvalidTimeStamp, InvalidApi, InvalidVersion, InvalidDagId ...
+    "IncompleteSignature",
+    "SignatureDoesNotMatch",
+    "SignatureNonceUsed",
+    "Forbidden",
+    "NoPermission",
+    "UnsupportedOperation",
+)
+UNKNOWN_CODES = frozenset({"InternalError", "ServiceUnavailable", "UnknownError"})
+
+
+def classify(code: str) -> OutcomeKind:
+    if code in UNKNOWN_CODES:
+        return OutcomeKind.UNKNOWN
+    if code.startswith(RETRYABLE_PREFIXES):
+        return OutcomeKind.RETRYABLE
+    if code.startswith(REJECTED_PREFIXES):
+        return OutcomeKind.REJECTED
+    return OutcomeKind.UNKNOWN
+
+
+def _days(start: str, end: str) -> list[str]:
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def rate_limit() -> float:
+    text = os.environ.get(RATE_VARIABLE, "")
+    try:
+        value = float(text) if text else DEFAULT_RATE_LIMIT
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise BackfillError(f"{RATE_VARIABLE}={text!r}: give a positive number of calls per second")
+    return value
+
+
+class DmsProvider:
+    name = NAME
+    action = ACTION
+
+    @property
+    def rate_limit(self) -> float:
+        return rate_limit()
+
+    def region(self, plan: Plan) -> str:
+        return str(plan.spec["region"])
+
+    def cell_groups(self, plan: Plan) -> list[CellGroup]:
+        spec = plan.spec
+        params: dict[str, JSON] = {key: spec.get(key, default) for key, default in DEFAULTS.items()}
+        params["region"] = spec["region"]
+        for key in OPTIONAL:
+            if key in spec:
+                value = spec[key]
+                params[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
+        dates = sorted(
+            {
+                d
+                for entry in spec["dates"]
+                for d in _days(entry["start"], entry.get("end", entry["start"]))
+            }
+        )
+        targets = tuple(dict.fromkeys(str(int(t)) for t in spec["dagIds"]))
+        return [
+            CellGroup(
+                plan=plan.name,
+                revision=plan.revision,
+                targets=targets,
+                dates=tuple(dates),
+                params=params,
+                fingerprint=fingerprint(params),
+            )
+        ]
+
+    def batches(self, plan: Plan, missing: Mapping[str, Sequence[str]]) -> list[Batch]:
+        # BackFill takes one DAG and one date or one contiguous range per call.
+        batches: list[Batch] = []
+        for target in sorted(missing, key=int):
+            for start, end in contiguous_runs(sorted(missing[target])):
+                for chunk in chunked(_days(start, end), plan.chunk):
+                    batches.append(Batch(targets=(target,), dates=chunk))
+        return batches
+
+    def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
+        params = group.params
+        (target,) = batch.targets
+        request: dict[str, JSON] = {"DagId": int(target)}
+        if len(batch.dates) == 1:
+            request["BackFillDate"] = batch.dates[0]
+        else:
+            request["BackFillDateBegin"] = batch.dates[0]
+            request["BackFillDateEnd"] = batch.dates[-1]
+        request["IsTriggerSubTree"] = params["triggerSubTree"]
+        request["Interval"] = params["intervalHours"]
+        request["Asc"] = params["order"] == "chronological"
+        for field, name in (
+            ("tenantId", "Tid"),
+            ("historyDagId", "HistoryDagId"),
+            ("startNodeIds", "StartNodeIds"),
+            ("filterNodeIds", "FilterNodeIds"),
+        ):
+            if field in params:
+                request[name] = params[field]
+        return request
+
+    def default_endpoint(self, region: str) -> str:
+        return ENDPOINT.format(region=region)
+
+    def client(self, connection: Connection) -> DmsClient:
+        credentials = AliyunCredentials.from_env()
+        if credentials is None:
+            raise BackfillError(
+                "no Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS ones)"
+            )
+        return DmsClient(credentials, connection)
+
+    def look_up(self, record: Any, connection: Connection) -> Lookup:
+        client = self.client(connection)
+        try:
+            return client.find(record)
+        finally:
+            client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    outcome: Outcome
+    body: Mapping[str, Any]
+
+
+class DmsClient:
+    """Sends DMS RPC actions signed with ACS3 and maps every possible reply to an Outcome."""
+
+    def __init__(self, credentials: AliyunCredentials, connection: Connection) -> None:
+        self._http = httpx.Client(
+            base_url=connection.endpoint,
+            auth=ACS3Auth(credentials),
+            transport=connection.transport,
+            timeout=httpx.Timeout(connection.timeout, connect=10.0),
+        )
+
+    def submit(self, submission: Submission) -> Outcome:
+        reply = self.call(ACTION, submission.request)
+        outcome = reply.outcome
+        if outcome.kind is not OutcomeKind.SUBMITTED:
+            return outcome
+        instance = reply.body.get("DagInstanceId")
+        if instance in (None, ""):
+            return Outcome(
+                OutcomeKind.UNKNOWN,
+                request_id=outcome.request_id,
+                code="NoInstanceId",
+                message="success reply without a DagInstanceId",
+                emulator=outcome.emulator,
+            )
+        return Outcome(
+            OutcomeKind.SUBMITTED,
+            remote_id=str(instance),
+            request_id=outcome.request_id,
+            detail={"DagInstanceId": instance, "NodeId": reply.body.get("NodeId")},
+            emulator=outcome.emulator,
+        )
+
+    def call(self, action: str, params: Mapping[str, JSON]) -> Reply:
+        query = encode_query(rpc_params(params))
+        headers = {"x-acs-action": action, "x-acs-version": VERSION, "accept": "application/json"}
+        try:
+            response = self._http.post(f"/?{query}", headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            return Reply(
+                Outcome(OutcomeKind.RETRYABLE, code="ConnectionFailed", message=str(error)), {}
+            )
+        except httpx.TransportError as error:
+            return Reply(
+                Outcome(
+                    OutcomeKind.UNKNOWN, code=type(error).__name__, message=str(error) or "no reply"
+                ),
+                {},
+            )
+        return _reply(response)
+
+    def find(self, record: Any) -> Lookup:
+        """Instances of the DAG, for the submission's business dates, started since its intent.
+
+        Found for every date: it ran. None at all in a complete listing: it did not. Anything
+        else (some dates only, an error) stays unknown for a person to decide.
+        """
+        (target,) = record.targets
+        since = record.intent_time[:10]
+        wanted = set(record.dates)
+        found: dict[str, int] = {}
+        page = 1
+        while True:
+            reply = self.call(
+                "ListTaskFlowInstance",
+                {
+                    "DagId": int(target),
+                    "StartTimeBegin": since,
+                    "StartTimeEnd": (date.today() + timedelta(days=1)).isoformat(),
+                    "PageIndex": page,
+                    "PageSize": LIST_PAGE_SIZE,
+                },
+            )
+            if reply.outcome.kind is not OutcomeKind.SUBMITTED:
+                return Lookup(
+                    "unclear",
+                    how=f"ListTaskFlowInstance failed: {reply.outcome.code} "
+                    f"{reply.outcome.message}".strip(),
+                )
+            items = reply.body.get("DAGInstanceList", {}).get("DAGInstance", []) or []
+            for item in items:
+                business = str(item.get("BusinessTime", ""))[:10]
+                if business in wanted:
+                    found.setdefault(business, int(item["Id"]))
+            total = int(reply.body.get("TotalCount", 0) or 0)
+            if page * LIST_PAGE_SIZE >= total or not items:
+                break
+            page += 1
+        how = (
+            f"ListTaskFlowInstance DagId={target} since {since}: "
+            f"{len(found)} of {len(wanted)} dates have instances"
+        )
+        if len(found) == len(wanted):
+            return Lookup("submitted", remote_id=str(min(found.values())), how=how)
+        if not found:
+            return Lookup("missing", how=how)
+        return Lookup("unclear", how=how)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _reply(response: httpx.Response) -> Reply:
+    emulator = EMULATOR_HEADER in response.headers
+    if response.status_code >= 500:
+        return Reply(
+            Outcome(
+                OutcomeKind.UNKNOWN,
+                code=f"HTTP{response.status_code}",
+                message=f"server error {response.status_code}: the call may have been executed",
+                emulator=emulator,
+            ),
+            {},
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return Reply(
+            Outcome(
+                OutcomeKind.UNKNOWN,
+                code=f"HTTP{response.status_code}",
+                message="reply is not a DMS response: " + response.text[:200],
+                emulator=emulator,
+            ),
+            {},
+        )
+    request_id = str(body.get("RequestId", ""))
+    if response.status_code >= 400:
+        # The API gateway refused the request before DMS ran it.
+        code = str(body.get("Code") or f"HTTP{response.status_code}")
+        kind = OutcomeKind.RETRYABLE if response.status_code == 429 else classify(code)
+        return Reply(
+            Outcome(
+                kind,
+                request_id=request_id,
+                code=code,
+                message=str(body.get("Message", "")),
+                emulator=emulator,
+            ),
+            body,
+        )
+    if body.get("Success") is not True:
+        code = str(body.get("ErrorCode") or "UnknownError")
+        return Reply(
+            Outcome(
+                classify(code),
+                request_id=request_id,
+                code=code,
+                message=str(body.get("ErrorMessage", "")),
+                emulator=emulator,
+            ),
+            body,
+        )
+    return Reply(Outcome(OutcomeKind.SUBMITTED, request_id=request_id, emulator=emulator), body)
+
+
+PROVIDER = DmsProvider()
