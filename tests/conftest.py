@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import Repo
 
 from reconciler.emulator import create_app
 from reconciler.emulator.app import Emulator
 from reconciler.emulator.server import start_in_thread
+from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
 
 
@@ -48,13 +51,22 @@ def tencent_credentials() -> TencentCredentials:
 
 
 @pytest.fixture
+def aliyun_credentials() -> AliyunCredentials:
+    return AliyunCredentials("LTAIEmulatorTest00000001", "emulator-test-access-key-secret")
+
+
+@pytest.fixture
 def emulator_clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-def emulator(tencent_credentials: TencentCredentials, emulator_clock: FakeClock) -> Emulator:
-    return create_app(tencent=tencent_credentials, clock=emulator_clock)
+def emulator(
+    tencent_credentials: TencentCredentials,
+    aliyun_credentials: AliyunCredentials,
+    emulator_clock: FakeClock,
+) -> Emulator:
+    return create_app(tencent=tencent_credentials, aliyun=aliyun_credentials, clock=emulator_clock)
 
 
 @pytest.fixture
@@ -89,3 +101,24 @@ def wedata_sdk_client(
         return WedataClient(credential.Credential(secret_id, secret_key, token), region, profile)
 
     return make
+
+
+@pytest.fixture
+def credentials_env(
+    monkeypatch: pytest.MonkeyPatch,
+    tencent_credentials: TencentCredentials,
+    aliyun_credentials: AliyunCredentials,
+) -> None:
+    """The emulator's credentials in the variables the product reads them from."""
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", tencent_credentials.secret_id)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", tencent_credentials.secret_key)
+    monkeypatch.delenv("TENCENTCLOUD_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", aliyun_credentials.access_key_id)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", aliyun_credentials.access_key_secret)
+    monkeypatch.delenv("ALIBABA_CLOUD_SECURITY_TOKEN", raising=False)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, emulator: Emulator, credentials_env: None) -> Repo:
+    """Plans and state in tmp_path, applied to the in-process emulator."""
+    return Repo(tmp_path, emulator)

@@ -1,0 +1,448 @@
+"""The `backfill` command: parses options, calls a stage, hands the result to a view.
+
+Exit codes: 0 success (for `plan --detailed-exitcode`: no changes), 1 error, 2 changes pending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from reconciler import __version__, actor, pipeline
+from reconciler.commands import apply as apply_command
+from reconciler.commands import recover as recover_command
+from reconciler.commands import state as state_command
+from reconciler.emulator import create_app
+from reconciler.emulator.server import serve_forever
+from reconciler.errors import BackfillError, InvalidPlans
+from reconciler.providers import ALL
+from reconciler.state import SubmissionStatus, force_unlock, load_state, open_state
+from reconciler.views import json as json_view
+from reconciler.views import text
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _emit(payload: object) -> None:
+    click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def state_option(command: F) -> F:
+    return click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar="BACKFILL_STATE_DIR",
+        default=Path("state"),
+        show_default=True,
+        help="State directory (journal, snapshot, lock). Env: BACKFILL_STATE_DIR.",
+    )(command)
+
+
+def plans_option(command: F) -> F:
+    return click.option(
+        "--plans",
+        "plan_paths",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        default=[Path("plans")],
+        show_default=True,
+        help="Plan file or directory, searched recursively for *.yaml/*.yml. Repeatable.",
+    )(command)
+
+
+def endpoint_options(command: F) -> F:
+    command = click.option(
+        "--aliyun-endpoint",
+        envvar="BACKFILL_ALIYUN_ENDPOINT",
+        metavar="URL",
+        help="DMS endpoint (default https://dms-enterprise.<region>.aliyuncs.com). "
+        "Env: BACKFILL_ALIYUN_ENDPOINT.",
+    )(command)
+    command = click.option(
+        "--tencent-endpoint",
+        envvar="BACKFILL_TENCENT_ENDPOINT",
+        metavar="URL",
+        help="WeData endpoint (default https://wedata.intl.tencentcloudapi.com). "
+        "Env: BACKFILL_TENCENT_ENDPOINT.",
+    )(command)
+    return click.option(
+        "--endpoint",
+        envvar="BACKFILL_ENDPOINT",
+        metavar="URL",
+        help="Send every provider's calls to this URL, e.g. the emulator. Env: BACKFILL_ENDPOINT.",
+    )(command)
+
+
+def endpoints(
+    endpoint: str | None, tencent_endpoint: str | None, aliyun_endpoint: str | None
+) -> dict[str, str]:
+    chosen = {ALL: endpoint, "tencent-wedata": tencent_endpoint, "aliyun-dms": aliyun_endpoint}
+    return {name: url for name, url in chosen.items() if url}
+
+
+def recover_option(command: F) -> F:
+    return click.option(
+        "--recover",
+        is_flag=True,
+        help="First look up unknown outcomes remotely where the API allows it (DMS); "
+        "needs credentials.",
+    )(command)
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    return click.option(
+        "--format",
+        "output",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output format.",
+    )
+
+
+def lock_timeout_option(command: F) -> F:
+    return click.option(
+        "--lock-timeout",
+        type=float,
+        default=0.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Wait this long for another command holding the state lock.",
+    )(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show full tracebacks of unexpected errors.")
+@click.version_option(__version__, prog_name="backfill")
+def cli(debug: bool) -> None:
+    """Declarative, reviewable, exactly-once data backfills.
+
+    Plans are YAML files (default: plans/); the state (default: state/) records what was
+    submitted. `plan` shows which API calls are missing; `apply` makes exactly those.
+    """
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@format_option("text", "json")
+def validate(paths: Sequence[Path], output: str) -> int:
+    """Check plan files: YAML safety, the JSON Schema, then dates, ranges and unique names.
+
+    PATHS are plan files or directories (default: plans/). Reports every problem at
+    file:line:col and exits 1 if there is any.
+    """
+    result = pipeline.validated(list(paths) or [Path("plans")])
+    if output == "json":
+        _emit(json_view.validation(result))
+    else:
+        click.echo(text.validation(result, text.styler(_color())), err=not result.ok)
+    return 0 if result.ok else 1
+
+
+@cli.command()
+@plans_option
+@state_option
+@format_option("text", "json")
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to do, 2 when calls are pending, 1 on errors.",
+)
+@recover_option
+@endpoint_options
+def plan(
+    plan_paths: Sequence[Path],
+    state_dir: Path,
+    output: str,
+    detailed_exitcode: bool,
+    recover: bool,
+    endpoint: str | None,
+    tencent_endpoint: str | None,
+    aliyun_endpoint: str | None,
+) -> int:
+    """Show exactly which API calls an apply would make. Needs no credentials.
+
+    Reads the plan files and the state only; writes nothing. With --recover it also looks up
+    unknown outcomes remotely and plans as if they were settled (apply --recover journals them).
+    """
+    result = pipeline.plans(plan_paths)
+    current = load_state(state_dir)
+    if recover:
+        found = recover_command.look_up(
+            current, endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
+        )
+        if output == "text":
+            click.echo(text.findings(found, text.styler(_color()), written=False) + "\n")
+        current = recover_command.preview(current, found)
+    changes = pipeline.changeset(result, current)
+    if output == "json":
+        _emit(json_view.changeset(changes))
+    else:
+        click.echo(text.changeset(changes, text.styler(_color())))
+    if changes.conflicts:
+        return 1
+    return 2 if detailed_exitcode and changes.has_changes else 0
+
+
+@cli.command()
+@plans_option
+@state_option
+@endpoint_options
+@recover_option
+@format_option("text", "json")
+@click.option(
+    "--yes",
+    "--auto-approve",
+    "yes",
+    is_flag=True,
+    help="Do not ask for approval (for CI, after the plan was reviewed).",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Calls in flight at once (each API's rate limit still holds).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for one reply before its outcome counts as unknown.",
+)
+@lock_timeout_option
+def apply(
+    plan_paths: Sequence[Path],
+    state_dir: Path,
+    endpoint: str | None,
+    tencent_endpoint: str | None,
+    aliyun_endpoint: str | None,
+    recover: bool,
+    output: str,
+    yes: bool,
+    parallel: int,
+    timeout: float,
+    lock_timeout: float,
+) -> int:
+    """Make the missing API calls, journaling each before it is sent.
+
+    Shows the plan and asks for approval on a terminal. Submissions whose outcome is unknown
+    are never resubmitted by themselves. Credentials: TENCENTCLOUD_SECRET_ID,
+    TENCENTCLOUD_SECRET_KEY (optional TENCENTCLOUD_SESSION_TOKEN) for WeData;
+    ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET (optional
+    ALIBABA_CLOUD_SECURITY_TOKEN) for DMS.
+    """
+    return apply_command.run(
+        apply_command.ApplyOptions(
+            paths=plan_paths,
+            state_dir=state_dir,
+            endpoints=endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
+            recover=recover,
+            yes=yes,
+            parallel=parallel,
+            lock_timeout=lock_timeout,
+            timeout=timeout,
+            output=output,
+            color=_color(),
+        )
+    )
+
+
+@cli.command()
+@state_option
+@endpoint_options
+@lock_timeout_option
+def recover(
+    state_dir: Path,
+    endpoint: str | None,
+    tencent_endpoint: str | None,
+    aliyun_endpoint: str | None,
+    lock_timeout: float,
+) -> int:
+    """Settle unknown outcomes: look them up remotely where the API allows it (DMS
+    ListTaskFlowInstance) and journal what was found; list the rest with what to check."""
+    with open_state(
+        state_dir,
+        actor=actor.current("recover"),
+        command="backfill recover",
+        lock_timeout=lock_timeout,
+    ) as writer:
+        found = recover_command.look_up(
+            writer.state, endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
+        )
+        recover_command.journal(writer, found)
+    click.echo(text.findings(found, text.styler(_color()), written=True))
+    return 0
+
+
+@cli.group()
+def state() -> None:
+    """Inspect the state; record a person's verdict on an unknown outcome."""
+
+
+@state.command("list")
+@state_option
+@click.option("--plan", "plan_name", help="Only this plan's submissions.")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in SubmissionStatus]),
+    help="Only submissions with this status.",
+)
+@format_option("text", "json")
+def state_list(state_dir: Path, plan_name: str | None, status: str | None, output: str) -> int:
+    """List the submissions in the state."""
+    current = load_state(state_dir)
+    records = sorted(
+        (
+            r
+            for r in current.submissions.values()
+            if (plan_name is None or r.plan == plan_name) and (status is None or r.status == status)
+        ),
+        key=lambda r: (r.intent_seq, r.key),
+    )
+    for warning in current.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if output == "json":
+        _emit(
+            {
+                "format_version": json_view.FORMAT_VERSION,
+                "seq": current.seq,
+                "submissions": [json_view.record(r) for r in records],
+            }
+        )
+    else:
+        click.echo(text.state_table(records, current))
+    return 0
+
+
+@state.command("show")
+@click.argument("key")
+@state_option
+def state_show(key: str, state_dir: Path) -> int:
+    """Show one submission: its request, cells, outcome and who submitted it.
+
+    KEY may be an unambiguous prefix of at least 4 characters.
+    """
+    _emit(json_view.record(state_command.find(load_state(state_dir), key)))
+    return 0
+
+
+@state.command("import")
+@click.argument("key")
+@click.option("--remote-id", required=True, help="The id the platform gave the backfill.")
+@click.option("--reason", required=True, help="How you know it ran (kept in the journal).")
+@state_option
+@lock_timeout_option
+def state_import(
+    key: str, remote_id: str, reason: str, state_dir: Path, lock_timeout: float
+) -> int:
+    """Record that an unknown submission did run, with its remote id."""
+    record = state_command.resolve(
+        state_dir, key, remote_id=remote_id, reason=reason, lock_timeout=lock_timeout
+    )
+    click.echo(f"{record.key}: imported as submitted ({remote_id}).")
+    return 0
+
+
+@state.command("forget")
+@click.argument("key")
+@click.option("--reason", required=True, help="How you know it did not run (kept in the journal).")
+@state_option
+@lock_timeout_option
+def state_forget(key: str, reason: str, state_dir: Path, lock_timeout: float) -> int:
+    """Record that an unknown submission did not run: its cells become missing again."""
+    record = state_command.resolve(
+        state_dir, key, remote_id=None, reason=reason, lock_timeout=lock_timeout
+    )
+    click.echo(f"{record.key}: forgotten; the next apply submits its cells again.")
+    return 0
+
+
+@state.command("unlock")
+@click.argument("lock_id")
+@state_option
+def state_unlock(lock_id: str, state_dir: Path) -> int:
+    """Clear the lock record of a holder that is gone (LOCK_ID as shown in the lock error)."""
+    for line in force_unlock(state_dir, lock_id):
+        click.echo(f"warning: {line}", err=True)
+    click.echo(f"Unlocked {state_dir}.")
+    return 0
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one.",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the URL here once listening (for scripts).",
+)
+def emulator(host: str, port: int, ready_file: Path | None) -> int:
+    """Serve the built-in emulator of both APIs (WeData and DMS) on one port.
+
+    It verifies signatures against the TENCENTCLOUD_* and ALIBABA_CLOUD_* credentials in its
+    environment, so give it and the client the same (made-up) values. Point the client at it
+    with --endpoint URL. Admin: GET /_emulator/calls lists every create it accepted.
+    """
+
+    def ready(url: str) -> None:
+        click.echo(f"Emulator listening on {url} (Ctrl-C to stop)")
+        if ready_file:
+            ready_file.write_text(url + "\n", encoding="utf-8")
+
+    serve_forever(create_app(), host=host, port=port, on_ready=ready)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="backfill", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        code = exit_.exit_code
+    except click.ClickException as error:
+        error.show()
+        code = 1
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        code = 1
+    except InvalidPlans as error:
+        click.echo(text.diagnostics(error.diagnostics), err=True)
+        click.echo(f"error: {error}; nothing was planned or applied.", err=True)
+        code = 1
+    except BackfillError as error:
+        click.echo(f"error: {error}", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        code = 130
+    except Exception as error:  # the last line of defence: one clean line, never a traceback
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"error: unexpected {type(error).__name__}: {error}"
+            + ("" if debug else " (run with --debug for the traceback)"),
+            err=True,
+        )
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,120 @@
+"""Machine-readable output: plain dicts ready for `json.dumps`, stable in shape and order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from reconciler.diff import Changeset
+from reconciler.domain import Submission
+from reconciler.errors import Diagnostic
+from reconciler.execute import Result
+from reconciler.state import SubmissionRecord
+from reconciler.validate import Validated
+
+FORMAT_VERSION = 1
+
+
+def diagnostic(item: Diagnostic) -> dict[str, Any]:
+    loc = item.location
+    return {
+        "file": loc.file,
+        "line": loc.line,
+        "col": loc.col,
+        "field": item.field,
+        "message": item.message,
+    }
+
+
+def validation(result: Validated) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "valid": result.ok,
+        "files": result.files,
+        "plans": [p.name for p in result.plans],
+        "errors": [diagnostic(d) for d in result.diagnostics],
+    }
+
+
+def submission(item: Submission) -> dict[str, Any]:
+    return {
+        "key": item.key,
+        "plan": item.plan,
+        "revision": item.revision,
+        "provider": item.provider,
+        "action": item.action,
+        "region": item.region,
+        "targets": list(item.targets),
+        "dates": list(item.dates),
+        "cells": item.size,
+        "fingerprint": item.fingerprint,
+        "request": dict(item.request),
+    }
+
+
+def changeset(changes: Changeset) -> dict[str, Any]:
+    creates = changes.creates
+    return {
+        "format_version": FORMAT_VERSION,
+        "summary": {
+            "changes": changes.has_changes,
+            "create_calls": len(creates),
+            "create_cells": sum(s.size for s in creates),
+            "in_sync_cells": changes.count("in_sync_cells"),
+            "conflicts": len(changes.conflicts),
+            "attention_cells": changes.count("attention_cells"),
+            "orphaned_cells": sum(o.cells for o in changes.orphans),
+        },
+        "plans": [
+            {
+                "name": p.plan.name,
+                "provider": p.plan.provider,
+                "revision": p.plan.revision,
+                "file": p.plan.location.file,
+                "line": p.plan.location.line,
+                "create_cells": p.create_cells,
+                "in_sync_cells": p.in_sync_cells,
+                "conflict_cells": p.conflict_cells,
+                "attention_cells": p.attention_cells,
+                "submissions": [submission(s) for s in p.submissions],
+            }
+            for p in changes.plans
+        ],
+        "conflicts": [
+            {**asdict(c), "location": str(c.location), "changes": [asdict(x) for x in c.changes]}
+            for c in changes.conflicts
+        ],
+        "attention": [asdict(a) for a in changes.attention],
+        "orphans": [asdict(o) for o in changes.orphans],
+        "warnings": list(changes.warnings),
+    }
+
+
+def result(item: Result) -> dict[str, Any]:
+    outcome = item.outcome
+    return {
+        "key": item.submission.key,
+        "plan": item.submission.plan,
+        "outcome": str(outcome.kind),
+        "remote_id": outcome.remote_id,
+        "request_id": outcome.request_id,
+        "code": outcome.code,
+        "message": outcome.message,
+        "attempts": item.attempts,
+    }
+
+
+def results(items: Sequence[Result], planned: int) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "planned": planned,
+        "results": [result(r) for r in items],
+    }
+
+
+def record(item: SubmissionRecord) -> dict[str, Any]:
+    data = asdict(item)
+    data["status"] = str(item.status)
+    data["targets"], data["dates"] = list(item.targets), list(item.dates)
+    return data

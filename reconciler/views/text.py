@@ -1,0 +1,278 @@
+"""Human-readable text for terminals and CI logs. Pure functions: data in, text out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import click
+
+from reconciler.commands.recover import Finding
+from reconciler.diff import Changeset, Conflict, PlanChanges
+from reconciler.domain import JSON, OutcomeKind, Submission
+from reconciler.errors import Diagnostic
+from reconciler.execute import Result
+from reconciler.providers.protocol import contiguous_runs
+from reconciler.state import State, SubmissionRecord
+from reconciler.validate import Validated
+
+Style = Callable[..., str]
+
+
+def _plain(text: str, **_: object) -> str:
+    return text
+
+
+def styler(color: bool) -> Style:
+    return click.style if color else _plain
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def date_span(dates: Sequence[str]) -> str:
+    runs = contiguous_runs(sorted(dates))
+    parts = [start if start == end else f"{start}..{end}" for start, end in runs]
+    shown = ", ".join(parts[:4]) + (f", ... (+{len(parts) - 4} ranges)" if len(parts) > 4 else "")
+    return f"{shown} ({plural(len(dates), 'day')})"
+
+
+def targets_text(targets: Sequence[str]) -> str:
+    shown = ", ".join(targets[:5])
+    return shown + (f", ... (+{len(targets) - 5})" if len(targets) > 5 else "")
+
+
+# --- validate ---------------------------------------------------------------------------------
+
+
+def diagnostics(items: Sequence[Diagnostic], style: Style = _plain) -> str:
+    return "\n".join(
+        f"{style(str(d.location), bold=True)}: {style('error', fg='red')}: "
+        + (f"{d.field}: " if d.field else "")
+        + d.message
+        for d in items
+    )
+
+
+def validation(result: Validated, style: Style = _plain) -> str:
+    if result.ok:
+        return style(
+            f"OK: {plural(len(result.plans), 'plan')} in {plural(result.files, 'file')} valid.",
+            fg="green",
+        )
+    files = len({d.location.file for d in result.diagnostics})
+    return (
+        diagnostics(result.diagnostics, style)
+        + "\n"
+        + style(
+            f"Found {plural(len(result.diagnostics), 'problem')} in {plural(files, 'file')}; "
+            "nothing was planned or applied.",
+            fg="red",
+        )
+    )
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+def submission_lines(submission: Submission, style: Style = _plain) -> list[str]:
+    return [
+        f"    {style('+', fg='green')} {submission.action} {style(submission.key, bold=True)}"
+        f"  ({plural(submission.size, 'cell')})",
+        f"        targets: {targets_text(submission.targets)}",
+        f"        dates:   {date_span(submission.dates)}",
+    ]
+
+
+def _plan_block(item: PlanChanges, style: Style) -> list[str]:
+    plan = item.plan
+    marker = style("+", fg="green") if item.submissions else style("=", dim=True)
+    lines = [
+        f"{marker} {style(plan.name, bold=True)}  {plan.provider} r{plan.revision}"
+        f"  ({plan.location})"
+    ]
+    for submission in item.submissions:
+        lines.extend(submission_lines(submission, style))
+    if item.in_sync_cells:
+        lines.append(f"    = {plural(item.in_sync_cells, 'cell')} in sync")
+    if item.conflict_cells:
+        lines.append(style(f"    ! {plural(item.conflict_cells, 'cell')} in conflict", fg="red"))
+    if item.attention_cells:
+        lines.append(
+            style(f"    ? {plural(item.attention_cells, 'cell')} need attention", fg="yellow")
+        )
+    return lines
+
+
+def _value(value: JSON) -> str:
+    return "(unset)" if value is None else click.unstyle(str(value))
+
+
+def conflict_text(conflict: Conflict) -> str:
+    changes = "; ".join(f"{c.field}: {_value(c.old)} -> {_value(c.new)}" for c in conflict.changes)
+    return (
+        f"{conflict.location}: plan {conflict.plan!r} r{conflict.revision}: "
+        f"{plural(conflict.cells, 'cell')} ({conflict.first_date}..{conflict.last_date}) were "
+        f"already submitted by {conflict.key} with other parameters ({changes}). A submitted "
+        f"backfill cannot be edited: set spec.revision to {conflict.revision + 1} to re-run these "
+        "dates with the new parameters, or restore the old values."
+    )
+
+
+def changeset(changes: Changeset, style: Style = _plain) -> str:
+    lines: list[str] = []
+    for warning in changes.warnings:
+        lines.append(style(f"warning: {warning}", fg="yellow"))
+    for conflict in changes.conflicts:
+        lines.append(style("conflict: ", fg="red", bold=True) + conflict_text(conflict))
+    for attention in changes.attention:
+        key = attention.key
+        where = (
+            f"; look for a plan named {attention.remote_name!r}" if attention.remote_name else ""
+        )
+        lines.append(
+            style("needs attention: ", fg="yellow", bold=True)
+            + f"{plural(attention.cells, 'cell')} of plan {attention.plan!r} are covered by "
+            f"submission {key} whose outcome is unknown: it may have run, so it is never "
+            f"resubmitted by itself. Check the platform{where}, then run `backfill state import "
+            f"{key} --remote-id ID` if it ran, or `backfill state forget {key}` if it did not."
+        )
+    if lines:
+        lines.append("")
+    for item in changes.plans:
+        lines.extend(_plan_block(item, style))
+    for orphan in changes.orphans:
+        what = "plan no longer declared" if orphan.plan_removed else "cells no longer declared"
+        lines.append(
+            style("- ", fg="magenta")
+            + f"{orphan.plan} r{orphan.revision}: {plural(orphan.cells, 'cell')} of {orphan.key} "
+            f"({what}): orphaned, reported only (a backfill that ran cannot be un-run)"
+        )
+    lines.append("")
+    lines.append(summary_line(changes, style))
+    return "\n".join(lines)
+
+
+def summary_line(changes: Changeset, style: Style = _plain) -> str:
+    creates = changes.creates
+    if not creates and not changes.conflicts:
+        head = style("No changes.", fg="green", bold=True) + " Every declared cell is submitted."
+        if changes.attention:
+            head = style("No calls to make,", bold=True) + " but some cells need attention."
+    else:
+        head = style("Plan:", bold=True) + (
+            f" {plural(len(creates), 'call')} to make"
+            f" ({plural(sum(s.size for s in creates), 'cell')})."
+        )
+    counts = (
+        f" {plural(changes.count('in_sync_cells'), 'cell')} in sync,"
+        f" {plural(len(changes.conflicts), 'conflict')},"
+        f" {plural(changes.count('attention_cells'), 'cell')} needing attention,"
+        f" {plural(sum(o.cells for o in changes.orphans), 'orphaned cell')}."
+    )
+    return head + counts
+
+
+# --- apply ------------------------------------------------------------------------------------
+
+
+_MARKS = {
+    OutcomeKind.SUBMITTED: ("submitted", "green"),
+    OutcomeKind.REJECTED: ("rejected", "red"),
+    OutcomeKind.RETRYABLE: ("not sent", "red"),
+    OutcomeKind.UNKNOWN: ("UNKNOWN", "yellow"),
+}
+
+
+def result_line(result: Result, done: int, total: int, style: Style = _plain) -> str:
+    word, color = _MARKS[result.outcome.kind]
+    sub, outcome = result.submission, result.outcome
+    head = f"[{done}/{total}] {style(word, fg=color, bold=True)} {sub.key} {sub.plan}"
+    if outcome.kind is OutcomeKind.SUBMITTED:
+        tail = f"-> {outcome.remote_id} (RequestId {outcome.request_id or '-'})"
+    else:
+        tail = f"{outcome.code}: {outcome.message}"
+    retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+    return f"{head} {tail}{retries}"
+
+
+def apply_summary(results: Sequence[Result], planned: int, style: Style = _plain) -> str:
+    counts = {kind: 0 for kind in OutcomeKind}
+    for result in results:
+        counts[result.outcome.kind] += 1
+    failed = len(results) - counts[OutcomeKind.SUBMITTED]
+    head = "Apply complete:" if not failed else "Apply finished with problems:"
+    text = (
+        f"{head} {counts[OutcomeKind.SUBMITTED]} submitted, "
+        f"{counts[OutcomeKind.REJECTED] + counts[OutcomeKind.RETRYABLE]} not created, "
+        f"{counts[OutcomeKind.UNKNOWN]} unknown"
+    )
+    if len(results) < planned:
+        text += f"; {planned - len(results)} of {planned} not attempted"
+    text += "."
+    if counts[OutcomeKind.UNKNOWN]:
+        text += (
+            "\nUnknown outcomes may have run and are never resubmitted by themselves: see "
+            "`backfill state list --status unknown` and resolve each with `state import` or "
+            "`state forget`."
+        )
+    return style(text, fg="green" if not failed else "red", bold=True)
+
+
+# --- state ------------------------------------------------------------------------------------
+
+
+def state_table(records: Sequence[SubmissionRecord], state: State) -> str:
+    if not records:
+        return "No submissions." if not state.submissions else "No submissions match."
+    header = ("KEY", "PLAN", "REV", "STATUS", "CELLS", "DATES", "REMOTE ID", "UPDATED")
+    rows = [
+        (
+            r.key,
+            r.plan,
+            str(r.revision),
+            str(r.status),
+            str(len(r.targets) * len(r.dates)),
+            f"{min(r.dates)}..{max(r.dates)}" if r.dates else "-",
+            r.remote_id or "-",
+            r.updated_time,
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        for row in (header, *rows)
+    )
+
+
+# --- recover ----------------------------------------------------------------------------------
+
+_VERDICTS = {
+    "submitted": ("ran", "green"),
+    "missing": ("did not run", "cyan"),
+    "unclear": ("still unknown", "yellow"),
+}
+
+
+def findings(items: Sequence[Finding], style: Style = _plain, *, written: bool) -> str:
+    if not items:
+        return "No submission has an unknown outcome."
+    lines = []
+    for item in items:
+        word, color = _VERDICTS[item.lookup.verdict]
+        remote = f" as {item.lookup.remote_id}" if item.lookup.remote_id else ""
+        lines.append(
+            f"{style(word, fg=color, bold=True)}{remote}: {item.record.key} "
+            f"{item.record.plan} r{item.record.revision} - {item.lookup.how}"
+        )
+    settled = sum(1 for i in items if i.lookup.verdict != "unclear")
+    left = len(items) - settled
+    verb = "settled and journaled" if written else "would be settled (plan writes nothing)"
+    lines.append(f"{plural(settled, 'unknown outcome')} {verb}; {left} left for a person.")
+    if left:
+        lines.append(
+            "For each one left: if it ran, `backfill state import KEY --remote-id ID --reason "
+            "...`; if it did not, `backfill state forget KEY --reason ...`."
+        )
+    return "\n".join(lines)

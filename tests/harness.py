@@ -1,0 +1,68 @@
+"""A plans directory, a state directory and the in-process emulator they are applied to."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import httpx
+from factories import write
+
+from reconciler import pipeline
+from reconciler.commands import recover
+from reconciler.commands.apply import ApplyOptions, run
+from reconciler.diff import Changeset
+from reconciler.emulator.app import Emulator
+from reconciler.providers import ALL
+from reconciler.providers.protocol import Client, Connection, Lookup, Provider
+from reconciler.state import SubmissionRecord, load_state
+
+LOOPBACK = "http://127.0.0.1:9"
+"""Any loopback URL: the requests go to the emulator through WSGITransport, not the network."""
+
+
+class Repo:
+    def __init__(self, root: Path, emulator: Emulator) -> None:
+        self.plans = root / "plans"
+        self.state = root / "state"
+        self.emulator = emulator
+        self.plans.mkdir()
+
+    def write(self, name: str, *documents: dict[str, Any]) -> Path:
+        return write(self.plans / f"{name}.yaml", *documents)
+
+    def mount(self, connection: Connection) -> Connection:
+        transport = httpx.WSGITransport(app=self.emulator)
+        return dataclasses.replace(connection, transport=transport)
+
+    def connect(self, provider: Provider, connection: Connection) -> Client:
+        return provider.client(self.mount(connection))
+
+    def look(self, provider: Provider, record: SubmissionRecord, connection: Connection) -> Lookup:
+        return provider.look_up(record, self.mount(connection))
+
+    def apply(self, **options: Any) -> int:
+        defaults: dict[str, Any] = {
+            "paths": [self.plans],
+            "state_dir": self.state,
+            "endpoints": {ALL: LOOPBACK},
+            "yes": True,
+            "connect": self.connect,
+            "look": self.look,
+        }
+        return run(ApplyOptions(**{**defaults, **options}))
+
+    def recover(self) -> list[recover.Finding]:
+        from reconciler.state import open_state
+
+        with open_state(self.state, actor={"user": "test"}, command="test recover") as writer:
+            found = recover.look_up(writer.state, {ALL: LOOPBACK}, look=self.look)
+            recover.journal(writer, found)
+        return found
+
+    def calls(self) -> list[dict[str, Any]]:
+        return self.emulator.calls.all()
+
+    def changes(self) -> Changeset:
+        return pipeline.changeset(pipeline.plans([self.plans]), load_state(self.state))

@@ -1,0 +1,364 @@
+"""Plan and apply against the emulator: only the missing calls, exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from factories import TASKS, wedata_plan, write
+from harness import Repo
+
+from reconciler.domain import Outcome, Submission
+from reconciler.emulator.app import Emulator
+from reconciler.errors import BackfillError
+from reconciler.providers import ALL
+from reconciler.providers.acs3 import AliyunCredentials
+from reconciler.providers.protocol import Client
+from reconciler.providers.tc3 import TencentCredentials
+from reconciler.state import SubmissionStatus, load_state
+
+
+def ranges(call: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(r["StartDate"], r["EndDate"]) for r in call["params"]["DataBackfillRangeList"]]
+
+
+def test_first_apply_creates_everything_in_one_call_per_task_group(repo: Repo) -> None:
+    repo.write("orders", wedata_plan(dates=[("2025-09-01", "2025-09-03")]))
+    assert repo.apply() == 0
+    [call] = repo.calls()
+    assert call["params"]["TaskIds"] == TASKS
+    assert ranges(call) == [("2025-09-01", "2025-09-03")]
+    [record] = load_state(repo.state).submissions.values()
+    assert record.status is SubmissionStatus.SUBMITTED
+    assert record.remote_id == call["remote_id"]
+
+
+def test_a_rerun_makes_zero_calls(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.write("orders", wedata_plan())
+    assert repo.apply() == 0
+    before = len(repo.calls())
+    capsys.readouterr()
+    assert repo.apply() == 0
+    assert len(repo.calls()) == before
+    assert "No changes." in capsys.readouterr().out
+    assert not repo.changes().has_changes
+
+
+def test_extending_a_range_submits_only_the_new_dates(repo: Repo) -> None:
+    repo.write("orders", wedata_plan(dates=[("2025-09-01", "2025-09-03")]))
+    repo.apply()
+    repo.write("orders", wedata_plan(dates=[("2025-09-01", "2025-09-05")]))
+    repo.apply()
+    _first, second = repo.calls()
+    assert ranges(second) == [("2025-09-04", "2025-09-05")]
+    assert second["params"]["TaskIds"] == TASKS
+
+
+def test_adding_a_task_submits_only_that_task(repo: Repo) -> None:
+    repo.write("orders", wedata_plan(tasks=TASKS[:1]))
+    repo.apply()
+    repo.write("orders", wedata_plan(tasks=TASKS))
+    repo.apply()
+    second = repo.calls()[1]
+    assert second["params"]["TaskIds"] == TASKS[1:]
+    assert ranges(second) == [("2025-09-01", "2025-09-03")]
+
+
+def test_tasks_missing_different_dates_get_separate_calls_and_gaps_become_ranges(
+    repo: Repo,
+) -> None:
+    dates = [("2025-09-01", "2025-09-02"), ("2025-09-05", "2025-09-05")]
+    repo.write("orders", wedata_plan(tasks=TASKS[:1], dates=dates))
+    repo.apply()
+    repo.write("orders", wedata_plan(tasks=TASKS, dates=[*dates, ("2025-09-07", "2025-09-07")]))
+    repo.apply()
+    calls = repo.calls()[1:]
+    by_tasks = {tuple(c["params"]["TaskIds"]): ranges(c) for c in calls}
+    assert by_tasks == {
+        (TASKS[0],): [("2025-09-07", "2025-09-07")],
+        (TASKS[1],): [
+            ("2025-09-01", "2025-09-02"),
+            ("2025-09-05", "2025-09-05"),
+            ("2025-09-07", "2025-09-07"),
+        ],
+    }
+
+
+def test_chunk_caps_the_days_per_call(repo: Repo) -> None:
+    repo.write("orders", wedata_plan(dates=[("2025-09-01", "2025-09-10")], chunk=4))
+    repo.apply()
+    assert sorted(ranges(c) for c in repo.calls()) == [
+        [("2025-09-01", "2025-09-04")],
+        [("2025-09-05", "2025-09-08")],
+        [("2025-09-09", "2025-09-10")],
+    ]
+
+
+def test_every_parameter_reaches_the_api_and_an_unset_name_is_traceable(repo: Repo) -> None:
+    repo.write(
+        "orders",
+        wedata_plan(
+            "orders-fix",
+            executionWindow={"start": "01:00", "end": "06:00"},
+            timeZone="UTC+0",
+            checkParents="in-plan",
+            skipEventListening=False,
+            selfDependency=True,
+            parallelism=3,
+            schedulerResourceGroupId="rg-1",
+            integrationResourceGroupId="rg-2",
+            parameters={"mode": "repair", "limit": 5},
+            order="reverse",
+            instanceCycle="monthly",
+            computeConfigMappings=[
+                {"taskTypeId": 32, "item": "COMPUTE_ENGINE", "sourceValue": "a", "targetValue": "b"}
+            ],
+        ),
+    )
+    repo.apply()
+    [call] = repo.calls()
+    params = call["params"]
+    key = next(iter(load_state(repo.state).submissions))
+    assert params["DataBackfillPlanName"] == f"orders-fix-r1-{key[:10]}"
+    assert params["DataBackfillRangeList"][0]["ExecutionStartTime"] == "01:00"
+    assert params["DataBackfillRangeList"][0]["ExecutionEndTime"] == "06:00"
+    assert {
+        k: params[k]
+        for k in (
+            "TimeZone",
+            "CheckParentType",
+            "SkipEventListening",
+            "RedefineSelfWorkflowDependency",
+            "RedefineParallelNum",
+            "SchedulerResourceGroupId",
+            "IntegrationResourceGroupId",
+            "RedefineParamList",
+            "DataTimeOrder",
+            "RedefineCycleType",
+            "ComputeConfigMappings",
+        )
+    } == {
+        "TimeZone": "UTC+0",
+        "CheckParentType": "MAKE_SCOPE",
+        "SkipEventListening": False,
+        "RedefineSelfWorkflowDependency": "yes",
+        "RedefineParallelNum": 3,
+        "SchedulerResourceGroupId": "rg-1",
+        "IntegrationResourceGroupId": "rg-2",
+        "RedefineParamList": [{"K": "mode", "V": "repair"}, {"K": "limit", "V": "5"}],
+        "DataTimeOrder": "REVERSE",
+        "RedefineCycleType": "MONTH_CYCLE",
+        "ComputeConfigMappings": [
+            {
+                "TaskTypeId": 32,
+                "ComputeConfigItem": "COMPUTE_ENGINE",
+                "SourceValue": "a",
+                "TargetValue": "b",
+            }
+        ],
+    }
+
+
+def test_writing_a_documented_default_explicitly_is_not_an_edit(repo: Repo) -> None:
+    repo.write("orders", wedata_plan())
+    repo.apply()
+    repo.write(
+        "orders", wedata_plan(skipEventListening=True, checkParents="none", timeZone="UTC+8")
+    )
+    changes = repo.changes()
+    assert not changes.has_changes
+    assert not changes.conflicts
+
+
+def test_changing_a_parameter_of_submitted_dates_is_a_conflict_naming_the_fix(
+    repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo.write("orders", wedata_plan(parallelism=2))
+    repo.apply()
+    repo.write("orders", wedata_plan(parallelism=4))
+    capsys.readouterr()
+    with pytest.raises(BackfillError, match="conflict"):
+        repo.apply()
+    out = capsys.readouterr().out
+    assert "plan 'orders-backfill' r1" in out
+    assert "parallelism: 2 -> 4" in out
+    assert "set spec.revision to 2" in out
+    assert len(repo.calls()) == 1
+    # Bumping the revision re-runs the dates deliberately, with the new parameters.
+    repo.write("orders", wedata_plan(parallelism=4, revision=2))
+    assert repo.apply() == 0
+    second = repo.calls()[1]
+    assert second["params"]["RedefineParallelNum"] == 4
+    assert second["params"]["TaskIds"] == TASKS
+
+
+def test_removing_a_plan_is_reported_as_orphaned_and_submits_nothing(repo: Repo) -> None:
+    path = repo.write("orders", wedata_plan())
+    repo.write("other", wedata_plan("other", tasks=["1"]))
+    repo.apply()
+    path.unlink()
+    changes = repo.changes()
+    assert not changes.has_changes
+    [orphan] = changes.orphans
+    assert orphan.plan == "orders-backfill"
+    assert orphan.plan_removed
+    assert orphan.cells == 6
+    assert repo.apply() == 0
+    assert len(repo.calls()) == 2
+
+
+def test_keys_are_deterministic(repo: Repo) -> None:
+    repo.write("orders", wedata_plan(dates=[("2025-09-01", "2025-09-30")], chunk=7))
+    first = [s.key for s in repo.changes().creates]
+    second = [s.key for s in repo.changes().creates]
+    assert first == second
+    assert len(set(first)) == 5
+
+
+class DiesAfterSending:
+    """A client whose process 'dies' after the request left: the reply is never journaled."""
+
+    def __init__(self, inner: Client) -> None:
+        self.inner = inner
+
+    def submit(self, submission: Submission) -> Outcome:
+        self.inner.submit(submission)
+        raise KeyboardInterrupt
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_crash_between_intent_and_outcome_is_unknown_and_never_resubmitted(
+    repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo.write("orders", wedata_plan())
+    with pytest.raises(KeyboardInterrupt):
+        repo.apply(connect=lambda p, c: DiesAfterSending(repo.connect(p, c)))
+    assert len(repo.calls()) == 1
+    [record] = load_state(repo.state).submissions.values()
+    assert record.status is SubmissionStatus.PENDING
+    assert record.needs_attention
+    capsys.readouterr()
+    assert repo.apply() == 1  # needs attention: not done, and not resubmitted
+    assert len(repo.calls()) == 1
+    out = capsys.readouterr().out
+    assert "needs attention" in out
+    assert f"backfill state import {record.key}" in out
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def cli_env(
+    tencent_credentials: TencentCredentials, aliyun_credentials: AliyunCredentials
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BACKFILL_", "TENCENTCLOUD_", "ALIBABA_CLOUD_"))
+    }
+    env.update(
+        TENCENTCLOUD_SECRET_ID=tencent_credentials.secret_id,
+        TENCENTCLOUD_SECRET_KEY=tencent_credentials.secret_key,
+        ALIBABA_CLOUD_ACCESS_KEY_ID=aliyun_credentials.access_key_id,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=aliyun_credentials.access_key_secret,
+        NO_COLOR="1",
+    )
+    return env
+
+
+def test_the_cli_end_to_end_over_loopback(
+    tmp_path: Path,
+    emulator: Emulator,
+    emulator_url: str,
+    cli_env: dict[str, str],
+    tencent_credentials: TencentCredentials,
+) -> None:
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan())
+    planned = cli("plan", "--detailed-exitcode", cwd=tmp_path, env=cli_env)
+    assert planned.returncode == 2, planned.stderr
+    assert "Plan: 1 call to make (6 cells)" in planned.stdout
+
+    no_yes = cli("apply", "--endpoint", emulator_url, cwd=tmp_path, env=cli_env)
+    assert no_yes.returncode == 1
+    assert "apply needs approval" in no_yes.stderr
+    assert emulator.calls.all() == []
+
+    applied = cli("apply", "--endpoint", emulator_url, "--yes", cwd=tmp_path, env=cli_env)
+    assert applied.returncode == 0, applied.stderr
+    assert "[1/1] submitted" in applied.stdout
+    assert "Apply complete: 1 submitted" in applied.stdout
+    assert len(emulator.calls.all()) == 1
+
+    again = cli("plan", "--detailed-exitcode", "--format", "json", cwd=tmp_path, env=cli_env)
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["summary"]["changes"] is False
+
+    listed = cli("state", "list", cwd=tmp_path, env=cli_env)
+    assert "submitted" in listed.stdout
+    key = listed.stdout.splitlines()[1].split()[0]
+    shown = json.loads(cli("state", "show", key[:6], cwd=tmp_path, env=cli_env).stdout)
+    assert shown["remote_id"] == emulator.calls.all()[0]["remote_id"]
+
+    # Secrets never reach the state, the journal or the output.
+    everything = "".join(p.read_text() for p in (tmp_path / "state").iterdir() if p.is_file())
+    everything += applied.stdout + applied.stderr + listed.stdout
+    assert tencent_credentials.secret_key not in everything
+
+
+def test_apply_without_credentials_fails_before_any_call(
+    tmp_path: Path, emulator: Emulator, emulator_url: str, cli_env: dict[str, str]
+) -> None:
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan())
+    env = {k: v for k, v in cli_env.items() if not k.startswith("TENCENTCLOUD_")}
+    done = cli("apply", "--endpoint", emulator_url, "--yes", cwd=tmp_path, env=env)
+    assert done.returncode == 1
+    assert "no Tencent Cloud credentials" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert emulator.calls.all() == []
+    assert (
+        not (tmp_path / "state" / "journal.jsonl").exists()
+        or not (tmp_path / "state" / "journal.jsonl").read_text()
+    )
+
+
+def test_wrong_credentials_are_rejected_and_the_cells_stay_missing(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch, tencent_credentials: TencentCredentials
+) -> None:
+    repo.write("orders", wedata_plan())
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "not-the-key")
+    assert repo.apply() == 1
+    [record] = load_state(repo.state).submissions.values()
+    assert record.status is SubmissionStatus.REJECTED
+    assert record.code == "AuthFailure.SignatureFailure"
+    assert repo.calls() == []
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", tencent_credentials.secret_key)
+    assert repo.apply() == 0
+    [record] = load_state(repo.state).submissions.values()
+    assert record.status is SubmissionStatus.SUBMITTED
+    assert record.attempts == 2
+
+
+def test_a_state_written_against_the_emulator_refuses_a_real_endpoint(repo: Repo) -> None:
+    repo.write("orders", wedata_plan(dates=[("2025-09-01", "2025-09-01")]))
+    repo.apply()
+    repo.write("orders", wedata_plan(dates=[("2025-09-01", "2025-09-02")]))
+    with pytest.raises(BackfillError, match="built-in emulator"):
+        repo.apply(endpoints={ALL: "https://wedata.intl.tencentcloudapi.com"})
+    assert len(repo.calls()) == 1
