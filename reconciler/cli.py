@@ -211,9 +211,12 @@ def plan(
 @click.option(
     "--parallel",
     type=click.IntRange(1, 64),
-    default=4,
+    default=16,
     show_default=True,
     help="Calls in flight at once (each API's rate limit still holds).",
+)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress output; only problems and the summary."
 )
 @click.option(
     "--timeout",
@@ -234,6 +237,7 @@ def apply(
     output: str,
     yes: bool,
     parallel: int,
+    quiet: bool,
     timeout: float,
     lock_timeout: float,
 ) -> int:
@@ -257,6 +261,7 @@ def apply(
             timeout=timeout,
             output=output,
             color=_color(),
+            progress="quiet" if quiet else ("tty" if sys.stdout.isatty() else "lines"),
         )
     )
 

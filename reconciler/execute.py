@@ -32,19 +32,29 @@ class Result:
     submission: Submission
     outcome: Outcome
     attempts: int
+    retried: tuple[str, ...] = ()
+    """The codes of the replies that were retried (throttling, refused connections)."""
 
 
-class RateLimiter:
-    """Paces calls to at most `rate` per second: one token every 1/rate seconds, no burst,
-    so that no one-second window at the server ever sees more than the limit."""
+class Pacer:
+    """Keeps one API's calls under its rate limit, adapting to what the server says.
+
+    Calls leave one every 1/rate seconds, never in a burst, so that no one-second window at the
+    server sees more than the limit; the pace runs a little under the limit (`headroom`) because
+    requests do not arrive exactly as they leave. A throttled reply cuts the pace (multiplicative
+    decrease); each success wins a little of it back (additive increase), up to the limit.
+    """
 
     def __init__(
         self,
-        rate: float,
+        limit: float,
+        *,
+        headroom: float = 0.97,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._interval = 1.0 / rate
+        self.limit = limit * headroom
+        self.rate = self.limit
         self._next = 0.0
         self._lock = threading.Lock()
         self._clock, self._sleep = clock, sleep
@@ -53,9 +63,17 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             slot = max(now, self._next)
-            self._next = slot + self._interval
+            self._next = slot + 1.0 / self.rate
         if slot > now:
             self._sleep(slot - now)
+
+    def throttled(self) -> None:
+        with self._lock:
+            self.rate = max(self.limit / 20, self.rate * 0.5)
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.rate = min(self.limit, self.rate + self.limit / 50)
 
 
 def intent(submission: Submission, endpoint: str) -> dict[str, JSON]:
@@ -100,7 +118,7 @@ class Route:
     """Where one submission goes: the client for its endpoint and the pace it must keep."""
 
     client: Client
-    limiter: RateLimiter
+    pacer: Pacer
     endpoint: str
 
 
@@ -109,12 +127,16 @@ def execute(
     *,
     route: Callable[[Submission], Route],
     journal: Journal,
-    parallel: int = 4,
+    parallel: int = 16,
     on_result: Callable[[Result], None] = lambda result: None,
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
 ) -> list[Result]:
-    """Run every submission; returns their results in completion order."""
+    """Run every submission; returns their results in completion order.
+
+    Setting `stop` dispatches nothing more: calls in flight finish and are journaled, the rest
+    are not attempted (and not in the results).
+    """
     lock = threading.Lock()
     results: list[Result] = []
     stop = stop or threading.Event()
@@ -126,12 +148,18 @@ def execute(
         with lock:
             journal.append("intent", intent(submission, way.endpoint))
         attempts = 0
+        retried: list[str] = []
         while True:
             attempts += 1
-            way.limiter.acquire()
+            way.pacer.acquire()
             outcome = way.client.submit(submission)
-            if outcome.kind is not OutcomeKind.RETRYABLE or attempts >= MAX_ATTEMPTS:
+            if outcome.kind is not OutcomeKind.RETRYABLE:
+                way.pacer.succeeded()
                 break
+            way.pacer.throttled()
+            if attempts >= MAX_ATTEMPTS:
+                break
+            retried.append(outcome.code)
             sleep(_backoff(attempts))
         if outcome.kind is OutcomeKind.RETRYABLE:
             outcome = Outcome(
@@ -143,7 +171,7 @@ def execute(
                 emulator=outcome.emulator,
             )
         event, data = outcome_event(submission, outcome)
-        result = Result(submission, outcome, attempts)
+        result = Result(submission, outcome, attempts, tuple(retried))
         with lock:
             journal.append(event, data)
             results.append(result)

@@ -225,6 +225,7 @@ class DiesAfterSending:
 
     def __init__(self, inner: Client) -> None:
         self.inner = inner
+        self.credential_id = inner.credential_id
 
     def submit(self, submission: Submission) -> Outcome:
         self.inner.submit(submission)

@@ -117,6 +117,7 @@ class Crash:
 
     def __init__(self, inner: Client, *, sent: bool) -> None:
         self.inner, self.sent = inner, sent
+        self.credential_id = inner.credential_id
 
     def submit(self, submission: Submission) -> Outcome:
         if self.sent:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -16,11 +21,12 @@ from reconciler.commands.recover import LookUp
 from reconciler.diff import Changeset
 from reconciler.domain import Submission
 from reconciler.errors import BackfillError
-from reconciler.execute import RateLimiter, Result, Route, execute
+from reconciler.execute import Pacer, Result, Route, execute
 from reconciler.providers.protocol import Client, Connection, Provider
 from reconciler.state import State, open_state
 from reconciler.views import json as json_view
 from reconciler.views import text
+from reconciler.views.progress import Mode, Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +35,12 @@ class ApplyOptions:
     state_dir: Path
     endpoints: Mapping[str, str]
     yes: bool = False
-    parallel: int = 4
+    parallel: int = 16
     lock_timeout: float = 0.0
     timeout: float = 30.0
     output: str = "text"
     color: bool = False
+    progress: Mode = "lines"
     recover: bool = False
     connect: Callable[[Provider, Connection], Client] | None = None
     """How to build a provider client (tests mount the emulator in-process here)."""
@@ -72,31 +79,68 @@ def run(options: ApplyOptions) -> int:
             return 1 if changes.attention else 0
         routes = _routes(creates, writer.state, options)
         _confirm(creates, options)
-        total = len(creates)
-        done: list[Result] = []
-
-        def progress(result: Result) -> None:
-            done.append(result)
-            if options.output == "text":
-                click.echo(text.result_line(result, len(done), total, style))
-
+        progress = (
+            Progress(len(creates), mode=options.progress, style=style)
+            if options.output == "text"
+            else Progress(len(creates), mode="quiet", style=style, stream=sys.stderr)
+        )
+        stop = threading.Event()
         try:
-            results = execute(
-                creates,
-                route=lambda s: routes[_route_key(s, options)],
-                journal=writer,
-                parallel=options.parallel,
-                on_result=progress,
-            )
+            with _signals(stop, options.timeout) as received:
+                results = execute(
+                    creates,
+                    route=lambda s: routes[_route_key(s, options)],
+                    journal=writer,
+                    parallel=options.parallel,
+                    on_result=progress.update,
+                    stop=stop,
+                )
         finally:
+            progress.finish()
             for route in routes.values():
                 route.client.close()
     if options.output == "json":
         _print_json(changes, results)
     else:
-        click.echo(text.apply_summary(results, total, style))
+        click.echo(text.apply_summary(results, len(creates), style))
+    if received:
+        name = signal.Signals(received[0]).name
+        click.echo(
+            f"Interrupted by {name}: every call in flight finished and was journaled; run apply "
+            "again to make the rest.",
+            err=True,
+        )
+        return 128 + received[0]
     failed = any(r.outcome.kind.value != "submitted" for r in results)
     return 1 if failed or changes.attention else 0
+
+
+@contextmanager
+def _signals(stop: threading.Event, drain: float) -> Iterator[list[int]]:
+    """SIGINT/SIGTERM stop the dispatch; calls in flight finish (each within its timeout) and
+    are journaled. A second signal exits at once: what was in flight is unknown on next load."""
+    received: list[int] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if received:
+            os._exit(128 + signum)
+        received.append(signum)
+        stop.set()
+        click.echo(
+            f"\n{signal.Signals(signum).name}: dispatching nothing more; waiting up to "
+            f"{drain:.0f}s for the calls in flight. Signal again to exit at once.",
+            err=True,
+        )
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _route_key(submission: Submission, options: ApplyOptions) -> tuple[str, str]:
@@ -107,9 +151,10 @@ def _route_key(submission: Submission, options: ApplyOptions) -> tuple[str, str]
 def _routes(
     creates: Sequence[Submission], state: State, options: ApplyOptions
 ) -> dict[tuple[str, str], Route]:
-    """One client per provider endpoint and one pace per provider, built before anything is
-    sent, so that missing credentials or a wrong endpoint fail the run before the first call."""
-    limiters: dict[str, RateLimiter] = {}
+    """One client per provider endpoint and one pace per provider, action and credential, built
+    before anything is sent, so that missing credentials or a wrong endpoint fail the run before
+    the first call."""
+    pacers: dict[tuple[str, str, str], Pacer] = {}
     routes: dict[tuple[str, str], Route] = {}
     connect = options.connect or (lambda provider, connection: provider.client(connection))
     for submission in creates:
@@ -123,9 +168,10 @@ def _routes(
                 "--state-dir for real runs"
             )
         provider = providers.get(name)
-        limiter = limiters.setdefault(name, RateLimiter(provider.rate_limit))
         client = connect(provider, Connection(endpoint=url, timeout=options.timeout))
-        routes[(name, url)] = Route(client, limiter, url)
+        pace = (name, provider.action, client.credential_id)
+        pacer = pacers.setdefault(pace, Pacer(provider.rate_limit))
+        routes[(name, url)] = Route(client, pacer, url)
     return routes
 
 

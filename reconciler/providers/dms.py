@@ -189,6 +189,7 @@ class DmsClient:
             transport=connection.transport,
             timeout=httpx.Timeout(connection.timeout, connect=10.0),
         )
+        self.credential_id = credentials.access_key_id
 
     def submit(self, submission: Submission) -> Outcome:
         reply = self.call(ACTION, submission.request)

@@ -33,6 +33,12 @@ class Lookup:
 
 
 class Client(Protocol):
+    @property
+    def credential_id(self) -> str:
+        """Which credential signs the calls (its public id, never the secret): rate limits
+        apply per credential."""
+        ...
+
     def submit(self, submission: Submission) -> Outcome: ...
 
     def close(self) -> None: ...

@@ -250,6 +250,7 @@ class WeDataClient:
             transport=connection.transport,
             timeout=httpx.Timeout(connection.timeout, connect=10.0),
         )
+        self.credential_id = credentials.secret_id
 
     def submit(self, submission: Submission) -> Outcome:
         return self.call(ACTION, submission.region, dict(submission.request), create=True)

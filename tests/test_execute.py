@@ -1,0 +1,95 @@
+"""Pacing under the API's limit, and the progress a person sees while apply runs."""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+from reconciler.domain import Outcome, OutcomeKind, Submission
+from reconciler.execute import Pacer, Result
+from reconciler.views.progress import Progress
+from reconciler.views.text import styler
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_calls_leave_evenly_spaced_just_under_the_limit() -> None:
+    clock = Clock()
+    pacer = Pacer(20.0, clock=clock, sleep=clock.sleep)
+    sent = []
+    for _ in range(100):
+        pacer.acquire()
+        sent.append(clock.now)
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(sent)}
+    assert gaps == {round(1 / (20 * 0.97), 6)}
+    in_any_second = max(sum(1 for t in sent if s <= t < s + 1.0) for s in sent)
+    assert in_any_second <= 20
+
+
+def test_a_throttled_reply_slows_the_pace_and_successes_win_it_back() -> None:
+    clock = Clock()
+    pacer = Pacer(20.0, clock=clock, sleep=clock.sleep)
+    full = pacer.rate
+    pacer.throttled()
+    assert pacer.rate == full / 2
+    for _ in range(100):
+        pacer.succeeded()
+    assert pacer.rate == full
+
+
+def result(kind: OutcomeKind, key: str = "k") -> Result:
+    submission = Submission(
+        key=key,
+        plan="p",
+        revision=1,
+        provider="tencent-wedata",
+        action="A",
+        region="r",
+        targets=("t",),
+        dates=("2025-09-01",),
+        fingerprint="f",
+        params={},
+        request={},
+    )
+    return Result(submission, Outcome(kind, remote_id="rid", code="Code", message="why"), 1)
+
+
+def test_on_a_terminal_one_live_line_counts_and_problems_get_their_own_line() -> None:
+    stream, clock = io.StringIO(), Clock()
+    progress = Progress(3, mode="tty", style=styler(False), stream=stream, clock=clock)
+    clock.now += 1.0
+    progress.update(result(OutcomeKind.SUBMITTED, "a"))
+    progress.update(result(OutcomeKind.REJECTED, "b"))
+    progress.finish()
+    out = stream.getvalue()
+    assert "\r[1/3] 1.0 calls/s  submitted 1  failed 0  unknown 0  ETA 2s" in out
+    assert "[2/3] rejected b p Code: why\n" in out
+    assert "submitted a" not in out
+
+
+def test_quiet_shows_only_the_problems() -> None:
+    stream = io.StringIO()
+    progress = Progress(2, mode="quiet", style=styler(False), stream=stream)
+    progress.update(result(OutcomeKind.SUBMITTED, "a"))
+    progress.update(result(OutcomeKind.UNKNOWN, "b"))
+    assert stream.getvalue() == "[2/2] UNKNOWN b p Code: why\n"
+
+
+def test_in_a_log_every_call_is_a_line() -> None:
+    stream = io.StringIO()
+    progress = Progress(2, mode="lines", style=styler(False), stream=stream)
+    progress.update(result(OutcomeKind.SUBMITTED, "a"))
+    progress.update(result(OutcomeKind.SUBMITTED, "b"))
+    assert stream.getvalue().splitlines() == [
+        "[1/2] submitted a p -> rid (RequestId -)",
+        "[2/2] submitted b p -> rid (RequestId -)",
+    ]
