@@ -12,7 +12,10 @@ state="$work/state"
 # made-up credentials. They are not secrets and reach no cloud.
 export TENCENTCLOUD_SECRET_ID=AKIDdemo0000000000000000000000000000
 export TENCENTCLOUD_SECRET_KEY=demo-secret-key-not-a-real-one
-unset TENCENTCLOUD_SESSION_TOKEN BACKFILL_ENDPOINT BACKFILL_TENCENT_ENDPOINT BACKFILL_STATE_DIR
+export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIdemo00000000000000
+export ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-access-key-secret-not-a-real-one
+unset TENCENTCLOUD_SESSION_TOKEN ALIBABA_CLOUD_SECURITY_TOKEN BACKFILL_STATE_DIR
+unset BACKFILL_ENDPOINT BACKFILL_TENCENT_ENDPOINT BACKFILL_ALIYUN_ENDPOINT
 
 step() { printf '\n\033[1m==> %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
 calls() { python -c 'import httpx,sys; print(len(httpx.get(sys.argv[1] + "/_emulator/calls").json()["calls"]))' "$url"; }
