@@ -19,7 +19,7 @@ from reconciler import __version__, actor, pipeline
 from reconciler.commands import apply as apply_command
 from reconciler.commands import recover as recover_command
 from reconciler.commands import state as state_command
-from reconciler.emulator import create_app
+from reconciler.emulator import FaultConfig, Latency, create_app
 from reconciler.emulator.server import serve_forever
 from reconciler.errors import BackfillError, InvalidPlans
 from reconciler.providers import ALL
@@ -401,20 +401,102 @@ def state_unlock(lock_id: str, state_dir: Path) -> int:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the URL here once listening (for scripts).",
 )
-def emulator(host: str, port: int, ready_file: Path | None) -> int:
+@click.option(
+    "--latency",
+    default="0",
+    show_default=True,
+    metavar="MS|LOW-HIGH",
+    help="Delay before every API request is handled: 200, or uniform in 50-400 (milliseconds).",
+)
+@click.option(
+    "--throttle-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Chance that a create gets the API's own throttling reply (nothing created).",
+)
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Chance that a create gets HTTP 503 before it runs (nothing created).",
+)
+@click.option(
+    "--timeout-after-commit-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Chance that a create runs, then its reply is held back (--hang-ms) and never sent.",
+)
+@click.option(
+    "--reset-after-commit-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Chance that a create runs, then its connection is reset without a reply.",
+)
+@click.option(
+    "--slow-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Chance that a create is answered late (--slow-ms) but normally.",
+)
+@click.option("--slow-ms", type=click.FloatRange(0), default=2000.0, show_default=True)
+@click.option(
+    "--hang-ms",
+    type=click.FloatRange(0, 600_000),
+    default=60_000.0,
+    show_default=True,
+    help="How long a reply lost after commit holds its connection (past the client's timeout).",
+)
+@click.option("--seed", type=int, help="Seed of the fault draws (default: random, printed).")
+def emulator(
+    host: str,
+    port: int,
+    ready_file: Path | None,
+    latency: str,
+    throttle_rate: float,
+    error_rate: float,
+    timeout_after_commit_rate: float,
+    reset_after_commit_rate: float,
+    slow_rate: float,
+    slow_ms: float,
+    hang_ms: float,
+    seed: int | None,
+) -> int:
     """Serve the built-in emulator of both APIs (WeData and DMS) on one port.
 
     It verifies signatures against the TENCENTCLOUD_* and ALIBABA_CLOUD_* credentials in its
     environment, so give it and the client the same (made-up) values. Point the client at it
-    with --endpoint URL. Admin: GET /_emulator/calls lists every create it accepted.
+    with --endpoint URL.
+
+    Faults (on creates: CreateDataBackfillPlan, BackFill) are drawn from --seed, so a run can
+    be repeated; their rates exclude each other and add up to at most 1. Admin: GET
+    /_emulator/calls lists every create it accepted, GET /_emulator/stats counts requests and
+    injected faults, GET/POST /_emulator/faults shows or replaces the fault settings (JSON).
     """
+    try:
+        faults = FaultConfig(
+            latency=Latency.parse(latency),
+            throttle_rate=throttle_rate,
+            error_rate=error_rate,
+            timeout_after_commit_rate=timeout_after_commit_rate,
+            reset_after_commit_rate=reset_after_commit_rate,
+            slow_rate=slow_rate,
+            slow_ms=slow_ms,
+            hang_ms=hang_ms,
+            seed=seed,
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    app = create_app(faults=faults)
 
     def ready(url: str) -> None:
         click.echo(f"Emulator listening on {url} (Ctrl-C to stop)")
+        if faults != FaultConfig(seed=seed):
+            settings = app.faults.config.to_json()
+            click.echo("Faults: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
         if ready_file:
             ready_file.write_text(url + "\n", encoding="utf-8")
 
-    serve_forever(create_app(), host=host, port=port, on_ready=ready)
+    serve_forever(app, host=host, port=port, on_ready=ready)
     return 0
 
 

@@ -13,7 +13,7 @@ from harness import Repo
 
 from reconciler.emulator import create_app
 from reconciler.emulator.app import Emulator
-from reconciler.emulator.server import start_in_thread
+from reconciler.emulator.server import EmulatorServer, start_in_thread
 from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
 
@@ -122,3 +122,29 @@ def credentials_env(
 def repo(tmp_path: Path, emulator: Emulator, credentials_env: None) -> Repo:
     """Plans and state in tmp_path, applied to the in-process emulator."""
     return Repo(tmp_path, emulator)
+
+
+@pytest.fixture
+def serve_emulator(
+    tencent_credentials: TencentCredentials,
+    aliyun_credentials: AliyunCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., tuple[Emulator, str]]]:
+    """Serves `create_app(**options)` (with the test credentials unless given) on a free loopback
+    port and returns it with its URL. Every server stops at the end of the test, which also
+    releases at once any reply a fault holds back."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    servers: list[EmulatorServer] = []
+
+    def serve(**options: Any) -> tuple[Emulator, str]:
+        options.setdefault("tencent", tencent_credentials)
+        options.setdefault("aliyun", aliyun_credentials)
+        app = create_app(**options)
+        server, url = start_in_thread(app)
+        servers.append(server)
+        return app, url
+
+    yield serve
+    for server in servers:
+        server.shutdown()

@@ -7,6 +7,7 @@ from enum import Enum
 
 from reconciler.emulator.app import CallLog, Clock, Emulator, Service
 from reconciler.emulator.dms import DmsService
+from reconciler.emulator.faults import Fault, FaultConfig, FaultInjector, Latency
 from reconciler.emulator.wedata import WeDataService
 from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
@@ -29,9 +30,14 @@ def create_app(
     tencent_instance_seconds: float = 2.0,
     aliyun_rate_limit: float | None = None,
     aliyun_instance_seconds: float = 2.0,
+    faults: FaultConfig | None = None,
 ) -> Emulator:
     """The emulator with one service per API. A service without credentials (None, or none in
-    the environment) refuses every request, as a real endpoint refuses unknown keys."""
+    the environment) refuses every request, as a real endpoint refuses unknown keys.
+
+    `faults` makes it misbehave (latency, throttling, 5xx, lost replies), reproducibly from its
+    seed; `POST /_emulator/faults` replaces it while serving.
+    """
     if tencent is FROM_ENV:
         tencent = TencentCredentials.from_env()
     if aliyun is FROM_ENV:
@@ -53,7 +59,18 @@ def create_app(
             instance_seconds=aliyun_instance_seconds,
         ),
     ]
-    return Emulator(services, calls)
+    return Emulator(services, calls, faults=FaultInjector(faults))
 
 
-__all__ = ["FROM_ENV", "CallLog", "DmsService", "Emulator", "WeDataService", "create_app"]
+__all__ = [
+    "FROM_ENV",
+    "CallLog",
+    "DmsService",
+    "Emulator",
+    "Fault",
+    "FaultConfig",
+    "FaultInjector",
+    "Latency",
+    "WeDataService",
+    "create_app",
+]

@@ -24,6 +24,7 @@ PROVIDER = "aliyun-dms"
 PRODUCT = "dms-enterprise"
 API_VERSION = "2018-11-01"
 
+CREATE_ACTION = "BackFill"
 THROTTLED = "Throttling.User"
 INVALID_VERSION = "InvalidVersion"
 API_NOT_FOUND = "InvalidApi.NotFound"
@@ -84,7 +85,7 @@ def _business(message: str) -> _Rejected:
 # The parameter types the gateway checks before DMS sees a request, per action.
 _LONG, _INT, _BOOL, _STR, _LONG_ARRAY = "long", "integer", "boolean", "string", "array"
 _ACTIONS: Mapping[str, tuple[Mapping[str, str], tuple[str, ...]]] = {
-    "BackFill": (
+    CREATE_ACTION: (
         {
             "Tid": _LONG,
             "DagId": _LONG,
@@ -229,6 +230,16 @@ class DmsService:
     def handles(self, request: EmulatorRequest) -> bool:
         return "x-acs-action" in request.headers or "Action" in request.query()
 
+    def creates(self, request: EmulatorRequest) -> bool:
+        action = request.headers.get("x-acs-action") or request.query().get("Action")
+        return action == CREATE_ACTION
+
+    def throttled(self, request: EmulatorRequest) -> EmulatorResponse:
+        """What `_throttle` answers, for a request the fault injector throttles."""
+        retry_after = 1.0 / self.rate_limit if self.rate_limit else 1.0
+        rejected = _Rejected(THROTTLED, gateway=True, retry_after=retry_after)
+        return self._error(rejected, request, _request_id())
+
     def reset(self) -> None:
         with self._lock:
             self._instances.clear()
@@ -241,7 +252,7 @@ class DmsService:
             self._authenticate(request)
             self._throttle()
             action, params = self._route(request)
-            if action == "BackFill":
+            if action == CREATE_ACTION:
                 body = self._back_fill(params, request_id)
             else:
                 body = self._list_task_flow_instance(params, request_id)
@@ -345,7 +356,7 @@ class DmsService:
         self.calls.record(
             {
                 "provider": PROVIDER,
-                "action": "BackFill",
+                "action": CREATE_ACTION,
                 "params": params,
                 "remote_id": str(dag_instance_id),
                 "request_id": request_id,

@@ -1,7 +1,10 @@
-"""Serves the emulator's WSGI app on a local port: threaded, quiet, stoppable."""
+"""Serves the emulator's WSGI app on a local port: threaded, quiet, stoppable, and able to reset
+a connection when a fault asks for it."""
 
 from __future__ import annotations
 
+import socket
+import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -9,15 +12,33 @@ from socketserver import TCPServer, ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from reconciler.emulator.app import Emulator
+from reconciler.emulator.app import CONNECTION, Emulator
 
 
 class _RequestHandler(WSGIRequestHandler):
     log_requests = False
+    server: _ThreadingWSGIServer
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.log_requests:
             super().log_message(format, *args)
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ[CONNECTION] = self
+        return environ
+
+    @property
+    def closing(self) -> threading.Event:
+        return self.server.closing
+
+    def reset(self) -> None:
+        """Close with linger 0, which makes the kernel send RST instead of FIN: the client,
+        waiting for a reply, sees "connection reset by peer"."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The socket is only really closed once its file objects are: rfile holds a reference.
+        self.rfile.close()
+        self.connection.close()
 
 
 class _LoggingRequestHandler(_RequestHandler):
@@ -29,6 +50,8 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
     request_queue_size = 128
     """socketserver's default backlog of 5 resets connections under a burst of parallel calls."""
+    closing = threading.Event()
+    """Replaced per server in `EmulatorServer`; set while it shuts down."""
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup that can stall for
@@ -51,6 +74,7 @@ class EmulatorServer:
     def __init__(self, app: Emulator, host: str, port: int, *, log_requests: bool) -> None:
         handler = _LoggingRequestHandler if log_requests else _RequestHandler
         self._server = _ThreadingWSGIServer((host, port), handler)
+        self._server.closing = threading.Event()
         self._server.set_app(app)
         self._thread: threading.Thread | None = None
         self._serving = False
@@ -71,14 +95,17 @@ class EmulatorServer:
     def serve_forever(self) -> None:
         """Serve in this thread until `shutdown` is called from another one."""
         self._serving = True
+        self._server.closing.clear()
         try:
             self._server.serve_forever()
         finally:
+            self._server.closing.set()
             self._server.server_close()
 
     def start(self) -> None:
         """Serve in a daemon thread."""
         self._serving = True
+        self._server.closing.clear()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             # Short polls make `shutdown` (once per test) quick.
@@ -89,7 +116,9 @@ class EmulatorServer:
         self._thread.start()
 
     def shutdown(self) -> None:
-        """Stop serving and release the port; safe to call more than once."""
+        """Stop serving and release the port; safe to call more than once. Replies held back by
+        a fault stop waiting at once."""
+        self._server.closing.set()
         if self._serving:
             # BaseServer.shutdown waits for a serve_forever loop: only ask one that was started.
             self._server.shutdown()

@@ -43,6 +43,8 @@ WAIT_RUN = "WAIT_RUN"
 RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"
 
+CREATE_ACTION = "CreateDataBackfillPlan"
+
 
 class ApiError(Exception):
     """A refusal, answered as HTTP 200 with `Response.Error`."""
@@ -294,7 +296,7 @@ class WeDataService:
         self._plans: dict[str, _Plan] = {}
         self._recent_by_action: dict[str, deque[float]] = {}
         self._actions: dict[str, tuple[Mapping[str, Param], _Handler]] = {
-            "CreateDataBackfillPlan": (CREATE_PARAMS, self._create),
+            CREATE_ACTION: (CREATE_PARAMS, self._create),
             "GetDataBackfillPlan": (GET_PARAMS, self._get),
             "ListDataBackfillInstances": (LIST_INSTANCES_PARAMS, self._list_instances),
             "DeleteDataBackfillPlanAsync": (DELETE_PARAMS, self._delete),
@@ -302,6 +304,9 @@ class WeDataService:
 
     def handles(self, request: EmulatorRequest) -> bool:
         return "x-tc-action" in request.headers
+
+    def creates(self, request: EmulatorRequest) -> bool:
+        return request.headers.get("x-tc-action") == CREATE_ACTION
 
     def reset(self) -> None:
         with self._lock:
@@ -313,14 +318,13 @@ class WeDataService:
         try:
             data = self._answer(request, request_id)
         except ApiError as error:
-            body: dict[str, Any] = {
-                "Error": {"Code": error.code, "Message": error.message},
-                "RequestId": request_id,
-            }
-        else:
-            body = {"Data": data, "RequestId": request_id}
-        # API 3.0 answers refusals with HTTP 200 too; only `Response.Error` tells them apart.
-        return EmulatorResponse.json(200, {"Response": body})
+            return _error_reply(error, request_id)
+        return EmulatorResponse.json(200, {"Response": {"Data": data, "RequestId": request_id}})
+
+    def throttled(self, request: EmulatorRequest) -> EmulatorResponse:
+        """What `_throttle` answers, for a request the fault injector throttles."""
+        error = _limit_exceeded(self.rate_limit + 1, self.rate_limit)
+        return _error_reply(error, str(uuid.uuid4()))
 
     def _answer(self, request: EmulatorRequest, request_id: str) -> Any:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -375,12 +379,7 @@ class WeDataService:
             while recent and recent[0] <= now - 1.0:
                 recent.popleft()
             if len(recent) >= self.rate_limit:
-                raise ApiError(
-                    REQUEST_LIMIT_EXCEEDED,
-                    f"Your current request times equals to `{len(recent) + 1}` in a second, which "
-                    f"exceeds the frequency limit `{self.rate_limit:g}` for a second. Please "
-                    "reduce the frequency of calls.",
-                )
+                raise _limit_exceeded(len(recent) + 1, self.rate_limit)
             recent.append(now)
 
     def _create(self, params: dict[str, Any], request_id: str) -> Any:
@@ -509,6 +508,20 @@ class WeDataService:
             "EndTime": _format(end, zone) if state == COMPLETED else None,
             "CostTime": f"{end - start:g}s" if state == COMPLETED else None,
         }
+
+
+def _error_reply(error: ApiError, request_id: str) -> EmulatorResponse:
+    # API 3.0 answers refusals with HTTP 200 too; only `Response.Error` tells them apart.
+    body = {"Error": {"Code": error.code, "Message": error.message}, "RequestId": request_id}
+    return EmulatorResponse.json(200, {"Response": body})
+
+
+def _limit_exceeded(count: float, limit: float) -> ApiError:
+    return ApiError(
+        REQUEST_LIMIT_EXCEEDED,
+        f"Your current request times equals to `{count:g}` in a second, which exceeds the "
+        f"frequency limit `{limit:g}` for a second. Please reduce the frequency of calls.",
+    )
 
 
 def _missing(name: str) -> str:
