@@ -1,42 +1,109 @@
-"""Who is acting, from where: the provenance every journal event carries."""
+"""Who is acting, from where: the provenance every journal event carries (user or CI actor,
+commit, ref, pull request, workflow run, tool version)."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import socket
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from reconciler import __version__
 from reconciler.domain import JSON
 
+_PR_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
+# The first line GitHub writes for a merge commit, and the suffix it gives a squashed one.
+_MERGE_MESSAGE = re.compile(r"Merge pull request #(\d+) from ")
+_SQUASH_MESSAGE = re.compile(r"\(#(\d+)\)$")
 
-def current(command: str, env: Mapping[str, str] | None = None) -> dict[str, JSON]:
-    """The actor of this process: the CI actor inside GitHub Actions, else the local user."""
+
+def current(
+    command: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> dict[str, JSON]:
+    """The actor of this process: the CI actor inside GitHub Actions, else the local user.
+
+    `commit` is the commit checked out in `cwd` (what the plans were read from) where git can
+    say; inside Actions `event_commit` adds the triggering GITHUB_SHA when that differs, as it
+    does for an apply that checks out the newest main.
+    """
     env = os.environ if env is None else env
     actor: dict[str, JSON] = {"command": command, "tool_version": __version__}
+    head = _git(cwd, "rev-parse", "HEAD")
     if env.get("GITHUB_ACTIONS") == "true":
-        actor["user"] = env.get("GITHUB_ACTOR", "")
-        actor["ci"] = "github-actions"
-        actor["commit"] = env.get("GITHUB_SHA", "")
-        actor["ref"] = env.get("GITHUB_REF", "")
-        pr = re.fullmatch(r"refs/pull/(\d+)/(?:merge|head)", env.get("GITHUB_REF", ""))
-        if pr:
-            actor["pr"] = int(pr.group(1))
-        if env.get("GITHUB_RUN_ID"):
-            actor["run_url"] = (
-                f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/"
-                f"{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"
-            )
+        actor.update(_github(env, head))
     else:
         actor["user"] = _local_user()
         actor["host"] = socket.gethostname()
-        commit = _git_head()
-        if commit:
-            actor["commit"] = commit
+        if head:
+            actor["commit"] = head
+        ref = _git(cwd, "symbolic-ref", "-q", "HEAD")
+        if ref:
+            actor["ref"] = ref
     return actor
+
+
+def _github(env: Mapping[str, str], head: str) -> dict[str, JSON]:
+    event_commit = env.get("GITHUB_SHA", "")
+    actor: dict[str, JSON] = {
+        "user": env.get("GITHUB_ACTOR", ""),
+        "ci": "github-actions",
+        "event": env.get("GITHUB_EVENT_NAME", ""),
+        "repository": env.get("GITHUB_REPOSITORY", ""),
+        "commit": head or event_commit,
+        "ref": env.get("GITHUB_REF", ""),
+    }
+    if head and event_commit and head != event_commit:
+        actor["event_commit"] = event_commit
+    pr = _pull_request(env)
+    if pr is not None:
+        actor["pr"], actor["pr_source"] = pr
+    if env.get("GITHUB_RUN_ID"):
+        actor["run_url"] = (
+            f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/"
+            f"{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"
+        )
+        if env.get("GITHUB_RUN_ATTEMPT", "").isdigit():
+            actor["run_attempt"] = int(env["GITHUB_RUN_ATTEMPT"])
+    return actor
+
+
+def _pull_request(env: Mapping[str, str]) -> tuple[int, str] | None:
+    """The pull request and where its number came from, for an auditor to weigh.
+
+    A pull_request run names it in GITHUB_REF. A push to main after a merge does not: its
+    event payload only has the head commit, whose message GitHub writes as
+    "Merge pull request #N from ..." or "Title (#N)" (squash); a rebase merge leaves no trace.
+    """
+    match = _PR_REF.fullmatch(env.get("GITHUB_REF", ""))
+    if match:
+        return int(match.group(1)), "ref"
+    payload = _event_payload(env.get("GITHUB_EVENT_PATH", ""))
+    pull_request = payload.get("pull_request")
+    if isinstance(pull_request, dict) and isinstance(pull_request.get("number"), int):
+        return pull_request["number"], "event"
+    head_commit = payload.get("head_commit")
+    message = head_commit.get("message") if isinstance(head_commit, dict) else None
+    if isinstance(message, str) and message:
+        first_line = message.splitlines()[0].strip()
+        found = _MERGE_MESSAGE.match(first_line) or _SQUASH_MESSAGE.search(first_line)
+        if found:
+            return int(found.group(1)), "merge commit message"
+    return None
+
+
+def _event_payload(path: str) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def _local_user() -> str:
@@ -46,10 +113,10 @@ def _local_user() -> str:
         return f"uid:{os.getuid()}"
 
 
-def _git_head() -> str:
+def _git(cwd: Path | None, *args: str) -> str:
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+            ["git", *args], capture_output=True, text=True, timeout=5, check=False, cwd=cwd
         )
     except (OSError, subprocess.SubprocessError):
         return ""

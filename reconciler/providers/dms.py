@@ -25,7 +25,16 @@ from reconciler.domain import (
 from reconciler.emulator.app import EMULATOR_HEADER
 from reconciler.errors import BackfillError
 from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials, encode_query, rpc_params
-from reconciler.providers.protocol import Connection, Lookup, chunked, contiguous_runs
+from reconciler.providers.protocol import (
+    Connection,
+    Instance,
+    Lookup,
+    Phase,
+    Progress,
+    chunked,
+    contiguous_runs,
+    overall,
+)
 
 NAME = "aliyun-dms"
 ACTION = "BackFill"
@@ -56,6 +65,17 @@ REJECTED_PREFIXES = (
     "UnsupportedOperation",
 )
 UNKNOWN_CODES = frozenset({"InternalError", "ServiceUnavailable", "UnknownError"})
+
+# ListTaskFlowInstance `Status` as documented: 0 waiting for scheduling, 1 running, 2 suspended,
+# 3 failed, 4 succeeded, 5 completed. A status not listed is taken as still running.
+INSTANCE_STATUS: Mapping[int, tuple[str, Phase]] = {
+    0: ("WAITING", "waiting"),
+    1: ("RUNNING", "running"),
+    2: ("SUSPENDED", "paused"),
+    3: ("FAILED", "failed"),
+    4: ("SUCCEEDED", "succeeded"),
+    5: ("COMPLETED", "succeeded"),
+}
 
 
 def classify(code: str) -> OutcomeKind:
@@ -172,6 +192,13 @@ class DmsProvider:
         finally:
             client.close()
 
+    def progress(self, record: Any, connection: Connection) -> Progress:
+        client = self.client(connection)
+        try:
+            return client.progress(record)
+        finally:
+            client.close()
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -278,8 +305,65 @@ class DmsClient:
             return Lookup("missing", how=how)
         return Lookup("unclear", how=how)
 
+    def progress(self, record: Any) -> Progress:
+        """The DAG's instances for the submission's business dates (UseBizDate), each date's
+        being the first one DMS created at or after the submission's DagInstanceId: a later
+        backfill of the same dates makes newer instances, an earlier one older ones."""
+        (target,) = record.targets
+        wanted = set(record.dates)
+        first_id = int(record.remote_id) if record.remote_id.isdigit() else 0
+        params: dict[str, JSON] = {
+            "DagId": int(target),
+            "UseBizDate": True,
+            "StartTimeBegin": min(wanted),
+            "StartTimeEnd": max(wanted),
+            "PageSize": LIST_PAGE_SIZE,
+        }
+        if "Tid" in record.request:
+            params["Tid"] = record.request["Tid"]
+        chosen: dict[str, Mapping[str, Any]] = {}
+        page = 1
+        while True:
+            reply = self.call("ListTaskFlowInstance", {**params, "PageIndex": page})
+            if reply.outcome.kind is not OutcomeKind.SUBMITTED:
+                failure = f"ListTaskFlowInstance: {reply.outcome.code} {reply.outcome.message}"
+                return Progress("unknown", error=failure.strip())
+            items = reply.body.get("DAGInstanceList", {}).get("DAGInstance", []) or []
+            for item in items:
+                business = str(item.get("BusinessTime", ""))[:10]
+                number = int(item.get("Id", 0))
+                if business not in wanted or number < first_id:
+                    continue
+                if business not in chosen or number < int(chosen[business]["Id"]):
+                    chosen[business] = item
+            if page * LIST_PAGE_SIZE >= int(reply.body.get("TotalCount", 0) or 0) or not items:
+                break
+            page += 1
+        instances = tuple(_instance(target, day, chosen[day]) for day in sorted(chosen))
+        if not instances:
+            return Progress(
+                "unknown",
+                error=f"ListTaskFlowInstance DagId={target} has no instance for "
+                f"{min(wanted)}..{max(wanted)} from DagInstanceId {record.remote_id} on",
+            )
+        succeeded = sum(1 for i in instances if i.phase == "succeeded")
+        finished = succeeded + sum(1 for i in instances if i.phase == "failed")
+        return Progress(
+            overall(instances, len(wanted)),
+            instances=instances,
+            complete_percent=100 * finished // len(wanted),
+            success_percent=100 * succeeded // len(wanted),
+        )
+
     def close(self) -> None:
         self._http.close()
+
+
+def _instance(target: str, day: str, item: Mapping[str, Any]) -> Instance:
+    status = item.get("Status")
+    known = INSTANCE_STATUS.get(status) if isinstance(status, int) else None
+    name, phase = known or ("UNLISTED", "running")
+    return Instance(target=target, date=day, state=f"{name}({status})", phase=phase)
 
 
 def _reply(response: httpx.Response) -> Reply:

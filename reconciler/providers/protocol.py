@@ -32,6 +32,50 @@ class Lookup:
     """What was looked up and found, for the journal and for the person reading it."""
 
 
+Phase = Literal["waiting", "running", "paused", "succeeded", "failed", "unknown"]
+"""Where a backfill, or one of its instances, is: the platforms' own states mapped onto one scale
+(`unknown`: the platform could not be asked, or did not say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One run the platform made for a backfill: a target (task, DAG) on one business date."""
+
+    target: str
+    date: str
+    state: str
+    """As the platform names it (WeData `COMPLETED`, DMS `SUCCEEDED(4)`)."""
+    phase: Phase
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What the platform says now of a submitted backfill. Reading it changes nothing."""
+
+    phase: Phase
+    instances: tuple[Instance, ...] = ()
+    complete_percent: int | None = None
+    """The platform's own figure where it has one (WeData), else counted from the instances."""
+    success_percent: int | None = None
+    error: str = ""
+    """Why the platform could not be asked, or what it answered instead."""
+
+
+def overall(instances: Sequence[Instance], expected: int) -> Phase:
+    """One phase for a backfill of `expected` instances: a failure or a pause is what a person
+    must see first; it has succeeded only when every expected instance has."""
+    phases = {i.phase for i in instances}
+    if "failed" in phases:
+        return "failed"
+    if "paused" in phases:
+        return "paused"
+    if phases == {"succeeded"} and len(instances) >= expected:
+        return "succeeded"
+    if phases <= {"waiting"}:
+        return "waiting"
+    return "running"
+
+
 class Client(Protocol):
     @property
     def credential_id(self) -> str:
@@ -76,6 +120,10 @@ class Provider(Protocol):
     def look_up(self, record: Any, connection: Connection) -> Lookup:
         """Settle an unknown outcome (a SubmissionRecord) remotely where the API allows it;
         otherwise say what a person must check."""
+        ...
+
+    def progress(self, record: Any, connection: Connection) -> Progress:
+        """The remote progress of a submitted backfill (a SubmissionRecord), read-only."""
         ...
 
 

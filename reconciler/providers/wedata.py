@@ -23,7 +23,16 @@ from reconciler.domain import (
 )
 from reconciler.emulator.app import EMULATOR_HEADER
 from reconciler.errors import BackfillError
-from reconciler.providers.protocol import Connection, Lookup, chunked, contiguous_runs
+from reconciler.providers.protocol import (
+    Connection,
+    Instance,
+    Lookup,
+    Phase,
+    Progress,
+    chunked,
+    contiguous_runs,
+    overall,
+)
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
 
 NAME = "tencent-wedata"
@@ -70,6 +79,21 @@ REJECTED_CODES = frozenset(
     }
 )
 UNKNOWN_CODES = frozenset({"InternalError", "ServiceUnavailable"})
+
+# ListDataBackfillInstances `State` (InstanceState in the SDK models). A failed try that will be
+# retried is still running, a skipped instance is done, and a state not listed here is taken as
+# still running: neither done nor known to have failed.
+INSTANCE_PHASES: Mapping[str, Phase] = {
+    "WAIT_EVENT": "waiting",
+    "WAIT_UPSTREAM": "waiting",
+    "WAIT_RUN": "waiting",
+    "RUNNING": "running",
+    "FAILED_RETRY": "running",
+    "SKIP_RUNNING": "succeeded",
+    "COMPLETED": "succeeded",
+    "EXPIRED": "failed",
+}
+LIST_PAGE_SIZE = 100
 
 
 def classify(code: str) -> OutcomeKind:
@@ -215,6 +239,13 @@ class WeDataProvider:
             f"for a backfill plan named {name!r} created after {record.intent_time}",
         )
 
+    def progress(self, record: Any, connection: Connection) -> Progress:
+        client = self.client(connection)
+        try:
+            return client.progress(record)
+        finally:
+            client.close()
+
 
 def remote_name(plan: Plan, key: str) -> str:
     """A WeData plan name that leads back to the YAML: plan name, revision, submission key."""
@@ -277,8 +308,57 @@ class WeDataClient:
             )
         return _outcome(response, create=create)
 
+    def progress(self, record: Any) -> Progress:
+        """GetDataBackfillPlan for WeData's own percentages, then every page of
+        ListDataBackfillInstances for the state of each task on each date."""
+        plan = {
+            "ProjectId": str(record.request["ProjectId"]),
+            "DataBackfillPlanId": record.remote_id,
+        }
+        got = self.call("GetDataBackfillPlan", record.region, plan)
+        if got.kind is not OutcomeKind.SUBMITTED:
+            return Progress("unknown", error=_failure("GetDataBackfillPlan", got))
+        instances: list[Instance] = []
+        page = 1
+        while True:
+            listed = self.call(
+                "ListDataBackfillInstances",
+                record.region,
+                {**plan, "PageNumber": page, "PageSize": LIST_PAGE_SIZE},
+            )
+            if listed.kind is not OutcomeKind.SUBMITTED:
+                return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
+            items = listed.detail.get("Items") or []
+            for item in items:
+                state = str(item.get("State") or "")
+                instances.append(
+                    Instance(
+                        target=str(item.get("TaskId", "")),
+                        date=str(item.get("CurRunDate") or "")[:10],
+                        state=state,
+                        phase=INSTANCE_PHASES.get(state, "running"),
+                    )
+                )
+            if not items or page >= int(listed.detail.get("TotalPageNumber") or 0):
+                break
+            page += 1
+        return Progress(
+            overall(instances, len(record.targets) * len(record.dates)),
+            instances=tuple(instances),
+            complete_percent=_percent(got.detail.get("CompletePercent")),
+            success_percent=_percent(got.detail.get("SuccessPercent")),
+        )
+
     def close(self) -> None:
         self._http.close()
+
+
+def _failure(action: str, outcome: Outcome) -> str:
+    return f"{action}: {outcome.code} {outcome.message}".strip()
+
+
+def _percent(value: JSON) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _outcome(response: httpx.Response, *, create: bool) -> Outcome:

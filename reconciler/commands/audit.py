@@ -1,0 +1,159 @@
+"""`backfill audit`: every submission attempt read back from the journal, and the whole state
+checked for tampering."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.domain import JSON
+from reconciler.errors import Diagnostic, Location, StateError
+from reconciler.state import EventType, SubmissionRecord, load_state, verify_journal
+from reconciler.state.fold import FoldError, Replay
+from reconciler.state.journal import JournalFile, check_link, damage
+from reconciler.state.records import ZERO_HASH
+from reconciler.state.store import JOURNAL_FILE, SNAPSHOT_FILE
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One journal event of an attempt: what happened, when, and who made it happen."""
+
+    seq: int
+    time: str
+    type: EventType
+    actor: Mapping[str, JSON]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One intent and what became of it. A key retried after a rejection has two attempts."""
+
+    number: int
+    """1 for a key's first intent, 2 for its retry, ..."""
+    record: SubmissionRecord
+    """The key's record as of the attempt's last event: its outcome, remote id, RequestId."""
+    steps: tuple[Step, ...]
+    """The intent first, then the outcome and any later verdict (lookup, import, forget)."""
+
+    @property
+    def intent(self) -> Step:
+        return self.steps[0]
+
+    @property
+    def settled(self) -> Step | None:
+        """The event that gave the attempt its present outcome; None while it has none."""
+        return self.steps[-1] if len(self.steps) > 1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    journal: Path
+    attempts: tuple[Attempt, ...]
+    seq: int
+    head_hash: str
+    warnings: tuple[str, ...] = field(default=())
+
+
+def log(directory: Path) -> Log:
+    """Every attempt in journal order, read from line 1 with the chain checked as it goes.
+
+    Raises StateError naming the first damaged line: a log read from a broken chain would be
+    an account nobody can vouch for (`backfill audit verify` lists every problem).
+    """
+    lines = JournalFile(directory / JOURNAL_FILE)
+    replay = Replay()
+    steps: dict[str, list[Step]] = {}
+    numbers: dict[str, int] = {}
+    order: list[tuple[str, int]] = []
+    finished: dict[tuple[str, int], Attempt] = {}
+    warnings: list[str] = []
+    for line, event in lines.read():
+        if event is None:
+            warnings.append(lines.torn_warning(line))
+            continue
+        where = Location(str(lines.path), line.number)
+        check_link(event, where, replay.seq + 1, replay.head_hash)
+        try:
+            replay.apply(event)
+        except FoldError as error:
+            raise damage(where, str(error)) from None
+        key = event["data"]["key"]
+        step = Step(event["seq"], event["time"], EventType(event["type"]), event["actor"])
+        if step.type is EventType.INTENT:
+            numbers[key] = numbers.get(key, 0) + 1
+            steps[key] = []
+            order.append((key, numbers[key]))
+        steps[key].append(step)
+        record = replay.record(key)
+        assert record is not None  # the fold just made it
+        finished[(key, numbers[key])] = Attempt(numbers[key], record, tuple(steps[key]))
+    return Log(
+        journal=lines.path,
+        attempts=tuple(finished[slot] for slot in order),
+        seq=replay.seq,
+        head_hash=replay.head_hash,
+        warnings=tuple(warnings),
+    )
+
+
+def select(
+    attempts: Sequence[Attempt], *, plan: str | None = None, since: datetime | None = None
+) -> list[Attempt]:
+    """The attempts of one plan and/or whose intent was journaled at or after `since` (UTC)."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return [
+        attempt
+        for attempt in attempts
+        if (plan is None or attempt.record.plan == plan)
+        and (since is None or datetime.fromisoformat(attempt.intent.time) >= since)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of `audit verify`: intact when `problems` is empty."""
+
+    directory: Path
+    problems: tuple[Diagnostic, ...]
+    seq: int = 0
+    head_hash: str = ZERO_HASH
+    snapshot: bool = False
+    """A snapshot.json was there to compare."""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def verify(directory: Path) -> Verdict:
+    """The whole hash chain from line 1, and the snapshot against the full fold of the journal.
+
+    Problems come journal lines first, in line order, so the first one names the first bad
+    line; then the snapshot's.
+    """
+    journal = directory / JOURNAL_FILE
+    if not journal.is_file():
+        raise StateError(
+            f"no journal at {journal}: nothing to verify",
+            hint="pass the state directory with --state-dir (or BACKFILL_STATE_DIR)",
+        )
+    problems = sorted(
+        verify_journal(directory),
+        key=lambda d: (Path(d.location.file) != journal, d.location.line),
+    )
+    if problems:
+        return Verdict(directory, tuple(problems))
+    state = load_state(directory)
+    return Verdict(
+        directory,
+        (),
+        seq=state.seq,
+        head_hash=state.head_hash,
+        snapshot=(directory / SNAPSHOT_FILE).is_file(),
+        warnings=state.warnings,
+    )

@@ -1,0 +1,74 @@
+"""`backfill status`: what the platforms say now of the backfills the state records as submitted.
+Read-only: nothing is written and nothing is created remotely."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from reconciler import providers
+from reconciler.errors import BackfillError
+from reconciler.providers.protocol import Connection, Progress, Provider
+from reconciler.state import State, SubmissionRecord, SubmissionStatus
+
+Ask = Callable[[Provider, SubmissionRecord, Connection], Progress]
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    record: SubmissionRecord
+    progress: Progress
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    tracked: tuple[Tracked, ...]
+    unsettled: tuple[SubmissionRecord, ...]
+    """Submissions whose outcome is unknown: the state cannot say what to ask the platform."""
+
+    @property
+    def ok(self) -> bool:
+        """Every platform answered (whatever the backfills' own progress)."""
+        return not any(t.progress.error for t in self.tracked)
+
+
+def _ask(provider: Provider, record: SubmissionRecord, connection: Connection) -> Progress:
+    return provider.progress(record, connection)
+
+
+def report(
+    state: State,
+    endpoints: Mapping[str, str],
+    *,
+    plan: str | None = None,
+    timeout: float = 30.0,
+    ask: Ask | None = None,
+) -> Report:
+    """One progress query per submitted backfill (of `plan`, if given), oldest first."""
+    ask = ask or _ask
+    records = sorted(
+        (r for r in state.submissions.values() if plan is None or r.plan == plan),
+        key=lambda r: r.intent_seq,
+    )
+    if plan is not None and not records:
+        raise BackfillError(
+            f"no submission of plan {plan!r} in the state; `backfill state list` shows them"
+        )
+    tracked = []
+    for record in records:
+        if record.status is not SubmissionStatus.SUBMITTED:
+            continue
+        provider = providers.get(record.provider)
+        url = providers.endpoint(provider, record.region, endpoints)
+        if record.emulator and not providers.is_loopback(url):
+            # its remote id means nothing to the real platform, which would answer "not found"
+            progress = Progress(
+                "unknown",
+                error=f"submitted to the built-in emulator at {record.endpoint}; "
+                "pass --endpoint to ask an emulator",
+            )
+        else:
+            progress = ask(provider, record, Connection(url, timeout=timeout))
+        tracked.append(Tracked(record, progress))
+    unsettled = tuple(r for r in records if r.needs_attention)
+    return Report(tuple(tracked), unsettled)

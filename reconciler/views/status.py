@@ -1,0 +1,162 @@
+"""The remote progress of submitted backfills as terminal text, JSON or Markdown.
+Pure functions: data in, text out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from reconciler.commands.status import Report, Tracked
+from reconciler.providers.protocol import Phase
+from reconciler.views.audit import FORMAT_VERSION, dates_text, escape
+from reconciler.views.text import Style, date_span, plural, styler, targets_text
+
+_PLAIN = styler(False)
+_PHASE_COLORS = {
+    "succeeded": "green",
+    "running": "cyan",
+    "waiting": "cyan",
+    "paused": "yellow",
+    "failed": "red",
+    "unknown": "yellow",
+}
+_COUNTED: tuple[Phase, ...] = ("running", "waiting", "paused", "failed")
+
+
+def instances_text(item: Tracked) -> str:
+    """`4/6 succeeded, 1 running, 1 waiting`: of the instances the submission asked for."""
+    record, progress = item.record, item.progress
+    if progress.error:
+        return "-"
+    counts = Counter(i.phase for i in progress.instances)
+    expected = len(record.targets) * len(record.dates)
+    parts = [f"{counts['succeeded']}/{expected} succeeded"]
+    parts += [f"{counts[phase]} {phase}" for phase in _COUNTED if counts[phase]]
+    return ", ".join(parts)
+
+
+def _percent(value: int | None) -> str:
+    return "-" if value is None else f"{value}%"
+
+
+def _unsettled_note(report: Report) -> list[str]:
+    if not report.unsettled:
+        return []
+    keys = ", ".join(r.key for r in report.unsettled)
+    return [
+        f"{plural(len(report.unsettled), 'submission')} with an unknown outcome not shown"
+        f" ({keys}): settle them with `backfill recover`, `backfill state import` or"
+        " `backfill state forget`."
+    ]
+
+
+def text(report: Report, style: Style = _PLAIN) -> str:
+    if not report.tracked:
+        return "\n".join(["No submitted backfills.", *_unsettled_note(report)])
+    header = (
+        *("KEY", "PLAN", "REV", "TARGETS", "DATES", "REMOTE ID", "PHASE", "INSTANCES"),
+        *("COMPLETE", "SUCCESS"),
+    )
+    rows = [
+        (
+            t.record.key,
+            t.record.plan,
+            str(t.record.revision),
+            targets_text(t.record.targets),
+            date_span(t.record.dates),
+            t.record.remote_id,
+            t.progress.phase,
+            instances_text(t),
+            _percent(t.progress.complete_percent),
+            _percent(t.progress.success_percent),
+        )
+        for t in report.tracked
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    phase = header.index("PHASE")
+    lines = [style("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())]
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        cells[phase] = style(cells[phase], fg=_PHASE_COLORS[row[phase]])
+        lines.append("  ".join(cells).rstrip())
+    lines += [
+        f"{t.record.key}: could not read its progress: {t.progress.error}"
+        for t in report.tracked
+        if t.progress.error
+    ]
+    phases = Counter(t.progress.phase for t in report.tracked)
+    lines.append(
+        f"\n{plural(len(report.tracked), 'submitted backfill')}: "
+        + ", ".join(f"{n} {p}" for p, n in sorted(phases.items()))
+        + "."
+    )
+    lines += _unsettled_note(report)
+    return "\n".join(lines)
+
+
+def json_report(report: Report) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "backfills": [
+            {
+                "key": t.record.key,
+                "plan": t.record.plan,
+                "revision": t.record.revision,
+                "provider": t.record.provider,
+                "region": t.record.region,
+                "targets": list(t.record.targets),
+                "dates": list(t.record.dates),
+                "remote_id": t.record.remote_id,
+                "phase": t.progress.phase,
+                "complete_percent": t.progress.complete_percent,
+                "success_percent": t.progress.success_percent,
+                "instances": [
+                    {"target": i.target, "date": i.date, "state": i.state, "phase": i.phase}
+                    for i in t.progress.instances
+                ],
+                "error": t.progress.error,
+            }
+            for t in report.tracked
+        ],
+        "unsettled": [r.key for r in report.unsettled],
+    }
+
+
+def markdown(report: Report) -> str:
+    lines = ["### Backfill status", ""]
+    if not report.tracked:
+        lines.append("No submitted backfills.")
+    else:
+        lines += [
+            "| Plan | Key | Targets | Dates | Remote id | Phase | Instances | Complete | Success |",
+            "|---|---|---|---|---|---|---|--:|--:|",
+        ]
+        for t in report.tracked:
+            cells = [
+                escape(f"{t.record.plan} r{t.record.revision}"),
+                escape(t.record.key),
+                escape(targets_text(t.record.targets)),
+                escape(dates_text(t.record.dates)),
+                escape(t.record.remote_id),
+                f"**{t.progress.phase}**",
+                escape(instances_text(t)),
+                _percent(t.progress.complete_percent),
+                _percent(t.progress.success_percent),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        errors = [t for t in report.tracked if t.progress.error]
+        if errors:
+            lines.append("")
+            lines += [
+                f"- `{t.record.key}`: could not read its progress: {escape(t.progress.error)}"
+                for t in errors
+            ]
+    if report.unsettled:
+        keys = ", ".join(f"`{r.key}`" for r in report.unsettled)
+        lines += [
+            "",
+            f"{plural(len(report.unsettled), 'submission')} with an unknown outcome not shown"
+            f" ({keys}): settle them with `backfill recover`, `backfill state import` or"
+            " `backfill state forget`.",
+        ]
+    return "\n".join(lines) + "\n"
