@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -17,15 +18,19 @@ import click
 
 from reconciler import __version__, actor, pipeline
 from reconciler.commands import apply as apply_command
+from reconciler.commands import audit as audit_command
 from reconciler.commands import recover as recover_command
 from reconciler.commands import state as state_command
+from reconciler.commands import status as status_command
 from reconciler.emulator import FaultConfig, Latency, create_app
 from reconciler.emulator.server import serve_forever
 from reconciler.errors import BackfillError, InvalidPlans
 from reconciler.providers import ALL
 from reconciler.state import SubmissionStatus, force_unlock, load_state, open_state
-from reconciler.views import github, markdown, text
+from reconciler.views import audit as audit_view
 from reconciler.views import json as json_view
+from reconciler.views import status as status_view
+from reconciler.views import text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -147,14 +152,13 @@ def validate(paths: Sequence[Path], output: str) -> int:
         _emit(json_view.validation(result))
     else:
         click.echo(text.validation(result, text.styler(_color())), err=not result.ok)
-    github.report_validation(result.diagnostics, os.environ)
     return 0 if result.ok else 1
 
 
 @cli.command()
 @plans_option
 @state_option
-@format_option("text", "json", "markdown")
+@format_option("text", "json")
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -176,15 +180,8 @@ def plan(
 
     Reads the plan files and the state only; writes nothing. With --recover it also looks up
     unknown outcomes remotely and plans as if they were settled (apply --recover journals them).
-    Inside GitHub Actions it also annotates conflicts, appends the Markdown plan to the job
-    summary and sets the step outputs changes, creates, conflicts, attention and orphans.
     """
-    try:
-        result = pipeline.plans(plan_paths)
-    except InvalidPlans as error:
-        if output == "markdown":  # so a sticky comment never shows a plan older than the files
-            click.echo(markdown.invalid(error.diagnostics), nl=False)
-        raise
+    result = pipeline.plans(plan_paths)
     current = load_state(state_dir)
     if recover:
         found = recover_command.look_up(
@@ -196,11 +193,8 @@ def plan(
     changes = pipeline.changeset(result, current)
     if output == "json":
         _emit(json_view.changeset(changes))
-    elif output == "markdown":
-        click.echo(markdown.changeset(changes), nl=False)
     else:
         click.echo(text.changeset(changes, text.styler(_color())))
-    github.report_plan(changes, os.environ)
     if changes.conflicts:
         return 1
     return 2 if detailed_exitcode and changes.has_changes else 0
@@ -304,6 +298,49 @@ def recover(
     return 0
 
 
+@cli.command()
+@click.argument("name", required=False)
+@state_option
+@format_option("text", "json", "markdown")
+@endpoint_options
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for each reply.",
+)
+def status(
+    name: str | None,
+    state_dir: Path,
+    output: str,
+    endpoint: str | None,
+    tencent_endpoint: str | None,
+    aliyun_endpoint: str | None,
+    timeout: float,
+) -> int:
+    """Show how far the submitted backfills (all, or those of plan NAME) have run.
+
+    Read-only: asks WeData GetDataBackfillPlan and ListDataBackfillInstances, and DMS
+    ListTaskFlowInstance; writes nothing. Needs the same credentials as apply. Exits 1 when a
+    platform could not be asked.
+    """
+    current = load_state(state_dir)
+    for warning in current.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    found = status_command.report(
+        current, endpoints(endpoint, tencent_endpoint, aliyun_endpoint), plan=name, timeout=timeout
+    )
+    if output == "json":
+        _emit(status_view.json_report(found))
+    elif output == "markdown":
+        click.echo(status_view.markdown(found), nl=False)
+    else:
+        click.echo(status_view.text(found, text.styler(_color())))
+    return 0 if found.ok else 1
+
+
 @cli.group()
 def state() -> None:
     """Inspect the state; record a person's verdict on an unknown outcome."""
@@ -396,6 +433,58 @@ def state_unlock(lock_id: str, state_dir: Path) -> int:
         click.echo(f"warning: {line}", err=True)
     click.echo(f"Unlocked {state_dir}.")
     return 0
+
+
+@cli.group()
+def audit() -> None:
+    """Review the journal: who submitted what, when, from which commit and PR; detect tampering."""
+
+
+@audit.command("log")
+@state_option
+@click.option("--plan", "plan_name", help="Only this plan's attempts.")
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]),
+    help="Only attempts journaled at or after this UTC date or time, e.g. 2025-09-01.",
+)
+@format_option("table", "json", "csv", "markdown")
+def audit_log(state_dir: Path, plan_name: str | None, since: datetime | None, output: str) -> int:
+    """List every submission attempt in the journal: each intent and what became of it, with
+    who, when, commit, PR, workflow run, remote id and RequestId.
+
+    A submission retried after a rejection shows both attempts. The hash chain is checked as
+    the journal is read; a damaged line stops the listing (see `audit verify`).
+    """
+    found = audit_command.log(state_dir)
+    for warning in found.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    attempts = audit_command.select(found.attempts, plan=plan_name, since=since)
+    if output == "json":
+        _emit(audit_view.json_log(found, attempts))
+    elif output == "csv":
+        click.echo(audit_view.csv_log(attempts), nl=False)
+    elif output == "markdown":
+        click.echo(audit_view.markdown_log(found, attempts), nl=False)
+    else:
+        click.echo(audit_view.table(found, attempts, text.styler(_color())))
+    return 0
+
+
+@audit.command("verify")
+@state_option
+@format_option("text", "json")
+def audit_verify(state_dir: Path, output: str) -> int:
+    """Check the whole hash chain from line 1 and that snapshot.json equals the journal folded.
+
+    Exits 0 when the state is intact, 1 naming the first bad line (`journal.jsonl:N`) otherwise.
+    """
+    result = audit_command.verify(state_dir)
+    if output == "json":
+        _emit(audit_view.json_verdict(result))
+    else:
+        click.echo(audit_view.verdict(result, text.styler(_color())), err=not result.intact)
+    return 0 if result.intact else 1
 
 
 @cli.command()
@@ -527,7 +616,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except InvalidPlans as error:
         click.echo(text.diagnostics(error.diagnostics), err=True)
         click.echo(f"error: {error}; nothing was planned or applied.", err=True)
-        github.report_invalid(error.diagnostics, os.environ)
         code = 1
     except BackfillError as error:
         click.echo(f"error: {error}", err=True)
