@@ -28,9 +28,9 @@ from reconciler.errors import BackfillError, InvalidPlans
 from reconciler.providers import ALL
 from reconciler.state import SubmissionStatus, force_unlock, load_state, open_state
 from reconciler.views import audit as audit_view
+from reconciler.views import github, markdown, text
 from reconciler.views import json as json_view
 from reconciler.views import status as status_view
-from reconciler.views import text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -152,13 +152,14 @@ def validate(paths: Sequence[Path], output: str) -> int:
         _emit(json_view.validation(result))
     else:
         click.echo(text.validation(result, text.styler(_color())), err=not result.ok)
+    github.report_validation(result.diagnostics, os.environ)
     return 0 if result.ok else 1
 
 
 @cli.command()
 @plans_option
 @state_option
-@format_option("text", "json")
+@format_option("text", "json", "markdown")
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -180,8 +181,15 @@ def plan(
 
     Reads the plan files and the state only; writes nothing. With --recover it also looks up
     unknown outcomes remotely and plans as if they were settled (apply --recover journals them).
+    Inside GitHub Actions it also annotates conflicts, appends the Markdown plan to the job
+    summary and sets the step outputs changes, creates, conflicts, attention and orphans.
     """
-    result = pipeline.plans(plan_paths)
+    try:
+        result = pipeline.plans(plan_paths)
+    except InvalidPlans as error:
+        if output == "markdown":  # so a sticky comment never shows a plan older than the files
+            click.echo(markdown.invalid(error.diagnostics), nl=False)
+        raise
     current = load_state(state_dir)
     if recover:
         found = recover_command.look_up(
@@ -193,8 +201,11 @@ def plan(
     changes = pipeline.changeset(result, current)
     if output == "json":
         _emit(json_view.changeset(changes))
+    elif output == "markdown":
+        click.echo(markdown.changeset(changes), nl=False)
     else:
         click.echo(text.changeset(changes, text.styler(_color())))
+    github.report_plan(changes, os.environ)
     if changes.conflicts:
         return 1
     return 2 if detailed_exitcode and changes.has_changes else 0
@@ -616,6 +627,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except InvalidPlans as error:
         click.echo(text.diagnostics(error.diagnostics), err=True)
         click.echo(f"error: {error}; nothing was planned or applied.", err=True)
+        github.report_invalid(error.diagnostics, os.environ)
         code = 1
     except BackfillError as error:
         click.echo(f"error: {error}", err=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from reconciler.diff import Changeset
 from reconciler.domain import Submission
-from reconciler.errors import Diagnostic
+from reconciler.errors import Diagnostic, Location
 from reconciler.execute import Result
 from reconciler.state import SubmissionRecord
 from reconciler.validate import Validated
@@ -53,7 +53,12 @@ def submission(item: Submission) -> dict[str, Any]:
     }
 
 
+def _location(loc: Location) -> dict[str, Any]:
+    return {"file": loc.file, "line": loc.line, "col": loc.col}
+
+
 def changeset(changes: Changeset) -> dict[str, Any]:
+    """The plan; `schemas/plan-output.schema.json` documents every key."""
     creates = changes.creates
     return {
         "format_version": FORMAT_VERSION,
@@ -71,8 +76,10 @@ def changeset(changes: Changeset) -> dict[str, Any]:
                 "name": p.plan.name,
                 "provider": p.plan.provider,
                 "revision": p.plan.revision,
-                "file": p.plan.location.file,
-                "line": p.plan.location.line,
+                **_location(p.plan.location),
+                "owner": p.plan.owner,
+                "reason": p.plan.reason,
+                "labels": dict(p.plan.labels),
                 "create_cells": p.create_cells,
                 "in_sync_cells": p.in_sync_cells,
                 "conflict_cells": p.conflict_cells,
@@ -82,7 +89,16 @@ def changeset(changes: Changeset) -> dict[str, Any]:
             for p in changes.plans
         ],
         "conflicts": [
-            {**asdict(c), "location": str(c.location), "changes": [asdict(x) for x in c.changes]}
+            {
+                "plan": c.plan,
+                "revision": c.revision,
+                "key": c.key,
+                "cells": c.cells,
+                "first_date": c.first_date,
+                "last_date": c.last_date,
+                "changes": [asdict(x) for x in c.changes],
+                **_location(c.location),
+            }
             for c in changes.conflicts
         ],
         "attention": [asdict(a) for a in changes.attention],
