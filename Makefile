@@ -22,5 +22,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# The GitHub workflows and the composite action against their schemas, then zizmor's security
+# audit offline: any finding of medium severity or above fails.
+.PHONY: check-workflows
+check-workflows: $(STAMP)
+	$(PY) -m pip install --quiet 'check-jsonschema==0.39.0' 'zizmor==1.32.0'
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema custom.github-workflows-require-timeout \
+		.github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(VENV)/bin/zizmor --offline --min-severity medium .github/workflows action.yml
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
