@@ -13,6 +13,7 @@ from reconciler.commands.audit import Attempt, Log, Step, Verdict
 from reconciler.domain import JSON
 from reconciler.providers.protocol import contiguous_runs
 from reconciler.state import EventType
+from reconciler.views.markdown import escape
 from reconciler.views.text import Style, plural, styler
 
 FORMAT_VERSION = 1
@@ -49,7 +50,6 @@ CSV_FIELDS = (
 _PLAIN = styler(False)
 
 _VERDICTS = frozenset({EventType.RESOLVED, EventType.IMPORTED, EventType.FORGOTTEN})
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&$#!])")
 _SAFE_URL = re.compile(r"https://[^\s()<>\[\]]+")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -194,11 +194,6 @@ def csv_log(attempts: Sequence[Attempt]) -> str:
     for attempt in attempts:
         writer.writerow({k: _spreadsheet_safe(v) for k, v in _columns(attempt).items()})
     return out.getvalue()
-
-
-def escape(value: str) -> str:
-    """Text safe in a Markdown table cell: one line, Markdown and HTML characters escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(value.split()))
 
 
 def _link(text: str, url: str) -> str:

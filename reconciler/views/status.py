@@ -8,7 +8,8 @@ from typing import Any
 
 from reconciler.commands.status import Report, Tracked
 from reconciler.providers.protocol import Phase
-from reconciler.views.audit import FORMAT_VERSION, dates_text, escape
+from reconciler.views.audit import FORMAT_VERSION, dates_text
+from reconciler.views.markdown import escape
 from reconciler.views.text import Style, date_span, plural, styler, targets_text
 
 _PLAIN = styler(False)
