@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -63,61 +63,86 @@ def _resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
 
 
 class _Loader(_Base):  # type: ignore[misc]
+    """The C parser and composer with our resolvers; values are built by `_construct`."""
+
     yaml_implicit_resolvers = _resolvers()
-    yaml_constructors: ClassVar[dict[Any, Any]] = {
-        tag: yaml.SafeLoader.yaml_constructors[tag]
-        for tag in (_STR, _INT, _BOOL, _NULL, _SEQ, _MAP)
-    }
 
-    def construct_object(self, node: Node, deep: bool = False) -> Any:
-        # The same node constructed twice is an alias: refuse it (this also stops YAML bombs).
-        if node in self.constructed_objects or node in self.recursive_objects:
-            raise _Refusal(
-                "YAML anchors and aliases are not allowed in plan files: write the values out "
-                "so reviewers see them",
-                node.start_mark,
-            )
-        return super().construct_object(node, deep)
 
-    def construct_undefined(self, node: Node) -> Any:
+_BOOLS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
+_NULLS = frozenset({"", "~", "null"})
+
+
+def _construct(node: Node, seen: set[int]) -> Any:
+    """Plain data from a composed node. Walking the nodes ourselves (rather than through
+    PyYAML's generic constructor) is what keeps loading close to the parser's own speed."""
+    if id(node) in seen:
+        # The same node twice is an alias: refuse it (this also stops "billion laughs" bombs).
         raise _Refusal(
-            f"the tag {node.tag!r} is not allowed: plan files hold plain YAML values",
+            "YAML anchors and aliases are not allowed in plan files: write the values out "
+            "so reviewers see them",
             node.start_mark,
         )
-
-    def construct_float(self, node: ScalarNode) -> float:
-        value = float(yaml.SafeLoader.construct_yaml_float(self, node))
-        if not math.isfinite(value):
-            raise _Refusal(f"{node.value!r} is not a finite number", node.start_mark)
-        return value
-
-    def construct_mapping(self, node: Node, deep: bool = False) -> dict[Any, Any]:
-        if not isinstance(node, MappingNode):
-            raise _Refusal("expected a mapping", node.start_mark)
-        mapping: dict[Any, Any] = {}
-        first_line: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _STR and key_node.value == "<<":
-                raise _Refusal(
-                    "YAML merge keys (<<) are not allowed in plan files: write the values out",
-                    key_node.start_mark,
-                )
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, list | dict):
-                raise _Refusal("a mapping key must be a plain value", key_node.start_mark)
-            if key in first_line:
-                raise _Refusal(
-                    f"duplicate key {key!r} (first given at line {first_line[key]}); "
-                    "YAML keeps only the last one, so say it once",
-                    key_node.start_mark,
-                )
-            first_line[key] = key_node.start_mark.line + 1
-            mapping[key] = self.construct_object(value_node, deep=deep)
-        return mapping
+    seen.add(id(node))
+    tag = node.tag
+    if isinstance(node, ScalarNode):
+        return _scalar(node)
+    if isinstance(node, SequenceNode) and tag == _SEQ:
+        return [_construct(item, seen) for item in node.value]
+    if isinstance(node, MappingNode) and tag == _MAP:
+        return _mapping(node, seen)
+    raise _Refusal(
+        f"the tag {tag!r} is not allowed: plan files hold plain YAML values", node.start_mark
+    )
 
 
-_Loader.add_constructor(_FLOAT, _Loader.construct_float)
-_Loader.add_constructor(None, _Loader.construct_undefined)
+def _scalar(node: ScalarNode) -> Any:
+    value, tag = node.value, node.tag
+    try:
+        if tag == _STR:
+            return value
+        if tag == _INT:
+            digits = value.replace("_", "")
+            return int(digits, 16 if digits.lstrip("+-").lower().startswith("0x") else 10)
+        if tag == _BOOL:
+            return _BOOLS[value.lower()]
+        if tag == _NULL and value.lower() in _NULLS:
+            return None
+        if tag == _FLOAT:
+            number = float(value.replace("_", ""))
+            if math.isfinite(number):
+                return number
+    except (ValueError, KeyError):
+        pass
+    else:
+        if tag not in (_NULL, _FLOAT):
+            raise _Refusal(
+                f"the tag {tag!r} is not allowed: plan files hold plain YAML values",
+                node.start_mark,
+            )
+    raise _Refusal(f"{value!r} is not a valid {tag.rsplit(':', 1)[-1]}", node.start_mark)
+
+
+def _mapping(node: MappingNode, seen: set[int]) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    first_line: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == _STR and key_node.value == "<<":
+            raise _Refusal(
+                "YAML merge keys (<<) are not allowed in plan files: write the values out",
+                key_node.start_mark,
+            )
+        key = _construct(key_node, seen)
+        if isinstance(key, list | dict):
+            raise _Refusal("a mapping key must be a plain value", key_node.start_mark)
+        if key in first_line:
+            raise _Refusal(
+                f"duplicate key {key!r} (first given at line {first_line[key]}); "
+                "YAML keeps only the last one, so say it once",
+                key_node.start_mark,
+            )
+        first_line[key] = key_node.start_mark.line + 1
+        mapping[key] = _construct(value_node, seen)
+    return mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +222,7 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
             )
             continue
         for path in candidates:
-            resolved = path.resolve()
+            resolved = Path(os.path.abspath(path))
             if resolved not in seen:
                 seen.add(resolved)
                 found.append(path)
@@ -244,7 +269,7 @@ def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
     try:
         while loader.check_node():
             node = loader.get_node()
-            data = loader.construct_document(node)
+            data = _construct(node, set())
             if data is not None:
                 mark = node.start_mark
                 documents.append(

@@ -16,10 +16,11 @@ from datetime import date
 from importlib import resources
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, ValidationError
 
 from reconciler.domain import JSON, Plan
-from reconciler.errors import Diagnostic, Location
+from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
 
 SCHEMA_FILE = "backfill-plan.schema.json"
@@ -34,7 +35,16 @@ def plan_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> Draft202012Validator:
+    """The reference implementation: it reports every error with its path."""
     return Draft202012Validator(plan_schema())
+
+
+@functools.cache
+def _fast_check() -> Any:
+    """The same schema compiled to Python code: ~15x faster at saying "valid", which is the
+    answer for nearly every file in a repo. Only documents it rejects are explained by the
+    reference validator, so error quality does not depend on it."""
+    return fastjsonschema.compile(plan_schema())
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,23 +62,23 @@ class Validated:
 def validate(loaded: LoadResult) -> Validated:
     diagnostics = list(loaded.diagnostics)
     plans: list[Plan] = []
-    names: dict[str, Location] = {}
+    names: dict[str, Document] = {}
     for doc in loaded.documents:
         problems = list(_schema_problems(doc))
         name = _name_of(doc.data)
         if name is not None:
-            here = doc.locate(("metadata", "name"))
             if name in names:
+                first = names[name].locate(("metadata", "name"))
                 problems.append(
                     Diagnostic(
-                        here,
-                        f"plan name {name!r} is already used at {names[name]}; "
+                        doc.locate(("metadata", "name")),
+                        f"plan name {name!r} is already used at {first}; "
                         "names identify plans in the state, so each must be unique in the repo",
                         "metadata.name",
                     )
                 )
             else:
-                names[name] = here
+                names[name] = doc
         if not problems:
             problems.extend(_semantic_problems(doc))
         if problems:
@@ -114,6 +124,12 @@ def _field(path: Sequence[str | int]) -> str:
 
 
 def _schema_problems(doc: Document) -> Iterator[Diagnostic]:
+    try:
+        _fast_check()(doc.data)
+    except fastjsonschema.JsonSchemaException:
+        pass  # explained below, by the reference validator
+    else:
+        return
     errors = sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
     for error in errors:
         yield from _explain(doc, error)
