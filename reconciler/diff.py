@@ -94,7 +94,6 @@ class Changeset:
 
 
 def diff(desired: Sequence[Desired], state: State) -> Changeset:
-    coverage = state.coverage()
     changes: list[PlanChanges] = []
     conflicts: dict[tuple[str, str], list[Cell]] = defaultdict(list)
     conflict_context: dict[tuple[str, str], tuple[Plan, Mapping[str, JSON]]] = {}
@@ -104,20 +103,26 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
         counts = {"in_sync": 0, "conflict": 0, "attention": 0, "create": 0}
         submissions: list[Submission] = []
         for group in item.groups:
-            missing: dict[str, list[str]] = defaultdict(list)
-            for cell in group.cells():
-                record = coverage.get(cell)
-                if record is None:
-                    missing[cell.target].append(cell.date)
-                elif record.needs_attention:
-                    attention[(plan.name, record.key)] += 1
-                    counts["attention"] += 1
-                elif record.fingerprint != group.fingerprint:
-                    conflicts[(plan.name, record.key)].append(cell)
-                    conflict_context[(plan.name, record.key)] = (plan, group.params)
-                    counts["conflict"] += 1
-                else:
-                    counts["in_sync"] += 1
+            missing: dict[str, list[str]] = {}
+            for target in group.targets:
+                covered = state.covered(plan.name, plan.revision, target)
+                if not covered:
+                    missing[target] = list(group.dates)
+                    continue
+                for date in group.dates:
+                    record = covered.get(date)
+                    if record is None:
+                        missing.setdefault(target, []).append(date)
+                    elif record.fingerprint == group.fingerprint and not record.needs_attention:
+                        counts["in_sync"] += 1
+                    elif record.needs_attention:
+                        attention[(plan.name, record.key)] += 1
+                        counts["attention"] += 1
+                    else:
+                        earlier = (plan.name, record.key)
+                        conflicts[earlier].append(Cell(plan.name, plan.revision, target, date))
+                        conflict_context[earlier] = (plan, group.params)
+                        counts["conflict"] += 1
             for batch in provider.batches(plan, missing):
                 key = submission_key(
                     plan.name, plan.revision, batch.targets, batch.dates, group.fingerprint
@@ -212,7 +217,8 @@ def _orphans(desired: Sequence[Desired], state: State) -> tuple[Orphan, ...]:
         revision, index = declared[record.plan]
         if record.revision != revision:
             continue  # an earlier revision, superseded on purpose: history, not an orphan
-        loose = sum(1 for t in record.targets for d in record.dates if d not in index.get(t, set()))
+        dates = set(record.dates)
+        loose = sum(len(dates - index.get(t, set())) for t in record.targets)
         if loose:
             orphans.append(Orphan(record.plan, record.revision, record.key, loose, False))
     return tuple(sorted(orphans, key=lambda o: (o.plan, o.key)))

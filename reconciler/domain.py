@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -16,6 +17,46 @@ from reconciler.errors import Location
 
 JSON = Any
 """A value that `json.dumps` accepts: what YAML and the APIs exchange."""
+
+
+_ORDINALS: dict[str, int] = {}
+_DAYS: dict[int, str] = {}
+"""One string per calendar day, shared by every cell and record that names it (a repo-scale
+state names millions of cells but only a few thousand days), and its ordinal."""
+
+
+def ordinal(day: str) -> int:
+    """The proleptic ordinal of an ISO date; ValueError if it is not one."""
+    number = _ORDINALS.get(day)
+    if number is None:
+        number = date.fromisoformat(day).toordinal()
+        _ORDINALS[day] = number
+    return number
+
+
+def day(number: int) -> str:
+    """The shared ISO string of a day's ordinal."""
+    text = _DAYS.get(number)
+    if text is None:
+        text = _DAYS[number] = date.fromordinal(number).isoformat()
+        _ORDINALS.setdefault(text, number)
+    return text
+
+
+def days(start: str, end: str) -> list[str]:
+    """Every day from start to end, inclusive."""
+    return [day(n) for n in range(ordinal(start), ordinal(end) + 1)]
+
+
+def runs(dates: Iterable[str]) -> list[tuple[int, int]]:
+    """Dates as sorted, merged runs of consecutive days (first and last ordinal)."""
+    merged: list[tuple[int, int]] = []
+    for number in sorted(ordinal(d) for d in dates):
+        if merged and number <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(number, merged[-1][1]))
+        else:
+            merged.append((number, number))
+    return merged
 
 
 def canonical_json(value: JSON) -> str:
@@ -82,8 +123,8 @@ class CellGroup:
 
     def cells(self) -> Iterator[Cell]:
         for target in self.targets:
-            for date in self.dates:
-                yield Cell(self.plan, self.revision, target, date)
+            for each in self.dates:
+                yield Cell(self.plan, self.revision, target, each)
 
 
 def fingerprint(params: Mapping[str, JSON]) -> str:
@@ -117,8 +158,8 @@ class Submission:
 
     def cells(self) -> Iterator[Cell]:
         for target in self.targets:
-            for date in self.dates:
-                yield Cell(self.plan, self.revision, target, date)
+            for each in self.dates:
+                yield Cell(self.plan, self.revision, target, each)
 
     @property
     def size(self) -> int:

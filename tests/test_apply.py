@@ -363,3 +363,12 @@ def test_a_state_written_against_the_emulator_refuses_a_real_endpoint(repo: Repo
     with pytest.raises(BackfillError, match="built-in emulator"):
         repo.apply(endpoints={ALL: "https://wedata.intl.tencentcloudapi.com"})
     assert len(repo.calls()) == 1
+
+
+def test_a_state_loaded_fresh_sees_every_submitted_cell_in_sync(repo: Repo) -> None:
+    repo.write("orders", wedata_plan(tasks=TASKS, dates=[("2025-09-01", "2025-09-03")], chunk=1))
+    repo.write("other", wedata_plan("other", tasks=["1"]))
+    repo.apply(parallel=1)  # in order: the last submission is another plan's
+    changes = repo.changes()  # a new State: its coverage index is built on this first lookup
+    assert not changes.has_changes
+    assert changes.count("in_sync_cells") == 9

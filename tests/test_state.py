@@ -222,16 +222,33 @@ def test_loading_a_snapshot_and_replaying_the_rest_equals_replaying_everything(
     assert from_snapshot.seq == 21
 
 
-def test_the_snapshot_is_sorted_and_indented_for_readable_git_diffs(tmp_path: Path) -> None:
+def test_the_snapshot_is_one_sorted_line_per_submission_for_readable_git_diffs(
+    tmp_path: Path,
+) -> None:
     populated(tmp_path, submissions=2)
 
     text = (tmp_path / "snapshot.json").read_text()
     value = json.loads(text)
+    lines = text.splitlines()
 
-    assert text == json.dumps(value, indent=2, sort_keys=True) + "\n"
+    assert len(lines) == 4  # header, k1, k2, closing
+    assert lines[1].startswith('"k0":{')
+    assert lines[1].endswith("},")
+    assert lines[2].startswith('"k1":{')
+    assert lines[2].endswith("}")
+    assert json.loads(lines[1][len('"k0":') : -1]) == value["submissions"]["k0"]
     assert (value["format"], value["seq"], value["emulator"]) == (1, 4, False)
     assert value["hash"] == json.loads(journal_lines(tmp_path)[-1])["hash"]
     assert value["submissions"]["k1"]["status"] == "submitted"
+
+
+def test_a_snapshot_laid_out_by_another_tool_still_loads(tmp_path: Path) -> None:
+    populated(tmp_path, submissions=2)
+    path = tmp_path / "snapshot.json"
+    expected = load_state(tmp_path)
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=4))  # e.g. a pretty-printer
+
+    assert load_state(tmp_path) == expected
 
 
 def test_a_snapshot_vouches_for_the_lines_before_it_so_loading_never_reads_them(
@@ -357,23 +374,25 @@ def test_coverage_is_every_cell_of_pending_submitted_and_unknown_submissions(
     tmp_path: Path,
 ) -> None:
     with writer(tmp_path) as state:
-        state.append("intent", intent("ok", targets=("t1", "t2"), dates=("d1", "d2")))
+        state.append(
+            "intent", intent("ok", targets=("t1", "t2"), dates=("2026-01-01", "2026-01-02"))
+        )
         state.append("submitted", submitted("ok"))
-        state.append("intent", intent("maybe", targets=("t3",), dates=("d1",)))
+        state.append("intent", intent("maybe", targets=("t3",), dates=("2026-01-01",)))
         state.append("unknown", unknown("maybe"))
-        state.append("intent", intent("in-flight", targets=("t4",), dates=("d1",)))
-        state.append("intent", intent("no", targets=("t5",), dates=("d1",)))
+        state.append("intent", intent("in-flight", targets=("t4",), dates=("2026-01-01",)))
+        state.append("intent", intent("no", targets=("t5",), dates=("2026-01-01",)))
         state.append("rejected", rejected("no"))
 
     coverage = load_state(tmp_path).coverage()
 
     assert {str(cell): record.key for cell, record in coverage.items()} == {
-        "orders@r1:t1:d1": "ok",
-        "orders@r1:t1:d2": "ok",
-        "orders@r1:t2:d1": "ok",
-        "orders@r1:t2:d2": "ok",
-        "orders@r1:t3:d1": "maybe",
-        "orders@r1:t4:d1": "in-flight",
+        "orders@r1:t1:2026-01-01": "ok",
+        "orders@r1:t1:2026-01-02": "ok",
+        "orders@r1:t2:2026-01-01": "ok",
+        "orders@r1:t2:2026-01-02": "ok",
+        "orders@r1:t3:2026-01-01": "maybe",
+        "orders@r1:t4:2026-01-01": "in-flight",
     }
 
 
@@ -1008,3 +1027,11 @@ def test_thirty_thousand_events_with_a_snapshot_load_in_under_two_seconds(
 
     assert loaded.seq == 30_000
     assert elapsed < 2.0, f"loading took {elapsed:.2f}s"  # about 0.35s on a 2-core VM
+
+
+def test_a_snapshot_as_written_is_read_line_by_line(tmp_path: Path) -> None:
+    from reconciler.state.snapshot import _by_line
+
+    populated(tmp_path, submissions=3)
+    path = tmp_path / "snapshot.json"
+    assert _by_line(path) == json.loads(path.read_text())

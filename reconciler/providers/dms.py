@@ -20,6 +20,7 @@ from reconciler.domain import (
     OutcomeKind,
     Plan,
     Submission,
+    days,
     fingerprint,
 )
 from reconciler.emulator.app import EMULATOR_HEADER
@@ -88,11 +89,6 @@ def classify(code: str) -> OutcomeKind:
     return OutcomeKind.UNKNOWN
 
 
-def _days(start: str, end: str) -> list[str]:
-    first, last = date.fromisoformat(start), date.fromisoformat(end)
-    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-
-
 def rate_limit() -> float:
     text = os.environ.get(RATE_VARIABLE, "")
     try:
@@ -127,7 +123,7 @@ class DmsProvider:
             {
                 d
                 for entry in spec["dates"]
-                for d in _days(entry["start"], entry.get("end", entry["start"]))
+                for d in days(entry["start"], entry.get("end", entry["start"]))
             }
         )
         targets = tuple(dict.fromkeys(str(int(t)) for t in spec["dagIds"]))
@@ -147,7 +143,7 @@ class DmsProvider:
         batches: list[Batch] = []
         for target in sorted(missing, key=int):
             for start, end in contiguous_runs(sorted(missing[target])):
-                for chunk in chunked(_days(start, end), plan.chunk):
+                for chunk in chunked(days(start, end), plan.chunk):
                     batches.append(Batch(targets=(target,), dates=chunk))
         return batches
 

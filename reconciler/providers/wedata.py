@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from reconciler.domain import (
     OutcomeKind,
     Plan,
     Submission,
+    days,
     fingerprint,
 )
 from reconciler.emulator.app import EMULATOR_HEADER
@@ -109,11 +109,6 @@ def _id(value: JSON) -> str:
     return str(value)
 
 
-def _days(start: str, end: str) -> list[str]:
-    first, last = date.fromisoformat(start), date.fromisoformat(end)
-    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-
-
 class WeDataProvider:
     name = NAME
     action = ACTION
@@ -144,7 +139,7 @@ class WeDataProvider:
         by_window: dict[str, tuple[JSON, list[str]]] = {}
         for entry in spec["dates"]:
             window = entry.get("executionWindow", spec.get("executionWindow"))
-            dates = _days(entry["start"], entry.get("end", entry["start"]))
+            dates = days(entry["start"], entry.get("end", entry["start"]))
             slot = by_window.setdefault(json.dumps(window, sort_keys=True), (window, []))
             slot[1].extend(dates)
         groups = []

@@ -11,6 +11,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from reconciler.domain import runs
 from reconciler.state.records import (
     EventType,
     State,
@@ -120,7 +121,7 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             region=data["region"],
             endpoint=data["endpoint"],
             targets=tuple(data["targets"]),
-            dates=tuple(data["dates"]),
+            spans=tuple(runs(data["dates"])),
             fingerprint=data["fingerprint"],
             params=data["params"],
             request=data["request"],

@@ -6,12 +6,13 @@ A record's JSON form is what `snapshot.json` stores; `record_from_json` checks i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.domain import JSON, Cell
+from reconciler.domain import JSON, Cell, day, ordinal
 
 ZERO_HASH = "0" * 64
 """The `prev` of the first event, and the hash of an empty journal."""
@@ -61,7 +62,9 @@ class SubmissionRecord:
     region: str
     endpoint: str
     targets: tuple[str, ...]
-    dates: tuple[str, ...]
+    spans: tuple[tuple[int, int], ...]
+    """The covered dates as runs of days (first and last ordinal): a repo-scale state covers
+    millions of cells, and loading it must not spell every date out."""
     fingerprint: str
     params: Mapping[str, JSON]
     request: Mapping[str, JSON]
@@ -90,8 +93,12 @@ class SubmissionRecord:
         return self.status in COVERING
 
     @property
+    def dates(self) -> tuple[str, ...]:
+        return tuple(day(n) for first, last in self.spans for n in range(first, last + 1))
+
+    @property
     def size(self) -> int:
-        return len(self.targets) * len(self.dates)
+        return len(self.targets) * sum(last - first + 1 for first, last in self.spans)
 
     @property
     def needs_attention(self) -> bool:
@@ -126,25 +133,84 @@ class State:
         default_factory=lambda: MappingProxyType({})
     )
     warnings: tuple[str, ...] = field(default=(), compare=False)
-    _coverage: Mapping[Cell, SubmissionRecord] | None = field(
+    _coverage: dict[tuple[str, int, str], DateCoverage] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
-    def coverage(self) -> Mapping[Cell, SubmissionRecord]:
-        """Every cell that a pending, submitted or unknown submission covers, and by which one.
+    def covered(self, plan: str, revision: int, target: str) -> DateCoverage:
+        """Which dates of one target of one plan revision a pending, submitted or unknown
+        submission covers, and which one does (where two do, the later intent wins).
 
-        Where two submissions cover one cell, the later intent wins. Computed on the first call
-        (most readers of a state never ask) and kept.
+        The index behind it is built on the first call (most readers of a state never ask) and
+        kept. It holds runs of days, not cells: a repo-scale state covers millions of cells.
         """
         if self._coverage is None:
+            index: dict[tuple[str, int, str], DateCoverage] = {}
             covering = sorted(
                 (record for record in self.submissions.values() if record.covers_cells),
                 key=lambda record: record.intent_seq,
             )
-            cells = {cell: record for record in covering for cell in record.cells()}
-            object.__setattr__(self, "_coverage", MappingProxyType(cells))
+            for record in covering:
+                spans = record.spans
+                for each in record.targets:
+                    coverage = index.setdefault(
+                        (record.plan, record.revision, each), DateCoverage()
+                    )
+                    coverage.runs.extend((first, last, record) for first, last in spans)
+            object.__setattr__(self, "_coverage", index)
         assert self._coverage is not None
-        return self._coverage
+        return self._coverage.get((plan, revision, target), _NOTHING)
+
+    def coverage(self) -> dict[Cell, SubmissionRecord]:
+        """Every covered cell and the submission that covers it (a convenience that makes one
+        object a cell; `covered` is the form that scales)."""
+        self.covered("", 0, "")
+        assert self._coverage is not None
+        cells: dict[Cell, SubmissionRecord] = {}
+        for (plan, revision, target), coverage in self._coverage.items():
+            for first, last, record in coverage.runs:
+                for number in range(first, last + 1):
+                    cells[Cell(plan, revision, target, day(number))] = record
+        return cells
+
+
+class DateCoverage:
+    """The submissions covering one target's dates, as runs of days in intent order."""
+
+    __slots__ = ("runs",)
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, int, SubmissionRecord]] = []
+
+    def get(self, date: str) -> SubmissionRecord | None:
+        number = ordinal(date)
+        for first, last, record in reversed(self.runs):  # the later intent wins
+            if first <= number <= last:
+                return record
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self.runs)
+
+
+_NOTHING = DateCoverage()
+
+
+def compact_dates(spans: tuple[tuple[int, int], ...]) -> list[str]:
+    """Runs of days as text: `2025-09-01..2025-09-30` for a run, the date alone for one day."""
+    return [day(first) if first == last else f"{day(first)}..{day(last)}" for first, last in spans]
+
+
+def parse_spans(texts: list[str]) -> tuple[tuple[int, int], ...]:
+    spans = []
+    for text in texts:
+        start, _, end = text.partition("..")
+        first = ordinal(start)
+        last = ordinal(end) if end else first
+        if last < first:
+            raise ValueError(f"date run {text!r} ends before it starts")
+        spans.append((first, last))
+    return tuple(spans)
 
 
 def record_to_json(record: SubmissionRecord) -> dict[str, JSON]:
@@ -157,7 +223,7 @@ def record_to_json(record: SubmissionRecord) -> dict[str, JSON]:
         "region": record.region,
         "endpoint": record.endpoint,
         "targets": list(record.targets),
-        "dates": list(record.dates),
+        "dates": compact_dates(record.spans),
         "fingerprint": record.fingerprint,
         "params": record.params,
         "request": record.request,
@@ -206,29 +272,42 @@ _RECORD_TYPES: Mapping[str, type] = {
 }
 
 
-_RECORD_TYPE_ITEMS = tuple(_RECORD_TYPES.items())
 _STATUSES = {str(status): status for status in SubmissionStatus}
+_NAMES = tuple("dates" if f.name == "spans" else f.name for f in fields(SubmissionRecord))
+"""The record's JSON fields in the order of the dataclass's fields (spans are `dates` there)."""
+_GET = itemgetter(*_NAMES)
+_TYPES = tuple(_RECORD_TYPES[name] for name in _NAMES)
+_TARGETS, _SPANS, _STATUS = (_NAMES.index(name) for name in ("targets", "dates", "status"))
 
 
 def record_from_json(value: Any) -> SubmissionRecord:
-    """Raises ValueError with a sentence naming the field when `value` is not a record."""
-    if not isinstance(value, dict):
-        raise ValueError("is not a JSON object")
-    if value.keys() != _RECORD_TYPES.keys():
-        missing = sorted(_RECORD_TYPES.keys() - value.keys())
-        extra = sorted(value.keys() - _RECORD_TYPES.keys())
-        what = [f"missing {', '.join(missing)}"] if missing else []
-        what += [f"unexpected {', '.join(extra)}"] if extra else []
-        raise ValueError("; ".join(what))
-    # exact types, since `json.loads` makes nothing else (and a bool is never a count); this
-    # runs once per submission on every load, so it stays one pass without isinstance calls
-    for name, kind in _RECORD_TYPE_ITEMS:
-        if type(value[name]) is not kind:
-            raise ValueError(f"`{name}` is not a {kind.__name__}")
-    targets, dates = tuple(value["targets"]), tuple(value["dates"])
-    if {type(item) for item in targets + dates} - {str}:
+    """Raises ValueError with a sentence naming the field when `value` is not a record.
+
+    Runs once per submission on every load, so the checks are whole-tuple comparisons in C;
+    the field-by-field explanation runs only when they fail.
+    """
+    if type(value) is not dict or value.keys() != _RECORD_TYPES.keys():
+        raise ValueError(_shape_problem(value))
+    values = list(_GET(value))
+    # exact types, since `json.loads` makes nothing else (and a bool is never a count)
+    if tuple(map(type, values)) != _TYPES:
+        name = next(n for n, v, k in zip(_NAMES, values, _TYPES, strict=True) if type(v) is not k)
+        raise ValueError(f"`{name}` is not a {_RECORD_TYPES[name].__name__}")
+    targets, dates = tuple(values[_TARGETS]), values[_SPANS]
+    if ({type(item) for item in targets} | {type(item) for item in dates}) - {str}:
         raise ValueError("`targets` or `dates` is not a list of strings")
-    status = _STATUSES.get(value["status"])
+    status = _STATUSES.get(values[_STATUS])
     if status is None:
-        raise ValueError(f"unknown status {value['status']!r}")
-    return SubmissionRecord(**{**value, "status": status, "targets": targets, "dates": dates})
+        raise ValueError(f"unknown status {values[_STATUS]!r}")
+    values[_TARGETS], values[_SPANS], values[_STATUS] = targets, parse_spans(dates), status
+    return SubmissionRecord(*values)
+
+
+def _shape_problem(value: Any) -> str:
+    if not isinstance(value, dict):
+        return "is not a JSON object"
+    missing = sorted(_RECORD_TYPES.keys() - value.keys())
+    extra = sorted(value.keys() - _RECORD_TYPES.keys())
+    what = [f"missing {', '.join(missing)}"] if missing else []
+    what += [f"unexpected {', '.join(extra)}"] if extra else []
+    return "; ".join(what)

@@ -65,8 +65,20 @@ def document(
 
 
 def render(value: dict[str, JSON]) -> bytes:
-    """Sorted and indented, so that a commit of the state shows which submissions changed."""
-    return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    """One submission per line, sorted by key: a commit of the state shows exactly which
+    submissions changed, one line each, and the file stays valid JSON. It is also what lets
+    `read` parse a repo-scale snapshot line by line instead of all at once."""
+    submissions = value["submissions"]
+    assert isinstance(submissions, dict)
+    header = {k: v for k, v in value.items() if k != "submissions"}
+    head = json.dumps(header, sort_keys=True, ensure_ascii=False)[:-1] + ',"submissions":{'
+    lines = [
+        json.dumps(key, ensure_ascii=False)
+        + ":"
+        + json.dumps(submissions[key], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        for key in sorted(submissions)
+    ]
+    return (head + "\n" + ",\n".join(lines) + ("\n" if lines else "") + "}}\n").encode()
 
 
 def write(path: Path, value: dict[str, JSON]) -> None:
@@ -100,15 +112,52 @@ def remove_stale_temp_files(directory: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
+_OPENING = b',"submissions":{'
+_BATCH = 500
+"""Submissions parsed per `json.loads`: enough that the decoder shares the key strings among
+them, few enough that the text and its objects never exist whole at once."""
+
+
+def _by_line(path: Path) -> dict[str, JSON] | None:
+    """The snapshot as `render` lays it out, parsed a batch of lines at a time (a fraction of
+    the memory of one `json.loads`); None if the file is laid out otherwise."""
+    submissions: dict[str, JSON] = {}
+    batch: list[bytes] = []
+
+    def flush() -> None:
+        if batch:
+            submissions.update(json.loads(b"{" + b",".join(batch) + b"}"))
+            batch.clear()
+
+    with path.open("rb") as lines:
+        head = lines.readline().rstrip()
+        if not head.endswith(_OPENING):
+            return None
+        try:
+            value = json.loads(head.removesuffix(_OPENING) + b"}")
+            for raw in lines:
+                line = raw.rstrip()
+                if line == b"}}":
+                    flush()
+                    value["submissions"] = submissions
+                    return value if isinstance(value, dict) else None
+                batch.append(line.removesuffix(b","))
+                if len(batch) >= _BATCH:
+                    flush()
+        except ValueError:
+            return None
+    return None
+
+
 def read(path: Path) -> Snapshot | None:
     """The snapshot at `path`, None when there is none; StateError when it cannot be trusted."""
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        return None
     where = Location(str(path))
     try:
-        value = json.loads(text)
+        value = _by_line(path)
+        if value is None:  # laid out by hand or by another tool: read it whole
+            value = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
     except ValueError:
         raise StateError(
             "is not valid JSON (an unresolved merge conflict?)", location=where, hint=_CACHE_HINT

@@ -132,5 +132,6 @@ def results(items: Sequence[Result], planned: int) -> dict[str, Any]:
 def record(item: SubmissionRecord) -> dict[str, Any]:
     data = asdict(item)
     data["status"] = str(item.status)
+    del data["spans"]
     data["targets"], data["dates"] = list(item.targets), list(item.dates)
     return data
