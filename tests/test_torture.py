@@ -1,0 +1,665 @@
+"""Torture: exactly-once under kill -9, injected faults, concurrent applies and a full or read-only
+state directory, with the real `backfill apply` in a subprocess against the emulator on loopback.
+
+Each test prints its figures (`pytest -s` shows them). BACKFILL_TORTURE_SCALE=10 makes every test
+ten times larger; BACKFILL_TORTURE_SEED changes the random moments and faults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from factories import dms_plan, wedata_plan, write
+
+from reconciler.cli import cli
+from reconciler.emulator import Emulator, FaultConfig, Latency
+from reconciler.providers import wedata
+from reconciler.providers.acs3 import AliyunCredentials
+from reconciler.providers.tc3 import TencentCredentials
+from reconciler.state import (
+    SubmissionRecord,
+    SubmissionStatus,
+    load_state,
+    read_lock_holder,
+    verify_journal,
+)
+
+pytestmark = pytest.mark.torture
+
+SCALE = max(1, int(os.environ.get("BACKFILL_TORTURE_SCALE", "1")))
+SEED = int(os.environ.get("BACKFILL_TORTURE_SEED", "20251107"))
+FIRST_DAY = date(2025, 1, 1)
+RUN_TIMEOUT = 120.0
+"""No subprocess of these tests may run longer than this."""
+
+Cell = tuple[str, str]
+"""(target, date): targets are unique across the plans of a test, so this names one backfill."""
+
+UNSETTLED = (SubmissionStatus.PENDING, SubmissionStatus.UNKNOWN)
+MAY_HAVE_RUN = (SubmissionStatus.SUBMITTED, *UNSETTLED)
+
+
+def days(first: str, last: str) -> list[str]:
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+
+
+# --- what the emulator created, and what the state says ---------------------------------------
+
+
+def dms_span(request: Mapping[str, Any]) -> tuple[str, str]:
+    single = request.get("BackFillDate")
+    if single:
+        return str(single), str(single)
+    return str(request["BackFillDateBegin"]), str(request["BackFillDateEnd"])
+
+
+def identity(provider: str, request: Mapping[str, Any]) -> str:
+    """One submission as both sides can name it: WeData by its traceable plan name (it carries
+    the submission key), DMS by DAG and dates."""
+    if provider == wedata.NAME:
+        return f"wedata:{request['DataBackfillPlanName']}"
+    first, last = dms_span(request)
+    return f"dms:{request['DagId']}:{first}:{last}"
+
+
+def created_cells(call: Mapping[str, Any]) -> list[Cell]:
+    params = call["params"]
+    if call["provider"] == wedata.NAME:
+        dates = [
+            d for r in params["DataBackfillRangeList"] for d in days(r["StartDate"], r["EndDate"])
+        ]
+        return [(str(task), day) for task in params["TaskIds"] for day in dates]
+    return [(str(params["DagId"]), day) for day in days(*dms_span(params))]
+
+
+@dataclass
+class Figures:
+    """What a test measured; printed, then asserted."""
+
+    name: str
+    trials: int = 0
+    kills: int = 0
+    submissions: int = 0
+    creates: int = 0
+    duplicates: int = 0
+    """Cells the emulator created more than once."""
+    lost: int = 0
+    """Creates the emulator accepted that the state does not account for."""
+    phantoms: int = 0
+    """Submitted records of the state that the emulator never created."""
+    unsettled: set[tuple[str, int]] = field(default_factory=set)
+    """Attempts (key, intent) that kills and faults left pending or unknown."""
+    looked_up: int = 0
+    imported: int = 0
+    forgotten: int = 0
+    applies: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def show(self) -> None:
+        shown = {k: v for k, v in vars(self).items() if k not in ("name", "extra", "started")}
+        shown["unsettled"] = len(self.unsettled)
+        shown.update(self.extra)
+        shown["seconds"] = round(time.monotonic() - self.started, 1)
+        shown.update(seed=SEED, scale=SCALE)
+        print(f"\n[torture] {self.name}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+
+
+# --- a plans directory, a state directory and the emulator, driven through the CLI ------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the apply subprocess may not do: write files beyond `file_size` bytes, or (as root)
+    override file modes."""
+
+    file_size: int | None = None
+    no_root_overrides: bool = False
+
+
+LIMITED = """
+import ctypes, json, os, resource, sys
+limits = json.loads(sys.argv[1])
+if limits["file_size"] is not None:
+    # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG as on a full disk.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_size"], limits["file_size"]))
+if limits["no_root_overrides"] and os.geteuid() == 0:
+    # Root ignores file modes; without these capabilities (dropped for the exec) it does not.
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+os.execv(sys.executable, [sys.executable, "-m", "reconciler", *sys.argv[2:]])
+"""
+"""Applies `Limits` in a fresh process, then execs the CLI: no preexec_fn in a threaded pytest."""
+
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Apply:
+    """A `backfill apply` running in the background; output goes to files (no pipe to fill)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], out: IO[bytes], err: IO[bytes]) -> None:
+        self.process, self._out, self._err = process, out, err
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL: no handler, no cleanup, no last journal line
+
+    def wait(self) -> Done:
+        code = self.process.wait(timeout=RUN_TIMEOUT)
+        texts = []
+        for stream in (self._out, self._err):
+            stream.seek(0)
+            texts.append(stream.read().decode(errors="replace"))
+            stream.close()
+        return Done(code, *texts)
+
+
+class Workspace:
+    def __init__(self, root: Path, emulator: Emulator, url: str, env: dict[str, str]) -> None:
+        self.root, self.emulator, self.url, self.env = root, emulator, url, env
+        self.plans = root / "plans"
+        self.state = root / "state"
+        self.declared: set[Cell] = set()
+        self.apply_seconds: list[float] = []
+
+    # plans
+
+    def declare_wedata(self, plans: int, days_each: int, tasks: int = 2) -> None:
+        """Plans whose every date is its own call (spec.chunk 1): many submissions."""
+        last = (FIRST_DAY + timedelta(days=days_each - 1)).isoformat()
+        for index in range(plans):
+            targets = [str(7_100_000 + 100 * index + t) for t in range(tasks)]
+            plan = wedata_plan(
+                f"wd-{index}", tasks=targets, dates=[(FIRST_DAY.isoformat(), last)], chunk=1
+            )
+            write(self.plans / f"wd-{index}.yaml", plan)
+            self.declared |= {(t, d) for t in targets for d in days(FIRST_DAY.isoformat(), last)}
+
+    def declare_dms(self, plans: int, days_each: int, dags: int = 2) -> None:
+        last = (FIRST_DAY + timedelta(days=days_each - 1)).isoformat()
+        for index in range(plans):
+            targets = [15_000 + 100 * index + d for d in range(dags)]
+            plan = dms_plan(
+                f"dms-{index}", dags=targets, dates=[(FIRST_DAY.isoformat(), last)], chunk=1
+            )
+            write(self.plans / f"dms-{index}.yaml", plan)
+            self.declared |= {
+                (str(t), d) for t in targets for d in days(FIRST_DAY.isoformat(), last)
+            }
+
+    # the CLI
+
+    def args(self, command: str, *extra: str) -> list[str]:
+        common = ["--state-dir", str(self.state)]
+        if command in ("apply", "plan"):
+            common += ["--plans", str(self.plans)]
+        if command in ("apply", "recover"):
+            common += ["--endpoint", self.url]
+        return [command, *common, *extra]
+
+    def start(self, command: str, *extra: str, limits: Limits | None = None) -> Apply:
+        argv = self.args(command, *extra)
+        if limits is None:
+            line = [sys.executable, "-m", "reconciler", *argv]
+        else:
+            line = [sys.executable, "-c", LIMITED, json.dumps(vars(limits)), *argv]
+        out = (self.root / f"{command}.out").open("w+b")
+        err = (self.root / f"{command}.err").open("w+b")
+        process = subprocess.Popen(line, cwd=self.root, env=self.env, stdout=out, stderr=err)
+        return Apply(process, out, err)
+
+    def backfill(self, command: str, *extra: str, limits: Limits | None = None) -> Done:
+        done = self.start(command, *extra, limits=limits).wait()
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def apply(self, *extra: str, limits: Limits | None = None) -> Done:
+        started = time.monotonic()
+        done = self.backfill("apply", "--yes", "--quiet", *extra, limits=limits)
+        self.apply_seconds.append(round(time.monotonic() - started, 1))
+        assert done.returncode in (0, 1), done.stderr
+        return done
+
+    def person(self, *args: str) -> None:
+        """A person's `backfill state ...` command (in-process: one per unknown submission)."""
+        result = CliRunner().invoke(
+            cli, [*args, "--state-dir", str(self.state)], standalone_mode=False
+        )
+        assert result.exception is None, result.output
+        assert result.return_value == 0, result.output
+
+    # the emulator
+
+    def calls(self) -> list[dict[str, Any]]:
+        reply = httpx.get(f"{self.url}/_emulator/calls", timeout=10)
+        reply.raise_for_status()
+        calls: list[dict[str, Any]] = reply.json()["calls"]
+        return calls
+
+    def stats(self) -> dict[str, Any]:
+        reply = httpx.get(f"{self.url}/_emulator/stats", timeout=10)
+        reply.raise_for_status()
+        stats: dict[str, Any] = reply.json()
+        return stats
+
+    def quiesce(self) -> None:
+        """Wait until no request is being handled and none has arrived for a while: a killed
+        client's last request may still be on its way in, and could still create a backfill."""
+        deadline = time.monotonic() + 30
+        quiet, last = 0, None
+        while quiet < 3:
+            assert time.monotonic() < deadline, f"the emulator never went quiet: {self.stats()}"
+            # The server accepts every 20 ms: three quiet looks 30 ms apart cannot miss one.
+            time.sleep(0.03)
+            stats = self.stats()
+            now = (stats["requests"], stats["in_flight"])
+            quiet = quiet + 1 if stats["in_flight"] == 0 and now == last else 0
+            last = now
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+
+def audit(ws: Workspace, figures: Figures, *, final: bool = False) -> None:
+    """Count duplicates, lost and phantom creates now; with `final`, also demand that every
+    outcome is settled and that state and emulator cover exactly the declared cells."""
+    ws.quiesce()
+    calls = ws.calls()
+    state = load_state(ws.state)
+    records: dict[str, list[SubmissionRecord]] = defaultdict(list)
+    for record in state.submissions.values():
+        records[identity(record.provider, record.request)].append(record)
+
+    created = Counter(cell for call in calls for cell in created_cells(call))
+    figures.creates = len(calls)
+    figures.submissions = len(state.submissions)
+    figures.duplicates = sum(1 for count in created.values() if count > 1)
+    lost = []
+    for call in calls:
+        accounted = [
+            r
+            for r in records[identity(call["provider"], call["params"])]
+            if r.status in UNSETTLED
+            or (r.status is SubmissionStatus.SUBMITTED and r.remote_id == call["remote_id"])
+        ]
+        if not accounted:
+            lost.append(call)
+    figures.lost = len(lost)
+    remote_ids = {call["remote_id"] for call in calls}
+    submitted = [r for r in state.submissions.values() if r.status is SubmissionStatus.SUBMITTED]
+    figures.phantoms = sum(1 for r in submitted if r.remote_id not in remote_ids)
+    unsettled = [r for r in state.submissions.values() if r.status in UNSETTLED]
+    figures.unsettled |= {(r.key, r.intent_seq) for r in unsettled}
+
+    assert figures.duplicates == 0, [c for c, n in created.items() if n > 1][:10]
+    assert not lost, lost[:3]
+    assert figures.phantoms == 0
+    # A kill mid-append leaves a torn last line: tolerated, and the next writer drops it.
+    assert all("torn last line" in warning for warning in state.warnings), state.warnings
+    if final:
+        assert not unsettled
+        covered = {
+            (target, day)
+            for r in state.submissions.values()
+            if r.status in MAY_HAVE_RUN
+            for target in r.targets
+            for day in r.dates
+        }
+        assert covered == ws.declared
+        assert set(created) == ws.declared
+        assert verify_journal(ws.state) == []
+
+
+def settle(ws: Workspace, figures: Figures) -> None:
+    """What a person does about unknown outcomes: `backfill recover` first (DMS looks them up),
+    then, with the emulator's call log as the console to check, import or forget the rest."""
+    ws.quiesce()
+    before = sum(r.status in UNSETTLED for r in load_state(ws.state).submissions.values())
+    recovered = ws.backfill("recover")
+    assert recovered.returncode == 0, recovered.stderr
+    left = [r for r in load_state(ws.state).submissions.values() if r.status in UNSETTLED]
+    figures.looked_up += before - len(left)
+    created = {identity(c["provider"], c["params"]): c for c in ws.calls()}
+    for record in sorted(left, key=lambda r: r.intent_seq):
+        call = created.get(identity(record.provider, record.request))
+        if call is not None:
+            reason = f"the emulator's call log has it as {call['remote_id']}"
+            ws.person(
+                "state", "import", record.key, "--remote-id", call["remote_id"], "--reason", reason
+            )
+            figures.imported += 1
+        else:
+            ws.person("state", "forget", record.key, "--reason", "not in the emulator's call log")
+            figures.forgotten += 1
+
+
+def converge(ws: Workspace, figures: Figures, *extra: str, rounds: int = 20) -> None:
+    """Settle, then apply again, until the plan has nothing left to do."""
+    for _ in range(rounds):
+        settle(ws, figures)
+        planned = ws.backfill("plan", "--detailed-exitcode")
+        if planned.returncode == 0:
+            return
+        assert planned.returncode == 2, planned.stderr
+        ws.apply(*extra)
+        figures.applies += 1
+    pytest.fail(f"no convergence after {rounds} rounds: {figures}")
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(
+    tencent_credentials: TencentCredentials, aliyun_credentials: AliyunCredentials
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BACKFILL_", "TENCENTCLOUD_", "ALIBABA_CLOUD_"))
+        and "proxy" not in k.lower()
+    }
+    env.update(
+        TENCENTCLOUD_SECRET_ID=tencent_credentials.secret_id,
+        TENCENTCLOUD_SECRET_KEY=tencent_credentials.secret_key,
+        ALIBABA_CLOUD_ACCESS_KEY_ID=aliyun_credentials.access_key_id,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=aliyun_credentials.access_key_secret,
+        BACKFILL_ALIYUN_RATE_LIMIT="20",
+        NO_COLOR="1",
+    )
+    return env
+
+
+@pytest.fixture
+def workspace(
+    tmp_path: Path, serve_emulator: Callable[..., tuple[Emulator, str]], cli_env: dict[str, str]
+) -> Callable[[FaultConfig], Workspace]:
+    def make(faults: FaultConfig) -> Workspace:
+        # DMS has no documented limit: the emulator enforces none, the client paces at 20/s.
+        emulator, url = serve_emulator(faults=faults, aliyun_rate_limit=None)
+        return Workspace(tmp_path, emulator, url, cli_env)
+
+    return make
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    return random.Random(SEED)
+
+
+# --- kill -9 ----------------------------------------------------------------------------------
+
+
+def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
+    workspace: Callable[[FaultConfig], Workspace], rng: random.Random
+) -> None:
+    ws = workspace(FaultConfig(latency=Latency(5, 40), seed=SEED))
+    ws.declare_wedata(plans=3 * SCALE, days_each=40)
+    ws.declare_dms(plans=1 * SCALE, days_each=40)
+    figures = Figures("kill -9")
+
+    for trial in range(10 * SCALE):
+        running = ws.start("apply", "--yes", "--quiet")
+        time.sleep(rng.uniform(0.3, 1.2))
+        if running.running():
+            running.kill()
+            figures.kills += 1
+        done = running.wait()
+        assert done.returncode in (0, 1, -9), done.stderr
+        assert "Traceback" not in done.stderr
+        figures.trials += 1
+        audit(ws, figures)
+        if trial % 5 == 4:
+            # Settled now and then, so that forgotten submissions are resubmitted under fire.
+            settle(ws, figures)
+
+    converge(ws, figures)
+    audit(ws, figures, final=True)
+    figures.show()
+    assert figures.kills >= 5 * SCALE
+    assert figures.creates >= len(ws.declared) // 2 // 2  # WeData shares a call per two tasks
+    assert figures.unsettled  # the kills did catch calls in flight
+
+
+# --- injected faults --------------------------------------------------------------------------
+
+
+def test_fault_rates_converge_over_reruns_with_zero_duplicates(
+    workspace: Callable[[FaultConfig], Workspace], rng: random.Random
+) -> None:
+    faults = FaultConfig(
+        latency=Latency(10, 60),
+        throttle_rate=0.2,
+        error_rate=0.1,
+        timeout_after_commit_rate=0.05,
+        reset_after_commit_rate=0.05,
+        slow_rate=0.05,
+        slow_ms=300,
+        hang_ms=3_000,
+        seed=rng.randrange(2**32),
+    )
+    ws = workspace(faults)
+    ws.declare_wedata(plans=2 * SCALE, days_each=12)
+    ws.declare_dms(plans=1 * SCALE, days_each=12)
+    figures = Figures("fault rates")
+
+    first = ws.apply("--timeout", "1")
+    figures.applies += 1
+    assert first.returncode == 1  # some outcomes are unknown: they need a person
+    audit(ws, figures)
+    converge(ws, figures, "--timeout", "1")
+    audit(ws, figures, final=True)
+    figures.extra = {
+        "injected": ws.stats()["faults"],
+        "fault_seed": faults.seed,
+        "apply_seconds": ws.apply_seconds,
+    }
+    figures.show()
+    injected = ws.stats()["faults"]
+    assert injected["throttle"] > 0
+    assert injected["error"] + injected["timeout_after_commit"] + injected["reset_after_commit"] > 0
+    assert figures.forgotten > 0  # 503s before commit: nothing was created
+    assert figures.imported + figures.looked_up > 0  # lost replies: it was created
+
+
+# --- concurrent applies -----------------------------------------------------------------------
+
+LOCKED = re.compile(r"is (?:still )?locked by `backfill apply` \(pid (\d+), user ")
+
+
+def test_concurrent_applies_take_turns_on_one_state_directory(
+    workspace: Callable[[FaultConfig], Workspace],
+) -> None:
+    ws = workspace(FaultConfig(latency=Latency(50, 100), seed=SEED))
+    ws.declare_wedata(plans=1 * SCALE, days_each=30)
+    ws.declare_dms(plans=1 * SCALE, days_each=15)
+    figures = Figures("concurrent applies")
+
+    timeouts = ["0", "0", "60", "60"] * SCALE
+    runs = [ws.start("apply", "--yes", "--quiet", "--lock-timeout", t) for t in timeouts]
+    pids = {run.pid for run in runs}
+    results = [(t, run.wait()) for t, run in zip(timeouts, runs, strict=True)]
+    figures.trials = len(runs)
+
+    refused = 0
+    for lock_timeout, done in results:
+        assert "Traceback" not in done.stderr
+        if done.returncode == 0:
+            continue
+        # Without --lock-timeout a loser fails at once, naming the apply that holds the lock.
+        match = LOCKED.search(done.stderr)
+        assert match is not None, done.stderr
+        assert int(match[1]) in pids
+        assert lock_timeout == "0"
+        refused += 1
+    worked = [d for _t, d in results if d.returncode == 0 and "Apply complete" in d.stdout]
+    assert len(worked) >= 1
+    audit(ws, figures, final=True)
+    figures.extra = {"refused": refused, "worked": len(worked)}
+    figures.show()
+    assert ws.backfill("plan", "--detailed-exitcode").returncode == 0
+    assert read_lock_holder(ws.state) is None
+
+
+def test_killing_the_lock_holder_lets_a_waiting_apply_take_over(
+    workspace: Callable[[FaultConfig], Workspace],
+) -> None:
+    ws = workspace(FaultConfig(latency=Latency(20, 60), seed=SEED))
+    ws.declare_wedata(plans=1 * SCALE, days_each=20)
+    ws.declare_dms(plans=1 * SCALE, days_each=10)
+    figures = Figures("kill the lock holder")
+
+    runs = {}
+    for _ in range(3):
+        run = ws.start("apply", "--yes", "--quiet", "--lock-timeout", "60")
+        runs[run.pid] = run
+    deadline = time.monotonic() + 30
+    holder = read_lock_holder(ws.state)
+    while (holder is None or not ws.calls()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        holder = read_lock_holder(ws.state)
+    assert holder is not None
+    assert holder.pid in runs
+    runs[holder.pid].kill()
+    figures.kills = 1
+    results = {pid: run.wait() for pid, run in runs.items()}
+    figures.trials = len(runs)
+    assert results[holder.pid].returncode == -9
+    others = [done for pid, done in results.items() if pid != holder.pid]
+    assert all("Traceback" not in d.stderr for d in others)
+    # The next one in line got the lock; the killed one's calls in flight need a person.
+    assert any("Apply complete" in d.stdout for d in others)
+    audit(ws, figures)
+    converge(ws, figures)
+    audit(ws, figures, final=True)
+    figures.show()
+
+
+# --- full disk, read-only state directory -----------------------------------------------------
+
+
+def state_files(ws: Workspace) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in ws.state.iterdir() if p.is_file() and p.name != "lock"}
+
+
+def assert_no_torn_snapshot(ws: Workspace) -> None:
+    assert not list(ws.state.glob(".snapshot.json.*")), "a snapshot temp file was left behind"
+    assert verify_journal(ws.state) == []
+    load_state(ws.state)
+
+
+def test_a_full_disk_during_apply_is_a_clear_error_and_nothing_is_sent_unjournaled(
+    workspace: Callable[[FaultConfig], Workspace],
+) -> None:
+    ws = workspace(FaultConfig(latency=Latency(5, 20), seed=SEED))
+    ws.declare_wedata(plans=1 * SCALE, days_each=20)
+    ws.declare_dms(plans=1 * SCALE, days_each=10)
+    figures = Figures("full disk")
+
+    journal = ws.state / "journal.jsonl"
+    for _ in range(2):
+        # Room for a dozen more events or so: the disk fills up in the middle of the run.
+        limit = (journal.stat().st_size if journal.exists() else 0) + 12_000
+        done = ws.apply(limits=Limits(file_size=limit))
+        figures.trials += 1
+        assert done.returncode == 1
+        assert "no space left on the device" in done.stderr, done.stderr
+        assert "journal.jsonl" in done.stderr or "snapshot.json" in done.stderr
+        assert journal.stat().st_size <= limit
+        assert_no_torn_snapshot(ws)
+        # Every create the emulator accepted has its intent in the journal.
+        audit(ws, figures)
+    figures.extra = {"calls_before_space": figures.creates}
+    converge(ws, figures)
+    audit(ws, figures, final=True)
+    figures.show()
+
+
+def test_a_read_only_state_directory_refuses_apply_before_any_call(
+    workspace: Callable[[FaultConfig], Workspace],
+) -> None:
+    ws = workspace(FaultConfig(seed=SEED))
+    ws.declare_wedata(plans=1, days_each=3)
+    assert ws.apply().returncode == 0
+    ws.declare_dms(plans=1, days_each=3)
+    before, calls_before = state_files(ws), len(ws.calls())
+
+    with read_only(ws.state):
+        done = ws.apply(limits=Limits(no_root_overrides=True))
+    assert done.returncode == 1
+    assert "the state directory is not writable" in done.stderr, done.stderr
+    assert len(ws.calls()) == calls_before
+    assert state_files(ws) == before
+
+
+def test_a_state_directory_made_read_only_during_apply_keeps_its_snapshot_whole(
+    workspace: Callable[[FaultConfig], Workspace],
+) -> None:
+    ws = workspace(FaultConfig(latency=Latency(50, 100), seed=SEED))
+    ws.declare_wedata(plans=1, days_each=3)
+    assert ws.apply().returncode == 0
+    ws.declare_wedata(plans=1 * SCALE, days_each=30)
+    ws.declare_dms(plans=1 * SCALE, days_each=15)
+    snapshot = (ws.state / "snapshot.json").read_bytes()
+    figures = Figures("read-only during apply")
+
+    running = ws.start("apply", "--yes", "--quiet", limits=Limits(no_root_overrides=True))
+    deadline = time.monotonic() + 30
+    while len(ws.calls()) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with read_only(ws.state):
+        done = running.wait()
+    figures.trials = 1
+    # The journal was open already and took every event; the snapshot could not be replaced.
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "snapshot.json: the state directory is not writable" in done.stderr, done.stderr
+    assert (ws.state / "snapshot.json").read_bytes() == snapshot
+    assert_no_torn_snapshot(ws)
+    audit(ws, figures)
+    converge(ws, figures)
+    audit(ws, figures, final=True)
+    figures.show()
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """The directory and its files read-only (r-x, r--) for the duration."""
+    paths = [directory, *directory.iterdir()]
+    for path in paths:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        yield
+    finally:
+        for path in paths:
+            path.chmod(0o755 if path.is_dir() else 0o644)
