@@ -167,3 +167,81 @@ def test_cli_validate_json_and_success(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["valid"] is True
     assert report["plans"] == ["a"]
+
+
+def test_the_fast_check_never_accepts_what_the_reference_validator_rejects() -> None:
+    """fastjsonschema only answers "valid?"; if it ever said yes where jsonschema says no, an
+    invalid plan would pass. Seeded mutations of every example plan, of every kind of value."""
+    import copy
+    import random
+
+    import fastjsonschema
+    from factories import dms_plan
+
+    from reconciler.validate import _fast_check, _validator
+
+    seed = random.Random(99)
+    bases = [
+        *(
+            d.data
+            for d in __import__("reconciler.load").load.load_paths([REPO / "plans"]).documents
+        ),
+        dms_plan(startNodeIds=[1], historyDagId=2),
+    ]
+    odd_values: list[object] = [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        1.5,
+        "",
+        "x",
+        "2025-13-01",
+        "25:00",
+        [],
+        {},
+        [1, "a"],
+        {"k": 1},
+        "tencent-wedata",
+        "aliyun-dms",
+        10**20,
+        "1e3",
+    ]
+
+    def paths(value: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        found = [prefix]
+        if isinstance(value, dict):
+            for key, item in value.items():
+                found += paths(item, (*prefix, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                found += paths(item, (*prefix, index))
+        return found
+
+    disagreements = rejected = 0
+    for _ in range(3000):
+        doc = copy.deepcopy(seed.choice(bases))
+        target = seed.choice(paths(doc)[1:])
+        parent = doc
+        for part in target[:-1]:
+            parent = parent[part]  # type: ignore[index]
+        action = seed.random()
+        if action < 0.7:
+            parent[target[-1]] = seed.choice(odd_values)  # type: ignore[index]
+        elif action < 0.85 and isinstance(parent, dict):
+            del parent[target[-1]]
+        elif isinstance(parent, dict):
+            parent[seed.choice(["extra", "taskIds", "dagIds", "window"])] = seed.choice(odd_values)
+        reference_ok = _validator().is_valid(doc)
+        try:
+            _fast_check()(doc)
+            fast_ok = True
+        except fastjsonschema.JsonSchemaException:
+            fast_ok = False
+        assert reference_ok or not fast_ok, (target, doc)
+        disagreements += reference_ok != fast_ok
+        rejected += not reference_ok
+    assert disagreements < 30  # stricter is safe but should be rare
+    assert rejected > 1500  # the mutations do exercise the schema
+    print(f"fast check vs reference: {rejected} rejected, {disagreements} stricter answers")
