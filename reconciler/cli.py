@@ -20,6 +20,7 @@ from reconciler import __version__, actor, pipeline
 from reconciler.commands import apply as apply_command
 from reconciler.commands import audit as audit_command
 from reconciler.commands import recover as recover_command
+from reconciler.commands import saved as saved_command
 from reconciler.commands import state as state_command
 from reconciler.commands import status as status_command
 from reconciler.emulator import FaultConfig, Latency, create_app
@@ -167,6 +168,11 @@ def validate(paths: Sequence[Path], output: str) -> int:
 )
 @recover_option
 @endpoint_options
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also save the plan here; `backfill apply FILE` then makes exactly these calls.",
+)
 def plan(
     plan_paths: Sequence[Path],
     state_dir: Path,
@@ -176,6 +182,7 @@ def plan(
     endpoint: str | None,
     tencent_endpoint: str | None,
     aliyun_endpoint: str | None,
+    out: Path | None,
 ) -> int:
     """Show exactly which API calls an apply would make. Needs no credentials.
 
@@ -191,6 +198,10 @@ def plan(
             click.echo(markdown.invalid(error.diagnostics), nl=False)
         raise
     current = load_state(state_dir)
+    if recover and out:
+        raise BackfillError(
+            "--out cannot be used with --recover: save plans of the journaled state"
+        )
     if recover:
         found = recover_command.look_up(
             current, endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
@@ -206,12 +217,20 @@ def plan(
     else:
         click.echo(text.changeset(changes, text.styler(_color())))
     github.report_plan(changes, os.environ)
+    if out and not changes.conflicts:
+        saved_command.save(out, plan_paths, changes, current)
+        click.echo(
+            f"Saved the plan to {out}: `backfill apply {out}` makes exactly these calls.", err=True
+        )
     if changes.conflicts:
         return 1
     return 2 if detailed_exitcode and changes.has_changes else 0
 
 
 @cli.command()
+@click.argument(
+    "saved_plan", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True)
+)
 @plans_option
 @state_option
 @endpoint_options
@@ -244,6 +263,7 @@ def plan(
 )
 @lock_timeout_option
 def apply(
+    saved_plan: Path | None,
     plan_paths: Sequence[Path],
     state_dir: Path,
     endpoint: str | None,
@@ -259,7 +279,9 @@ def apply(
 ) -> int:
     """Make the missing API calls, journaling each before it is sent.
 
-    Shows the plan and asks for approval on a terminal. Submissions whose outcome is unknown
+    With SAVED_PLAN (from `plan --out`), makes exactly the calls saved there without asking,
+    or refuses if the plan files or the state changed since. Otherwise shows the plan and asks
+    for approval on a terminal. Submissions whose outcome is unknown
     are never resubmitted by themselves. Credentials: TENCENTCLOUD_SECRET_ID,
     TENCENTCLOUD_SECRET_KEY (optional TENCENTCLOUD_SESSION_TOKEN) for WeData;
     ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET (optional
@@ -271,6 +293,7 @@ def apply(
             state_dir=state_dir,
             endpoints=endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
             recover=recover,
+            saved=saved_plan,
             yes=yes,
             parallel=parallel,
             lock_timeout=lock_timeout,

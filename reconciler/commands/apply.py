@@ -16,7 +16,7 @@ from types import FrameType
 import click
 
 from reconciler import actor, pipeline, providers
-from reconciler.commands import recover
+from reconciler.commands import recover, saved
 from reconciler.commands.recover import LookUp
 from reconciler.diff import Changeset
 from reconciler.domain import Submission
@@ -46,11 +46,16 @@ class ApplyOptions:
     """How to build a provider client (tests mount the emulator in-process here)."""
     look: LookUp | None = None
     """How to look an unknown outcome up remotely (likewise)."""
+    saved: Path | None = None
+    """A plan saved by `plan --out`: apply exactly its calls, or refuse."""
 
 
 def run(options: ApplyOptions) -> int:
     style = text.styler(options.color)
-    plans = pipeline.plans(options.paths)
+    reviewed = saved.load(options.saved) if options.saved else None
+    if reviewed and options.recover:
+        raise BackfillError("--recover cannot be used with a saved plan: it would change the state")
+    plans = pipeline.plans(reviewed.paths if reviewed else options.paths)
     with open_state(
         options.state_dir,
         actor=actor.current("apply"),
@@ -65,6 +70,8 @@ def run(options: ApplyOptions) -> int:
             if options.output == "text":
                 click.echo(text.findings(found, style, written=True) + "\n")
         changes = pipeline.changeset(plans, writer.state)
+        if reviewed:
+            saved.check(reviewed, writer.state, changes)
         if options.output == "text":
             click.echo(text.changeset(changes, style))
         if changes.conflicts:
@@ -78,7 +85,8 @@ def run(options: ApplyOptions) -> int:
                 _print_json(changes, [])
             return 1 if changes.attention else 0
         routes = _routes(creates, writer.state, options)
-        _confirm(creates, options)
+        if not reviewed:  # a saved plan is the approval: it was reviewed as it stands
+            _confirm(creates, options)
         progress = (
             Progress(len(creates), mode=options.progress, style=style)
             if options.output == "text"
