@@ -1,7 +1,8 @@
-"""First stage: plan files in, plain data out, safely; every value can be located afterwards.
+"""Stage 1, load: plan files in, plain data out, every problem reported at its file:line:col.
 
-Positions are found lazily: only files with problems are parsed a second time for them, so a
-repo of valid plans costs one C-parser pass per file.
+Only the JSON subset of YAML is accepted (no custom tags, anchors, merge keys or duplicate keys),
+and values that YAML 1.1 would silently reinterpret (dates, times, leading zeros) keep the text
+their author wrote. Source positions are worked out again only for documents someone asks about.
 """
 
 from __future__ import annotations
@@ -9,190 +10,156 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    Event,
+    MappingStartEvent,
+    NodeEvent,
+    ScalarEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 
 from reconciler.errors import Diagnostic, Location
 
 MAX_FILE_BYTES = 1024 * 1024
-SUFFIXES = (".yaml", ".yml")
+MAX_DEPTH = 100
+"""Plan files are a few levels deep. The limit also matters for speed: libyaml's scanner slows
+down quadratically with flow nesting, and would spend minutes on a 1 MiB file of `[[[[...`."""
 
-_STR, _INT, _FLOAT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-_BOOL, _NULL = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
-_SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+JsonPath = tuple[str | int, ...]
+"""A path into a document's data: mapping keys and list indexes."""
 
-_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Only the parser is used, event by event: a loader's composer and constructor would let
+# anchors through (nodes no longer say they had one) and stop at the first problem.
+_PARSER: type[yaml.CSafeLoader] | type[yaml.SafeLoader] = (
+    yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+)
 
+_MIB = 1024 * 1024
+_YAML_TAG = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL, _MAP, _SEQ = (
+    _YAML_TAG + name for name in ("str", "int", "float", "bool", "null", "map", "seq")
+)
+_TEXT_TAGS = frozenset(("!", _STR))
+"""`!` is YAML's non-specific tag: on a scalar it means a string."""
+_TYPED_TAGS: Final[dict[str, tuple[type, ...]]] = {
+    _INT: (int,),
+    _FLOAT: (int, float),
+    _BOOL: (bool,),
+    _NULL: (type(None),),
+}
+"""The standard scalar tags, and the types of the values they accept (bool is not an int)."""
 
-class _Refusal(yaml.YAMLError):
-    """Something valid YAML may say but a plan file must not."""
+# PyYAML's YAML 1.1 resolution minus what silently changes a value in a config file:
+# timestamps (`2025-09-01` would become a date), base 60 (`12:30` would be 750), leading-zero
+# octal (`0123` would be 83, while `089` is text) and non-finite floats. Those stay the text
+# as written, for validation to judge. Booleans keep YAML 1.1's yes/no/on/off.
+_WORDS: Final[dict[str, bool | None]] = {
+    **dict.fromkeys(("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True),
+    **dict.fromkeys(("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), False),
+    **dict.fromkeys(("", "~", "null", "Null", "NULL"), None),
+}
+_NUMBER_START = frozenset("-+.0123456789")
+_INT_TEXT = re.compile(r"[-+]?(?:0|[1-9][0-9_]*|0b_*[01][01_]*|0x_*[0-9a-fA-F][0-9a-fA-F_]*)")
+_FLOAT_TEXT = re.compile(
+    r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+)
+# The characters YAML readers accept (PyYAML's and libyaml's alike). Checked here because
+# libyaml reports a bad character's position as a byte offset.
+_NOT_PRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
 
-    def __init__(self, message: str, mark: Any) -> None:
-        super().__init__(message)
-        self.message, self.mark = message, mark
-
-
-def _resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
-    """PyYAML's implicit resolvers, minus what surprises people in config files: dates and
-    timestamps stay strings as written, `12:30` is not the number 750, `.nan` is text."""
-    dropped = {"tag:yaml.org,2002:timestamp", _INT, _FLOAT, "tag:yaml.org,2002:merge"}
-    table: dict[Any, list[tuple[str, re.Pattern[str]]]] = {
-        first: [(tag, rx) for tag, rx in entries if tag not in dropped]
-        for first, entries in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
-    }
-    numbers = (
-        (_INT, re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$"), "-+0123456789"),
-        (
-            _FLOAT,
-            re.compile(
-                r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"
-                r"|^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"
-            ),
-            "-+.0123456789",
-        ),
-    )
-    for tag, rx, firsts in numbers:
-        for first in firsts:
-            table.setdefault(first, []).append((tag, rx))
-    return table
-
-
-class _Loader(_Base):  # type: ignore[misc]
-    """The C parser and composer with our resolvers; values are built by `_construct`."""
-
-    yaml_implicit_resolvers = _resolvers()
-
-
-_BOOLS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
-_NULLS = frozenset({"", "~", "null"})
-
-
-def _construct(node: Node, seen: set[int]) -> Any:
-    """Plain data from a composed node. Walking the nodes ourselves (rather than through
-    PyYAML's generic constructor) is what keeps loading close to the parser's own speed."""
-    if id(node) in seen:
-        # The same node twice is an alias: refuse it (this also stops "billion laughs" bombs).
-        raise _Refusal(
-            "YAML anchors and aliases are not allowed in plan files: write the values out "
-            "so reviewers see them",
-            node.start_mark,
-        )
-    seen.add(id(node))
-    tag = node.tag
-    if isinstance(node, ScalarNode):
-        return _scalar(node)
-    if isinstance(node, SequenceNode) and tag == _SEQ:
-        return [_construct(item, seen) for item in node.value]
-    if isinstance(node, MappingNode) and tag == _MAP:
-        return _mapping(node, seen)
-    raise _Refusal(
-        f"the tag {tag!r} is not allowed: plan files hold plain YAML values", node.start_mark
-    )
+_NO_ANCHORS = (
+    "YAML anchors and aliases are not allowed in plan files: "
+    "write the values out so reviewers see them"
+)
 
 
-def _scalar(node: ScalarNode) -> Any:
-    value, tag = node.value, node.tag
-    try:
-        if tag == _STR:
-            return value
-        if tag == _INT:
-            digits = value.replace("_", "")
-            return int(digits, 16 if digits.lstrip("+-").lower().startswith("0x") else 10)
-        if tag == _BOOL:
-            return _BOOLS[value.lower()]
-        if tag == _NULL and value.lower() in _NULLS:
-            return None
-        if tag == _FLOAT:
-            number = float(value.replace("_", ""))
-            if math.isfinite(number):
-                return number
-    except (ValueError, KeyError):
-        pass
-    else:
-        if tag not in (_NULL, _FLOAT):
-            raise _Refusal(
-                f"the tag {tag!r} is not allowed: plan files hold plain YAML values",
-                node.start_mark,
-            )
-    raise _Refusal(f"{value!r} is not a valid {tag.rsplit(':', 1)[-1]}", node.start_mark)
+@dataclass(frozen=True, slots=True)
+class _Positions:
+    """Where each value, and each mapping key, of one document was written (1-based)."""
+
+    values: dict[JsonPath, tuple[int, int]]
+    keys: dict[JsonPath, tuple[int, int]]
 
 
-def _mapping(node: MappingNode, seen: set[int]) -> dict[Any, Any]:
-    mapping: dict[Any, Any] = {}
-    first_line: dict[Any, int] = {}
-    for key_node, value_node in node.value:
-        if key_node.tag == _STR and key_node.value == "<<":
-            raise _Refusal(
-                "YAML merge keys (<<) are not allowed in plan files: write the values out",
-                key_node.start_mark,
-            )
-        key = _construct(key_node, seen)
-        if isinstance(key, list | dict):
-            raise _Refusal("a mapping key must be a plain value", key_node.start_mark)
-        if key in first_line:
-            raise _Refusal(
-                f"duplicate key {key!r} (first given at line {first_line[key]}); "
-                "YAML keeps only the last one, so say it once",
-                key_node.start_mark,
-            )
-        first_line[key] = key_node.start_mark.line + 1
-        mapping[key] = _construct(value_node, seen)
-    return mapping
+class _Source:
+    """A file's text, read again for positions only if a later stage asks for one."""
+
+    __slots__ = ("file", "positions", "text")
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file = file
+        self.text = text
+        self.positions: dict[int, _Positions] | None = None
+
+    def positions_of(self, index: int) -> _Positions | None:
+        if self.positions is None:
+            reading = _Reading(self.file, track=True)
+            reading.read(self.text)
+            self.positions = {
+                parsed.index: parsed.positions
+                for parsed in reading.documents
+                if parsed.positions is not None
+            }
+            self.text = ""
+        return self.positions.get(index)
 
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One YAML document of a plan file, as plain data, able to say where each value was."""
+    """One YAML document of a plan file as plain data, able to say where each value was written."""
 
     file: str
+    """The path as the user should see it: relative to the working directory when under it."""
     index: int
+    """0-based position of the document in its file (empty documents count)."""
     data: Any
+    """dict / list / str / int / float / bool / None; mapping keys are always strings."""
     location: Location
+    """Where the document starts."""
+    _source: _Source | None = field(default=None, repr=False, compare=False)
 
     def locate(self, path: Sequence[str | int]) -> Location:
-        """Where the value at `path` was written, or its nearest ancestor that exists."""
-        node, _ = _walk(self._root(), path)
-        return self._at(node) if node is not None else self.location
+        """Where the value at `path` was written, or else the nearest enclosing value.
+
+        So a key that is not there (a missing required field) gives the mapping that lacks it.
+        """
+        positions = self._positions()
+        if positions is not None:
+            for end in range(len(path), -1, -1):
+                found = positions.values.get(tuple(path[:end]))
+                if found is not None:
+                    return Location(self.file, *found)
+        return self.location
 
     def locate_key(self, path: Sequence[str | int]) -> Location:
-        """Where the last key of `path` was written (for "unknown field" problems)."""
-        _, key = _walk(self._root(), path)
-        return self._at(key) if key is not None else self.locate(path)
+        """Where the key that ends `path` was written (for "unknown field" problems).
 
-    def _root(self) -> Node | None:
-        try:
-            text = Path(self.file).read_bytes().decode("utf-8-sig")
-            for index, node in enumerate(yaml.compose_all(text, Loader=_Base)):
-                if index == self.index:
-                    return node
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            pass  # the file changed since it was loaded: point at the document instead
-        return None
+        For a path that ends in a list index, or in a key that is not there, `locate(path)`.
+        """
+        positions = self._positions()
+        if positions is not None:
+            found = positions.keys.get(tuple(path))
+            if found is not None:
+                return Location(self.file, *found)
+        return self.locate(path)
 
-    def _at(self, node: Node) -> Location:
-        return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
-
-
-def _walk(root: Node | None, path: Sequence[str | int]) -> tuple[Node | None, Node | None]:
-    """The deepest node along `path`, and the key node of the last step if it was found."""
-    node, key_node = root, None
-    for part in path:
-        key_node = None
-        if isinstance(node, MappingNode):
-            match = next((kv for kv in node.value if str(kv[0].value) == str(part)), None)
-            if match is None:
-                break
-            key_node, node = match
-        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-    return node, key_node
+    def _positions(self) -> _Positions | None:
+        return None if self._source is None else self._source.positions_of(self.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,123 +167,418 @@ class LoadResult:
     documents: tuple[Document, ...]
     diagnostics: tuple[Diagnostic, ...]
     files: int = 0
+    """How many plan files were found, loaded cleanly or not."""
 
 
 def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
-    """Plan files: every *.yaml / *.yml below the directories given (hidden ones skipped),
-    and files given by name whatever their suffix. Each file once, in a stable order."""
-    found: list[Path] = []
-    problems: list[Diagnostic] = []
-    seen: set[Path] = set()
-    for given in paths:
-        if given.is_dir():
-            candidates = sorted(_walk_dir(given))
-        elif given.is_file():
-            candidates = [given]
-        else:
-            problems.append(
-                Diagnostic(
-                    Location(str(given)),
-                    "no such file or directory: give a plan file or a directory of them",
-                )
-            )
+    """The plan files named by `paths`, each once, in a stable order.
+
+    A directory stands for every *.yaml and *.yml file below it, sorted, leaving out hidden
+    files and directories (`.github/`, `.pre-commit-config.yaml`); a file named explicitly is
+    taken whatever its name.
+    """
+    files: list[Path] = []
+    diagnostics: list[Diagnostic] = []
+    seen: set[str] = set()
+    for path in paths:
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            problem = "no such file or directory: check the path"
+            diagnostics.append(Diagnostic(Location(_display(path)), problem))
             continue
-        for path in candidates:
-            resolved = Path(os.path.abspath(path))
-            if resolved not in seen:
-                seen.add(resolved)
-                found.append(path)
-    return found, problems
-
-
-def _walk_dir(root: Path) -> Iterator[Path]:
-    for directory, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in files:
-            if name.endswith(SUFFIXES) and not name.startswith("."):
-                yield Path(directory) / name
+        except (OSError, ValueError) as error:
+            problem = f"cannot be read: {_reason(error)}"
+            diagnostics.append(Diagnostic(Location(_display(path)), problem))
+            continue
+        if stat.S_ISDIR(mode):
+            found = _plan_files_below(path, diagnostics)
+        elif stat.S_ISREG(mode):
+            found = [path]
+        else:
+            problem = "is neither a file nor a directory: give plan files or directories of them"
+            diagnostics.append(Diagnostic(Location(_display(path)), problem))
+            continue
+        for file in found:
+            key = _absolute(file)
+            if key not in seen:
+                seen.add(key)
+                files.append(file)
+    return files, diagnostics
 
 
 def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
-    name = str(path)
+    """The documents of one file, and every problem found in it.
+
+    Empty documents are skipped, and so is a document with a problem: later stages see only
+    data that loaded cleanly. Nothing is raised, whatever the file holds.
+    """
+    file = _display(path)
     try:
-        raw = path.read_bytes()
-    except OSError as error:
-        return [], [Diagnostic(Location(name), f"cannot read the file: {error.strerror}")]
-    if len(raw) > MAX_FILE_BYTES:
-        size = len(raw) / (1024 * 1024)
-        return [], [
-            Diagnostic(
-                Location(name),
-                f"is {size:.1f} MiB; plan files are limited to "
-                f"{MAX_FILE_BYTES // (1024 * 1024)} MiB: split it",
-            )
-        ]
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        col = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
-        return [], [
-            Diagnostic(
-                Location(name, line, col),
-                f"is not UTF-8 text (byte 0x{raw[error.start]:02x}); save the file as UTF-8",
-            )
-        ]
-    documents: list[Document] = []
-    loader = _Loader(text)
-    index = 0
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            data = _construct(node, set())
-            if data is not None:
-                mark = node.start_mark
-                documents.append(
-                    Document(name, index, data, Location(name, mark.line + 1, mark.column + 1))
-                )
-            index += 1
-    except _Refusal as refusal:
-        return documents, [_at_mark(name, refusal.mark, refusal.message)]
-    except yaml.MarkedYAMLError as error:
-        return documents, [_syntax(name, error)]
-    except yaml.YAMLError as error:
-        return documents, [_reader(name, text, error)]
-    except RecursionError:
-        return documents, [Diagnostic(Location(name), "is nested too deeply to be a plan")]
-    finally:
-        loader.dispose()
-    return documents, []
-
-
-def _at_mark(name: str, mark: Any, message: str) -> Diagnostic:
-    if mark is None:
-        return Diagnostic(Location(name), message)
-    return Diagnostic(Location(name, mark.line + 1, mark.column + 1), message)
-
-
-def _syntax(name: str, error: yaml.MarkedYAMLError) -> Diagnostic:
-    problem = error.problem or "invalid YAML"
-    context = f" {error.context}" if error.context else ""
-    mark = error.problem_mark or error.context_mark
-    return _at_mark(name, mark, f"invalid YAML: {problem}{context}")
-
-
-def _reader(name: str, text: str, error: yaml.YAMLError) -> Diagnostic:
-    position = getattr(error, "position", None)
-    if isinstance(position, int):
-        line = text.count("\n", 0, position) + 1
-        col = position - (text.rfind("\n", 0, position) + 1) + 1
-        return Diagnostic(Location(name, line, col), f"invalid YAML: {error}".split("\n")[0])
-    return Diagnostic(Location(name), f"invalid YAML: {error}".split("\n")[0])
+        with path.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            raw = b"" if size > MAX_FILE_BYTES else stream.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as error:
+        return [], [Diagnostic(Location(file), f"cannot be read: {_reason(error)}")]
+    if max(size, len(raw)) > MAX_FILE_BYTES:
+        mib = math.ceil(max(size, len(raw)) * 10 / _MIB) / 10
+        limit = MAX_FILE_BYTES / _MIB
+        message = (
+            f"the file is {mib:g} MiB; plan files are limited to {limit:g} MiB: "
+            "split it into several files"
+        )
+        return [], [Diagnostic(Location(file), message)]
+    text, problem = _decode(file, raw)
+    if problem is not None:
+        return [], [problem]
+    reading = _Reading(file, track=False)
+    reading.read(text)
+    source = _Source(file, text)
+    documents = [
+        Document(file, parsed.index, parsed.data, Location(file, *parsed.start), source)
+        for parsed in reading.documents
+    ]
+    return documents, reading.diagnostics
 
 
 def load_paths(paths: Sequence[Path]) -> LoadResult:
-    """Every document of every plan file, and every problem found (not just the first)."""
+    """Every document of every plan file under `paths`, and every problem of every file."""
     files, diagnostics = discover(paths)
     documents: list[Document] = []
-    for path in files:
-        docs, problems = load_file(path)
-        documents.extend(docs)
+    for file in files:
+        loaded, problems = load_file(file)
+        documents.extend(loaded)
         diagnostics.extend(problems)
     return LoadResult(tuple(documents), tuple(diagnostics), len(files))
+
+
+def _decode(file: str, raw: bytes) -> tuple[str, Diagnostic | None]:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "", Diagnostic(Location(file, 1, 1), "the file is UTF-16: save it as UTF-8")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line_start = raw.rfind(b"\n", 0, error.start) + 1
+        before = raw[line_start : error.start].decode("utf-8-sig", errors="replace")
+        where = Location(file, raw.count(b"\n", 0, error.start) + 1, len(before) + 1)
+        message = f"the file is not UTF-8 (byte 0x{raw[error.start]:02X} here): save it as UTF-8"
+        return "", Diagnostic(where, message)
+    bad = _NOT_PRINTABLE.search(text)
+    if bad is not None:
+        offset = bad.start()
+        column = offset - text.rfind("\n", 0, offset)
+        where = Location(file, text.count("\n", 0, offset) + 1, column)
+        message = f"the character U+{ord(bad.group()):04X} is not allowed in YAML: remove it"
+        return "", Diagnostic(where, message)
+    return text, None
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    index: int
+    start: tuple[int, int]
+    data: Any
+    positions: _Positions | None
+
+
+class _TooDeep(Exception):
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class _Marker:
+    """A mapping's state between events: waiting for a key, or skipping a rejected key's value."""
+
+
+_KEY_NEXT = _Marker()
+_DROP = _Marker()
+
+
+@dataclass(slots=True)
+class _Frame:
+    """A mapping or list being filled."""
+
+    container: dict[str, Any] | list[Any]
+    path: JsonPath | None
+    """Where the container is, when positions are tracked."""
+    keys: dict[str, Event] | None
+    """For a mapping, the event where each key was first written; None for a list."""
+    key: str | _Marker = _KEY_NEXT
+
+
+class _Reading:
+    """Turns the YAML events of one file into documents of plain data, collecting problems.
+
+    Built on events rather than nodes: only events still show anchors, and building the data in
+    one loop without recursion keeps hostile input cheap. With `track`, it also records where
+    every value and key was written; that is the slow path, taken only for files with errors.
+    """
+
+    def __init__(self, file: str, *, track: bool) -> None:
+        self.file = file
+        self.track = track
+        self.documents: list[_Parsed] = []
+        self.diagnostics: list[Diagnostic] = []
+        self._stack: list[_Frame] = []
+        self._root: Any = None
+        self._empty = False
+        self._failed = False
+        self._anchor_reported = False
+        self._values: dict[JsonPath, tuple[int, int]] = {}
+        self._keys: dict[JsonPath, tuple[int, int]] = {}
+
+    def read(self, text: str) -> None:
+        parser: yaml.CSafeLoader | yaml.SafeLoader | None = None
+        try:
+            parser = _PARSER(text)
+            self._events(parser)
+        except _TooDeep as error:
+            self._problem(
+                error.event,
+                f"values are nested more than {MAX_DEPTH} levels deep here: "
+                "plan files never need that, flatten the structure",
+            )
+        except yaml.MarkedYAMLError as error:
+            self.diagnostics.append(_syntax_error(self.file, error))
+        except yaml.YAMLError as error:
+            message = " ".join(str(error).split())
+            self.diagnostics.append(Diagnostic(Location(self.file), f"invalid YAML: {message}"))
+        finally:
+            if parser is not None:
+                parser.dispose()
+
+    def _events(self, parser: yaml.CSafeLoader | yaml.SafeLoader) -> None:
+        get_event = parser.get_event
+        index = -1
+        start = (0, 0)
+        while True:
+            event = get_event()
+            if isinstance(event, ScalarEvent):
+                self._scalar(event)
+            elif isinstance(event, MappingStartEvent):
+                self._start(event, {})
+            elif isinstance(event, SequenceStartEvent):
+                self._start(event, [])
+            elif isinstance(event, CollectionEndEvent):
+                self._add(self._stack.pop().container)
+            elif isinstance(event, AliasEvent):
+                self._anchored(event)
+                self._add(None)
+            elif isinstance(event, DocumentStartEvent):
+                index += 1
+                start = _position(event)
+                self._begin_document()
+            elif isinstance(event, DocumentEndEvent):
+                if not self._failed and not self._empty:
+                    positions = _Positions(self._values, self._keys) if self.track else None
+                    self.documents.append(_Parsed(index, start, self._root, positions))
+            elif isinstance(event, StreamEndEvent):
+                return
+
+    def _begin_document(self) -> None:
+        self._root = None
+        self._empty = False
+        self._failed = False
+        self._anchor_reported = False
+        if self.track:
+            self._values = {}
+            self._keys = {}
+
+    def _scalar(self, event: ScalarEvent) -> None:
+        if event.anchor is not None:
+            self._anchored(event)
+        tag = event.tag
+        stack = self._stack
+        if stack:
+            frame = stack[-1]
+            if frame.keys is not None and frame.key is _KEY_NEXT:
+                self._key(frame, event)
+                return
+        elif not event.value and tag is None and event.implicit[0]:
+            self._empty = True  # the whole document is nothing: a stray or trailing `---`
+        value: Any = event.value
+        if tag is None:
+            if event.implicit[0]:  # a plain scalar: quoted and block ones are always text
+                value = self._resolve(event)
+        elif tag in _TYPED_TAGS:
+            value = self._resolve(event)
+            if type(value) not in _TYPED_TAGS[tag]:
+                self._problem(
+                    event, f"{event.value!r} is not a {_shown(tag)}: fix it or remove the tag"
+                )
+            elif tag == _FLOAT:
+                value = float(value)
+        elif tag not in _TEXT_TAGS:
+            self._refuse_tag(event, tag)
+        if self.track:
+            path = self._child_path()
+            if path is not None:
+                self._values[path] = _position(event)
+        self._add(value)
+
+    def _resolve(self, event: ScalarEvent) -> Any:
+        text = event.value
+        word = _WORDS.get(text, text)
+        if word is not text or not text or text[0] not in _NUMBER_START:
+            return word
+        if _INT_TEXT.fullmatch(text):
+            try:
+                return int(text.replace("_", ""), 0)
+            except ValueError:  # more digits than Python converts (4300)
+                self._problem(event, f"the number has {len(text)} digits: shorten it")
+                return text
+        if _FLOAT_TEXT.fullmatch(text):
+            number = float(text.replace("_", ""))
+            return number if math.isfinite(number) else text
+        return text
+
+    def _key(self, frame: _Frame, event: ScalarEvent) -> None:
+        key = event.value
+        tag = event.tag
+        keys = frame.keys
+        assert keys is not None  # only mappings wait for keys
+        if tag is not None and tag not in _TEXT_TAGS and tag not in _TYPED_TAGS:
+            self._refuse_tag(event, tag)
+        if key == "<<" and tag is None and event.implicit[0]:
+            self._problem(
+                event,
+                "YAML merge keys (<<) are not allowed in plan files: "
+                "write the values out so reviewers see them",
+            )
+            frame.key = _DROP
+        elif key in keys:
+            first = _position(keys[key])[0]
+            self._problem(
+                event,
+                f"duplicate key {key!r}: it is already set on line {first}, and YAML would "
+                "silently keep only the last one: write it once",
+            )
+            frame.key = _DROP
+        else:
+            keys[key] = event
+            frame.key = key
+            if self.track and frame.path is not None:
+                self._keys[(*frame.path, key)] = _position(event)
+
+    def _start(self, event: MappingStartEvent | SequenceStartEvent, container: Any) -> None:
+        if event.anchor is not None:
+            self._anchored(event)
+        mapping = isinstance(container, dict)
+        tag = event.tag
+        if tag is not None and tag not in ("!", _MAP if mapping else _SEQ):
+            self._refuse_tag(event, tag)
+        stack = self._stack
+        if stack and stack[-1].keys is not None and stack[-1].key is _KEY_NEXT:
+            self._problem(event, "a mapping key must be plain text, not a mapping or a list")
+        path = None
+        if self.track:
+            path = self._child_path()
+            if path is not None:
+                self._values[path] = _position(event)
+        stack.append(_Frame(container, path, {} if mapping else None))
+        if len(stack) > MAX_DEPTH:
+            raise _TooDeep(event)
+
+    def _child_path(self) -> JsonPath | None:
+        """The path of the value about to be added; None under a rejected key."""
+        if not self._stack:
+            return ()
+        frame = self._stack[-1]
+        if frame.path is None:
+            return None
+        if frame.keys is None:
+            return (*frame.path, len(frame.container))
+        return (*frame.path, frame.key) if isinstance(frame.key, str) else None
+
+    def _add(self, value: Any) -> None:
+        stack = self._stack
+        if not stack:
+            self._root = value
+            return
+        frame = stack[-1]
+        container = frame.container
+        if isinstance(container, list):
+            container.append(value)
+        elif frame.key is _KEY_NEXT:
+            frame.key = _DROP  # a mapping or list used as a key: reported, its value dropped
+        else:
+            if isinstance(frame.key, str):
+                container[frame.key] = value
+            frame.key = _KEY_NEXT
+
+    def _refuse_tag(self, event: NodeEvent, tag: str) -> None:
+        if tag in (_MAP, _SEQ, _STR, *_TYPED_TAGS):
+            self._problem(event, f"the tag {_shown(tag)} does not fit this value: remove it")
+        else:
+            self._problem(event, f"the tag {_shown(tag)} is not allowed in plan files: remove it")
+
+    def _anchored(self, event: NodeEvent) -> None:
+        if not self._anchor_reported:
+            self._anchor_reported = True
+            self._problem(event, _NO_ANCHORS)
+        self._failed = True
+
+    def _problem(self, event: Event, message: str) -> None:
+        self._failed = True
+        self.diagnostics.append(Diagnostic(Location(self.file, *_position(event)), message))
+
+
+def _position(event: Event) -> tuple[int, int]:
+    mark = event.start_mark
+    return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+
+
+def _shown(tag: str) -> str:
+    return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
+
+
+def _syntax_error(file: str, error: yaml.MarkedYAMLError) -> Diagnostic:
+    mark = error.problem_mark or error.context_mark
+    where = Location(file, mark.line + 1, mark.column + 1) if mark is not None else Location(file)
+    message = f"YAML syntax error: {error.problem or error.context or 'not valid YAML'}"
+    context = error.context_mark
+    if error.problem and error.context:
+        message += f" ({error.context}"
+        if context is not None and mark is not None and context.index != mark.index:
+            message += f" that starts at line {context.line + 1}, column {context.column + 1}"
+        message += ")"
+    return Diagnostic(where, message)
+
+
+def _reason(error: OSError | ValueError) -> str:
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+
+
+def _absolute(path: Path) -> str:
+    try:
+        return os.path.abspath(path)
+    except OSError:  # the working directory was removed
+        return str(path)
+
+
+def _display(path: Path) -> str:
+    """The path relative to the working directory when below it, else absolute."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return str(path)
+    absolute = os.path.abspath(path)
+    prefix = cwd.rstrip(os.sep) + os.sep
+    return absolute.removeprefix(prefix) if absolute.startswith(prefix) else absolute
+
+
+def _plan_files_below(directory: Path, diagnostics: list[Diagnostic]) -> list[Path]:
+    def unreadable(error: OSError) -> None:
+        where = Location(_display(Path(error.filename or directory)))
+        diagnostics.append(Diagnostic(where, f"cannot be read: {_reason(error)}"))
+
+    found: list[Path] = []
+    for root, dirs, names in os.walk(directory, onerror=unreadable):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        found.extend(
+            Path(root, name)
+            for name in names
+            if name.endswith((".yaml", ".yml")) and not name.startswith(".")
+        )
+    return sorted(found)
