@@ -173,13 +173,14 @@ def repo_scale(count: int, runs: int, work: Path) -> tuple[list[Row], dict[str, 
 def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> list[Row]:
     """1,000 submissions against the emulator with `latency` per request, at WeData's limit."""
     from reconciler.emulator import create_app
+    from reconciler.emulator.faults import FaultConfig, Latency
     from reconciler.emulator.server import start_in_thread
     from reconciler.providers.tc3 import TencentCredentials
 
     credentials = TencentCredentials("AKIDbench000000000000000000000000", "bench-secret-key")
-    emulator = create_app(tencent=credentials, aliyun=None)
-    slow = _Slow(emulator, latency)
-    server, url = start_in_thread(slow)  # type: ignore[arg-type]
+    delay = Latency(latency * 1000, latency * 1000)
+    emulator = create_app(tencent=credentials, aliyun=None, faults=FaultConfig(latency=delay))
+    server, url = start_in_thread(emulator)
     try:
         plans = work / "rate-plans"
         plans.mkdir()
@@ -242,17 +243,6 @@ def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> 
         ),
         Row("apply vs the naive SDK loop", f"{ours / sdk:.1f}x", "", None),
     ]
-
-
-class _Slow:
-    """The emulator answering every request after a fixed latency."""
-
-    def __init__(self, app: Any, seconds: float) -> None:
-        self.app, self.seconds = app, seconds
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        time.sleep(self.seconds)
-        return self.app(environ, start_response)
 
 
 def _plus(day: str, days: int) -> str:
