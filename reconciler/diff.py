@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler import providers
-from reconciler.domain import JSON, Cell, Plan, Submission, submission_key
+from reconciler.domain import JSON, Cell, Plan, Submission, merge_spans, submission_key
 from reconciler.errors import Location
 from reconciler.expand import Desired
 from reconciler.state import State, SubmissionRecord
@@ -98,16 +98,27 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
     conflicts: dict[tuple[str, str], list[Cell]] = defaultdict(list)
     conflict_context: dict[tuple[str, str], tuple[Plan, Mapping[str, JSON]]] = {}
     attention: dict[tuple[str, str], int] = defaultdict(int)
+    declared_whole: set[tuple[str, int, str]] = set()
+    """Targets whose every covered day is declared: none of their cells can be orphaned."""
     for item in desired:
         plan, provider = item.plan, providers.get(item.plan.provider)
         counts = {"in_sync": 0, "conflict": 0, "attention": 0, "create": 0}
         submissions: list[Submission] = []
         for group in item.groups:
             missing: dict[str, list[str]] = {}
+            spans = list(group.spans)
             for target in group.targets:
                 covered = state.covered(plan.name, plan.revision, target)
                 if not covered:
                     missing[target] = list(group.dates)
+                    continue
+                if covered.settled_with(group.fingerprint):  # the common case, counted by runs
+                    inside, total = covered.count_within(spans)
+                    if inside == total and len(item.groups) == 1:
+                        declared_whole.add((plan.name, plan.revision, target))
+                    counts["in_sync"] += inside
+                    if inside < group.days:
+                        missing[target] = [d for d in group.dates if covered.get(d) is None]
                     continue
                 for date in group.dates:
                     record = covered.get(date)
@@ -162,7 +173,7 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
         attention=tuple(
             _attention(state.submissions[key], cells) for (_, key), cells in attention.items()
         ),
-        orphans=_orphans(desired, state),
+        orphans=_orphans(desired, state, declared_whole),
         warnings=tuple(state.warnings),
     )
 
@@ -199,26 +210,46 @@ def _attention(record: SubmissionRecord, cells: int) -> Attention:
     )
 
 
-def _orphans(desired: Sequence[Desired], state: State) -> tuple[Orphan, ...]:
-    declared: dict[str, tuple[int, dict[str, set[str]]]] = {}
-    for item in desired:
-        index: dict[str, set[str]] = defaultdict(set)
-        for group in item.groups:
-            for target in group.targets:
-                index[target].update(group.dates)
-        declared[item.plan.name] = (item.plan.revision, index)
+def _orphans(
+    desired: Sequence[Desired], state: State, declared_whole: set[tuple[str, int, str]]
+) -> tuple[Orphan, ...]:
+    plans = {item.plan.name: item for item in desired}
+    spans_of: dict[str, dict[str, list[tuple[int, int]]]] = {}
+
+    def declared(item: Desired) -> dict[str, list[tuple[int, int]]]:
+        # Built only for the few plans that may have undeclared cells.
+        if item.plan.name not in spans_of:
+            index: dict[str, list[tuple[int, int]]] = defaultdict(list)
+            for group in item.groups:
+                for target in group.targets:
+                    index[target].extend(group.spans)
+            spans_of[item.plan.name] = {t: merge_spans(s) for t, s in index.items()}
+        return spans_of[item.plan.name]
+
     orphans: list[Orphan] = []
     for record in state.submissions.values():
         if not record.covers_cells:
             continue
-        if record.plan not in declared:
+        item = plans.get(record.plan)
+        if item is None:
             orphans.append(Orphan(record.plan, record.revision, record.key, record.size, True))
             continue
-        revision, index = declared[record.plan]
-        if record.revision != revision:
+        if record.revision != item.plan.revision:
             continue  # an earlier revision, superseded on purpose: history, not an orphan
-        dates = set(record.dates)
-        loose = sum(len(dates - index.get(t, set())) for t in record.targets)
+        if all((record.plan, record.revision, t) in declared_whole for t in record.targets):
+            continue
+        targets = declared(item)
+        days = sum(last - first + 1 for first, last in record.spans)
+        loose = sum(days - _overlap(record.spans, targets.get(t, [])) for t in record.targets)
         if loose:
             orphans.append(Orphan(record.plan, record.revision, record.key, loose, False))
     return tuple(sorted(orphans, key=lambda o: (o.plan, o.key)))
+
+
+def _overlap(spans: Sequence[tuple[int, int]], declared: Sequence[tuple[int, int]]) -> int:
+    """Days of `spans` inside `declared` (both sorted and disjoint)."""
+    return sum(
+        max(0, min(last, end) - max(first, start) + 1)
+        for first, last in spans
+        for start, end in declared
+    )

@@ -50,13 +50,24 @@ def days(start: str, end: str) -> list[str]:
 
 def runs(dates: Iterable[str]) -> list[tuple[int, int]]:
     """Dates as sorted, merged runs of consecutive days (first and last ordinal)."""
+    return merge_spans((number, number) for number in map(ordinal, dates))
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Runs of days, sorted and merged where they overlap or touch."""
     merged: list[tuple[int, int]] = []
-    for number in sorted(ordinal(d) for d in dates):
-        if merged and number <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(number, merged[-1][1]))
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + 1:
+            if last > merged[-1][1]:
+                merged[-1] = (merged[-1][0], last)
         else:
-            merged.append((number, number))
+            merged.append((first, last))
     return merged
+
+
+def range_span(start: str, end: str) -> tuple[int, int]:
+    """An inclusive range of ISO dates as a run of days."""
+    return ordinal(start), ordinal(end)
 
 
 def canonical_json(value: JSON) -> str:
@@ -117,9 +128,19 @@ class CellGroup:
     plan: str
     revision: int
     targets: tuple[str, ...]
-    dates: tuple[str, ...]
+    spans: tuple[tuple[int, int], ...]
+    """The dates as sorted, disjoint runs of days (first and last ordinal): a plan's ranges,
+    kept as ranges so that a repo of plans is not spelt out date by date."""
     params: Mapping[str, JSON]
     fingerprint: str
+
+    @property
+    def dates(self) -> tuple[str, ...]:
+        return tuple(day(n) for first, last in self.spans for n in range(first, last + 1))
+
+    @property
+    def days(self) -> int:
+        return sum(last - first + 1 for first, last in self.spans)
 
     def cells(self) -> Iterator[Cell]:
         for target in self.targets:

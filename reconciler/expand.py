@@ -18,7 +18,7 @@ class Desired:
 
     @property
     def cell_count(self) -> int:
-        return sum(len(g.targets) * len(g.dates) for g in self.groups)
+        return sum(len(g.targets) * g.days for g in self.groups)
 
 
 def expand(plans: Sequence[Plan]) -> tuple[Desired, ...]:

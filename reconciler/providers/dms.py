@@ -22,6 +22,8 @@ from reconciler.domain import (
     Submission,
     days,
     fingerprint,
+    merge_spans,
+    range_span,
 )
 from reconciler.emulator.app import EMULATOR_HEADER
 from reconciler.errors import BackfillError
@@ -119,12 +121,8 @@ class DmsProvider:
             if key in spec:
                 value = spec[key]
                 params[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
-        dates = sorted(
-            {
-                d
-                for entry in spec["dates"]
-                for d in days(entry["start"], entry.get("end", entry["start"]))
-            }
+        spans = merge_spans(
+            range_span(entry["start"], entry.get("end", entry["start"])) for entry in spec["dates"]
         )
         targets = tuple(dict.fromkeys(str(int(t)) for t in spec["dagIds"]))
         return [
@@ -132,7 +130,7 @@ class DmsProvider:
                 plan=plan.name,
                 revision=plan.revision,
                 targets=targets,
-                dates=tuple(dates),
+                spans=tuple(spans),
                 params=params,
                 fingerprint=fingerprint(params),
             )

@@ -18,8 +18,9 @@ from reconciler.domain import (
     OutcomeKind,
     Plan,
     Submission,
-    days,
     fingerprint,
+    merge_spans,
+    range_span,
 )
 from reconciler.emulator.app import EMULATOR_HEADER
 from reconciler.errors import BackfillError
@@ -136,14 +137,13 @@ class WeDataProvider:
         common["region"] = spec["region"]
         common["projectId"] = _id(spec["projectId"])
         # Ranges with the same execution window share every parameter, so they form one group.
-        by_window: dict[str, tuple[JSON, list[str]]] = {}
+        by_window: dict[str, tuple[JSON, list[tuple[int, int]]]] = {}
         for entry in spec["dates"]:
             window = entry.get("executionWindow", spec.get("executionWindow"))
-            dates = days(entry["start"], entry.get("end", entry["start"]))
             slot = by_window.setdefault(json.dumps(window, sort_keys=True), (window, []))
-            slot[1].extend(dates)
+            slot[1].append(range_span(entry["start"], entry.get("end", entry["start"])))
         groups = []
-        for window, dates in by_window.values():
+        for window, spans in by_window.values():
             params = dict(common)
             if window is not None:
                 params["executionWindow"] = window
@@ -152,7 +152,7 @@ class WeDataProvider:
                     plan=plan.name,
                     revision=plan.revision,
                     targets=targets,
-                    dates=tuple(sorted(set(dates))),
+                    spans=tuple(merge_spans(spans)),
                     params=params,
                     fingerprint=fingerprint(params),
                 )

@@ -12,7 +12,7 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.domain import JSON, Cell, day, ordinal
+from reconciler.domain import JSON, Cell, day, merge_spans, ordinal
 
 ZERO_HASH = "0" * 64
 """The `prev` of the first event, and the hash of an empty journal."""
@@ -151,12 +151,12 @@ class State:
                 key=lambda record: record.intent_seq,
             )
             for record in covering:
-                spans = record.spans
+                entries = [(first, last, record) for first, last in record.spans]
                 for each in record.targets:
                     coverage = index.setdefault(
                         (record.plan, record.revision, each), DateCoverage()
                     )
-                    coverage.runs.extend((first, last, record) for first, last in spans)
+                    coverage.runs.extend(entries)
             object.__setattr__(self, "_coverage", index)
         assert self._coverage is not None
         return self._coverage.get((plan, revision, target), _NOTHING)
@@ -191,6 +191,25 @@ class DateCoverage:
 
     def __bool__(self) -> bool:
         return bool(self.runs)
+
+    def settled_with(self, fingerprint: str) -> bool:
+        """Every covering submission has this fingerprint and a known outcome: then a date is
+        in sync exactly when it is covered, and runs can be counted without walking dates."""
+        return all(r.fingerprint == fingerprint and not r.needs_attention for *_, r in self.runs)
+
+    def count_within(self, spans: list[tuple[int, int]]) -> tuple[int, int]:
+        """How many days of `spans` (sorted, disjoint) some submission covers, and how many
+        days are covered in all (more means some covered days are outside `spans`)."""
+        covered = merge_spans((first, last) for first, last, _ in self.runs)
+        total, i = 0, 0
+        for first, last in spans:
+            while i < len(covered) and covered[i][1] < first:
+                i += 1
+            j = i
+            while j < len(covered) and covered[j][0] <= last:
+                total += min(last, covered[j][1]) - max(first, covered[j][0]) + 1
+                j += 1
+        return total, sum(last - first + 1 for first, last in covered)
 
 
 _NOTHING = DateCoverage()
