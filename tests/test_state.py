@@ -1035,3 +1035,19 @@ def test_a_snapshot_as_written_is_read_line_by_line(tmp_path: Path) -> None:
     populated(tmp_path, submissions=3)
     path = tmp_path / "snapshot.json"
     assert _by_line(path) == json.loads(path.read_text())
+
+
+def test_a_snapshot_seeks_to_its_own_journal_line_and_a_wrong_offset_only_costs_a_scan(
+    tmp_path: Path,
+) -> None:
+    populated(tmp_path, submissions=3)
+    path = tmp_path / "snapshot.json"
+    value = json.loads(path.read_text())
+    journal = (tmp_path / "journal.jsonl").read_bytes()
+    assert journal[value["offset"] :].startswith(b'{"actor"')
+    assert json.loads(journal[value["offset"] :].splitlines()[0])["seq"] == value["seq"]
+    expected = load_state(tmp_path)
+
+    head, rest = path.read_text().split("\n", 1)
+    path.write_text(head.replace(f'"offset": {value["offset"]}', '"offset": 7') + "\n" + rest)
+    assert load_state(tmp_path) == expected

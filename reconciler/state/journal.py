@@ -161,17 +161,26 @@ class JournalFile:
         """Complete, non-blank lines (a trailing blank or torn line does not count)."""
         self.end = 0
         """The byte offset just after the last complete line: where the next event belongs."""
+        self.last_start = 0
+        """The byte offset where the last complete line begins."""
 
-    def lines(self, first: int = 1) -> Iterator[Line]:
-        """Lines numbered `first` and later; lines before it are counted, never decoded."""
+    def lines(self, first: int = 1, offset: int | None = None) -> Iterator[Line]:
+        """Lines numbered `first` and later; lines before it are counted, never decoded. With
+        `offset` (where line `first` begins), the lines before it are not even read."""
         try:
             handle = self.path.open("rb")
         except FileNotFoundError:
             return
         blanks: list[Line] = []
-        offset = 0
+        start = 1
+        if offset is not None:
+            handle.seek(offset)
+            start, self.count = first, first - 1
+        else:
+            offset = 0
         with handle:
-            for number, chunk in enumerate(handle, 1):
+            for number, chunk in enumerate(handle, start):
+                line_start = offset
                 offset += len(chunk)
                 complete = chunk.endswith(b"\n")
                 raw = chunk.rstrip(b"\r\n") if complete else chunk
@@ -188,10 +197,13 @@ class JournalFile:
                 blanks.clear()
                 self.count = number
                 self.end = offset
+                self.last_start = line_start
 
-    def read(self, first: int = 1) -> Iterator[tuple[Line, dict[str, JSON] | None]]:
+    def read(
+        self, first: int = 1, offset: int | None = None
+    ) -> Iterator[tuple[Line, dict[str, JSON] | None]]:
         """Each line from `first` on with its parsed event (None for the torn last line)."""
-        for line in self.lines(first):
+        for line in self.lines(first, offset):
             where = Location(str(self.path), line.number)
             if line.torn:
                 yield line, None

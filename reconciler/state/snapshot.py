@@ -42,6 +42,8 @@ class Snapshot:
     """The hash of journal event `seq`: what ties this snapshot to its line."""
     emulator: bool
     submissions: dict[str, SubmissionRecord]
+    offset: int | None = None
+    """Where line `seq` begins in the journal, so that loading need not read the lines before."""
 
     def state(self) -> State:
         return State(
@@ -53,12 +55,17 @@ class Snapshot:
 
 
 def document(
-    seq: int, head_hash: str, emulator: bool, records: Iterable[SubmissionRecord]
+    seq: int,
+    head_hash: str,
+    emulator: bool,
+    records: Iterable[SubmissionRecord],
+    offset: int,
 ) -> dict[str, JSON]:
     return {
         "format": SNAPSHOT_FORMAT,
         "seq": seq,
         "hash": head_hash,
+        "offset": offset,
         "emulator": emulator,
         "submissions": {record.key: record_to_json(record) for record in records},
     }
@@ -199,4 +206,7 @@ def read(path: Path) -> Snapshot | None:
                 hint=_CACHE_HINT,
             )
         records[key] = record
-    return Snapshot(seq, head_hash, emulator, records)
+    offset = value.get("offset")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        offset = None  # a hint only: without it the journal is read from its first line
+    return Snapshot(seq, head_hash, emulator, records, offset)

@@ -42,6 +42,7 @@ def _utc_now() -> datetime:
 class _Loaded:
     replay: Replay
     journal_end: int
+    last_start: int
     snapshot_seq: int
     warnings: list[str]
 
@@ -53,7 +54,8 @@ def _load(directory: Path) -> _Loaded:
     replay = Replay(found.state() if found else None)
     warnings: list[str] = []
     lines = JournalFile(directory / JOURNAL_FILE)
-    for line, event in lines.read(first=max(start, 1)):
+    offset = found.offset if found and _points_at(lines.path, found) else None
+    for line, event in lines.read(first=max(start, 1), offset=offset):
         where = Location(str(lines.path), line.number)
         if event is None:
             warnings.append(lines.torn_warning(line))
@@ -70,7 +72,24 @@ def _load(directory: Path) -> _Loaded:
         raise _snapshot_mismatch(
             directory, start, f"the journal has only {lines.count} complete lines"
         )
-    return _Loaded(replay, lines.end, start, warnings)
+    return _Loaded(replay, lines.end, lines.last_start, start, warnings)
+
+
+def _points_at(path: Path, found: snapshot.Snapshot) -> bool:
+    """The snapshot's offset is where its own line begins (else read from line 1: the journal
+    may have been rewritten, or the snapshot come from elsewhere)."""
+    if found.offset is None or found.seq == 0:
+        return False
+    try:
+        with path.open("rb") as handle:
+            handle.seek(found.offset)
+            event = json.loads(handle.readline())
+    except (OSError, ValueError):
+        return False
+    return isinstance(event, dict) and (event.get("seq"), event.get("hash")) == (
+        found.seq,
+        found.hash,
+    )
 
 
 def _snapshot_mismatch(directory: Path, line: int, why: str) -> StateError:
@@ -129,6 +148,7 @@ class StateWriter:
         self._replay = loaded.replay
         self._warnings = tuple(loaded.warnings)
         self._snapshot_seq = loaded.snapshot_seq
+        self._last_start = loaded.last_start
         self._since_checkpoint = 0
         path = directory / JOURNAL_FILE
         try:
@@ -171,11 +191,13 @@ class StateWriter:
         except FoldError as error:
             raise StateError(str(error)) from None
         line = journal.line_of(event)
+        starts_at = self._journal.size
         try:
             self._journal.append(line)
         except OSError as error:
             raise _io_error(error, self._journal.path, f"journal `{event_type}` to") from None
         self._replay.apply(event, record)
+        self._last_start = starts_at
         self._since_checkpoint += 1
         if self._since_checkpoint >= CHECKPOINT_EVERY:
             try:
@@ -193,7 +215,11 @@ class StateWriter:
         """Writes the snapshot of the state so far, atomically."""
         path = self.directory / SNAPSHOT_FILE
         value = snapshot.document(
-            self._replay.seq, self._replay.head_hash, self._replay.emulator, self._replay.records()
+            self._replay.seq,
+            self._replay.head_hash,
+            self._replay.emulator,
+            self._replay.records(),
+            self._last_start,
         )
         try:
             snapshot.write(path, value)
