@@ -139,8 +139,18 @@ def changeset(changes: Changeset, style: Style = _plain) -> str:
         )
     if lines:
         lines.append("")
+    settled = []
     for item in changes.plans:
-        lines.extend(_plan_block(item, style))
+        if item.submissions or item.conflict_cells or item.attention_cells:
+            lines.extend(_plan_block(item, style))
+        else:
+            settled.append(item.plan.name)
+    if settled:
+        # Like Terraform, the plan is about changes: plans fully in sync are only counted.
+        shown = ", ".join(settled[:8]) + (
+            f", ... (+{len(settled) - 8})" if len(settled) > 8 else ""
+        )
+        lines.append(style(f"= {plural(len(settled), 'plan')} fully in sync: {shown}", dim=True))
     for orphan in changes.orphans:
         what = "plan no longer declared" if orphan.plan_removed else "cells no longer declared"
         lines.append(

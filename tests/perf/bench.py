@@ -24,10 +24,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(HERE))
-
-from corpus import write_plans, write_state  # noqa: E402
-
 PYTHON = sys.executable
 FLOOR = """
 import sys, yaml
@@ -86,11 +82,11 @@ class Row:
 
 
 def repo_scale(count: int, runs: int, work: Path) -> tuple[list[Row], dict[str, Any]]:
-    plans = write_plans(work, count)
-    files = sorted(str(p) for p in plans.rglob("*.yaml"))
-    state = work / "state"
-    events = write_state(plans, state)
     env = {**os.environ, "NO_COLOR": "1"}
+    made = run([PYTHON, str(HERE / "corpus.py"), str(work), str(count)], work, env)
+    events = int(made.stdout.split()[-1])
+    plans, state = work / "plans", work / "state"
+    files = sorted(str(p) for p in plans.rglob("*.yaml"))
     schema = str(REPO / "schemas" / "backfill-plan.schema.json")
 
     floor, _, _ = medians(runs, lambda: run([PYTHON, "-c", FLOOR, str(plans)], work, env))
@@ -100,23 +96,25 @@ def repo_scale(count: int, runs: int, work: Path) -> tuple[list[Row], dict[str, 
     plan, plan_rss, plan_runs = medians(
         runs,
         lambda: run(
-            [
-                PYTHON,
-                "-m",
-                "reconciler",
-                "plan",
-                "--plans",
-                str(plans),
-                "--state-dir",
-                str(state),
-                "--format",
-                "json",
-            ],
+            [PYTHON, "-m", "reconciler", "plan", "--plans", str(plans), "--state-dir", str(state)],
             work,
             env,
         ),
     )
-    summary = json.loads(plan_runs[0].stdout)["summary"]
+    json_plan = [
+        PYTHON,
+        "-m",
+        "reconciler",
+        "plan",
+        "--plans",
+        str(plans),
+        "--state-dir",
+        str(state),
+        "--format",
+        "json",
+    ]
+    summary = json.loads(run(json_plan, work, env).stdout)["summary"]
+    assert "No changes." in plan_runs[0].stdout
     loads = [
         float(run([PYTHON, "-c", LOAD, str(state)], work, env).stdout.split()[0])
         for _ in range(runs)

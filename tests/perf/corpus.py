@@ -119,3 +119,13 @@ def write_state(plans: Path, state: Path, *, target_events: int = 30_000) -> int
             done = Outcome(OutcomeKind.SUBMITTED, remote_id=f"r-{index}", request_id=f"q-{index}")
             writer.append(*outcome_event(submission, done))
         return writer.state.seq
+
+
+if __name__ == "__main__":
+    # Run as its own process by the benchmark, so that the benchmark's own memory stays small
+    # and does not count in the peak RSS of the commands it measures (they are forked from it).
+    import sys
+
+    root, count = Path(sys.argv[1]), int(sys.argv[2])
+    events = write_state(write_plans(root, count), root / "state")
+    print(events)
