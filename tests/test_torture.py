@@ -8,12 +8,15 @@ ten times larger; BACKFILL_TORTURE_SEED changes the random moments and faults.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import json
 import os
 import random
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -29,13 +32,16 @@ from factories import dms_plan, wedata_plan, write
 
 from reconciler.cli import cli
 from reconciler.emulator import Emulator, FaultConfig, Latency
+from reconciler.errors import StateError
 from reconciler.providers import wedata
 from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
 from reconciler.state import (
+    LockHolder,
     SubmissionRecord,
     SubmissionStatus,
     load_state,
+    open_state,
     read_lock_holder,
     verify_journal,
 )
@@ -45,7 +51,7 @@ pytestmark = pytest.mark.torture
 SCALE = max(1, int(os.environ.get("BACKFILL_TORTURE_SCALE", "1")))
 SEED = int(os.environ.get("BACKFILL_TORTURE_SEED", "20251107"))
 FIRST_DAY = date(2025, 1, 1)
-RUN_TIMEOUT = 120.0
+RUN_TIMEOUT = 120.0 * SCALE
 """No subprocess of these tests may run longer than this."""
 
 Cell = tuple[str, str]
@@ -194,6 +200,9 @@ class Workspace:
 
     # plans
 
+    # Files sort WeData and DMS plans alternately, so that both providers' calls are in flight
+    # at any moment of a run (apply works through the plans in file order).
+
     def declare_wedata(self, plans: int, days_each: int, tasks: int = 2) -> None:
         """Plans whose every date is its own call (spec.chunk 1): many submissions."""
         last = (FIRST_DAY + timedelta(days=days_each - 1)).isoformat()
@@ -202,7 +211,7 @@ class Workspace:
             plan = wedata_plan(
                 f"wd-{index}", tasks=targets, dates=[(FIRST_DAY.isoformat(), last)], chunk=1
             )
-            write(self.plans / f"wd-{index}.yaml", plan)
+            write(self.plans / f"{2 * index:03d}-wd-{index}.yaml", plan)
             self.declared |= {(t, d) for t in targets for d in days(FIRST_DAY.isoformat(), last)}
 
     def declare_dms(self, plans: int, days_each: int, dags: int = 2) -> None:
@@ -212,7 +221,7 @@ class Workspace:
             plan = dms_plan(
                 f"dms-{index}", dags=targets, dates=[(FIRST_DAY.isoformat(), last)], chunk=1
             )
-            write(self.plans / f"dms-{index}.yaml", plan)
+            write(self.plans / f"{2 * index + 1:03d}-dms-{index}.yaml", plan)
             self.declared |= {
                 (str(t), d) for t in targets for d in days(FIRST_DAY.isoformat(), last)
             }
@@ -424,8 +433,8 @@ def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
     workspace: Callable[[FaultConfig], Workspace], rng: random.Random
 ) -> None:
     ws = workspace(FaultConfig(latency=Latency(5, 40), seed=SEED))
-    ws.declare_wedata(plans=3 * SCALE, days_each=40)
-    ws.declare_dms(plans=1 * SCALE, days_each=40)
+    ws.declare_wedata(plans=5 * SCALE, days_each=20)
+    ws.declare_dms(plans=5 * SCALE, days_each=10)
     figures = Figures("kill -9")
 
     for trial in range(10 * SCALE):
@@ -447,8 +456,41 @@ def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
     audit(ws, figures, final=True)
     figures.show()
     assert figures.kills >= 5 * SCALE
-    assert figures.creates >= len(ws.declared) // 2 // 2  # WeData shares a call per two tasks
-    assert figures.unsettled  # the kills did catch calls in flight
+    assert figures.creates == figures.submissions  # one create per submission, no more
+    # The kills caught calls in flight on both sides: DMS settled them by lookup, a person
+    # settled the WeData ones.
+    assert figures.looked_up > 0
+    assert figures.imported + figures.forgotten > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: DMS recover concludes 'did not run' while the killed run's create is "
+    "still being handled by the server, so the next apply creates it twice; the lookup should "
+    "leave an intent younger than the request timeout unclear",
+)
+def test_recover_at_once_after_a_kill_does_not_race_a_create_still_in_flight(
+    workspace: Callable[[FaultConfig], Workspace],
+) -> None:
+    # Every create takes 1.5 s at the server: the kill comes while it is being handled.
+    ws = workspace(FaultConfig(slow_rate=1.0, slow_ms=1_500, seed=SEED))
+    ws.declare_dms(plans=1, days_each=1, dags=1)
+    figures = Figures("recover at once after a kill")
+    running = ws.start("apply", "--yes", "--quiet")
+    deadline = time.monotonic() + 30
+    while ws.stats()["in_flight"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    running.kill()
+    running.wait()
+    figures.kills = 1
+
+    # No waiting for the server to go quiet: what an impatient person or the next CI run does.
+    assert ws.backfill("recover").returncode == 0
+    httpx.post(f"{ws.url}/_emulator/faults", json={"seed": SEED}).raise_for_status()
+    ws.apply()
+    figures.applies = 1
+    audit(ws, figures)
+    figures.show()
 
 
 # --- injected faults --------------------------------------------------------------------------
@@ -495,6 +537,7 @@ def test_fault_rates_converge_over_reruns_with_zero_duplicates(
 # --- concurrent applies -----------------------------------------------------------------------
 
 LOCKED = re.compile(r"is (?:still )?locked by `backfill apply` \(pid (\d+), user ")
+UNNAMED = "locked by another process (it has not written its name yet)"
 
 
 def test_concurrent_applies_take_turns_on_one_state_directory(
@@ -511,24 +554,54 @@ def test_concurrent_applies_take_turns_on_one_state_directory(
     results = [(t, run.wait()) for t, run in zip(timeouts, runs, strict=True)]
     figures.trials = len(runs)
 
-    refused = 0
+    refused = unnamed = 0
     for lock_timeout, done in results:
         assert "Traceback" not in done.stderr
         if done.returncode == 0:
             continue
-        # Without --lock-timeout a loser fails at once, naming the apply that holds the lock.
+        assert lock_timeout == "0", done.stderr
+        refused += 1
+        # Without --lock-timeout a loser fails at once, naming the apply that holds the lock,
+        # unless it looked in the instant between the holder's flock and its record (a known
+        # bug, pinned by the test below).
+        if UNNAMED in done.stderr:
+            unnamed += 1
+            continue
         match = LOCKED.search(done.stderr)
         assert match is not None, done.stderr
         assert int(match[1]) in pids
-        assert lock_timeout == "0"
-        refused += 1
     worked = [d for _t, d in results if d.returncode == 0 and "Apply complete" in d.stdout]
     assert len(worked) >= 1
     audit(ws, figures, final=True)
-    figures.extra = {"refused": refused, "worked": len(worked)}
+    figures.extra = {"refused": refused, "refused_unnamed": unnamed, "worked": len(worked)}
     figures.show()
     assert ws.backfill("plan", "--detailed-exitcode").returncode == 0
     assert read_lock_holder(ws.state) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: a writer refused in the instant between the holder's flock and its "
+    "record says 'another process (it has not written its name yet)' (4 of 204 refusals with 8 "
+    "writers at once); it should wait a moment for the record (reconciler/state/lock.py _busy)",
+)
+def test_a_refused_writer_names_the_holder_even_in_the_instant_it_took_the_lock(
+    tmp_path: Path,
+) -> None:
+    holder = LockHolder("0badc0de", 4242, "ci-runner", "ci", "backfill apply", "2026-01-01")
+    fd = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # The holder writes its record right after taking the flock, as Lock.acquire does.
+        record = json.dumps(dataclasses.asdict(holder)).encode() + b"\n"
+        writing = threading.Timer(0.05, os.pwrite, (fd, record, 0))
+        writing.start()
+        with pytest.raises(StateError) as refused:
+            open_state(tmp_path, actor={"user": "t"}, command="backfill apply", lock_timeout=0)
+        writing.join()
+    finally:
+        os.close(fd)
+    assert "pid 4242" in str(refused.value)
 
 
 def test_killing_the_lock_holder_lets_a_waiting_apply_take_over(
