@@ -60,7 +60,7 @@ class Service(Protocol):
         ...
 
     def throttled(self, request: EmulatorRequest) -> EmulatorResponse:
-        """The reply the API gives a request over its rate limit, byte for byte in shape."""
+        """The reply the API gives a request over its rate limit: same status, headers, fields."""
         ...
 
 

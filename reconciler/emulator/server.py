@@ -50,8 +50,11 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
     request_queue_size = 128
     """socketserver's default backlog of 5 resets connections under a burst of parallel calls."""
-    closing = threading.Event()
-    """Replaced per server in `EmulatorServer`; set while it shuts down."""
+
+    def __init__(self, address: tuple[str, int], handler: type[_RequestHandler]) -> None:
+        self.closing = threading.Event()
+        """Set while the server shuts down: replies held back by a fault stop waiting."""
+        super().__init__(address, handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup that can stall for
@@ -74,7 +77,6 @@ class EmulatorServer:
     def __init__(self, app: Emulator, host: str, port: int, *, log_requests: bool) -> None:
         handler = _LoggingRequestHandler if log_requests else _RequestHandler
         self._server = _ThreadingWSGIServer((host, port), handler)
-        self._server.closing = threading.Event()
         self._server.set_app(app)
         self._thread: threading.Thread | None = None
         self._serving = False
