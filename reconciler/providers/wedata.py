@@ -137,10 +137,11 @@ class WeDataProvider:
         common["region"] = spec["region"]
         common["projectId"] = _id(spec["projectId"])
         # Ranges with the same execution window share every parameter, so they form one group.
-        by_window: dict[str, tuple[JSON, list[tuple[int, int]]]] = {}
+        by_window: dict[tuple[str, str] | None, tuple[JSON, list[tuple[int, int]]]] = {}
         for entry in spec["dates"]:
             window = entry.get("executionWindow", spec.get("executionWindow"))
-            slot = by_window.setdefault(json.dumps(window, sort_keys=True), (window, []))
+            same = (window["start"], window["end"]) if window else None
+            slot = by_window.setdefault(same, (window, []))
             slot[1].append(range_span(entry["start"], entry.get("end", entry["start"])))
         groups = []
         for window, spans in by_window.values():

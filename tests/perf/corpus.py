@@ -4,6 +4,7 @@ that covers them, journaled through the same store and events that `apply` write
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from reconciler.domain import Outcome, OutcomeKind
 from reconciler.execute import intent, outcome_event
 from reconciler.state import load_state, open_state
 
+ENDPOINTS = {
+    "tencent-wedata": "https://wedata.intl.tencentcloudapi.com",
+    "aliyun-dms": "https://dms-enterprise.cn-hangzhou.aliyuncs.com",
+}
 TEAMS = ("orders", "finance", "marketing", "risk", "growth", "logistics", "search", "ads")
 
 
@@ -108,15 +113,34 @@ def write_state(plans: Path, state: Path, *, target_events: int = 30_000) -> int
     changes = pipeline.changeset(pipeline.plans([plans]), load_state(state))
     creates = changes.creates
     retries = max(0, (target_events - 2 * len(creates) + 1) // 2)
-    actor = {"user": "bench", "command": "bench corpus"}
-    with open_state(state, actor=actor, command="bench corpus") as writer:
+    # What a GitHub Actions apply records (reconciler.actor): the journal a team really keeps.
+    actor = {
+        "command": "apply",
+        "tool_version": "0.1.0",
+        "user": "octo-data-eng",
+        "ci": "github-actions",
+        "event": "push",
+        "repository": "acme/data-backfills",
+        "commit": "9f1c2d3e4b5a69788796a5b4c3d2e1f009a8b7c6",
+        "ref": "refs/heads/main",
+        "pr": 4711,
+        "pr_source": "event",
+        "run_url": "https://github.com/acme/data-backfills/actions/runs/12345678901",
+        "run_attempt": 1,
+    }
+    ids = random.Random(11)
+    with open_state(state, actor=actor, command="backfill apply") as writer:
         for index, submission in enumerate(creates):
             if index < retries:
-                writer.append("intent", intent(submission, "http://127.0.0.1:9"))
+                writer.append("intent", intent(submission, ENDPOINTS[submission.provider]))
                 rejected = Outcome(OutcomeKind.REJECTED, code="RequestLimitExceeded", message="")
                 writer.append(*outcome_event(submission, rejected))
-            writer.append("intent", intent(submission, "http://127.0.0.1:9"))
-            done = Outcome(OutcomeKind.SUBMITTED, remote_id=f"r-{index}", request_id=f"q-{index}")
+            writer.append("intent", intent(submission, ENDPOINTS[submission.provider]))
+            done = Outcome(
+                OutcomeKind.SUBMITTED,
+                remote_id=str(uuid.UUID(int=ids.getrandbits(128), version=4)),
+                request_id=str(uuid.UUID(int=ids.getrandbits(128), version=4)),
+            )
             writer.append(*outcome_event(submission, done))
         return writer.state.seq
 
