@@ -148,3 +148,12 @@ def serve_emulator(
     yield serve
     for server in servers:
         server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When this suite itself runs in GitHub Actions, the commands under test must not write
+    annotations, job summaries or step outputs into the real run; tests that want them set
+    these variables themselves."""
+    for name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
