@@ -12,7 +12,9 @@ from factories import wedata_plan, write
 from harness import Repo
 from scenarios import clean_env, under_review
 
+from reconciler.emulator.app import Emulator
 from reconciler.errors import Diagnostic, Location
+from reconciler.providers.tc3 import TencentCredentials
 from reconciler.views import github, markdown
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -223,3 +225,38 @@ def test_invalid_plans_stop_apply_with_annotations(tmp_path: Path) -> None:
     assert done.returncode == 1
     [line] = workflow_commands(done.stderr)
     assert line.startswith("::error file=plans/a.yaml,line=")
+
+
+def test_apply_in_actions_summarises_results_annotates_problems_and_sets_outputs(
+    tmp_path: Path, emulator: Emulator, emulator_url: str, tencent_credentials: TencentCredentials
+) -> None:
+    write(tmp_path / "plans" / "ok.yaml", wedata_plan("ok", dates=[("2025-09-01", "2025-09-01")]))
+    summary, output = tmp_path / "summary.md", tmp_path / "output.txt"
+    env = clean_env(
+        GITHUB_ACTIONS="true",
+        GITHUB_STEP_SUMMARY=str(summary),
+        GITHUB_OUTPUT=str(output),
+        TENCENTCLOUD_SECRET_ID=tencent_credentials.secret_id,
+        TENCENTCLOUD_SECRET_KEY="a-wrong-key",  # rejected: AuthFailure.SignatureFailure
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "apply", "--yes", "--endpoint", emulator_url],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "::error title=rejected " in done.stderr
+    assert "AuthFailure.SignatureFailure" in done.stderr
+    text = summary.read_text()
+    assert "**Apply: 0 submitted, 1 not created, 0 unknown.**" in text
+    assert "| rejected | `ok` |" in text
+    assert output.read_text().splitlines()[-4:] == [
+        "submitted=0",
+        "not_created=1",
+        "unknown=0",
+        "not_attempted=0",
+    ]

@@ -24,8 +24,8 @@ from reconciler.errors import BackfillError
 from reconciler.execute import Pacer, Result, Route, execute
 from reconciler.providers.protocol import Client, Connection, Provider
 from reconciler.state import State, open_state
+from reconciler.views import github, text
 from reconciler.views import json as json_view
-from reconciler.views import text
 from reconciler.views.progress import Mode, Progress
 
 
@@ -111,6 +111,7 @@ def run(options: ApplyOptions) -> int:
         _print_json(changes, results)
     else:
         click.echo(text.apply_summary(results, len(creates), style))
+    github.report_apply(results, len(creates), os.environ)
     if received:
         name = signal.Signals(received[0]).name
         click.echo(

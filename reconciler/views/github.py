@@ -14,8 +14,9 @@ from pathlib import Path
 import click
 
 from reconciler.diff import Changeset, Conflict
-from reconciler.domain import JSON
+from reconciler.domain import JSON, OutcomeKind
 from reconciler.errors import BackfillError, Diagnostic, Location
+from reconciler.execute import Result
 from reconciler.views import markdown
 from reconciler.views.text import plural
 
@@ -206,3 +207,35 @@ def report_plan(changes: Changeset, env: Mapping[str, str]) -> None:
         _annotate(changeset_annotations(changes, Path.cwd(), _workspace(env)))
         _summary(env, markdown.changeset(changes, markdown.SUMMARY_BUDGET))
         _append(env, "GITHUB_OUTPUT", output_lines(outputs(changes)))
+
+
+def report_apply(results: Sequence[Result], planned: int, env: Mapping[str, str]) -> None:
+    """After an apply: a warning or error per call that did not succeed, the results in the
+    job summary, and outputs `submitted`, `not_created`, `unknown`, `not_attempted`."""
+    if not active(env):
+        return
+    lines = []
+    for result in results:
+        outcome = result.outcome
+        if outcome.kind is OutcomeKind.SUBMITTED:
+            continue
+        name = "warning" if outcome.kind is OutcomeKind.UNKNOWN else "error"
+        title = f"{outcome.kind} {result.submission.key} ({result.submission.plan})"
+        lines.append(command(name, f"{outcome.code}: {outcome.message}", {"title": title}))
+    _annotate(lines)
+    _summary(env, markdown.apply_results(results, planned, markdown.SUMMARY_BUDGET))
+    kinds = [r.outcome.kind for r in results]
+    _append(
+        env,
+        "GITHUB_OUTPUT",
+        output_lines(
+            {
+                "submitted": str(kinds.count(OutcomeKind.SUBMITTED)),
+                "not_created": str(
+                    kinds.count(OutcomeKind.REJECTED) + kinds.count(OutcomeKind.RETRYABLE)
+                ),
+                "unknown": str(kinds.count(OutcomeKind.UNKNOWN)),
+                "not_attempted": str(planned - len(results)),
+            }
+        ),
+    )

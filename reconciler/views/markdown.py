@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from reconciler.diff import Attention, Changeset, Conflict, Orphan, PlanChanges
-from reconciler.domain import JSON, Submission
+from reconciler.domain import JSON, OutcomeKind, Submission
 from reconciler.errors import Diagnostic
+from reconciler.execute import Result
 from reconciler.views.text import date_span, plural
 
 MARKER = "<!-- backfill-reconciler:plan -->"
@@ -280,6 +281,51 @@ def invalid(diagnostics: Sequence[Diagnostic], limit: int = BUDGET) -> str:
             for d in diagnostics
         ),
         columns=3,
+    )
+    return _fit(_head(summary), [], [table], limit)
+
+
+def apply_results(results: Sequence[Result], planned: int, limit: int = BUDGET) -> str:
+    """What an apply did, for the job summary: counts, then every call that did not succeed
+    first (they need someone), then the rest."""
+    counts = {kind: 0 for kind in OutcomeKind}
+    for result in results:
+        counts[result.outcome.kind] += 1
+    left = planned - len(results)
+    summary = (
+        f"**Apply: {counts[OutcomeKind.SUBMITTED]} submitted, "
+        f"{counts[OutcomeKind.REJECTED] + counts[OutcomeKind.RETRYABLE]} not created, "
+        f"{counts[OutcomeKind.UNKNOWN]} unknown"
+        + (f", {left} of {planned} not attempted" if left else "")
+        + ".**"
+    )
+    if counts[OutcomeKind.UNKNOWN]:
+        summary += (
+            " Unknown outcomes may have run and are never resubmitted by themselves: settle them"
+            " with `backfill recover`, `backfill state import` or `backfill state forget`."
+        )
+    ordered = sorted(
+        results,
+        key=lambda r: (
+            r.outcome.kind is OutcomeKind.SUBMITTED,
+            r.submission.plan,
+            r.submission.key,
+        ),
+    )
+    table = _Section(
+        intro=("| Outcome | Plan | Submission | Remote id or error |", "| --- | --- | --- | --- |"),
+        kind="Calls",
+        rows=tuple(
+            f"| {r.outcome.kind} | `{escape(r.submission.plan)}` | `{r.submission.key}` | "
+            + (
+                f"`{escape(r.outcome.remote_id)}`"
+                if r.outcome.kind is OutcomeKind.SUBMITTED
+                else escape(f"{r.outcome.code}: {r.outcome.message}")
+            )
+            + " |"
+            for r in ordered
+        ),
+        columns=4,
     )
     return _fit(_head(summary), [], [table], limit)
 
