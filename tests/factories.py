@@ -25,11 +25,15 @@ def wedata_plan(
         "dates": [{"start": s, "end": e} for s, e in (dates or [("2025-09-01", "2025-09-03")])],
     }
     body.update(spec)
+    return _document(name, body)
+
+
+def _document(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "backfill-reconciler/v1",
         "kind": "BackfillPlan",
         "metadata": {"name": name, "owner": "data-eng@example.com", "reason": "test"},
-        "spec": body,
+        "spec": spec,
     }
 
 
@@ -82,9 +86,4 @@ def dms_plan(
         "dates": [{"start": s, "end": e} for s, e in (dates or [("2025-09-01", "2025-09-03")])],
     }
     body.update(spec)
-    return {
-        "apiVersion": "backfill-reconciler/v1",
-        "kind": "BackfillPlan",
-        "metadata": {"name": name, "owner": "data-eng@example.com", "reason": "test"},
-        "spec": body,
-    }
+    return _document(name, body)

@@ -13,6 +13,7 @@ from reconciler import pipeline
 from reconciler.commands import recover
 from reconciler.commands.apply import ApplyOptions, run
 from reconciler.diff import Changeset
+from reconciler.domain import Outcome, Submission
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
 from reconciler.providers.protocol import Client, Connection, Lookup, Provider
@@ -66,3 +67,20 @@ class Repo:
 
     def changes(self) -> Changeset:
         return pipeline.changeset(pipeline.plans([self.plans]), load_state(self.state))
+
+
+class Crash:
+    """A client whose process dies around the call: after the request left (`sent`), so its
+    outcome is never journaled, or before anything was sent."""
+
+    def __init__(self, inner: Client, *, sent: bool) -> None:
+        self.inner, self.sent = inner, sent
+        self.credential_id = inner.credential_id
+
+    def submit(self, submission: Submission) -> Outcome:
+        if self.sent:
+            self.inner.submit(submission)
+        raise KeyboardInterrupt
+
+    def close(self) -> None:
+        self.inner.close()

@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 from factories import TASKS, wedata_plan, write
-from harness import Repo
+from harness import Crash, Repo
 
-from reconciler.domain import Outcome, Submission
 from reconciler.emulator.app import Emulator
 from reconciler.errors import BackfillError
 from reconciler.providers import ALL
 from reconciler.providers.acs3 import AliyunCredentials
-from reconciler.providers.protocol import Client
 from reconciler.providers.tc3 import TencentCredentials
 from reconciler.state import SubmissionStatus, load_state
 
@@ -220,27 +218,12 @@ def test_keys_are_deterministic(repo: Repo) -> None:
     assert len(set(first)) == 5
 
 
-class DiesAfterSending:
-    """A client whose process 'dies' after the request left: the reply is never journaled."""
-
-    def __init__(self, inner: Client) -> None:
-        self.inner = inner
-        self.credential_id = inner.credential_id
-
-    def submit(self, submission: Submission) -> Outcome:
-        self.inner.submit(submission)
-        raise KeyboardInterrupt
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def test_a_crash_between_intent_and_outcome_is_unknown_and_never_resubmitted(
     repo: Repo, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repo.write("orders", wedata_plan())
     with pytest.raises(KeyboardInterrupt):
-        repo.apply(connect=lambda p, c: DiesAfterSending(repo.connect(p, c)))
+        repo.apply(connect=lambda p, c: Crash(repo.connect(p, c), sent=True))
     assert len(repo.calls()) == 1
     [record] = load_state(repo.state).submissions.values()
     assert record.status is SubmissionStatus.PENDING

@@ -6,12 +6,11 @@ from typing import Any
 
 import pytest
 from factories import DAGS, dms_plan, wedata_plan
-from harness import Repo
+from harness import Crash, Repo
 
-from reconciler.domain import Outcome, OutcomeKind, Submission
+from reconciler.domain import OutcomeKind
 from reconciler.errors import BackfillError
 from reconciler.providers import dms
-from reconciler.providers.protocol import Client
 from reconciler.state import SubmissionStatus, load_state
 
 
@@ -110,22 +109,6 @@ def test_fields_of_the_other_provider_are_refused_by_name(repo: Repo) -> None:
     problems = [str(d) for d in caught.value.diagnostics]  # type: ignore[attr-defined]
     assert len(problems) == 1
     assert "unknown field 'taskIds': it belongs to provider 'tencent-wedata'" in problems[0]
-
-
-class Crash:
-    """The process dies around the call: before sending it (`sent=False`) or after."""
-
-    def __init__(self, inner: Client, *, sent: bool) -> None:
-        self.inner, self.sent = inner, sent
-        self.credential_id = inner.credential_id
-
-    def submit(self, submission: Submission) -> Outcome:
-        if self.sent:
-            self.inner.submit(submission)
-        raise KeyboardInterrupt
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_an_unknown_that_ran_is_resolved_by_lookup_without_a_duplicate(repo: Repo) -> None:

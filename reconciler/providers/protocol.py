@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
 from typing import Any, Literal, Protocol
 
 import httpx
 
-from reconciler.domain import JSON, Batch, CellGroup, Outcome, Plan, Submission
+from reconciler.domain import JSON, Batch, CellGroup, Outcome, Plan, Submission, day, runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +127,8 @@ class Provider(Protocol):
 
 
 def contiguous_runs(dates: Sequence[str]) -> list[tuple[str, str]]:
-    """Sorted ISO dates -> inclusive (start, end) runs of consecutive days."""
-    runs: list[tuple[str, str]] = []
-    previous: date | None = None
-    for text in dates:
-        day = date.fromisoformat(text)
-        if previous is not None and day - previous == timedelta(days=1):
-            runs[-1] = (runs[-1][0], text)
-        else:
-            runs.append((text, text))
-        previous = day
-    return runs
+    """ISO dates -> inclusive (start, end) runs of consecutive days."""
+    return [(day(first), day(last)) for first, last in runs(dates)]
 
 
 def chunked(dates: Sequence[str], chunk: int | None) -> list[tuple[str, ...]]:
