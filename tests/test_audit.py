@@ -436,9 +436,21 @@ def test_verify_as_json(journal: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert document["problems"][0]["line"] == 4
 
 
-def test_verify_without_a_journal_says_where_it_looked(
-    in_repo: Repo, capsys: pytest.CaptureFixture[str]
+def test_a_state_that_never_journaled_anything_verifies_with_a_word_of_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = cli(capsys, "audit", "verify")
+    # The first run of the apply workflow verifies before anything was ever applied.
+    code, out, err = cli(capsys, "audit", "verify", "--state-dir", str(tmp_path / "state"))
+    assert code == 0
+    assert "0 events, hash chain intact" in out
+    assert f"{tmp_path / 'state' / 'journal.jsonl'} does not exist yet" in out + err
+
+
+def test_a_snapshot_without_its_journal_fails_verification(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "snapshot.json").write_text("{}")
+    code, _, err = cli(capsys, "audit", "verify", "--state-dir", str(tmp_path))
     assert code == 1
-    assert "no journal at state/journal.jsonl" in err
+    assert "exists but" in err
+    assert "restore it from git" in err

@@ -138,9 +138,20 @@ def verify(directory: Path) -> Verdict:
     """
     journal = directory / JOURNAL_FILE
     if not journal.is_file():
-        raise StateError(
-            f"no journal at {journal}: nothing to verify",
-            hint="pass the state directory with --state-dir (or BACKFILL_STATE_DIR)",
+        if (directory / SNAPSHOT_FILE).is_file():
+            raise StateError(
+                f"{directory / SNAPSHOT_FILE} exists but {journal} does not: the journal is the "
+                "record the snapshot was folded from; restore it from git"
+            )
+        # A repo that never applied anything (the first run of the apply workflow verifies
+        # before it plans): intact, with a word in case the directory was mistyped.
+        return Verdict(
+            directory,
+            (),
+            warnings=(
+                f"{journal} does not exist yet: nothing was ever journaled there (if the state "
+                "is elsewhere, pass --state-dir or BACKFILL_STATE_DIR)",
+            ),
         )
     problems = sorted(
         verify_journal(directory),
