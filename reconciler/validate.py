@@ -10,6 +10,7 @@ import difflib
 import functools
 import itertools
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -79,8 +80,7 @@ def validate(loaded: LoadResult) -> Validated:
                 )
             else:
                 names[name] = doc
-        if not problems:
-            problems.extend(_semantic_problems(doc))
+        problems.extend(_semantic_problems(doc))
         if problems:
             diagnostics.extend(problems)
         else:
@@ -252,21 +252,35 @@ def _provider_owning(key: str, data: JSON) -> str | None:
 # --- rules the schema cannot say --------------------------------------------------------------
 
 
-def _real_date(text: str) -> date | None:
+def _real_date(text: Any) -> date | None:
+    if not isinstance(text, str) or not _DATE.match(text):
+        return None
     try:
         return date.fromisoformat(text)
     except ValueError:
         return None
 
 
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
 def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
-    spec = doc.data["spec"]
+    """Run on every document, also one the schema rejected, so that one run reports every
+    problem; each rule looks only at values well-formed enough to judge (the schema has
+    already named the others)."""
+    spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
+    if not isinstance(spec, dict):
+        return
+    ranges = spec.get("dates")
     spans: list[tuple[date, date, int]] = []
-    for index, entry in enumerate(spec.get("dates", [])):
-        start_text, end_text = entry["start"], entry.get("end", entry["start"])
+    for index, entry in enumerate(ranges if isinstance(ranges, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        start_text, end_text = entry.get("start"), entry.get("end", entry.get("start"))
         start, end = _real_date(start_text), _real_date(end_text)
         for key, text, value in (("start", start_text, start), ("end", end_text, end)):
-            if value is None and (key == "start" or "end" in entry):
+            if value is None and key in entry and isinstance(text, str) and _DATE.match(text):
                 path: tuple[str | int, ...] = ("spec", "dates", index, key)
                 yield Diagnostic(
                     doc.locate(path),
@@ -283,10 +297,8 @@ def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
                 )
             else:
                 spans.append((start, end, index))
-        if "executionWindow" in entry:
-            yield from _window_problems(doc, ("spec", "dates", index, "executionWindow"))
-    if "executionWindow" in spec:
-        yield from _window_problems(doc, ("spec", "executionWindow"))
+        yield from _window_problems(doc, ("spec", "dates", index, "executionWindow"))
+    yield from _window_problems(doc, ("spec", "executionWindow"))
     spans.sort()
     for (_, first_end, first), (second_start, _, second) in itertools.pairwise(spans):
         if second_start <= first_end:
@@ -298,33 +310,42 @@ def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
                 _field(where),
             )
     for ids in ("taskIds", "dagIds", "startNodeIds", "filterNodeIds"):
-        yield from _duplicate_ids(doc, ("spec", ids))
+        yield from _duplicate_ids(doc, spec, ("spec", ids))
 
 
 def _window_problems(doc: Document, path: tuple[str | int, ...]) -> Iterator[Diagnostic]:
-    window = doc.data
+    window: Any = doc.data
     for part in path:
-        window = window[part]
-    if window["start"] >= window["end"]:
+        window = window.get(part) if isinstance(window, dict) else None
+    if not isinstance(window, dict):
+        return
+    start, end = window.get("start"), window.get("end")
+    if not (isinstance(start, str) and isinstance(end, str)):
+        return
+    if _TIME.match(start) and _TIME.match(end) and start >= end:
         yield Diagnostic(
             doc.locate((*path, "end")),
-            f"execution window ends ({window['end']}) before it starts ({window['start']}); "
+            f"execution window ends ({end}) before it starts ({start}); "
             "the window is a span within one day, HH:mm to a later HH:mm",
             _field((*path, "end")),
         )
 
 
-def _duplicate_ids(doc: Document, path: tuple[str, ...]) -> Iterator[Diagnostic]:
-    values = doc.data["spec"].get(path[-1], [])
-    seen: dict[str, int] = {}
-    for index, value in enumerate(values):
+def _duplicate_ids(
+    doc: Document, spec: dict[str, Any], path: tuple[str, ...]
+) -> Iterator[Diagnostic]:
+    """The same id written once as a number and once as text (`123` and `"123"`): the schema
+    sees two different values, the API one id. Exact repeats are the schema's to report."""
+    values = spec.get(path[-1])
+    seen: dict[str, tuple[int, Any]] = {}
+    for index, value in enumerate(values if isinstance(values, list) else []):
         text = str(value)
-        if text in seen:
+        if text in seen and type(seen[text][1]) is not type(value):
             where: tuple[str | int, ...] = (*path, index)
             yield Diagnostic(
                 doc.locate(where),
-                f"{text} is listed twice (also at index {seen[text]}); list each id once",
+                f"{text} is listed twice (also at index {seen[text][0]}, written as "
+                f"{'a number' if isinstance(seen[text][1], int) else 'text'}); list each id once",
                 _field(where),
             )
-        else:
-            seen[text] = index
+        seen.setdefault(text, (index, value))

@@ -245,3 +245,11 @@ def test_the_fast_check_never_accepts_what_the_reference_validator_rejects() -> 
     assert disagreements < 30  # stricter is safe but should be rare
     assert rejected > 1500  # the mutations do exercise the schema
     print(f"fast check vs reference: {rejected} rejected, {disagreements} stricter answers")
+
+
+def test_one_run_reports_schema_and_calendar_problems_of_the_same_document(tmp_path: Path) -> None:
+    plan = wedata_plan(dates=[("2025-02-27", "2025-02-30")], checkParents="sometimes")
+    problems = messages(write(tmp_path / "p.yaml", plan))
+    assert len(problems) == 2
+    assert any("spec.checkParents: must be one of" in p for p in problems)
+    assert any("2025-02-30 is not a real calendar date" in p for p in problems)
