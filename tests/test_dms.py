@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -127,11 +128,21 @@ def test_an_unknown_that_ran_is_resolved_by_lookup_without_a_duplicate(repo: Rep
     assert len(repo.calls()) == 1
 
 
-def test_an_unknown_that_never_ran_is_found_missing_and_submitted_once(repo: Repo) -> None:
+def test_an_unknown_that_never_ran_is_found_missing_once_it_had_time_to_run(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo.write("dms", dms_plan(dags=[15001]))
     with pytest.raises(KeyboardInterrupt):
         repo.apply(connect=lambda p, c: Crash(repo.connect(p, c), sent=False))
     assert repo.calls() == []
+    # At once, no instance proves nothing: the request may still be running at DMS.
+    [finding] = repo.recover()
+    assert finding.lookup.verdict == "unclear"
+    assert "may still be running at DMS" in finding.lookup.how
+    assert repo.apply() == 1
+    assert repo.calls() == []
+    later = time.time() + dms.SETTLE_SECONDS + 1
+    monkeypatch.setattr(dms, "clock", lambda: later)
     [finding] = repo.recover()
     assert finding.lookup.verdict == "missing"
     assert repo.apply() == 0

@@ -463,12 +463,6 @@ def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
     assert figures.imported + figures.forgotten > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: DMS recover concludes 'did not run' while the killed run's create is "
-    "still being handled by the server, so the next apply creates it twice; the lookup should "
-    "leave an intent younger than the request timeout unclear",
-)
 def test_recover_at_once_after_a_kill_does_not_race_a_create_still_in_flight(
     workspace: Callable[[FaultConfig], Workspace],
 ) -> None:
@@ -579,12 +573,6 @@ def test_concurrent_applies_take_turns_on_one_state_directory(
     assert read_lock_holder(ws.state) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a writer refused in the instant between the holder's flock and its "
-    "record says 'another process (it has not written its name yet)' (4 of 204 refusals with 8 "
-    "writers at once); it should wait a moment for the record (reconciler/state/lock.py _busy)",
-)
 def test_a_refused_writer_names_the_holder_even_in_the_instant_it_took_the_lock(
     tmp_path: Path,
 ) -> None:

@@ -5,9 +5,10 @@ settles an unknown outcome (`ListTaskFlowInstance`)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -48,6 +49,12 @@ RATE_VARIABLE = "BACKFILL_ALIYUN_RATE_LIMIT"
 DEFAULT_RATE_LIMIT = 10.0
 """Not documented by DMS; override with BACKFILL_ALIYUN_RATE_LIMIT (calls per second)."""
 LIST_PAGE_SIZE = 100
+SETTLE_SECONDS = 300.0
+"""How long after its intent a create may still be running at DMS although its process died:
+finding no instance before then proves nothing (recovering at once after a kill must not
+conclude "did not run" while the server is still handling the request)."""
+clock: Callable[[], float] = time.time
+"""The wall clock an intent's age is judged by."""
 
 DEFAULTS: dict[str, JSON] = {"triggerSubTree": True, "intervalHours": 24, "order": "chronological"}
 OPTIONAL = ("tenantId", "historyDagId", "startNodeIds", "filterNodeIds")
@@ -255,8 +262,9 @@ class DmsClient:
     def find(self, record: Any) -> Lookup:
         """Instances of the DAG, for the submission's business dates, started since its intent.
 
-        Found for every date: it ran. None at all in a complete listing: it did not. Anything
-        else (some dates only, an error) stays unknown for a person to decide.
+        Found for every date: it ran. None at all in a complete listing, SETTLE_SECONDS or more
+        after the intent: it did not. Anything else (some dates only, a request that may still
+        be running, an error) stays unknown for a person or a later lookup to decide.
         """
         (target,) = record.targets
         since = record.intent_time[:10]
@@ -295,8 +303,15 @@ class DmsClient:
         )
         if len(found) == len(wanted):
             return Lookup("submitted", remote_id=str(min(found.values())), how=how)
-        if not found:
+        age = clock() - datetime.fromisoformat(record.intent_time).timestamp()
+        if not found and age >= SETTLE_SECONDS:
             return Lookup("missing", how=how)
+        if not found:
+            return Lookup(
+                "unclear",
+                how=f"{how}, but the request left only {age:.0f}s ago and may still be running "
+                f"at DMS: look again {SETTLE_SECONDS:.0f}s after it",
+            )
         return Lookup("unclear", how=how)
 
     def progress(self, record: Any) -> Progress:

@@ -93,8 +93,17 @@ def _wait_for_lock(fd: int, directory: Path, timeout: float) -> None:
             return
 
 
+_RECORD_GRACE_SECONDS = 1.0
+"""A holder writes its record right after it takes the flock; a refusal in that instant waits
+this long for the name rather than report an anonymous holder."""
+
+
 def _busy(directory: Path, timeout: float) -> StateError:
     holder = read_lock_holder(directory)
+    deadline = time.monotonic() + _RECORD_GRACE_SECONDS
+    while holder is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+        holder = read_lock_holder(directory)
     still = f"still locked after {timeout:g}s" if timeout > 0 else "locked"
     who = str(holder) if holder else "another process (it has not written its name yet)"
     unlock = f"`backfill state unlock {holder.id}`" if holder else "`backfill state unlock`"
