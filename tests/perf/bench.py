@@ -328,7 +328,10 @@ def main() -> int:
         )
     missed = [r.scenario for r in rows if r.met is False]
     if missed:
-        print("Targets missed: " + "; ".join(missed))
+        print(
+            "Targets missed: " + "; ".join(missed) + " (the profile that explains why, and what"
+            " would close them: README.md, section Performance)"
+        )
     return 0
 
 
