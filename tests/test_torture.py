@@ -29,6 +29,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from factories import dms_plan, wedata_plan, write
+from figures import report
 
 from reconciler.cli import cli
 from reconciler.emulator import Emulator, FaultConfig, Latency
@@ -125,7 +126,7 @@ class Figures:
         shown.update(self.extra)
         shown["seconds"] = round(time.monotonic() - self.started, 1)
         shown.update(seed=SEED, scale=SCALE)
-        print(f"\n[torture] {self.name}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        report(f"[torture] {self.name}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
 
 
 # --- a plans directory, a state directory and the emulator, driven through the CLI ------------

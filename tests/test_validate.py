@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from factories import wedata_plan, write
+from figures import report
 
 from reconciler.pipeline import validated
 
@@ -244,7 +245,10 @@ def test_the_fast_check_never_accepts_what_the_reference_validator_rejects() -> 
         rejected += not reference_ok
     assert disagreements < 30  # stricter is safe but should be rare
     assert rejected > 1500  # the mutations do exercise the schema
-    print(f"fast check vs reference: {rejected} rejected, {disagreements} stricter answers")
+    report(
+        f"[validate] fast check vs jsonschema over 3000 mutations: {rejected} rejected by "
+        f"jsonschema, all of them by the fast check too; {disagreements} stricter answers"
+    )
 
 
 def test_one_run_reports_schema_and_calendar_problems_of_the_same_document(tmp_path: Path) -> None:
