@@ -243,7 +243,7 @@ def state_table(records: Sequence[SubmissionRecord], state: State) -> str:
             str(r.revision),
             str(r.status),
             str(len(r.targets) * len(r.dates)),
-            f"{min(r.dates)}..{max(r.dates)}" if r.dates else "-",
+            ", ".join(a if a == b else f"{a}..{b}" for a, b in contiguous_runs(r.dates)) or "-",
             r.remote_id or "-",
             r.updated_time,
         )
