@@ -26,7 +26,7 @@ from reconciler.commands import status as status_command
 from reconciler.emulator import FaultConfig, Latency, create_app
 from reconciler.emulator.server import serve_forever
 from reconciler.errors import BackfillError, InvalidPlans
-from reconciler.providers import ALL
+from reconciler.providers import ALL, dms, wedata
 from reconciler.state import SubmissionStatus, force_unlock, load_state, open_state
 from reconciler.views import audit as audit_view
 from reconciler.views import github, markdown, text
@@ -70,14 +70,14 @@ def plans_option(command: F) -> F:
 def endpoint_options(command: F) -> F:
     command = click.option(
         "--aliyun-endpoint",
-        envvar="BACKFILL_ALIYUN_ENDPOINT",
+        envvar=dms.ENDPOINT_VARIABLE,
         metavar="URL",
         help="DMS endpoint (default https://dms-enterprise.<region>.aliyuncs.com). "
         "Env: BACKFILL_ALIYUN_ENDPOINT.",
     )(command)
     command = click.option(
         "--tencent-endpoint",
-        envvar="BACKFILL_TENCENT_ENDPOINT",
+        envvar=wedata.ENDPOINT_VARIABLE,
         metavar="URL",
         help="WeData endpoint (default https://wedata.intl.tencentcloudapi.com). "
         "Env: BACKFILL_TENCENT_ENDPOINT.",

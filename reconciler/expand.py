@@ -16,10 +16,6 @@ class Desired:
     plan: Plan
     groups: tuple[CellGroup, ...]
 
-    @property
-    def cell_count(self) -> int:
-        return sum(len(g.targets) * g.days for g in self.groups)
-
 
 def expand(plans: Sequence[Plan]) -> tuple[Desired, ...]:
     return tuple(
