@@ -157,17 +157,18 @@ def execute(
                 way.pacer.succeeded()
                 break
             way.pacer.throttled()
-            if attempts >= MAX_ATTEMPTS:
+            if attempts >= MAX_ATTEMPTS or stop.is_set():
                 break
             retried.append(outcome.code)
             sleep(_backoff(attempts))
         if outcome.kind is OutcomeKind.RETRYABLE:
+            why = "stopped" if stop.is_set() else f"gave up after {attempts} attempts"
             outcome = Outcome(
                 OutcomeKind.RETRYABLE,
                 request_id=outcome.request_id,
                 code=outcome.code,
-                message=f"gave up after {attempts} attempts ({outcome.message}); nothing was "
-                "created, the next apply tries these cells again",
+                message=f"{why} ({outcome.message}); nothing was created, the next apply "
+                "tries these cells again",
                 emulator=outcome.emulator,
             )
         event, data = outcome_event(submission, outcome)

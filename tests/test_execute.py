@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 
 from reconciler.domain import Outcome, OutcomeKind, Submission
-from reconciler.execute import Pacer, Result
+from reconciler.execute import Pacer, Result, Route, execute
 from reconciler.views.progress import Progress
 from reconciler.views.text import styler
 
@@ -93,3 +94,44 @@ def test_in_a_log_every_call_is_a_line() -> None:
         "[1/2] submitted a p -> rid (RequestId -)",
         "[2/2] submitted b p -> rid (RequestId -)",
     ]
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, object]]] = []
+
+    def append(self, type: str, data: dict[str, object]) -> None:
+        self.events.append((type, data))
+
+
+class Throttled:
+    """A client the API always throttles; it stops the run after the first reply."""
+
+    credential_id = "AKID"
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop, self.calls = stop, 0
+
+    def submit(self, submission: Submission) -> Outcome:
+        self.calls += 1
+        self.stop.set()
+        return Outcome(OutcomeKind.RETRYABLE, code="RequestLimitExceeded", message="slow down")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stopped_run_does_not_retry_and_journals_the_call_as_not_created() -> None:
+    stop = threading.Event()
+    client, journal, clock = Throttled(stop), Journal(), Clock()
+    route = Route(client, Pacer(20.0, clock=clock, sleep=clock.sleep), "http://127.0.0.1:9")
+    [done] = execute(
+        [result(OutcomeKind.SUBMITTED).submission],
+        route=lambda s: route,
+        journal=journal,
+        sleep=clock.sleep,
+        stop=stop,
+    )
+    assert client.calls == 1
+    assert [t for t, _ in journal.events] == ["intent", "rejected"]
+    assert done.outcome.message.startswith("stopped (slow down); nothing was created")
