@@ -549,7 +549,6 @@ def test_fault_rates_converge_over_reruns_with_zero_duplicates(
 # --- concurrent applies -----------------------------------------------------------------------
 
 LOCKED = re.compile(r"is (?:still )?locked by `backfill apply` \(pid (\d+), user ")
-UNNAMED = "locked by another process (it has not written its name yet)"
 
 
 def test_concurrent_applies_take_turns_on_one_state_directory(
@@ -566,26 +565,21 @@ def test_concurrent_applies_take_turns_on_one_state_directory(
     results = [(t, run.wait()) for t, run in zip(timeouts, runs, strict=True)]
     figures.trials = len(runs)
 
-    refused = unnamed = 0
+    refused = 0
     for lock_timeout, done in results:
         assert "Traceback" not in done.stderr
         if done.returncode == 0:
             continue
         assert lock_timeout == "0", done.stderr
         refused += 1
-        # Without --lock-timeout a loser fails at once, naming the apply that holds the lock,
-        # unless it looked in the instant between the holder's flock and its record (a known
-        # bug, pinned by the test below).
-        if UNNAMED in done.stderr:
-            unnamed += 1
-            continue
+        # Without --lock-timeout a loser fails at once, naming the apply that holds the lock.
         match = LOCKED.search(done.stderr)
         assert match is not None, done.stderr
         assert int(match[1]) in pids
     worked = [d for _t, d in results if d.returncode == 0 and "Apply complete" in d.stdout]
     assert len(worked) >= 1
     audit(ws, figures, final=True)
-    figures.extra = {"refused": refused, "refused_unnamed": unnamed, "worked": len(worked)}
+    figures.extra = {"refused": refused, "worked": len(worked)}
     figures.show()
     assert ws.backfill("plan", "--detailed-exitcode").returncode == 0
     assert read_lock_holder(ws.state) is None
