@@ -7,6 +7,7 @@ outcome that may have executed is journaled `unknown` and never sent again by th
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -145,13 +146,19 @@ def execute(
         if stop.is_set():
             return
         way = route(submission)
+        # The pace slot first, then the intent, then the request: a run killed while calls wait
+        # for their turn leaves them unjournaled (never sent), not unknown.
+        way.pacer.acquire()
+        if stop.is_set():
+            return
         with lock:
             journal.append("intent", intent(submission, way.endpoint))
         attempts = 0
         retried: list[str] = []
         while True:
             attempts += 1
-            way.pacer.acquire()
+            if attempts > 1:
+                way.pacer.acquire()
             outcome = way.client.submit(submission)
             if outcome.kind is not OutcomeKind.RETRYABLE:
                 way.pacer.succeeded()
@@ -179,7 +186,7 @@ def execute(
             on_result(result)
 
     pool = ThreadPoolExecutor(max_workers=max(1, parallel))
-    futures = [pool.submit(run, s) for s in submissions]
+    futures = [pool.submit(run, s) for s in interleave(submissions)]
     try:
         for future in futures:
             future.result()
@@ -190,6 +197,18 @@ def execute(
         raise
     pool.shutdown()
     return results
+
+
+def interleave(submissions: Iterable[Submission]) -> list[Submission]:
+    """Round-robin over providers, so that workers waiting for one API's pace never hold back
+    another's calls (each keeps its own order)."""
+    queues: dict[str, list[Submission]] = {}
+    for submission in submissions:
+        queues.setdefault(submission.provider, []).append(submission)
+    ordered: list[Submission] = []
+    for batch in itertools.zip_longest(*queues.values()):
+        ordered.extend(s for s in batch if s is not None)
+    return ordered
 
 
 def _backoff(attempt: int) -> float:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import threading
 
 from reconciler.domain import Outcome, OutcomeKind, Submission
-from reconciler.execute import Pacer, Result, Route, execute
+from reconciler.execute import Pacer, Result, Route, execute, interleave
 from reconciler.views.progress import Progress
 from reconciler.views.text import styler
 
@@ -135,3 +136,14 @@ def test_a_stopped_run_does_not_retry_and_journals_the_call_as_not_created() -> 
     assert client.calls == 1
     assert [t for t, _ in journal.events] == ["intent", "rejected"]
     assert done.outcome.message.startswith("stopped (slow down); nothing was created")
+
+
+def test_calls_of_several_apis_are_interleaved_so_one_pace_does_not_hold_back_another() -> None:
+    wedata = [result(OutcomeKind.SUBMITTED, f"w{i}").submission for i in range(3)]
+    dms = [
+        dataclasses.replace(
+            result(OutcomeKind.SUBMITTED, f"d{i}").submission, provider="aliyun-dms"
+        )
+        for i in range(2)
+    ]
+    assert [s.key for s in interleave([*wedata, *dms])] == ["w0", "d0", "w1", "d1", "w2"]
