@@ -1051,3 +1051,35 @@ def test_a_snapshot_seeks_to_its_own_journal_line_and_a_wrong_offset_only_costs_
     head, rest = path.read_text().split("\n", 1)
     path.write_text(head.replace(f'"offset": {value["offset"]}', '"offset": 7') + "\n" + rest)
     assert load_state(tmp_path) == expected
+
+
+def test_the_snapshot_leaves_requests_and_actors_in_the_journal_and_reads_them_from_there(
+    tmp_path: Path,
+) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("k1", targets=("t1",)))
+        state.append("submitted", submitted("k1", "plan-1"))
+        journaled = state.state.submissions["k1"]
+    text = (tmp_path / "snapshot.json").read_text()
+    assert '"request"' not in text
+    assert '"actor"' not in text
+    loaded = load_state(tmp_path).submissions["k1"]
+    assert (loaded.params, loaded.request, loaded.actor, loaded.endpoint) == (
+        journaled.params,
+        journaled.request,
+        journaled.actor,
+        journaled.endpoint,
+    )
+
+
+def test_a_snapshot_pointing_at_a_line_that_is_no_intent_is_an_error_when_read(
+    tmp_path: Path,
+) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("k1"))
+        state.append("submitted", submitted("k1", "plan-1"))
+    path = tmp_path / "snapshot.json"
+    path.write_text(path.read_text().replace('"intent_seq":1', '"intent_seq":2'))
+    record = load_state(tmp_path).submissions["k1"]
+    with pytest.raises(StateError, match=r"journal.jsonl:2: is not the intent"):
+        _ = record.request

@@ -12,9 +12,9 @@ from reconciler.domain import JSON
 from reconciler.errors import Diagnostic, Location, StateError
 from reconciler.state import EventType, SubmissionRecord, load_state, verify_journal
 from reconciler.state.fold import FoldError, Replay
-from reconciler.state.journal import JournalFile, check_link, damage
+from reconciler.state.journal import JOURNAL_FILE, JournalFile, check_link, damage
 from reconciler.state.records import ZERO_HASH
-from reconciler.state.store import JOURNAL_FILE, SNAPSHOT_FILE
+from reconciler.state.store import SNAPSHOT_FILE
 
 
 @dataclass(frozen=True, slots=True)

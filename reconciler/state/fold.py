@@ -14,6 +14,7 @@ from typing import Any
 from reconciler.domain import runs
 from reconciler.state.records import (
     EventType,
+    IntentDetails,
     State,
     SubmissionRecord,
     SubmissionStatus,
@@ -119,12 +120,9 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             provider=data["provider"],
             action=data["action"],
             region=data["region"],
-            endpoint=data["endpoint"],
             targets=tuple(data["targets"]),
             spans=tuple(runs(data["dates"])),
             fingerprint=data["fingerprint"],
-            params=data["params"],
-            request=data["request"],
             status=_S.PENDING,
             remote_id="",
             request_id="",
@@ -137,7 +135,9 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             intent_time=time,
             updated_seq=seq,
             updated_time=time,
-            actor=event["actor"],
+            details=IntentDetails(
+                data["endpoint"], data["params"], data["request"], event["actor"]
+            ),
         )
     if record is None:
         raise FoldError(f"`{kind}` for submission {key}, which has no intent")

@@ -28,6 +28,9 @@ _DAMAGE_HINT = (
 )
 
 
+JOURNAL_FILE = "journal.jsonl"
+
+
 def timestamp(moment: datetime) -> str:
     """UTC with milliseconds, `2026-11-21T06:40:00.123Z`; a naive time is taken as UTC."""
     if moment.tzinfo is None:

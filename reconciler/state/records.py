@@ -5,14 +5,17 @@ A record's JSON form is what `snapshot.json` stores; `record_from_json` checks i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import itemgetter
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from reconciler.domain import JSON, Cell, day, merge_spans, ordinal
+from reconciler.errors import StateError
 
 ZERO_HASH = "0" * 64
 """The `prev` of the first event, and the hash of an empty journal."""
@@ -51,6 +54,57 @@ COVERING = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class IntentDetails:
+    """What a submission's intent says beyond what the diff reads: where it went, its request
+    and parameters, and who journaled it."""
+
+    endpoint: str
+    params: Mapping[str, JSON]
+    request: Mapping[str, JSON]
+    actor: Mapping[str, JSON]
+
+
+class JournalDetails:
+    """The details of a record loaded from the snapshot, which leaves them in the journal:
+    read from the intent's line the first time a view asks (most runs never do)."""
+
+    __slots__ = ("journal", "seq")
+
+    def __init__(self, journal: Path, seq: int) -> None:
+        self.journal, self.seq = journal, seq
+
+    def get(self) -> IntentDetails:
+        return _intent_details(self.journal, self.seq)
+
+
+_INTENTS: dict[tuple[Path, int, int], dict[int, IntentDetails]] = {}
+
+
+def _intent_details(journal: Path, seq: int) -> IntentDetails:
+    """One scan of the journal reads the details of every intent (a view that needs one
+    usually needs many), kept for as long as the file is unchanged."""
+    stat = journal.stat()
+    version = (journal.resolve(), stat.st_size, stat.st_mtime_ns)
+    known = _INTENTS.get(version, {})
+    if seq not in known:
+        known = {}
+        with journal.open("rb") as lines:
+            for number, raw in enumerate(lines, 1):
+                if b'"type":"intent"' not in raw:
+                    continue
+                event = json.loads(raw)
+                data = event["data"]
+                known[number] = IntentDetails(
+                    data["endpoint"], data["params"], data["request"], event["actor"]
+                )
+        _INTENTS.clear()  # one journal at a time is what a command reads
+        _INTENTS[version] = known
+    if seq not in known:
+        raise StateError(f"{journal}:{seq}: is not the intent the snapshot says it is")
+    return known[seq]
+
+
+@dataclass(frozen=True, slots=True)
 class SubmissionRecord:
     """One submission key as the journal has it now: its latest intent and what became of it."""
 
@@ -60,14 +114,11 @@ class SubmissionRecord:
     provider: str
     action: str
     region: str
-    endpoint: str
     targets: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]
     """The covered dates as runs of days (first and last ordinal): a repo-scale state covers
     millions of cells, and loading it must not spell every date out."""
     fingerprint: str
-    params: Mapping[str, JSON]
-    request: Mapping[str, JSON]
     status: SubmissionStatus
     remote_id: str
     request_id: str
@@ -84,8 +135,29 @@ class SubmissionRecord:
     intent_time: str
     updated_seq: int
     updated_time: str
-    actor: Mapping[str, JSON]
-    """Who journaled the latest intent."""
+    details: IntentDetails | JournalDetails = field(compare=False, repr=False)
+    """Endpoint, parameters, request and actor of the latest intent (in the journal)."""
+
+    def _details(self) -> IntentDetails:
+        details = self.details
+        return details if isinstance(details, IntentDetails) else details.get()
+
+    @property
+    def endpoint(self) -> str:
+        return self._details().endpoint
+
+    @property
+    def params(self) -> Mapping[str, JSON]:
+        return self._details().params
+
+    @property
+    def request(self) -> Mapping[str, JSON]:
+        return self._details().request
+
+    @property
+    def actor(self) -> Mapping[str, JSON]:
+        """Who journaled the latest intent."""
+        return self._details().actor
 
     @property
     def covers_cells(self) -> bool:
@@ -151,12 +223,12 @@ class State:
                 key=lambda record: record.intent_seq,
             )
             for record in covering:
-                entries = [(first, last, record) for first, last in record.spans]
                 for each in record.targets:
                     coverage = index.setdefault(
                         (record.plan, record.revision, each), DateCoverage()
                     )
-                    coverage.runs.extend(entries)
+                    for first, last in record.spans:
+                        coverage.add(first, last, record)
             object.__setattr__(self, "_coverage", index)
         assert self._coverage is not None
         return self._coverage.get((plan, revision, target), _NOTHING)
@@ -177,10 +249,21 @@ class State:
 class DateCoverage:
     """The submissions covering one target's dates, as runs of days in intent order."""
 
-    __slots__ = ("runs",)
+    __slots__ = ("fingerprint", "runs")
 
     def __init__(self) -> None:
         self.runs: list[tuple[int, int, SubmissionRecord]] = []
+        self.fingerprint: str | None = ""
+        """The one fingerprint of every covering submission, all with a known outcome; None
+        when they differ or one is unknown (then dates must be looked at one by one)."""
+
+    def add(self, first: int, last: int, record: SubmissionRecord) -> None:
+        self.runs.append((first, last, record))
+        settled = record.status is SubmissionStatus.SUBMITTED
+        if not settled or self.fingerprint not in ("", record.fingerprint):
+            self.fingerprint = None
+        elif self.fingerprint == "":
+            self.fingerprint = record.fingerprint
 
     def get(self, date: str) -> SubmissionRecord | None:
         number = ordinal(date)
@@ -195,7 +278,7 @@ class DateCoverage:
     def settled_with(self, fingerprint: str) -> bool:
         """Every covering submission has this fingerprint and a known outcome: then a date is
         in sync exactly when it is covered, and runs can be counted without walking dates."""
-        return all(r.fingerprint == fingerprint and not r.needs_attention for *_, r in self.runs)
+        return self.fingerprint == fingerprint
 
     def count_within(self, spans: list[tuple[int, int]]) -> tuple[int, int]:
         """How many days of `spans` (sorted, disjoint) some submission covers, and how many
@@ -233,6 +316,8 @@ def parse_spans(texts: list[str]) -> tuple[tuple[int, int], ...]:
 
 
 def record_to_json(record: SubmissionRecord) -> dict[str, JSON]:
+    """The record as the snapshot keeps it: what the diff and the views of many records read.
+    Endpoint, parameters, request and actor stay in the journal, at `intent_seq`."""
     return {
         "key": record.key,
         "plan": record.plan,
@@ -240,12 +325,9 @@ def record_to_json(record: SubmissionRecord) -> dict[str, JSON]:
         "provider": record.provider,
         "action": record.action,
         "region": record.region,
-        "endpoint": record.endpoint,
         "targets": list(record.targets),
         "dates": compact_dates(record.spans),
         "fingerprint": record.fingerprint,
-        "params": record.params,
-        "request": record.request,
         "status": str(record.status),
         "remote_id": record.remote_id,
         "request_id": record.request_id,
@@ -258,7 +340,6 @@ def record_to_json(record: SubmissionRecord) -> dict[str, JSON]:
         "intent_time": record.intent_time,
         "updated_seq": record.updated_seq,
         "updated_time": record.updated_time,
-        "actor": record.actor,
     }
 
 
@@ -269,12 +350,9 @@ _RECORD_TYPES: Mapping[str, type] = {
     "provider": str,
     "action": str,
     "region": str,
-    "endpoint": str,
     "targets": list,
     "dates": list,
     "fingerprint": str,
-    "params": dict,
-    "request": dict,
     "status": str,
     "remote_id": str,
     "request_id": str,
@@ -287,19 +365,26 @@ _RECORD_TYPES: Mapping[str, type] = {
     "intent_time": str,
     "updated_seq": int,
     "updated_time": str,
-    "actor": dict,
 }
 
 
 _STATUSES = {str(status): status for status in SubmissionStatus}
-_NAMES = tuple("dates" if f.name == "spans" else f.name for f in fields(SubmissionRecord))
+_record: Callable[..., SubmissionRecord] = SubmissionRecord
+"""Positional construction from the JSON values in field order (checked just before)."""
+_NAMES = tuple(
+    "dates" if f.name == "spans" else f.name
+    for f in fields(SubmissionRecord)
+    if f.name != "details"
+)
 """The record's JSON fields in the order of the dataclass's fields (spans are `dates` there)."""
 _GET = itemgetter(*_NAMES)
 _TYPES = tuple(_RECORD_TYPES[name] for name in _NAMES)
-_TARGETS, _SPANS, _STATUS = (_NAMES.index(name) for name in ("targets", "dates", "status"))
+_TARGETS, _SPANS, _STATUS, _INTENT_SEQ = (
+    _NAMES.index(name) for name in ("targets", "dates", "status", "intent_seq")
+)
 
 
-def record_from_json(value: Any) -> SubmissionRecord:
+def record_from_json(value: Any, journal: Path) -> SubmissionRecord:
     """Raises ValueError with a sentence naming the field when `value` is not a record.
 
     Runs once per submission on every load, so the checks are whole-tuple comparisons in C;
@@ -319,7 +404,7 @@ def record_from_json(value: Any) -> SubmissionRecord:
     if status is None:
         raise ValueError(f"unknown status {values[_STATUS]!r}")
     values[_TARGETS], values[_SPANS], values[_STATUS] = targets, parse_spans(dates), status
-    return SubmissionRecord(*values)
+    return _record(*values, details=JournalDetails(journal, values[_INTENT_SEQ]))
 
 
 def _shape_problem(value: Any) -> str:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from reconciler.domain import JSON, canonical_json
+from reconciler.domain import JSON
 from reconciler.errors import Location, StateError
-from reconciler.state.journal import fsync_directory
+from reconciler.state.journal import JOURNAL_FILE, fsync_directory
 from reconciler.state.records import (
     ZERO_HASH,
     State,
@@ -26,6 +26,7 @@ from reconciler.state.records import (
 )
 
 SNAPSHOT_FORMAT = 1
+
 TEMP_PREFIX = ".snapshot.json."
 TEMP_SUFFIX = ".tmp"
 
@@ -61,22 +62,13 @@ def document(
     records: Iterable[SubmissionRecord],
     offset: int,
 ) -> dict[str, JSON]:
-    # Every event of a run has the same actor: the snapshot lists each one once, and records
-    # refer to it by its place in that list (a repo-scale state stays small and quick to read).
-    actors: dict[str, int] = {}
-    submissions: dict[str, JSON] = {}
-    for record in records:
-        value = record_to_json(record)
-        value["actor"] = actors.setdefault(canonical_json(value["actor"]), len(actors))
-        submissions[record.key] = value
     return {
         "format": SNAPSHOT_FORMAT,
         "seq": seq,
         "hash": head_hash,
         "offset": offset,
         "emulator": emulator,
-        "actors": [json.loads(text) for text in actors],
-        "submissions": submissions,
+        "submissions": {record.key: record_to_json(record) for record in records},
     }
 
 
@@ -200,18 +192,11 @@ def read(path: Path) -> Snapshot | None:
         raise StateError(
             "`emulator` or `submissions` is missing or mistyped", location=where, hint=_CACHE_HINT
         )
-    actors = value.get("actors", [])
-    if not isinstance(actors, list) or not all(isinstance(a, dict) for a in actors):
-        raise StateError("`actors` is not a list of objects", location=where, hint=_CACHE_HINT)
     records: dict[str, SubmissionRecord] = {}
+    journal = path.with_name(JOURNAL_FILE)  # holds what the snapshot leaves out
     for key, item in submissions.items():
         try:
-            actor = item.get("actor") if isinstance(item, dict) else None
-            if type(actor) is int:
-                if not 0 <= actor < len(actors):
-                    raise ValueError(f"`actor` {actor} is not in the snapshot's list of actors")
-                item["actor"] = actors[actor]
-            record = record_from_json(item)
+            record = record_from_json(item, journal)
         except ValueError as error:
             raise StateError(
                 f"submission {key}: {error}", location=where, hint=_CACHE_HINT

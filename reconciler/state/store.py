@@ -19,11 +19,10 @@ from reconciler.domain import JSON, canonical_json
 from reconciler.errors import Diagnostic, Location, StateError
 from reconciler.state import journal, snapshot
 from reconciler.state.fold import FoldError, Replay, check_data
-from reconciler.state.journal import Journal, JournalFile
+from reconciler.state.journal import JOURNAL_FILE, Journal, JournalFile
 from reconciler.state.lock import Lock
 from reconciler.state.records import ZERO_HASH, EventType, State, record_to_json
 
-JOURNAL_FILE = "journal.jsonl"
 SNAPSHOT_FILE = "snapshot.json"
 GITIGNORE = "lock\n.snapshot.json.*.tmp\n"
 """The state is committed with the plans; the lock and a crashed writer's temp file are not."""

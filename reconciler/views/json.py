@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from reconciler.diff import Changeset
@@ -130,8 +130,17 @@ def results(items: Sequence[Result], planned: int) -> dict[str, Any]:
 
 
 def record(item: SubmissionRecord) -> dict[str, Any]:
-    data = asdict(item)
-    data["status"] = str(item.status)
-    del data["spans"]
-    data["targets"], data["dates"] = list(item.targets), list(item.dates)
+    data = {f.name: getattr(item, f.name) for f in fields(item) if f.name not in _LEFT_OUT}
+    data.update(
+        status=str(item.status),
+        targets=list(item.targets),
+        dates=list(item.dates),
+        endpoint=item.endpoint,
+        params=item.params,
+        request=item.request,
+        actor=item.actor,
+    )
     return data
+
+
+_LEFT_OUT = frozenset({"spans", "details"})
