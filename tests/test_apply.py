@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from factories import TASKS, wedata_plan, write
-from harness import Crash, Repo
+from harness import Crash, Repo, cli
 
 from reconciler.emulator.app import Emulator
 from reconciler.errors import BackfillError
@@ -234,18 +232,6 @@ def test_a_crash_between_intent_and_outcome_is_unknown_and_never_resubmitted(
     out = capsys.readouterr().out
     assert "needs attention" in out
     assert f"backfill state import {record.key}" in out
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
 
 
 @pytest.fixture

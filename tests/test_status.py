@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import FakeClock
 from factories import TASKS, dms_plan, wedata_plan, write
-from harness import LOOPBACK, Repo
+from harness import LOOPBACK, Repo, cli
 
 from reconciler.commands.status import Report, report
 from reconciler.emulator.app import Emulator
@@ -168,18 +166,6 @@ def test_unknown_outcomes_are_listed_apart_with_what_to_do(repo: Repo) -> None:
     assert [r.key for r in found.unsettled] == ["k-unknown"]
     assert "with an unknown outcome not shown (k-unknown)" in view.text(found)
     assert "`backfill recover`" in view.markdown(found)
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
 
 
 def test_the_status_command_over_loopback_in_every_format(
