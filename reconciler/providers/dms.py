@@ -26,7 +26,6 @@ from reconciler.domain import (
     merge_spans,
     range_span,
 )
-from reconciler.emulator.app import EMULATOR_HEADER
 from reconciler.errors import BackfillError
 from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials, encode_query, rpc_params
 from reconciler.providers.protocol import (
@@ -37,7 +36,10 @@ from reconciler.providers.protocol import (
     Progress,
     chunked,
     contiguous_runs,
+    from_emulator,
     overall,
+    send,
+    unreadable,
 )
 
 NAME = "aliyun-dms"
@@ -244,19 +246,9 @@ class DmsClient:
     def call(self, action: str, params: Mapping[str, JSON]) -> Reply:
         query = encode_query(rpc_params(params))
         headers = {"x-acs-action": action, "x-acs-version": VERSION, "accept": "application/json"}
-        try:
-            response = self._http.post(f"/?{query}", headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-            return Reply(
-                Outcome(OutcomeKind.RETRYABLE, code="ConnectionFailed", message=str(error)), {}
-            )
-        except httpx.TransportError as error:
-            return Reply(
-                Outcome(
-                    OutcomeKind.UNKNOWN, code=type(error).__name__, message=str(error) or "no reply"
-                ),
-                {},
-            )
+        response = send(self._http, f"/?{query}", headers=headers)
+        if isinstance(response, Outcome):
+            return Reply(response, {})
         return _reply(response)
 
     def find(self, record: Any) -> Lookup:
@@ -376,39 +368,20 @@ def _instance(target: str, day: str, item: Mapping[str, Any]) -> Instance:
 
 
 def _reply(response: httpx.Response) -> Reply:
-    emulator = EMULATOR_HEADER in response.headers
-    if response.status_code >= 500:
-        return Reply(
-            Outcome(
-                OutcomeKind.UNKNOWN,
-                code=f"HTTP{response.status_code}",
-                message=f"server error {response.status_code}: the call may have been executed",
-                emulator=emulator,
-            ),
-            {},
-        )
+    emulator = from_emulator(response)
     try:
         body = response.json()
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        return Reply(
-            Outcome(
-                OutcomeKind.UNKNOWN,
-                code=f"HTTP{response.status_code}",
-                message="reply is not a DMS response: " + response.text[:200],
-                emulator=emulator,
-            ),
-            {},
-        )
+        return Reply(unreadable(response, "DMS"), {})
     request_id = str(body.get("RequestId", ""))
     if response.status_code >= 400:
         # The API gateway refused the request before DMS ran it.
         code = str(body.get("Code") or f"HTTP{response.status_code}")
-        kind = OutcomeKind.RETRYABLE if response.status_code == 429 else classify(code)
         return Reply(
             Outcome(
-                kind,
+                classify(code),
                 request_id=request_id,
                 code=code,
                 message=str(body.get("Message", "")),

@@ -9,7 +9,18 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from reconciler.domain import JSON, Batch, CellGroup, Outcome, Plan, Submission, day, runs
+from reconciler.domain import (
+    JSON,
+    Batch,
+    CellGroup,
+    Outcome,
+    OutcomeKind,
+    Plan,
+    Submission,
+    day,
+    runs,
+)
+from reconciler.emulator.app import EMULATOR_HEADER
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +135,47 @@ class Provider(Protocol):
     def progress(self, record: Any, connection: Connection) -> Progress:
         """The remote progress of a submitted backfill (a SubmissionRecord), read-only."""
         ...
+
+
+def send(http: httpx.Client, url: str, **request: Any) -> httpx.Response | Outcome:
+    """POST one request. What is not an answer of the API is classified here, alike for every
+    provider: a connection refused or timed out before sending, and HTTP 429, definitely did not
+    run (retryable); a transport failure after sending and HTTP 5xx may have run (unknown)."""
+    try:
+        response = http.post(url, **request)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+        return Outcome(OutcomeKind.RETRYABLE, code="ConnectionFailed", message=str(error))
+    except httpx.TransportError as error:
+        return Outcome(
+            OutcomeKind.UNKNOWN, code=type(error).__name__, message=str(error) or "no reply"
+        )
+    emulator = from_emulator(response)
+    if response.status_code == 429:
+        return Outcome(
+            OutcomeKind.RETRYABLE, code="HTTP429", message="throttled", emulator=emulator
+        )
+    if response.status_code >= 500:
+        return Outcome(
+            OutcomeKind.UNKNOWN,
+            code=f"HTTP{response.status_code}",
+            message=f"server error {response.status_code}: the call may have been executed",
+            emulator=emulator,
+        )
+    return response
+
+
+def unreadable(response: httpx.Response, api: str) -> Outcome:
+    """A reply that is not the API's: whatever answered, the call may have run."""
+    return Outcome(
+        OutcomeKind.UNKNOWN,
+        code=f"HTTP{response.status_code}",
+        message=f"reply is not a {api} response: " + response.text[:200],
+        emulator=from_emulator(response),
+    )
+
+
+def from_emulator(response: httpx.Response) -> bool:
+    return EMULATOR_HEADER in response.headers
 
 
 def contiguous_runs(dates: Sequence[str]) -> list[tuple[str, str]]:

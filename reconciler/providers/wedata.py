@@ -22,7 +22,6 @@ from reconciler.domain import (
     merge_spans,
     range_span,
 )
-from reconciler.emulator.app import EMULATOR_HEADER
 from reconciler.errors import BackfillError
 from reconciler.providers.protocol import (
     Connection,
@@ -32,7 +31,10 @@ from reconciler.providers.protocol import (
     Progress,
     chunked,
     contiguous_runs,
+    from_emulator,
     overall,
+    send,
+    unreadable,
 )
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
 
@@ -292,16 +294,9 @@ class WeDataClient:
             "X-TC-Version": VERSION,
             "X-TC-Region": region,
         }
-        try:
-            response = self._http.post("/", content=payload, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-            # Nothing reached the server: safe to try again.
-            return Outcome(OutcomeKind.RETRYABLE, code="ConnectionFailed", message=str(error))
-        except httpx.TransportError as error:
-            # The request may have been received and executed before the connection broke.
-            return Outcome(
-                OutcomeKind.UNKNOWN, code=type(error).__name__, message=str(error) or "no reply"
-            )
+        response = send(self._http, "/", content=payload, headers=headers)
+        if isinstance(response, Outcome):
+            return response
         return _outcome(response, create=create)
 
     def progress(self, record: Any) -> Progress:
@@ -358,28 +353,12 @@ def _percent(value: JSON) -> int | None:
 
 
 def _outcome(response: httpx.Response, *, create: bool) -> Outcome:
-    emulator = EMULATOR_HEADER in response.headers
-    if response.status_code == 429:
-        return Outcome(
-            OutcomeKind.RETRYABLE, code="HTTP429", message="throttled", emulator=emulator
-        )
-    if response.status_code >= 500:
-        return Outcome(
-            OutcomeKind.UNKNOWN,
-            code=f"HTTP{response.status_code}",
-            message=f"server error {response.status_code}: the call may have been executed",
-            emulator=emulator,
-        )
+    emulator = from_emulator(response)
     try:
         envelope = response.json()["Response"]
         request_id = str(envelope.get("RequestId", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
-        return Outcome(
-            OutcomeKind.UNKNOWN,
-            code=f"HTTP{response.status_code}",
-            message="reply is not a Tencent Cloud API response: " + response.text[:200],
-            emulator=emulator,
-        )
+        return unreadable(response, "Tencent Cloud API")
     error = envelope.get("Error")
     if isinstance(error, Mapping):
         code = str(error.get("Code", "")) or "UnknownError"

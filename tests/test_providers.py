@@ -1,0 +1,78 @@
+"""What both providers conclude from replies that are not an answer of the API: the part of the
+outcome tables that decides whether a call may be sent again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from reconciler.domain import OutcomeKind, Submission
+from reconciler.providers import dms, wedata
+from reconciler.providers.protocol import Client, Connection, Provider
+
+Respond = Callable[[httpx.Request], httpx.Response]
+
+
+def submission(provider: Provider) -> Submission:
+    request = (
+        {"DagId": 1, "BackFillDate": "2025-09-01"}
+        if provider is dms.PROVIDER
+        else {"ProjectId": "1", "TaskIds": ["1"]}
+    )
+    return Submission(
+        key="k",
+        plan="p",
+        revision=1,
+        provider=provider.name,
+        action=provider.action,
+        region="cn-hangzhou",
+        targets=("1",),
+        dates=("2025-09-01",),
+        fingerprint="f",
+        params={},
+        request=request,
+    )
+
+
+def client(provider: Provider, respond: Respond) -> Client:
+    # A stand-in for whatever answers on the wire (a proxy, a load balancer): the emulator
+    # never sends these replies.
+    transport = httpx.MockTransport(respond)
+    return provider.client(Connection("http://127.0.0.1:9", transport=transport))
+
+
+def fails(error: type[httpx.TransportError]) -> Respond:
+    def respond(request: httpx.Request) -> httpx.Response:
+        raise error("simulated", request=request)
+
+    return respond
+
+
+@pytest.fixture(autouse=True)
+def credentials(credentials_env: None) -> None:
+    """Both providers need credentials to build a client."""
+
+
+@pytest.mark.parametrize("provider", [wedata.PROVIDER, dms.PROVIDER], ids=["wedata", "dms"])
+@pytest.mark.parametrize(
+    ("respond", "kind"),
+    [
+        (fails(httpx.ConnectError), OutcomeKind.RETRYABLE),
+        (fails(httpx.ConnectTimeout), OutcomeKind.RETRYABLE),
+        (fails(httpx.ReadTimeout), OutcomeKind.UNKNOWN),
+        (fails(httpx.RemoteProtocolError), OutcomeKind.UNKNOWN),
+        (lambda r: httpx.Response(429, text="Too Many Requests"), OutcomeKind.RETRYABLE),
+        (lambda r: httpx.Response(502, text="<html>Bad Gateway</html>"), OutcomeKind.UNKNOWN),
+        (lambda r: httpx.Response(503, json={"Success": True}), OutcomeKind.UNKNOWN),
+        (lambda r: httpx.Response(200, text="<html>captive portal</html>"), OutcomeKind.UNKNOWN),
+    ],
+    ids=["refused", "connect-timeout", "read-timeout", "reset", "429", "502", "503", "not-json"],
+)
+def test_only_what_proves_nothing_ran_is_retryable(
+    provider: Provider, respond: Respond, kind: OutcomeKind
+) -> None:
+    outcome = client(provider, respond).submit(submission(provider))
+    assert outcome.kind is kind
+    assert outcome.code
