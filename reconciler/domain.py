@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -142,11 +142,6 @@ class CellGroup:
     def days(self) -> int:
         return sum(last - first + 1 for first, last in self.spans)
 
-    def cells(self) -> Iterator[Cell]:
-        for target in self.targets:
-            for each in self.dates:
-                yield Cell(self.plan, self.revision, target, each)
-
 
 def fingerprint(params: Mapping[str, JSON]) -> str:
     return digest(dict(params))[:16]
@@ -176,11 +171,6 @@ class Submission:
     params: Mapping[str, JSON]
     request: Mapping[str, JSON]
     """The action's request parameters exactly as they will be sent (no credentials)."""
-
-    def cells(self) -> Iterator[Cell]:
-        for target in self.targets:
-            for each in self.dates:
-                yield Cell(self.plan, self.revision, target, each)
 
     @property
     def size(self) -> int:

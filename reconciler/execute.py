@@ -11,7 +11,7 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,6 +35,31 @@ class Result:
     attempts: int
     retried: tuple[str, ...] = ()
     """The codes of the replies that were retried (throttling, refused connections)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What a run's calls came to, as every report of an apply counts them."""
+
+    submitted: int
+    not_created: int
+    """Rejected, or still throttled after the last attempt: nothing was created."""
+    unknown: int
+    not_attempted: int
+
+    @classmethod
+    def of(cls, results: Sequence[Result], planned: int) -> Tally:
+        kinds = [r.outcome.kind for r in results]
+        return cls(
+            submitted=kinds.count(OutcomeKind.SUBMITTED),
+            not_created=kinds.count(OutcomeKind.REJECTED) + kinds.count(OutcomeKind.RETRYABLE),
+            unknown=kinds.count(OutcomeKind.UNKNOWN),
+            not_attempted=planned - len(results),
+        )
+
+    @property
+    def all_submitted(self) -> bool:
+        return not (self.not_created or self.unknown)
 
 
 class Pacer:

@@ -21,7 +21,7 @@ from reconciler.commands.recover import LookUp
 from reconciler.diff import Changeset
 from reconciler.domain import Submission
 from reconciler.errors import BackfillError
-from reconciler.execute import Pacer, Result, Route, execute
+from reconciler.execute import Pacer, Result, Route, Tally, execute
 from reconciler.providers.protocol import Client, Connection, Provider
 from reconciler.state import State, open_state
 from reconciler.views import github, text
@@ -120,8 +120,8 @@ def run(options: ApplyOptions) -> int:
             err=True,
         )
         return 128 + received[0]
-    failed = any(r.outcome.kind.value != "submitted" for r in results)
-    return 1 if failed or changes.attention else 0
+    done = Tally.of(results, len(creates))
+    return 0 if done.all_submitted and not changes.attention else 1
 
 
 @contextmanager

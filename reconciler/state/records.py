@@ -181,13 +181,6 @@ class SubmissionRecord:
         """
         return self.status in (SubmissionStatus.PENDING, SubmissionStatus.UNKNOWN)
 
-    def cells(self) -> tuple[Cell, ...]:
-        return tuple(
-            Cell(self.plan, self.revision, target, date)
-            for target in self.targets
-            for date in self.dates
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class State:

@@ -9,6 +9,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -16,7 +17,7 @@ import click
 from reconciler.diff import Changeset, Conflict
 from reconciler.domain import JSON, OutcomeKind
 from reconciler.errors import BackfillError, Diagnostic, Location
-from reconciler.execute import Result
+from reconciler.execute import Result, Tally
 from reconciler.views import markdown
 from reconciler.views.text import plural
 
@@ -224,18 +225,9 @@ def report_apply(results: Sequence[Result], planned: int, env: Mapping[str, str]
         lines.append(command(name, f"{outcome.code}: {outcome.message}", {"title": title}))
     _annotate(lines)
     _summary(env, markdown.apply_results(results, planned, markdown.SUMMARY_BUDGET))
-    kinds = [r.outcome.kind for r in results]
+    tally = Tally.of(results, planned)
     _append(
         env,
         "GITHUB_OUTPUT",
-        output_lines(
-            {
-                "submitted": str(kinds.count(OutcomeKind.SUBMITTED)),
-                "not_created": str(
-                    kinds.count(OutcomeKind.REJECTED) + kinds.count(OutcomeKind.RETRYABLE)
-                ),
-                "unknown": str(kinds.count(OutcomeKind.UNKNOWN)),
-                "not_attempted": str(planned - len(results)),
-            }
-        ),
+        output_lines({name: str(value) for name, value in asdict(tally).items()}),
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from reconciler.diff import Attention, Changeset, Conflict, Orphan, PlanChanges
 from reconciler.domain import JSON, OutcomeKind, Submission
 from reconciler.errors import Diagnostic
-from reconciler.execute import Result
+from reconciler.execute import Result, Tally
 from reconciler.views.text import date_span, plural
 
 MARKER = "<!-- backfill-reconciler:plan -->"
@@ -288,18 +288,14 @@ def invalid(diagnostics: Sequence[Diagnostic], limit: int = BUDGET) -> str:
 def apply_results(results: Sequence[Result], planned: int, limit: int = BUDGET) -> str:
     """What an apply did, for the job summary: counts, then every call that did not succeed
     first (they need someone), then the rest."""
-    counts = {kind: 0 for kind in OutcomeKind}
-    for result in results:
-        counts[result.outcome.kind] += 1
-    left = planned - len(results)
+    tally = Tally.of(results, planned)
     summary = (
-        f"**Apply: {counts[OutcomeKind.SUBMITTED]} submitted, "
-        f"{counts[OutcomeKind.REJECTED] + counts[OutcomeKind.RETRYABLE]} not created, "
-        f"{counts[OutcomeKind.UNKNOWN]} unknown"
-        + (f", {left} of {planned} not attempted" if left else "")
+        f"**Apply: {tally.submitted} submitted, {tally.not_created} not created, "
+        f"{tally.unknown} unknown"
+        + (f", {tally.not_attempted} of {planned} not attempted" if tally.not_attempted else "")
         + ".**"
     )
-    if counts[OutcomeKind.UNKNOWN]:
+    if tally.unknown:
         summary += (
             " Unknown outcomes may have run and are never resubmitted by themselves: settle them"
             " with `backfill recover`, `backfill state import` or `backfill state forget`."

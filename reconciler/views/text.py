@@ -10,7 +10,7 @@ from reconciler.commands.recover import Finding
 from reconciler.diff import Changeset, Conflict, PlanChanges
 from reconciler.domain import JSON, OutcomeKind, Submission
 from reconciler.errors import Diagnostic
-from reconciler.execute import Result
+from reconciler.execute import Result, Tally
 from reconciler.providers.protocol import contiguous_runs
 from reconciler.state import State, SubmissionRecord
 from reconciler.validate import Validated
@@ -207,20 +207,17 @@ def result_line(result: Result, done: int, total: int, style: Style = _plain) ->
 
 
 def apply_summary(results: Sequence[Result], planned: int, style: Style = _plain) -> str:
-    counts = {kind: 0 for kind in OutcomeKind}
-    for result in results:
-        counts[result.outcome.kind] += 1
-    failed = len(results) - counts[OutcomeKind.SUBMITTED]
+    tally = Tally.of(results, planned)
+    failed = not tally.all_submitted
     head = "Apply complete:" if not failed else "Apply finished with problems:"
     text = (
-        f"{head} {counts[OutcomeKind.SUBMITTED]} submitted, "
-        f"{counts[OutcomeKind.REJECTED] + counts[OutcomeKind.RETRYABLE]} not created, "
-        f"{counts[OutcomeKind.UNKNOWN]} unknown"
+        f"{head} {tally.submitted} submitted, {tally.not_created} not created, "
+        f"{tally.unknown} unknown"
     )
-    if len(results) < planned:
-        text += f"; {planned - len(results)} of {planned} not attempted"
+    if tally.not_attempted:
+        text += f"; {tally.not_attempted} of {planned} not attempted"
     text += "."
-    if counts[OutcomeKind.UNKNOWN]:
+    if tally.unknown:
         text += (
             "\nUnknown outcomes may have run and are never resubmitted by themselves: see "
             "`backfill state list --status unknown` and resolve each with `state import` or "
