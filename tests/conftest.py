@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from harness import Repo
+from scenarios import clean_env
 
 from reconciler.emulator import create_app
 from reconciler.emulator.app import Emulator
@@ -72,8 +73,6 @@ def emulator(
 @pytest.fixture
 def emulator_url(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The `emulator` served on a free loopback port for the duration of the test."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
     server, url = start_in_thread(emulator)
     yield url
     server.shutdown()
@@ -133,8 +132,6 @@ def serve_emulator(
     """Serves `create_app(**options)` (with the test credentials unless given) on a free loopback
     port and returns it with its URL. Every server stops at the end of the test, which also
     releases at once any reply a fault holds back."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
     servers: list[EmulatorServer] = []
 
     def serve(**options: Any) -> tuple[Emulator, str]:
@@ -151,12 +148,29 @@ def serve_emulator(
 
 
 @pytest.fixture(autouse=True)
-def outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """When this suite itself runs in GitHub Actions, the commands under test must not write
-    annotations, job summaries or step outputs into the real run; tests that want them set
-    these variables themselves."""
-    for name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_WORKSPACE"):
+def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request of the tests goes to loopback, never through a proxy; and when this suite
+    runs in GitHub Actions, the commands under test must not write annotations, job summaries
+    or step outputs into the real run (tests that want them set these variables themselves)."""
+    for name in (
+        *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"),
+        *("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_WORKSPACE"),
+    ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def cli_env(
+    tencent_credentials: TencentCredentials, aliyun_credentials: AliyunCredentials
+) -> dict[str, str]:
+    """The environment of `backfill` as a subprocess: the emulator's credentials, nothing else
+    of ours."""
+    return clean_env(
+        TENCENTCLOUD_SECRET_ID=tencent_credentials.secret_id,
+        TENCENTCLOUD_SECRET_KEY=tencent_credentials.secret_key,
+        ALIBABA_CLOUD_ACCESS_KEY_ID=aliyun_credentials.access_key_id,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=aliyun_credentials.access_key_secret,
+    )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from harness import Crash, Repo, cli
 from reconciler.emulator.app import Emulator
 from reconciler.errors import BackfillError
 from reconciler.providers import ALL
-from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
 from reconciler.state import SubmissionStatus, load_state
 
@@ -232,25 +230,6 @@ def test_a_crash_between_intent_and_outcome_is_unknown_and_never_resubmitted(
     out = capsys.readouterr().out
     assert "needs attention" in out
     assert f"backfill state import {record.key}" in out
-
-
-@pytest.fixture
-def cli_env(
-    tencent_credentials: TencentCredentials, aliyun_credentials: AliyunCredentials
-) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("BACKFILL_", "TENCENTCLOUD_", "ALIBABA_CLOUD_"))
-    }
-    env.update(
-        TENCENTCLOUD_SECRET_ID=tencent_credentials.secret_id,
-        TENCENTCLOUD_SECRET_KEY=tencent_credentials.secret_key,
-        ALIBABA_CLOUD_ACCESS_KEY_ID=aliyun_credentials.access_key_id,
-        ALIBABA_CLOUD_ACCESS_KEY_SECRET=aliyun_credentials.access_key_secret,
-        NO_COLOR="1",
-    )
-    return env
 
 
 def test_the_cli_end_to_end_over_loopback(

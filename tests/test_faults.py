@@ -3,7 +3,6 @@ client concludes (retryable or unknown) and what the emulator really created."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -444,7 +443,6 @@ def test_the_config_round_trips_through_json() -> None:
 
 
 def _emulator_command(*flags: str, ready: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
     return subprocess.Popen(
         [
             sys.executable,
@@ -457,7 +455,6 @@ def _emulator_command(*flags: str, ready: Path) -> subprocess.Popen[str]:
             str(ready),
             *flags,
         ],
-        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

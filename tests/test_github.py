@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from factories import wedata_plan, write
-from harness import Repo
+from harness import Repo, cli
 from scenarios import clean_env, under_review
 
 from reconciler.emulator.app import Emulator
@@ -239,15 +239,7 @@ def test_apply_in_actions_summarises_results_annotates_problems_and_sets_outputs
         TENCENTCLOUD_SECRET_ID=tencent_credentials.secret_id,
         TENCENTCLOUD_SECRET_KEY="a-wrong-key",  # rejected: AuthFailure.SignatureFailure
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "apply", "--yes", "--endpoint", emulator_url],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    done = cli("apply", "--yes", "--endpoint", emulator_url, cwd=tmp_path, env=env)
     assert done.returncode == 1
     assert "::error title=rejected " in done.stderr
     assert "AuthFailure.SignatureFailure" in done.stderr

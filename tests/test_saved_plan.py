@@ -3,57 +3,33 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 from factories import wedata_plan, write
-from scenarios import clean_env
+from harness import cli
 
 from reconciler.emulator.app import Emulator
-from reconciler.providers.tc3 import TencentCredentials
 
 
-@pytest.fixture
-def env(tencent_credentials: TencentCredentials) -> dict[str, str]:
-    return clean_env(
-        TENCENTCLOUD_SECRET_ID=tencent_credentials.secret_id,
-        TENCENTCLOUD_SECRET_KEY=tencent_credentials.secret_key,
-    )
-
-
-def cli(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
-def saved(root: Path, env: dict[str, str]) -> Path:
-    done = cli(root, env, "plan", "--out", "reviewed.json")
+def saved(root: Path, cli_env: dict[str, str]) -> Path:
+    done = cli("plan", "--out", "reviewed.json", cwd=root, env=cli_env)
     assert done.returncode == 0, done.stderr
     assert "Saved the plan to reviewed.json" in done.stderr
     return root / "reviewed.json"
 
 
 def test_apply_of_a_saved_plan_makes_exactly_its_calls_without_asking(
-    tmp_path: Path, emulator: Emulator, emulator_url: str, env: dict[str, str]
+    tmp_path: Path, emulator: Emulator, emulator_url: str, cli_env: dict[str, str]
 ) -> None:
     write(
         tmp_path / "plans" / "orders.yaml",
         wedata_plan(dates=[("2025-09-01", "2025-09-09")], chunk=3),
     )
-    plan = saved(tmp_path, env)
+    plan = saved(tmp_path, cli_env)
     keys = [
         s["key"] for p in json.loads(plan.read_text())["plan"]["plans"] for s in p["submissions"]
     ]
-    done = cli(tmp_path, env, "apply", "reviewed.json", "--endpoint", emulator_url)
+    done = cli("apply", "reviewed.json", "--endpoint", emulator_url, cwd=tmp_path, env=cli_env)
     assert done.returncode == 0, done.stderr
     assert len(keys) == len(emulator.calls.all()) == 3
     names = sorted(c["params"]["DataBackfillPlanName"] for c in emulator.calls.all())
@@ -61,13 +37,13 @@ def test_apply_of_a_saved_plan_makes_exactly_its_calls_without_asking(
 
 
 def test_a_plan_file_edited_since_is_named_and_nothing_is_applied(
-    tmp_path: Path, emulator: Emulator, emulator_url: str, env: dict[str, str]
+    tmp_path: Path, emulator: Emulator, emulator_url: str, cli_env: dict[str, str]
 ) -> None:
     path = write(tmp_path / "plans" / "orders.yaml", wedata_plan())
-    saved(tmp_path, env)
+    saved(tmp_path, cli_env)
     write(path, wedata_plan(parallelism=3))
     write(tmp_path / "plans" / "new.yaml", wedata_plan("new"))
-    done = cli(tmp_path, env, "apply", "reviewed.json", "--endpoint", emulator_url)
+    done = cli("apply", "reviewed.json", "--endpoint", emulator_url, cwd=tmp_path, env=cli_env)
     assert done.returncode == 1
     assert "the plan files changed since reviewed.json was saved" in done.stderr
     assert "added plans/new.yaml; modified plans/orders.yaml" in done.stderr
@@ -75,12 +51,13 @@ def test_a_plan_file_edited_since_is_named_and_nothing_is_applied(
 
 
 def test_a_state_that_moved_since_is_refused(
-    tmp_path: Path, emulator: Emulator, emulator_url: str, env: dict[str, str]
+    tmp_path: Path, emulator: Emulator, emulator_url: str, cli_env: dict[str, str]
 ) -> None:
     write(tmp_path / "plans" / "orders.yaml", wedata_plan())
-    saved(tmp_path, env)
-    assert cli(tmp_path, env, "apply", "--yes", "--endpoint", emulator_url).returncode == 0
-    done = cli(tmp_path, env, "apply", "reviewed.json", "--endpoint", emulator_url)
+    saved(tmp_path, cli_env)
+    applied = cli("apply", "--yes", "--endpoint", emulator_url, cwd=tmp_path, env=cli_env)
+    assert applied.returncode == 0
+    done = cli("apply", "reviewed.json", "--endpoint", emulator_url, cwd=tmp_path, env=cli_env)
     assert done.returncode == 1
     assert "the state changed since reviewed.json was saved (journal at event 0 then, 2 now)" in (
         done.stderr
@@ -89,11 +66,11 @@ def test_a_state_that_moved_since_is_refused(
 
 
 def test_something_that_is_not_a_saved_plan_is_refused_clearly(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     (tmp_path / "plans").mkdir()
     (tmp_path / "x.json").write_text("{}")
-    done = cli(tmp_path, env, "apply", "x.json")
+    done = cli("apply", "x.json", cwd=tmp_path, env=cli_env)
     assert done.returncode == 1
     assert "x.json is not a saved plan" in done.stderr
     assert "Traceback" not in done.stderr

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from factories import wedata_plan, write
 from figures import report
+from harness import cli
+from scenarios import clean_env
 
 from reconciler.pipeline import validated
 
@@ -140,14 +141,7 @@ def test_a_document_that_is_not_a_mapping_is_an_error(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return cli(*args, cwd=cwd, env=clean_env())
 
 
 def test_cli_validate_exits_1_with_every_error_and_no_traceback(tmp_path: Path) -> None:
