@@ -1,0 +1,116 @@
+"""The command line as users and CI drive it: settings from the environment and flags, and the
+commands no other test drives."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from factories import dms_plan, wedata_plan, write
+from harness import cli
+
+from reconciler.emulator.app import Emulator
+from reconciler.providers import ALL, dms, endpoint, wedata
+from reconciler.state import LockHolder, load_state, read_lock_holder
+
+
+def test_each_provider_has_its_own_endpoint_an_override_for_all_and_a_default() -> None:
+    assert endpoint(wedata.PROVIDER, "ap-guangzhou", {}) == wedata.DEFAULT_ENDPOINT
+    assert endpoint(dms.PROVIDER, "cn-shanghai", {}) == (
+        "https://dms-enterprise.cn-shanghai.aliyuncs.com"
+    )
+    both = {ALL: "http://127.0.0.1:1", "aliyun-dms": "http://127.0.0.1:2"}
+    assert endpoint(wedata.PROVIDER, "ap-guangzhou", both) == "http://127.0.0.1:1"
+    assert endpoint(dms.PROVIDER, "cn-shanghai", both) == "http://127.0.0.1:2"
+
+
+def test_endpoints_and_the_state_directory_come_from_the_environment(
+    tmp_path: Path, emulator: Emulator, emulator_url: str, cli_env: dict[str, str]
+) -> None:
+    write(tmp_path / "plans" / "w.yaml", wedata_plan("w"))
+    write(tmp_path / "plans" / "d.yaml", dms_plan("d", dags=[15001]))
+    env = {
+        **cli_env,
+        "BACKFILL_TENCENT_ENDPOINT": emulator_url,
+        "BACKFILL_ALIYUN_ENDPOINT": emulator_url,
+        "BACKFILL_STATE_DIR": "elsewhere",
+    }
+    done = cli("apply", "--yes", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(c["provider"] for c in emulator.calls.all()) == ["aliyun-dms", "tencent-wedata"]
+    assert not (tmp_path / "state").exists()
+    assert len(load_state(tmp_path / "elsewhere").submissions) == 2
+
+
+def test_a_provider_flag_overrides_its_environment_variable(
+    tmp_path: Path, emulator: Emulator, emulator_url: str, cli_env: dict[str, str]
+) -> None:
+    write(tmp_path / "plans" / "w.yaml", wedata_plan("w"))
+    # The variable names a port nothing listens on; the flag, the emulator.
+    env = {**cli_env, "BACKFILL_TENCENT_ENDPOINT": "http://127.0.0.1:9"}
+    done = cli("apply", "--yes", "--tencent-endpoint", emulator_url, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert len(emulator.calls.all()) == 1
+    [record] = load_state(tmp_path / "state").submissions.values()
+    assert record.endpoint == emulator_url
+
+
+def stale_lock(state: Path) -> LockHolder:
+    """The record a holder killed with -9 leaves: no process holds the flock any more."""
+    state.mkdir(parents=True)
+    holder = LockHolder("0badc0de", 4242, "ci-runner", "ci", "backfill apply", "2026-01-01")
+    (state / "lock").write_text(json.dumps(dataclasses.asdict(holder)) + "\n")
+    return holder
+
+
+def test_state_unlock_clears_the_record_of_a_holder_that_is_gone(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    holder = stale_lock(tmp_path / "state")
+    done = cli("state", "unlock", holder.id, cwd=tmp_path, env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert "Unlocked state." in done.stdout
+    assert done.stderr == ""
+    assert read_lock_holder(tmp_path / "state") is None
+
+
+def test_state_unlock_with_another_id_warns_and_a_live_holder_is_never_unlocked(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    stale_lock(tmp_path / "state")
+    done = cli("state", "unlock", "12345678", cwd=tmp_path, env=cli_env)
+    assert done.returncode == 0
+    assert "warning: state/ was last locked by" in done.stderr
+    assert "with id 0badc0de, not 12345678" in done.stderr
+
+    # A live holder (a process inside open_state) keeps its lock whatever id is given.
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(tmp_path / "state")],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert waiting.stdout is not None
+        assert waiting.stdout.readline().strip() == "holding"
+        refused = cli("state", "unlock", "whatever", cwd=tmp_path, env=cli_env)
+        assert refused.returncode == 1
+        assert "which is still running" in refused.stderr
+        assert read_lock_holder(tmp_path / "state") is not None
+    finally:
+        waiting.send_signal(signal.SIGTERM)
+        waiting.wait(timeout=30)
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from reconciler.state import open_state
+with open_state(Path(sys.argv[1]), actor={"user": "t"}, command="backfill apply"):
+    print("holding", flush=True)
+    time.sleep(60)
+"""
