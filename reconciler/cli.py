@@ -23,8 +23,6 @@ from reconciler.commands import recover as recover_command
 from reconciler.commands import saved as saved_command
 from reconciler.commands import state as state_command
 from reconciler.commands import status as status_command
-from reconciler.emulator import FaultConfig, Latency, create_app
-from reconciler.emulator.server import serve_forever
 from reconciler.errors import BackfillError, InvalidPlans
 from reconciler.providers import ALL, dms, wedata
 from reconciler.state import SubmissionStatus, force_unlock, load_state, open_state
@@ -606,6 +604,10 @@ def emulator(
     /_emulator/calls lists every create it accepted, GET /_emulator/stats counts requests and
     injected faults, GET/POST /_emulator/faults shows or replaces the fault settings (JSON).
     """
+    # Here, not at the top: every other command starts without loading the emulated APIs.
+    from reconciler.emulator import FaultConfig, Latency, create_app  # noqa: PLC0415
+    from reconciler.emulator.server import serve_forever  # noqa: PLC0415
+
     try:
         faults = FaultConfig(
             latency=Latency.parse(latency),

@@ -17,11 +17,9 @@ from urllib.parse import parse_qs
 
 from reconciler import __version__
 from reconciler.emulator.faults import Fault, FaultConfig, FaultInjector
+from reconciler.providers.protocol import EMULATOR_HEADER
 
 Clock = Callable[[], float]
-
-EMULATOR_HEADER = "X-Backfill-Emulator"
-"""Every reply carries it, so a client can record that it talked to the emulator."""
 
 
 @dataclass(frozen=True, slots=True)

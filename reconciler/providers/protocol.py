@@ -20,7 +20,10 @@ from reconciler.domain import (
     day,
     runs,
 )
-from reconciler.emulator.app import EMULATOR_HEADER
+
+EMULATOR_HEADER = "X-Backfill-Emulator"
+"""The built-in emulator marks every reply with it, so that a client can record that it talked
+to the emulator (a state written against it must never pass for real runs)."""
 
 
 @dataclass(frozen=True, slots=True)
