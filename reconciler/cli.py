@@ -25,7 +25,13 @@ from reconciler.commands import state as state_command
 from reconciler.commands import status as status_command
 from reconciler.errors import BackfillError, InvalidPlans
 from reconciler.providers import ALL, dms, wedata
-from reconciler.state import SubmissionStatus, force_unlock, load_state, open_state
+from reconciler.state import (
+    SubmissionStatus,
+    force_unlock,
+    init_state,
+    load_state,
+    open_state,
+)
 from reconciler.views import audit as audit_view
 from reconciler.views import github, markdown, text
 from reconciler.views import json as json_view
@@ -138,6 +144,27 @@ def cli(debug: bool) -> None:
 
 
 @cli.command()
+@state_option
+def init(state_dir: Path) -> int:
+    """Start a state: create the state directory with its journal, .gitignore and
+    .gitattributes. Run once, then commit the directory.
+
+    Every other command that writes the state refuses a directory without one, so that a
+    mistyped --state-dir can never look like a state in which nothing was submitted yet.
+    Running it again on an existing state changes nothing.
+    """
+    state, created = init_state(state_dir, actor=actor.current("init"))
+    if created:
+        click.echo(
+            f"Initialized an empty state in {state_dir}/ (state id {state.state_id}). Commit it "
+            "with the plans; `backfill plan` shows what an apply would submit."
+        )
+    else:
+        click.echo(f"{state_dir}/ already holds a state ({state.seq} events); nothing changed.")
+    return 0
+
+
+@cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @format_option("text", "json")
 def validate(paths: Sequence[Path], output: str) -> int:
@@ -195,7 +222,7 @@ def plan(
         if output == "markdown":  # so a sticky comment never shows a plan older than the files
             click.echo(markdown.invalid(error.diagnostics), nl=False)
         raise
-    current = load_state(state_dir)
+    current = load_state(state_dir, missing_ok=True)
     if recover and out:
         raise BackfillError(
             "--out cannot be used with --recover: save plans of the journaled state"

@@ -29,6 +29,7 @@ url=$(cat "$work/emulator.url")
 echo "Emulator running at $url (state: $state)"
 
 step "Validate the example plans" backfill validate plans/
+step "Start the state: the journal every apply appends to" backfill init --state-dir "$state"
 step "Plan: what would a merge submit? (no credentials needed)" backfill plan --state-dir "$state"
 step "Apply against the emulator" backfill apply --state-dir "$state" --endpoint "$url" --yes
 echo "The emulator accepted $(calls) creates."

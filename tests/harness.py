@@ -19,7 +19,7 @@ from reconciler.domain import Outcome, Submission
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
 from reconciler.providers.protocol import Client, Connection, Lookup, Provider
-from reconciler.state import SubmissionRecord, load_state
+from reconciler.state import SubmissionRecord, init_state, load_state
 
 LOOPBACK = "http://127.0.0.1:9"
 """Any loopback URL: the requests go to the emulator through WSGITransport, not the network."""
@@ -31,6 +31,7 @@ class Repo:
         self.state = root / "state"
         self.emulator = emulator
         self.plans.mkdir()
+        init_state(self.state, actor={"user": "test"})
 
     def write(self, name: str, *documents: dict[str, Any]) -> Path:
         return write(self.plans / f"{name}.yaml", *documents)

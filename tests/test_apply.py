@@ -243,7 +243,15 @@ def test_the_cli_end_to_end_over_loopback(
     planned = cli("plan", "--detailed-exitcode", cwd=tmp_path, env=cli_env)
     assert planned.returncode == 2, planned.stderr
     assert "Plan: 1 call to make (6 cells)" in planned.stdout
+    assert "state does not exist" in planned.stdout  # and `apply` refuses until `init`
+    refused = cli("apply", "--endpoint", emulator_url, "--yes", cwd=tmp_path, env=cli_env)
+    assert refused.returncode == 1
+    assert "run `backfill init --state-dir state`" in refused.stderr
+    assert emulator.calls.all() == []
 
+    started = cli("init", cwd=tmp_path, env=cli_env)
+    assert started.returncode == 0, started.stderr
+    assert "Initialized an empty state in state/" in started.stdout
     no_yes = cli("apply", "--endpoint", emulator_url, cwd=tmp_path, env=cli_env)
     assert no_yes.returncode == 1
     assert "apply needs approval" in no_yes.stderr
@@ -275,16 +283,15 @@ def test_apply_without_credentials_fails_before_any_call(
     tmp_path: Path, emulator: Emulator, emulator_url: str, cli_env: dict[str, str]
 ) -> None:
     write(tmp_path / "plans" / "orders.yaml", wedata_plan())
+    assert cli("init", cwd=tmp_path, env=cli_env).returncode == 0
+    journal = (tmp_path / "state" / "journal.jsonl").read_bytes()
     env = {k: v for k, v in cli_env.items() if not k.startswith("TENCENTCLOUD_")}
     done = cli("apply", "--endpoint", emulator_url, "--yes", cwd=tmp_path, env=env)
     assert done.returncode == 1
     assert "no Tencent Cloud credentials" in done.stderr
     assert "Traceback" not in done.stderr
     assert emulator.calls.all() == []
-    assert (
-        not (tmp_path / "state" / "journal.jsonl").exists()
-        or not (tmp_path / "state" / "journal.jsonl").read_text()
-    )
+    assert (tmp_path / "state" / "journal.jsonl").read_bytes() == journal
 
 
 def test_wrong_credentials_are_rejected_and_the_cells_stay_missing(

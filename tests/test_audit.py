@@ -85,13 +85,14 @@ def in_repo(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Repo:
 
 @pytest.fixture
 def journal(in_repo: Repo) -> Path:
-    """Six events: three WeData and DMS submissions, each an intent and its outcome."""
+    """Seven events: `initialized`, then three WeData and DMS submissions, each an intent and its
+    outcome."""
     in_repo.write("orders", wedata_plan())
     in_repo.write("dms", dms_plan(dates=[("2025-09-01", "2025-09-02")]))
     assert in_repo.apply(parallel=1) == 0
     path = in_repo.state / "journal.jsonl"
     kinds = [json.loads(line)["type"] for line in lines_of(path)]
-    assert kinds == ["intent", "submitted"] * 3
+    assert kinds == ["initialized", *["intent", "submitted"] * 3]
     return path
 
 
@@ -184,7 +185,7 @@ def test_every_event_of_an_apply_in_actions_carries_the_provenance(
     github_env(monkeypatch, tmp_path)
     in_repo.write("orders", wedata_plan())
     assert in_repo.apply() == 0
-    events = [json.loads(line) for line in lines_of(in_repo.state / "journal.jsonl")]
+    events = [json.loads(line) for line in lines_of(in_repo.state / "journal.jsonl")][1:]
     assert [e["type"] for e in events] == ["intent", "submitted"]
     for event in events:
         assert event["actor"]["user"] == "alice"
@@ -264,10 +265,10 @@ def test_a_person_verdict_on_an_attempt_is_shown_with_who_gave_it(
     [row] = list(csv.DictReader(io.StringIO(out)))
     assert row["outcome"] == "submitted"
     who = (row["outcome_event"], row["outcome_user"], row["outcome_seq"])
-    assert who == ("imported", "bob", "3")
+    assert who == ("imported", "bob", "4")
     assert row["dates"] == "2025-09-01..2025-09-02,2025-09-04"
     code, out, _ = cli(capsys, "audit", "log")
-    assert "submitted; imported by bob at seq 3" in out
+    assert "submitted; imported by bob at seq 4" in out
 
 
 def test_plan_and_since_select_attempts(journal: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -330,19 +331,19 @@ def test_json_names_the_journal_head_it_was_read_up_to(
     _, out, _ = cli(capsys, "audit", "log", "--format", "json")
     document = json.loads(out)
     last = json.loads(lines_of(journal)[-1])
-    assert (document["seq"], document["head_hash"]) == (6, last["hash"])
-    assert [a["intent"]["seq"] for a in document["attempts"]] == [1, 3, 5]
+    assert (document["seq"], document["head_hash"]) == (7, last["hash"])
+    assert [a["intent"]["seq"] for a in document["attempts"]] == [2, 4, 6]
 
 
 def test_log_refuses_a_broken_chain_naming_the_line(
     journal: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lines = lines_of(journal)
-    del lines[2]
+    del lines[3]
     journal.write_text("".join(lines))
     code, _, err = cli(capsys, "audit", "log")
     assert code == 1
-    assert "state/journal.jsonl:3: " in err
+    assert "state/journal.jsonl:4: " in err
 
 
 # --- audit verify -----------------------------------------------------------------------------
@@ -351,30 +352,30 @@ def test_log_refuses_a_broken_chain_naming_the_line(
 def test_a_clean_journal_verifies(journal: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "audit", "verify")
     assert code == 0
-    assert out.startswith("OK: state/journal.jsonl: 6 events, hash chain intact")
+    assert out.startswith("OK: state/journal.jsonl: 7 events, hash chain intact")
     assert "snapshot.json equals the journal folded" in out
 
 
 def _edit(lines: list[str]) -> list[str]:
-    event = json.loads(lines[3])
+    event = json.loads(lines[4])
     event["data"]["remote_id"] = "someone-elses-plan"
-    return [*lines[:3], json.dumps(event, sort_keys=True, separators=(",", ":")) + "\n", *lines[4:]]
+    return [*lines[:4], json.dumps(event, sort_keys=True, separators=(",", ":")) + "\n", *lines[5:]]
 
 
 def _delete(lines: list[str]) -> list[str]:
-    return [*lines[:3], *lines[4:]]
+    return [*lines[:4], *lines[5:]]
 
 
 def _reorder(lines: list[str]) -> list[str]:
-    return [*lines[:3], lines[4], lines[3], *lines[5:]]
+    return [*lines[:4], lines[5], lines[4], *lines[6:]]
 
 
 @pytest.mark.parametrize(
     ("tamper", "line", "why"),
     [
-        (_edit, 4, "the line was edited"),
-        (_delete, 4, "a line was deleted, duplicated or moved"),
-        (_reorder, 4, "a line was deleted, duplicated or moved"),
+        (_edit, 5, "the line was edited"),
+        (_delete, 5, "a line was deleted, duplicated or moved"),
+        (_reorder, 5, "a line was deleted, duplicated or moved"),
     ],
     ids=["edited", "deleted", "reordered"],
 )
@@ -401,29 +402,36 @@ def test_an_edit_with_a_recomputed_hash_breaks_the_link_of_the_next_line(
     from reconciler.domain import digest
 
     lines = lines_of(journal)
-    event = json.loads(lines[3])
+    event = json.loads(lines[4])
     event["data"]["remote_id"] = "someone-elses-plan"
     del event["hash"]
     event["hash"] = digest(event)
-    lines[3] = json.dumps(event, sort_keys=True, separators=(",", ":")) + "\n"
+    lines[4] = json.dumps(event, sort_keys=True, separators=(",", ":")) + "\n"
     journal.write_text("".join(lines))
     code, _, err = cli(capsys, "audit", "verify")
     assert code == 1
-    assert err.startswith("state/journal.jsonl:5: error: `prev` is not the hash")
+    assert err.startswith("state/journal.jsonl:6: error: `prev` is not the hash")
 
 
 def test_a_snapshot_that_differs_from_the_journal_folded_is_caught(
     journal: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from reconciler.state.snapshot import render
+
     snapshot = journal.parent / "snapshot.json"
     document = json.loads(snapshot.read_text())
     first = next(iter(document["submissions"].values()))
     first["remote_id"] = "someone-elses-plan"
-    snapshot.write_text(json.dumps(document, indent=2, sort_keys=True))
+    snapshot.write_bytes(render(document))  # forged: its digest recomputed
     code, _, err = cli(capsys, "audit", "verify")
     assert code == 1
     assert err.startswith("state/snapshot.json: error: submission ")
     assert "differs from the fold of the journal in `remote_id`" in err
+
+    snapshot.write_text(json.dumps(document, indent=2, sort_keys=True))  # edited by hand
+    code, _, err = cli(capsys, "audit", "verify")
+    assert code == 1
+    assert err.startswith("state/snapshot.json: error: is not laid out as backfill-reconciler")
 
 
 def test_verify_as_json(journal: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -433,17 +441,16 @@ def test_verify_as_json(journal: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 1
     assert document["intact"] is False
     assert document["problems"][0]["file"] == "state/journal.jsonl"
-    assert document["problems"][0]["line"] == 4
+    assert document["problems"][0]["line"] == 5
 
 
-def test_a_state_that_never_journaled_anything_verifies_with_a_word_of_warning(
+def test_a_directory_without_a_state_fails_verification_naming_init(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The first run of the apply workflow verifies before anything was ever applied.
-    code, out, err = cli(capsys, "audit", "verify", "--state-dir", str(tmp_path / "state"))
-    assert code == 0
-    assert "0 events, hash chain intact" in out
-    assert f"{tmp_path / 'state' / 'journal.jsonl'} does not exist yet" in out + err
+    code, _, err = cli(capsys, "audit", "verify", "--state-dir", str(tmp_path / "state"))
+    assert code == 1
+    assert f"{tmp_path / 'state'} does not exist" in err
+    assert "backfill init" in err
 
 
 def test_a_snapshot_without_its_journal_fails_verification(
@@ -453,4 +460,4 @@ def test_a_snapshot_without_its_journal_fails_verification(
     code, _, err = cli(capsys, "audit", "verify", "--state-dir", str(tmp_path))
     assert code == 1
     assert "exists but" in err
-    assert "restore it from git" in err
+    assert "restore journal.jsonl from git" in err

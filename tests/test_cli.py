@@ -39,6 +39,7 @@ def test_endpoints_and_the_state_directory_come_from_the_environment(
         "BACKFILL_ALIYUN_ENDPOINT": emulator_url,
         "BACKFILL_STATE_DIR": "elsewhere",
     }
+    assert cli("init", cwd=tmp_path, env=env).returncode == 0
     done = cli("apply", "--yes", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert sorted(c["provider"] for c in emulator.calls.all()) == ["aliyun-dms", "tencent-wedata"]
@@ -52,6 +53,7 @@ def test_a_provider_flag_overrides_its_environment_variable(
     write(tmp_path / "plans" / "w.yaml", wedata_plan("w"))
     # The variable names a port nothing listens on; the flag, the emulator.
     env = {**cli_env, "BACKFILL_TENCENT_ENDPOINT": "http://127.0.0.1:9"}
+    assert cli("init", cwd=tmp_path, env=env).returncode == 0
     done = cli("apply", "--yes", "--tencent-endpoint", emulator_url, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert len(emulator.calls.all()) == 1
@@ -109,7 +111,8 @@ def test_state_unlock_with_another_id_warns_and_a_live_holder_is_never_unlocked(
 _HOLD = """
 import sys, time
 from pathlib import Path
-from reconciler.state import open_state
+from reconciler.state import init_state, open_state
+init_state(Path(sys.argv[1]), actor={"user": "t"})
 with open_state(Path(sys.argv[1]), actor={"user": "t"}, command="backfill apply"):
     print("holding", flush=True)
     time.sleep(60)

@@ -239,6 +239,7 @@ def test_apply_in_actions_summarises_results_annotates_problems_and_sets_outputs
         TENCENTCLOUD_SECRET_ID=tencent_credentials.secret_id,
         TENCENTCLOUD_SECRET_KEY="a-wrong-key",  # rejected: AuthFailure.SignatureFailure
     )
+    assert cli("init", cwd=tmp_path, env=env).returncode == 0
     done = cli("apply", "--yes", "--endpoint", emulator_url, cwd=tmp_path, env=env)
     assert done.returncode == 1
     assert "::error title=rejected " in done.stderr

@@ -12,6 +12,7 @@ from reconciler.emulator.app import Emulator
 
 
 def saved(root: Path, cli_env: dict[str, str]) -> Path:
+    assert cli("init", cwd=root, env=cli_env).returncode == 0
     done = cli("plan", "--out", "reviewed.json", cwd=root, env=cli_env)
     assert done.returncode == 0, done.stderr
     assert "Saved the plan to reviewed.json" in done.stderr
@@ -59,7 +60,7 @@ def test_a_state_that_moved_since_is_refused(
     assert applied.returncode == 0
     done = cli("apply", "reviewed.json", "--endpoint", emulator_url, cwd=tmp_path, env=cli_env)
     assert done.returncode == 1
-    assert "the state changed since reviewed.json was saved (journal at event 0 then, 2 now)" in (
+    assert "the state changed since reviewed.json was saved (journal at event 1 then, 3 now)" in (
         done.stderr
     )
     assert len(emulator.calls.all()) == 1

@@ -17,7 +17,7 @@ from factories import wedata_plan, write
 from reconciler.emulator.app import Emulator
 from reconciler.emulator.server import start_in_thread
 from reconciler.providers.tc3 import TencentCredentials
-from reconciler.state import SubmissionStatus, load_state
+from reconciler.state import SubmissionStatus, init_state, load_state
 
 
 class Slow:
@@ -39,6 +39,7 @@ def slow_url(emulator: Emulator) -> Iterator[str]:
 
 
 def start_apply(root: Path, url: str, creds: TencentCredentials) -> subprocess.Popen[str]:
+    init_state(root / "state", actor={"user": "test"})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKFILL_", "TENCENTCLOUD_"))}
     env.update(TENCENTCLOUD_SECRET_ID=creds.secret_id, TENCENTCLOUD_SECRET_KEY=creds.secret_key)
     return subprocess.Popen(

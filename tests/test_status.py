@@ -176,6 +176,7 @@ def test_the_status_command_over_loopback_in_every_format(
     env = cli_env
     write(tmp_path / "plans" / "orders.yaml", wedata_plan())
     write(tmp_path / "plans" / "dms.yaml", dms_plan(dags=[15001]))
+    assert cli("init", cwd=tmp_path, env=env).returncode == 0
     applied = cli("apply", "--endpoint", emulator_url, "--yes", cwd=tmp_path, env=env)
     assert applied.returncode == 0, applied.stderr
     journal = (tmp_path / "state" / "journal.jsonl").read_bytes()

@@ -40,6 +40,7 @@ from reconciler.state import (
     LockHolder,
     SubmissionRecord,
     SubmissionStatus,
+    init_state,
     load_state,
     open_state,
     read_lock_holder,
@@ -192,6 +193,7 @@ class Workspace:
         self.state = root / "state"
         self.declared: set[Cell] = set()
         self.apply_seconds: list[float] = []
+        init_state(self.state, actor={"user": "torture"})
 
     # plans
 
@@ -568,6 +570,7 @@ def test_a_refused_writer_names_the_holder_even_in_the_instant_it_took_the_lock(
     tmp_path: Path,
 ) -> None:
     holder = LockHolder("0badc0de", 4242, "ci-runner", "ci", "backfill apply", "2026-01-01")
+    init_state(tmp_path, actor={"user": "t"})
     fd = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from factories import wedata_plan, write
 
-from reconciler.state import open_state
+from reconciler.state import init_state, open_state
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -232,6 +232,7 @@ def commit_state(runner: Path) -> subprocess.CompletedProcess[str]:
 
 
 def journal_something(runner: Path) -> None:
+    init_state(runner / "state", actor={"user": "ci"})
     with open_state(runner / "state", actor={"user": "ci"}, command="test") as writer:
         writer.append(
             "intent",
@@ -277,6 +278,7 @@ def test_the_state_commit_is_rebased_onto_a_main_that_moved_and_pushed(
     ]
     files = git(origin, "show", "--name-only", "--format=", "main")
     assert sorted(files.splitlines()) == [
+        "state/.gitattributes",
         "state/.gitignore",
         "state/journal.jsonl",
         "state/snapshot.json",

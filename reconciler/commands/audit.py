@@ -9,10 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.domain import JSON
-from reconciler.errors import Diagnostic, Location, StateError
-from reconciler.state import EventType, SubmissionRecord, load_state, verify_journal
-from reconciler.state.fold import FoldError, Replay
-from reconciler.state.journal import JOURNAL_FILE, JournalFile, check_link, damage
+from reconciler.errors import Diagnostic
+from reconciler.state import EventType, History, SubmissionRecord, load_state, verify_journal
+from reconciler.state.journal import JOURNAL_FILE
 from reconciler.state.records import ZERO_HASH
 from reconciler.state.store import SNAPSHOT_FILE
 
@@ -63,39 +62,28 @@ def log(directory: Path) -> Log:
     Raises StateError naming the first damaged line: a log read from a broken chain would be
     an account nobody can vouch for (`backfill audit verify` lists every problem).
     """
-    lines = JournalFile(directory / JOURNAL_FILE)
-    replay = Replay()
+    events = History(directory)
     steps: dict[str, list[Step]] = {}
     numbers: dict[str, int] = {}
     order: list[tuple[str, int]] = []
     finished: dict[tuple[str, int], Attempt] = {}
-    warnings: list[str] = []
-    for line, event in lines.read():
-        if event is None:
-            warnings.append(lines.torn_warning(line))
-            continue
-        where = Location(str(lines.path), line.number)
-        check_link(event, where, replay.seq + 1, replay.head_hash)
-        try:
-            replay.apply(event)
-        except FoldError as error:
-            raise damage(where, str(error)) from None
-        key = event["data"]["key"]
+    for event, record in events:
+        if record is None:
+            continue  # about the state itself, not an attempt
+        key = record.key
         step = Step(event["seq"], event["time"], EventType(event["type"]), event["actor"])
         if step.type is EventType.INTENT:
             numbers[key] = numbers.get(key, 0) + 1
             steps[key] = []
             order.append((key, numbers[key]))
         steps[key].append(step)
-        record = replay.record(key)
-        assert record is not None  # the fold just made it
         finished[(key, numbers[key])] = Attempt(numbers[key], record, tuple(steps[key]))
     return Log(
-        journal=lines.path,
+        journal=events.path,
         attempts=tuple(finished[slot] for slot in order),
-        seq=replay.seq,
-        head_hash=replay.head_hash,
-        warnings=tuple(warnings),
+        seq=events.seq,
+        head_hash=events.head_hash,
+        warnings=events.warnings,
     )
 
 
@@ -137,22 +125,8 @@ def verify(directory: Path) -> Verdict:
     line; then the snapshot's.
     """
     journal = directory / JOURNAL_FILE
-    if not journal.is_file():
-        if (directory / SNAPSHOT_FILE).is_file():
-            raise StateError(
-                f"{directory / SNAPSHOT_FILE} exists but {journal} does not: the journal is the "
-                "record the snapshot was folded from; restore it from git"
-            )
-        # A repo that never applied anything (the first run of the apply workflow verifies
-        # before it plans): intact, with a word in case the directory was mistyped.
-        return Verdict(
-            directory,
-            (),
-            warnings=(
-                f"{journal} does not exist yet: nothing was ever journaled there (if the state "
-                "is elsewhere, pass --state-dir or BACKFILL_STATE_DIR)",
-            ),
-        )
+    if not journal.is_file() or not journal.stat().st_size:
+        load_state(directory)  # raises: no state there, or a snapshot without its journal
     problems = sorted(
         verify_journal(directory),
         key=lambda d: (Path(d.location.file) != journal, d.location.line),

@@ -2,16 +2,25 @@
 
 from reconciler.state.lock import LockHolder, force_unlock, read_lock_holder
 from reconciler.state.records import EventType, State, SubmissionRecord, SubmissionStatus
-from reconciler.state.store import StateWriter, load_state, open_state, verify_journal
+from reconciler.state.store import (
+    History,
+    StateWriter,
+    init_state,
+    load_state,
+    open_state,
+    verify_journal,
+)
 
 __all__ = [
     "EventType",
+    "History",
     "LockHolder",
     "State",
     "StateWriter",
     "SubmissionRecord",
     "SubmissionStatus",
     "force_unlock",
+    "init_state",
     "load_state",
     "open_state",
     "read_lock_holder",

@@ -29,6 +29,8 @@ class FoldError(ValueError):
 
 
 DATA_FIELDS: Mapping[EventType, Mapping[str, type]] = {
+    EventType.INITIALIZED: {"state_id": str},
+    EventType.TORN: {"length": int, "sha256": str},
     EventType.INTENT: {
         "key": str,
         "plan": str,
@@ -71,6 +73,9 @@ ALLOWED_FROM: Mapping[EventType, frozenset[SubmissionStatus]] = {
     EventType.FORGOTTEN: _SETTLED_BY_A_PERSON,
 }
 """The statuses an outcome may follow. An intent may follow none or a status that covers nothing."""
+
+STATE_EVENTS = frozenset({EventType.INITIALIZED, EventType.TORN})
+"""Events about the state itself, not a submission: they carry no `key`."""
 
 
 _JSON_NAMES = {str: "string", int: "integer", bool: "boolean", list: "list", dict: "JSON object"}
@@ -208,6 +213,7 @@ class Replay:
         start = start or State()
         self.seq = start.seq
         self.head_hash = start.head_hash
+        self.state_id = start.state_id
         self.emulator = start.emulator
         self._submissions = dict(start.submissions)
         self._frozen: State | None = None
@@ -215,14 +221,23 @@ class Replay:
     def record(self, key: str) -> SubmissionRecord | None:
         return self._submissions.get(key)
 
-    def next(self, event: Event) -> SubmissionRecord:
-        """The record `event` would make, without applying it: FoldError if it cannot happen."""
+    def next(self, event: Event) -> SubmissionRecord | None:
+        """The record `event` would make (None for an event about the state itself), without
+        applying it: FoldError if it cannot happen."""
+        kind = EventType(event["type"])
+        if kind is EventType.INITIALIZED and event["seq"] != 1:
+            raise FoldError("`initialized` is only ever the first event of a state")
+        if kind in STATE_EVENTS:
+            return None
         return fold(self._submissions.get(event["data"]["key"]), event)
 
     def apply(self, event: Event, record: SubmissionRecord | None = None) -> None:
         """Applies `event`; `record` is what `next(event)` returned, to not fold twice."""
         record = record or self.next(event)
-        self._submissions[record.key] = record
+        if record is not None:
+            self._submissions[record.key] = record
+        if event["type"] == EventType.INITIALIZED:
+            self.state_id = event["data"]["state_id"]
         self.seq = event["seq"]
         self.head_hash = event["hash"]
         if event["type"] == EventType.SUBMITTED and event["data"]["emulator"]:
@@ -238,6 +253,7 @@ class Replay:
             self._frozen = State(
                 seq=self.seq,
                 head_hash=self.head_hash,
+                state_id=self.state_id,
                 emulator=self.emulator,
                 submissions=MappingProxyType(dict(self._submissions)),
                 warnings=warnings,

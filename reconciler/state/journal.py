@@ -6,10 +6,10 @@ One event a line, `canonical_json` of the event; `hash` is the sha256 of the eve
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,10 @@ _DAMAGE_HINT = (
 
 
 JOURNAL_FILE = "journal.jsonl"
+
+
+class NewerVersion(StateError):
+    """The state was written by a newer version of the tool: not damage, but unreadable here."""
 
 
 def timestamp(moment: datetime) -> str:
@@ -98,7 +102,7 @@ def decode_event(raw: bytes, where: Location) -> dict[str, JSON]:
     version = event["v"]
     if version != JOURNAL_VERSION:
         if isinstance(version, int) and version > JOURNAL_VERSION:
-            raise StateError(
+            raise NewerVersion(
                 f"the event has version {version}: it was written by a newer version of"
                 " backfill-reconciler",
                 location=where,
@@ -129,15 +133,16 @@ def check_hash(event: Event, where: Location) -> None:
         raise damage(where, "the event's hash does not match its content: the line was edited")
 
 
-def check_link(event: Event, where: Location, seq: int, prev_hash: str) -> None:
-    """The event is number `seq` of an unbroken chain whose previous hash is `prev_hash`."""
-    if event["seq"] != seq:
+def check_link(where: Location, seq: int, prev: str, expected_seq: int, expected_prev: str) -> None:
+    """An event numbered `seq` whose `prev` is `prev` is the next of a chain whose next number is
+    `expected_seq` and whose last hash is `expected_prev`."""
+    if seq != expected_seq:
         raise damage(
             where,
-            f"`seq` is {event['seq']} where {seq} was expected:"
+            f"`seq` is {seq} where {expected_seq} was expected:"
             " a line was deleted, duplicated or moved",
         )
-    if event["prev"] != prev_hash:
+    if prev != expected_prev:
         raise damage(
             where,
             "`prev` is not the hash of the event before it: the chain is broken"
@@ -145,106 +150,38 @@ def check_link(event: Event, where: Location, seq: int, prev_hash: str) -> None:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    number: int
-    """1-based; equals the event's `seq` in an intact journal."""
-    raw: bytes
-    """Without its newline; empty for a blank line, which is damage unless nothing follows it."""
-    torn: bool
-    """The last line, without a newline: a crash cut its write short."""
-
-
-class JournalFile:
-    """Reads the journal line by line; after iterating, `count` and `end` describe what it held."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.count = 0
-        """Complete, non-blank lines (a trailing blank or torn line does not count)."""
-        self.end = 0
-        """The byte offset just after the last complete line: where the next event belongs."""
-        self.last_start = 0
-        """The byte offset where the last complete line begins."""
-
-    def lines(self, first: int = 1, offset: int | None = None) -> Iterator[Line]:
-        """Lines numbered `first` and later; lines before it are counted, never decoded. With
-        `offset` (where line `first` begins), the lines before it are not even read."""
-        try:
-            handle = self.path.open("rb")
-        except FileNotFoundError:
-            return
-        blanks: list[Line] = []
-        start = 1
-        if offset is not None:
-            handle.seek(offset)
-            start, self.count = first, first - 1
-        else:
-            offset = 0
-        with handle:
-            for number, chunk in enumerate(handle, start):
-                line_start = offset
-                offset += len(chunk)
-                complete = chunk.endswith(b"\n")
-                raw = chunk.rstrip(b"\r\n") if complete else chunk
-                if not raw.strip():
-                    # blank lines are only damage when an event follows them
-                    blanks.append(Line(number, b"", torn=False))
-                    continue
-                if not complete:
-                    yield Line(number, raw, torn=True)
-                    return
-                if number >= first:
-                    yield from (blank for blank in blanks if blank.number >= first)
-                    yield Line(number, raw, torn=False)
-                blanks.clear()
-                self.count = number
-                self.end = offset
-                self.last_start = line_start
-
-    def read(
-        self, first: int = 1, offset: int | None = None
-    ) -> Iterator[tuple[Line, dict[str, JSON] | None]]:
-        """Each line from `first` on with its parsed event (None for the torn last line)."""
-        for line in self.lines(first, offset):
-            where = Location(str(self.path), line.number)
-            if line.torn:
-                yield line, None
-            elif not line.raw:
-                raise damage(where, "is blank")
-            else:
-                yield line, parse_event(line.raw, where)
-
-    def torn_warning(self, line: Line) -> str:
-        return (
-            f"{self.path}:{line.number}: ignored a torn last line ({len(line.raw)} bytes without"
-            " a newline): a write was cut short by a crash, and since every event is on disk"
-            " before its request is sent, that request never left"
-        )
-
-
 class Journal:
-    """The open journal of a writer: each `append` is one `os.write`, then `fsync`, so O(1)."""
+    """The open journal of a writer: each `append` is one `os.write`, then `fsync`, so O(1).
 
-    def __init__(self, path: Path, end: int) -> None:
-        """Opens for appending and cuts anything after `end` (a torn or blank tail)."""
+    It only ever appends: a writer never rewrites or truncates lines it did not just write
+    (a damaged tail is acknowledged by an event, never cut off).
+    """
+
+    def __init__(
+        self, path: Path, size: int, *, needs_newline: bool, content: hashlib._Hash
+    ) -> None:
+        """Opens for appending after the `size` bytes the reader saw, of sha256 `content`
+        (kept up to date with every append); `needs_newline`: the file ends without one, so
+        the first append starts with one."""
         self.path = path
+        self.content = content
         self.broken = False
-        existed = path.exists()
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
-            if os.fstat(self._fd).st_size > end:
-                os.ftruncate(self._fd, end)
-                os.fsync(self._fd)
-            elif not existed:
-                fsync_directory(path.parent)
-        except OSError:
+            if os.fstat(self._fd).st_size != size:
+                raise StateError(
+                    f"{path} changed while it was being read",
+                    hint="another process wrote it without the lock; run again",
+                )
+        except BaseException:
             os.close(self._fd)
             raise
-        self.size = end
+        self.size = size
+        self._separator = b"\n" if needs_newline else b""
 
     def append(self, line: bytes) -> None:
         """Raises OSError when the line is not durably on disk; the file is then as it was."""
+        line = self._separator + line
         try:
             written = os.write(self._fd, line)
             if written != len(line):
@@ -254,6 +191,8 @@ class Journal:
             self._cut_back()
             raise
         self.size += len(line)
+        self.content.update(line)
+        self._separator = b""
 
     def _cut_back(self) -> None:
         try:

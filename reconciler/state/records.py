@@ -22,6 +22,11 @@ ZERO_HASH = "0" * 64
 
 
 class EventType(StrEnum):
+    INITIALIZED = "initialized"
+    """The first event of every state `backfill init` made: a state exists only after it."""
+    TORN = "torn"
+    """A writer found the line before it cut short by a crash or a full disk and left it in
+    place: the audit trail keeps the bytes, the chain goes on from the event before them."""
     INTENT = "intent"
     """Journaled before the request leaves the process."""
     SUBMITTED = "submitted"
@@ -89,18 +94,21 @@ def _intent_details(journal: Path, seq: int) -> IntentDetails:
     if seq not in known:
         known = {}
         with journal.open("rb") as lines:
-            for number, raw in enumerate(lines, 1):
+            for raw in lines:
                 if b'"type":"intent"' not in raw:
                     continue
-                event = json.loads(raw)
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    continue  # a torn line; loading has checked every event's line
                 data = event["data"]
-                known[number] = IntentDetails(
+                known[event["seq"]] = IntentDetails(
                     data["endpoint"], data["params"], data["request"], event["actor"]
                 )
         _INTENTS.clear()  # one journal at a time is what a command reads
         _INTENTS[version] = known
     if seq not in known:
-        raise StateError(f"{journal}:{seq}: is not the intent the snapshot says it is")
+        raise StateError(f"{journal}: event {seq} is not the intent the snapshot says it is")
     return known[seq]
 
 
@@ -192,6 +200,9 @@ class State:
     seq: int = 0
     head_hash: str = ZERO_HASH
     """The hash of event `seq`: the next event's `prev`."""
+    state_id: str = ""
+    """Random, from the `initialized` event: tells one state from another (empty for a state
+    made before `backfill init` existed)."""
     emulator: bool = False
     """Some `submitted` outcome came from the emulator: this state is not a record of real runs."""
     submissions: Mapping[str, SubmissionRecord] = field(

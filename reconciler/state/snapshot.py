@@ -1,11 +1,14 @@
 """`snapshot.json`: the journal folded up to one event, replaced atomically, laid out for git.
 
-It is a cache: deleting it only makes the next load replay the whole journal.
+It is a cache: deleting it only makes the next load replay the whole journal. Its `digest`
+covers everything else in it, the hash of the journal line it summarises included, so a
+snapshot edited by hand or mangled by a merge is told apart from one the tool wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -25,7 +28,8 @@ from reconciler.state.records import (
     record_to_json,
 )
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+"""2: `digest`, `state_id`, `journal_size` and `journal_sha256` added, `offset` dropped."""
 
 TEMP_PREFIX = ".snapshot.json."
 TEMP_SUFFIX = ".tmp"
@@ -36,6 +40,11 @@ _CACHE_HINT = (
 )
 
 
+class Untrusted(StateError):
+    """The snapshot cannot vouch for anything (damaged, edited, or of an older format): the
+    journal is replayed instead, and the next writer rewrites it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     seq: int
@@ -43,33 +52,52 @@ class Snapshot:
     """The hash of journal event `seq`: what ties this snapshot to its line."""
     emulator: bool
     submissions: dict[str, SubmissionRecord]
-    offset: int | None = None
-    """Where line `seq` begins in the journal, so that loading need not read the lines before."""
+    state_id: str
+    journal_size: int
+    """The journal's first `journal_size` bytes, whose sha256 is `journal_sha256`, are the
+    lines this snapshot folds: checked by the writer that made it."""
+    journal_sha256: str
 
     def state(self) -> State:
         return State(
             seq=self.seq,
             head_hash=self.hash,
+            state_id=self.state_id,
             emulator=self.emulator,
             submissions=MappingProxyType(self.submissions),
         )
 
 
 def document(
+    *,
     seq: int,
     head_hash: str,
+    state_id: str,
     emulator: bool,
     records: Iterable[SubmissionRecord],
-    offset: int,
+    journal: tuple[int, str],
 ) -> dict[str, JSON]:
+    """`journal`: the size and sha256 of the journal's bytes up to and with event `seq`."""
     return {
         "format": SNAPSHOT_FORMAT,
         "seq": seq,
         "hash": head_hash,
-        "offset": offset,
+        "state_id": state_id,
         "emulator": emulator,
+        "journal_size": journal[0],
+        "journal_sha256": journal[1],
         "submissions": {record.key: record_to_json(record) for record in records},
     }
+
+
+def _header_text(header: dict[str, JSON]) -> str:
+    return json.dumps(header, sort_keys=True, ensure_ascii=False)
+
+
+def _digest(header: dict[str, JSON], body: bytes) -> str:
+    """Over the header (all but `digest`) and every byte after the first line."""
+    unsealed = {k: v for k, v in header.items() if k != "digest"}
+    return hashlib.sha256(_header_text(unsealed).encode() + b"\n" + body).hexdigest()
 
 
 def render(value: dict[str, JSON]) -> bytes:
@@ -78,15 +106,16 @@ def render(value: dict[str, JSON]) -> bytes:
     `read` parse a repo-scale snapshot line by line instead of all at once."""
     submissions = value["submissions"]
     assert isinstance(submissions, dict)
-    header = {k: v for k, v in value.items() if k != "submissions"}
-    head = json.dumps(header, sort_keys=True, ensure_ascii=False)[:-1] + ',"submissions":{'
+    header = {k: v for k, v in value.items() if k not in ("submissions", "digest")}
     lines = [
         json.dumps(key, ensure_ascii=False)
         + ":"
         + json.dumps(submissions[key], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         for key in sorted(submissions)
     ]
-    return (head + "\n" + ",\n".join(lines) + ("\n" if lines else "") + "}}\n").encode()
+    body = (",\n".join(lines) + ("\n" if lines else "") + "}}\n").encode()
+    header["digest"] = _digest(header, body)
+    return (_header_text(header)[:-1] + ',"submissions":{\n').encode() + body
 
 
 def write(path: Path, value: dict[str, JSON]) -> None:
@@ -128,7 +157,8 @@ them, few enough that the text and its objects never exist whole at once."""
 
 def _by_line(path: Path) -> dict[str, JSON] | None:
     """The snapshot as `render` lays it out, parsed a batch of lines at a time (a fraction of
-    the memory of one `json.loads`); None if the file is laid out otherwise."""
+    the memory of one `json.loads`) and its digest checked as it is read; None if the file is
+    laid out otherwise. Raises Untrusted when its digest does not match its content."""
     submissions: dict[str, JSON] = {}
     batch: list[bytes] = []
 
@@ -143,35 +173,57 @@ def _by_line(path: Path) -> dict[str, JSON] | None:
             return None
         try:
             value = json.loads(head.removesuffix(_OPENING) + b"}")
+            if not isinstance(value, dict):
+                return None
+            unsealed = {k: v for k, v in value.items() if k != "digest"}
+            digest = hashlib.sha256(_header_text(unsealed).encode() + b"\n")
             for raw in lines:
+                digest.update(raw)
                 line = raw.rstrip()
                 if line == b"}}":
                     flush()
-                    value["submissions"] = submissions
-                    return value if isinstance(value, dict) else None
+                    break
                 batch.append(line.removesuffix(b","))
                 if len(batch) >= _BATCH:
                     flush()
+            else:
+                return None
+            if lines.read():
+                return None
         except ValueError:
             return None
-    return None
+    if value.get("format") == SNAPSHOT_FORMAT and value.get("digest") != digest.hexdigest():
+        raise Untrusted(
+            "does not match its digest: it was edited, or a merge mangled it",
+            location=Location(str(path)),
+            hint=_CACHE_HINT,
+        )
+    value["submissions"] = submissions
+    return value
 
 
 def read(path: Path) -> Snapshot | None:
-    """The snapshot at `path`, None when there is none; StateError when it cannot be trusted."""
+    """The snapshot at `path`, None when there is none. Raises Untrusted when it cannot vouch
+    for the journal (the caller replays the journal instead), StateError when it cannot be read
+    at all."""
     where = Location(str(path))
     try:
         value = _by_line(path)
-        if value is None:  # laid out by hand or by another tool: read it whole
-            value = json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
-    except ValueError:
+    except IsADirectoryError:
         raise StateError(
-            "is not valid JSON (an unresolved merge conflict?)", location=where, hint=_CACHE_HINT
+            "is a directory, not the snapshot", location=where, hint=_CACHE_HINT
         ) from None
-    if not isinstance(value, dict):
-        raise StateError("is not a JSON object", location=where, hint=_CACHE_HINT)
+    except OSError as error:
+        raise StateError(f"cannot be read: {error.strerror or error}", location=where) from None
+    if value is None:
+        raise Untrusted(
+            "is not laid out as backfill-reconciler writes it (edited by hand, or an unresolved"
+            " merge conflict?)",
+            location=where,
+            hint=_CACHE_HINT,
+        )
     version = value.get("format")
     if version != SNAPSHOT_FORMAT:
         if isinstance(version, int) and version > SNAPSHOT_FORMAT:
@@ -181,16 +233,31 @@ def read(path: Path) -> Snapshot | None:
                 location=where,
                 hint="upgrade backfill-reconciler to read this state",
             )
-        raise StateError(f"has an unknown format {version!r}", location=where, hint=_CACHE_HINT)
+        raise Untrusted(f"has format {version!r}, not {SNAPSHOT_FORMAT}", location=where)
     seq, head_hash = value.get("seq"), value.get("hash")
     emulator, submissions = value.get("emulator"), value.get("submissions")
+    state_id = value.get("state_id")
+    journal_size, journal_sha256 = value.get("journal_size"), value.get("journal_sha256")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise StateError("`seq` is not a count of events", location=where, hint=_CACHE_HINT)
+        raise Untrusted("`seq` is not a count of events", location=where, hint=_CACHE_HINT)
     if not isinstance(head_hash, str) or (seq == 0 and head_hash != ZERO_HASH):
-        raise StateError(f"`hash` {head_hash!r} is not right", location=where, hint=_CACHE_HINT)
+        raise Untrusted(f"`hash` {head_hash!r} is not right", location=where, hint=_CACHE_HINT)
     if not isinstance(emulator, bool) or not isinstance(submissions, dict):
-        raise StateError(
+        raise Untrusted(
             "`emulator` or `submissions` is missing or mistyped", location=where, hint=_CACHE_HINT
+        )
+    if not isinstance(state_id, str):
+        raise Untrusted("`state_id` is not a string", location=where, hint=_CACHE_HINT)
+    if (
+        not isinstance(journal_size, int)
+        or isinstance(journal_size, bool)
+        or journal_size < 0
+        or not isinstance(journal_sha256, str)
+    ):
+        raise Untrusted(
+            "`journal_size` or `journal_sha256` is missing or mistyped",
+            location=where,
+            hint=_CACHE_HINT,
         )
     records: dict[str, SubmissionRecord] = {}
     journal = path.with_name(JOURNAL_FILE)  # holds what the snapshot leaves out
@@ -198,17 +265,14 @@ def read(path: Path) -> Snapshot | None:
         try:
             record = record_from_json(item, journal)
         except ValueError as error:
-            raise StateError(
+            raise Untrusted(
                 f"submission {key}: {error}", location=where, hint=_CACHE_HINT
             ) from None
         if record.key != key:
-            raise StateError(
+            raise Untrusted(
                 f"submission {key} is filed under another key ({record.key})",
                 location=where,
                 hint=_CACHE_HINT,
             )
         records[key] = record
-    offset = value.get("offset")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        offset = None  # a hint only: without it the journal is read from its first line
-    return Snapshot(seq, head_hash, emulator, records, offset)
+    return Snapshot(seq, head_hash, emulator, records, state_id, journal_size, journal_sha256)

@@ -7,25 +7,36 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Callable, Mapping
+import os
+import secrets
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from reconciler.domain import JSON, canonical_json
 from reconciler.errors import Diagnostic, Location, StateError
-from reconciler.state import journal, snapshot
-from reconciler.state.fold import FoldError, Replay, check_data
-from reconciler.state.journal import JOURNAL_FILE, Journal, JournalFile
+from reconciler.state import committed, journal, snapshot
+from reconciler.state.chain import Chain, Vouched, torn_data
+from reconciler.state.fold import Event, FoldError, Replay, check_data
+from reconciler.state.journal import JOURNAL_FILE, Journal
 from reconciler.state.lock import Lock
-from reconciler.state.records import ZERO_HASH, EventType, State, record_to_json
+from reconciler.state.records import (
+    ZERO_HASH,
+    EventType,
+    State,
+    SubmissionRecord,
+    record_to_json,
+)
 
 SNAPSHOT_FILE = "snapshot.json"
 GITIGNORE = "lock\n.snapshot.json.*.tmp\n"
-"""The state is committed with the plans; the lock and a crashed writer's temp file are not."""
+"""The state is committed; the lock and a crashed writer's temp file are not."""
+GITATTRIBUTES = "journal.jsonl -text\nsnapshot.json -text\n"
+"""Committed byte for byte (no line-ending conversion): the journal's committed versions are
+checked as prefixes of the journal on disk."""
 
 CHECKPOINT_EVERY = 5000
 """Events between snapshots in a long run: rewriting it per event would cost O(n) each time."""
@@ -40,54 +51,64 @@ def _utc_now() -> datetime:
 @dataclass(slots=True)
 class _Loaded:
     replay: Replay
-    journal_end: int
-    last_start: int
+    chain: Chain
     snapshot_seq: int
+    """The event the snapshot on disk vouches for; -1 when it vouches for nothing (missing or
+    untrusted), so that the next writer rewrites it."""
     warnings: list[str]
 
 
 def _load(directory: Path) -> _Loaded:
-    """Snapshot, then the journal lines after it: the lines the snapshot vouches for stay unread."""
-    found = snapshot.read(directory / SNAPSHOT_FILE)
-    start = found.seq if found else 0
-    replay = Replay(found.state() if found else None)
+    """Every line of the journal checked against the chain and against the versions git has
+    committed; the snapshot trusted for the events it vouches for only when its digest and the
+    hash of the line it names both hold; the events after it folded."""
     warnings: list[str] = []
-    lines = JournalFile(directory / JOURNAL_FILE)
-    offset = found.offset if found and _points_at(lines.path, found) else None
-    for line, event in lines.read(first=max(start, 1), offset=offset):
-        where = Location(str(lines.path), line.number)
-        if event is None:
-            warnings.append(lines.torn_warning(line))
-        elif found is not None and line.number == start:
-            if event["seq"] != start or event["hash"] != found.hash:
-                raise _snapshot_mismatch(directory, start, "its hash is not that line's hash")
-        else:
-            journal.check_link(event, where, line.number, replay.head_hash)
-            try:
-                replay.apply(event)
-            except FoldError as error:
-                raise journal.damage(where, str(error)) from None
-    if lines.count < start:
-        raise _snapshot_mismatch(
-            directory, start, f"the journal has only {lines.count} complete lines"
-        )
-    return _Loaded(replay, lines.end, lines.last_start, start, warnings)
-
-
-def _points_at(path: Path, found: snapshot.Snapshot) -> bool:
-    """The snapshot's offset is where its own line begins (else read from line 1: the journal
-    may have been rewritten, or the snapshot come from elsewhere)."""
-    if found.offset is None or found.seq == 0:
-        return False
+    path = directory / JOURNAL_FILE
     try:
-        with path.open("rb") as handle:
-            handle.seek(found.offset)
-            event = json.loads(handle.readline())
-    except (OSError, ValueError):
-        return False
-    return isinstance(event, dict) and (event.get("seq"), event.get("hash")) == (
-        found.seq,
-        found.hash,
+        found = snapshot.read(directory / SNAPSHOT_FILE)
+    except snapshot.Untrusted as error:
+        warnings.append(
+            f"{error.location}: {error.message}; ignored it and replayed {path} (the next"
+            " writer rewrites it)"
+        )
+        found = None
+    git = committed.versions(path)
+    chain = Chain(
+        path,
+        vouched=(
+            Vouched(found.journal_size, found.journal_sha256, found.seq, found.hash)
+            if found
+            else None
+        ),
+        prefixes=[version.size for version in git.versions],
+        object_format=git.object_format,
+    )
+    replay = Replay(found.state() if found else None)
+    for entry in chain:
+        if found is not None and entry.seq == found.seq and entry.hash != found.hash:
+            raise _snapshot_mismatch(directory, entry.line, "its hash is not that line's hash")
+        if entry.event is None:
+            continue
+        try:
+            replay.apply(entry.event)
+        except FoldError as error:
+            raise journal.damage(chain.where(entry.line), str(error)) from None
+    git.check(chain.size, chain.prefix_ids)
+    if found is not None and chain.seq < found.seq:
+        raise _snapshot_mismatch(directory, found.seq, f"the journal has only {chain.seq} events")
+    if chain.torn is not None:
+        warnings.append(_torn_warning(chain))
+    return _Loaded(replay, chain, found.seq if found else -1, warnings)
+
+
+def _torn_warning(chain: Chain) -> str:
+    assert chain.torn is not None
+    return (
+        f"{chain.path}:{chain.torn.line}: a torn last line ({len(chain.torn.raw)} bytes without"
+        " a newline): a write was cut short by a crash or a full disk. An intent is on disk"
+        " before its request leaves, so if it was an intent its request was never sent; if it"
+        " was an outcome, that submission shows as unknown. The next writer acknowledges it"
+        " with a `torn` event and leaves the bytes where they are"
     )
 
 
@@ -95,20 +116,89 @@ def _snapshot_mismatch(directory: Path, line: int, why: str) -> StateError:
     return StateError(
         f"snapshot does not match the journal at line {line}: {why}",
         location=Location(str(directory / SNAPSHOT_FILE)),
-        hint="if the journal is right, delete snapshot.json and it is rebuilt from the journal;"
-        " otherwise restore both from git",
+        hint="the journal may have lost or rewritten events: compare it with git (`git log -p --"
+        " journal.jsonl`); if the journal is right, delete snapshot.json and it is rebuilt"
+        " from the journal",
     )
 
 
-def load_state(directory: Path) -> State:
-    """The state as of the last complete event: read-only and lock-free, so a `plan` can run
-    while an `apply` appends. A missing directory or file is an empty state.
+def _no_state(directory: Path) -> StateError:
+    if not directory.exists():
+        what = f"{directory} does not exist"
+    elif not directory.is_dir():
+        what = f"{directory} is not a directory"
+    else:
+        what = f"{directory} holds no state (no events in {JOURNAL_FILE})"
+    return StateError(
+        f"{what}: nothing was ever journaled there",
+        hint=f"check the path (--state-dir, BACKFILL_STATE_DIR); to start a new state, run"
+        f" `backfill init --state-dir {directory}`",
+    )
 
-    Raises StateError naming `<dir>/journal.jsonl:<line>` for damage, or the snapshot when it
-    disagrees with the journal; a torn last line is only a warning in `State.warnings`.
+
+def load_state(directory: Path, *, missing_ok: bool = False) -> State:
+    """The state as of the last complete event: read-only and lock-free, so a `plan` can run
+    while an `apply` appends.
+
+    A directory without a state (see `backfill init`) is a StateError, or with `missing_ok` an
+    empty state with a warning saying so. Raises StateError naming `<dir>/journal.jsonl:<line>`
+    for damage, or the snapshot when it disagrees with the journal; a torn last line and an
+    untrusted snapshot (replayed instead) are warnings in `State.warnings`.
     """
-    loaded = _load(directory)
-    return loaded.replay.state(tuple(loaded.warnings))
+    if directory.is_dir():
+        loaded = _load(directory)
+        if loaded.chain.seq or loaded.chain.torn is not None:
+            return loaded.replay.state(tuple(loaded.warnings))
+    elif directory.exists():
+        raise _no_state(directory)
+    if (directory / SNAPSHOT_FILE).exists():
+        raise StateError(
+            f"{directory / SNAPSHOT_FILE} exists but {directory / JOURNAL_FILE} has no events:"
+            " the journal is the record the snapshot was folded from",
+            hint="restore journal.jsonl from git (`git log -p -- journal.jsonl`)",
+        )
+    if not missing_ok:
+        raise _no_state(directory)
+    error = _no_state(directory)
+    return State(warnings=(f"{error.message}; {error.hint}",))
+
+
+class History:
+    """Every event of a state from its first line, with the chain and the committed versions
+    checked as it is read, each with the submission record it leaves (None for an event about
+    the state itself). After iterating, `seq`, `head_hash` and `warnings` describe the journal.
+
+    Raises StateError at the first damage: an account read from a broken chain is one nobody
+    can vouch for (`verify_journal` audits it whole).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        if not (directory / JOURNAL_FILE).is_file():
+            raise _no_state(directory)
+        self.path = directory / JOURNAL_FILE
+        self.seq = 0
+        self.head_hash = ZERO_HASH
+        self.warnings: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[tuple[Event, SubmissionRecord | None]]:
+        git = committed.versions(self.path)
+        chain = Chain(
+            self.path,
+            prefixes=[version.size for version in git.versions],
+            object_format=git.object_format,
+        )
+        replay = Replay()
+        for entry in chain:
+            assert entry.event is not None
+            try:
+                replay.apply(entry.event)
+            except FoldError as error:
+                raise journal.damage(chain.where(entry.line), str(error)) from None
+            key = entry.event["data"].get("key")
+            yield entry.event, replay.record(key) if isinstance(key, str) else None
+        git.check(chain.size, chain.prefix_ids)
+        self.seq, self.head_hash = chain.seq, chain.head_hash
+        self.warnings = (_torn_warning(chain),) if chain.torn is not None else ()
 
 
 def _io_error(error: OSError, path: Path, doing: str) -> StateError:
@@ -147,13 +237,18 @@ class StateWriter:
         self._replay = loaded.replay
         self._warnings = tuple(loaded.warnings)
         self._snapshot_seq = loaded.snapshot_seq
-        self._last_start = loaded.last_start
         self._since_checkpoint = 0
-        path = directory / JOURNAL_FILE
+        chain = loaded.chain
         try:
-            self._journal: Journal | None = Journal(path, loaded.journal_end)
+            self._journal: Journal | None = Journal(
+                chain.path, chain.size, needs_newline=chain.needs_newline, content=chain.content
+            )
         except OSError as error:
-            raise _io_error(error, path, "open") from None
+            raise _io_error(error, chain.path, "open") from None
+        if chain.torn is not None:
+            # Acknowledged before anything else is appended, so the bytes stay in the audit
+            # trail and the chain goes on from the event before them.
+            self.append(EventType.TORN, torn_data(chain.torn.raw))
 
     @property
     def state(self) -> State:
@@ -190,13 +285,11 @@ class StateWriter:
         except FoldError as error:
             raise StateError(str(error)) from None
         line = journal.line_of(event)
-        starts_at = self._journal.size
         try:
             self._journal.append(line)
         except OSError as error:
             raise _io_error(error, self._journal.path, f"journal `{event_type}` to") from None
         self._replay.apply(event, record)
-        self._last_start = starts_at
         self._since_checkpoint += 1
         if self._since_checkpoint >= CHECKPOINT_EVERY:
             try:
@@ -212,13 +305,16 @@ class StateWriter:
 
     def checkpoint(self) -> None:
         """Writes the snapshot of the state so far, atomically."""
+        if self._journal is None:
+            raise StateError(f"the writer of {self.directory}/ is already closed")
         path = self.directory / SNAPSHOT_FILE
         value = snapshot.document(
-            self._replay.seq,
-            self._replay.head_hash,
-            self._replay.emulator,
-            self._replay.records(),
-            self._last_start,
+            seq=self._replay.seq,
+            head_hash=self._replay.head_hash,
+            state_id=self._replay.state_id,
+            emulator=self._replay.emulator,
+            records=self._replay.records(),
+            journal=(self._journal.size, self._journal.content.hexdigest()),
         )
         try:
             snapshot.write(path, value)
@@ -265,111 +361,141 @@ def open_state(
     lock_timeout: float = 0.0,
     clock: Clock = _utc_now,
 ) -> StateWriter:
-    """Creates the directory if needed, takes the lock, loads the state, drops a torn last line.
+    """Takes the lock of an existing state (see `init_state`) and loads it.
 
     `actor` (user or CI actor, commit, PR, run URL, tool version) is stored as is in every event;
-    `command` is shown to whoever finds the state locked. Raises StateError when the state is
-    locked for longer than `lock_timeout` seconds, damaged, or cannot be written.
+    `command` is shown to whoever finds the state locked. Raises StateError when there is no
+    state there, when it is locked for longer than `lock_timeout` seconds, damaged, or cannot be
+    written.
     """
     canonical_json(journal.plain(actor))  # not JSON: fail before taking the lock
-    _create(directory)
+    path = directory / JOURNAL_FILE
+    if not directory.is_dir() or not path.is_file() or not path.stat().st_size:
+        raise _no_state(directory)
+    lock = _lock(directory, command, clock, lock_timeout)
     try:
-        lock = Lock.acquire(
-            directory, command=command, since=journal.timestamp(clock()), timeout=lock_timeout
-        )
-    except OSError as error:
-        raise _io_error(error, directory / "lock", "lock") from None
-    try:
-        _ignore_lock_in_git(directory)
         snapshot.remove_stale_temp_files(directory)
         loaded = _load(directory)
+        if not loaded.chain.seq:
+            raise _no_state(directory)
         return StateWriter(directory, actor=actor, lock=lock, clock=clock, loaded=loaded)
     except BaseException:
         lock.release()
         raise
 
 
-def _create(directory: Path) -> None:
-    if directory.is_dir():
-        return
+def init_state(
+    directory: Path, *, actor: Mapping[str, Any], clock: Clock = _utc_now
+) -> tuple[State, bool]:
+    """Starts a state in `directory` (created with its parents): its `.gitignore`,
+    `.gitattributes` and a journal whose first event is `initialized`. Returns the state and
+    whether it was made now; a directory that already holds a state is left as it is.
+    """
+    canonical_json(journal.plain(actor))
+    if directory.is_dir() and (directory / JOURNAL_FILE).exists():
+        return load_state(directory), False
     try:
-        directory.mkdir(parents=True)
+        directory.mkdir(parents=True, exist_ok=True)
         journal.fsync_directory(directory.parent)
-    except FileExistsError:
-        return  # another writer created it first; the lock decides who goes on
     except OSError as error:
         raise _io_error(error, directory, "create") from None
-
-
-def _ignore_lock_in_git(directory: Path) -> None:
-    """On first use only: after that, the `.gitignore` is the user's to edit."""
-    path = directory / ".gitignore"
-    if (directory / JOURNAL_FILE).exists() or path.exists():
-        return
+    lock = _lock(directory, "backfill init", clock, 0.0)
     try:
-        path.write_text(GITIGNORE)
+        path = directory / JOURNAL_FILE
+        if path.exists():  # another init won the race
+            return load_state(directory), False
+        for name, text in ((".gitignore", GITIGNORE), (".gitattributes", GITATTRIBUTES)):
+            if not (directory / name).exists():
+                _write_new(directory / name, text.encode())
+        event = journal.seal(
+            seq=1,
+            time=journal.timestamp(clock()),
+            kind=EventType.INITIALIZED,
+            actor=journal.plain(actor),
+            data={"state_id": secrets.token_hex(8)},
+            prev=ZERO_HASH,
+        )
+        _write_new(path, journal.line_of(event))
+    finally:
+        lock.release()
+    return load_state(directory), True
+
+
+def _write_new(path: Path, content: bytes) -> None:
+    """A new file, durably: written, fsynced, and its directory entry fsynced."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        journal.fsync_directory(path.parent)
     except OSError as error:
         raise _io_error(error, path, "write") from None
 
 
-def verify_journal(directory: Path) -> list[Diagnostic]:
-    """Audits the whole state: every line of the chain from line 1, and the snapshot against
-    the full fold. Reports every problem found instead of stopping at the first.
+def _lock(directory: Path, command: str, clock: Clock, timeout: float) -> Lock:
+    try:
+        return Lock.acquire(
+            directory, command=command, since=journal.timestamp(clock()), timeout=timeout
+        )
+    except OSError as error:
+        raise _io_error(error, directory / "lock", "lock") from None
 
-    A torn last line is not a problem here (`load_state` reports it as a warning).
+
+def verify_journal(directory: Path) -> list[Diagnostic]:
+    """Audits the whole state: every line of the chain from line 1, decoded and folded, the
+    committed versions of the journal, and the snapshot (its digest, and every submission
+    against the fold of the journal up to the event it names).
+
+    The journal's first damage ends the audit there: nothing after it can be vouched for. A
+    torn last line is not a problem here (`load_state` reports it as a warning).
     """
-    problems: list[Diagnostic] = []
+    path = directory / JOURNAL_FILE
     snapshot_path = directory / SNAPSHOT_FILE
+    problems: list[Diagnostic] = []
     try:
         found = snapshot.read(snapshot_path)
     except StateError as error:
         problems.append(Diagnostic(error.location or Location(str(snapshot_path)), error.message))
         found = None
+    git = committed.versions(path)
+    chain = Chain(
+        path, prefixes=[version.size for version in git.versions], object_format=git.object_format
+    )
     replay = Replay()
     if found is not None and found.seq == 0:
         problems += _compare_snapshot(directory, found, replay, ZERO_HASH)
-    lines = JournalFile(directory / JOURNAL_FILE)
-    # after a damaged line, carry on from what the next line says it follows, so that one
-    # damaged line is one problem and not one per line after it
-    expected: tuple[int, str] | None = (1, ZERO_HASH)
-    damaged = False
-    for line in lines.lines():
-        where = Location(str(lines.path), line.number)
-        if line.torn:
-            continue
-        try:
-            if not line.raw:
-                raise journal.damage(where, "is blank")
-            event = journal.decode_event(line.raw, where)
-        except StateError as error:
-            problems.append(Diagnostic(where, error.message))
-            expected, damaged = None, True
-            continue
-        checks = [partial(journal.check_hash, event, where)]
-        if expected is not None:
-            checks.append(partial(journal.check_link, event, where, *expected))
-        for check in checks:
+    try:
+        for entry in chain:
+            assert entry.event is not None
             try:
-                check()
-            except StateError as error:
-                problems.append(Diagnostic(where, error.message))
-                damaged = True
-        expected = (event["seq"] + 1, event["hash"])
-        try:
-            replay.apply(event)
-        except FoldError as error:
-            # once the chain is damaged, a refused transition is most likely its echo, and the
-            # snapshot would differ from the fold for the same reason
-            if not damaged:
-                problems.append(Diagnostic(where, str(error)))
-        if found is not None and found.seq and event["seq"] == found.seq and not damaged:
-            problems += _compare_snapshot(directory, found, replay, event["hash"])
-    if found is not None and lines.count < found.seq:
+                replay.apply(entry.event)
+            except FoldError as error:
+                raise journal.damage(chain.where(entry.line), str(error)) from None
+            if found is not None and found.seq and entry.seq == found.seq:
+                problems += _compare_snapshot(directory, found, replay, entry.hash)
+                if (found.journal_size, found.journal_sha256) != (
+                    chain.size,
+                    chain.content.hexdigest(),
+                ):
+                    problems.append(
+                        Diagnostic(
+                            Location(str(snapshot_path)),
+                            f"`journal_size` and `journal_sha256` are not those of the journal's"
+                            f" lines up to event {found.seq} ({chain.size} bytes)",
+                        )
+                    )
+        git.check(chain.size, chain.prefix_ids)
+    except StateError as error:
+        return [Diagnostic(error.location or Location(str(path)), error.message)]
+    if found is not None and chain.seq < found.seq:
         problems.append(
             Diagnostic(
                 Location(str(snapshot_path)),
                 f"snapshot does not match the journal at line {found.seq}:"
-                f" the journal has only {lines.count} complete lines",
+                f" the journal has only {chain.seq} events",
             )
         )
     return problems
@@ -390,6 +516,8 @@ def _compare_snapshot(
         )
     if found.emulator != replay.emulator:
         problems.append(Diagnostic(where, "`emulator` differs from the fold of the journal"))
+    if found.state_id != replay.state_id:
+        problems.append(Diagnostic(where, "`state_id` differs from the fold of the journal"))
     folded = {record.key: record for record in replay.records()}
     for key in sorted(folded.keys() | found.submissions.keys()):
         kept, replayed = found.submissions.get(key), folded.get(key)

@@ -174,6 +174,7 @@ def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> 
     from reconciler.emulator.faults import FaultConfig, Latency
     from reconciler.emulator.server import start_in_thread
     from reconciler.providers.tc3 import TencentCredentials
+    from reconciler.state import init_state
 
     credentials = TencentCredentials("AKIDbench000000000000000000000000", "bench-secret-key")
     delay = Latency(latency * 1000, latency * 1000)
@@ -191,6 +192,7 @@ def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> 
             f"  dates:\n    - start: {first}\n      end: {_plus(first, submissions - 1)}\n",
             encoding="utf-8",
         )
+        init_state(work / "rate-state", actor={"user": "bench"})
         env = {
             **os.environ,
             "TENCENTCLOUD_SECRET_ID": credentials.secret_id,

@@ -11,7 +11,7 @@ from pathlib import Path
 from reconciler import pipeline
 from reconciler.domain import Outcome, OutcomeKind
 from reconciler.execute import intent, outcome_event
-from reconciler.state import load_state, open_state
+from reconciler.state import init_state, load_state, open_state
 
 ENDPOINTS = {
     "tencent-wedata": "https://wedata.intl.tencentcloudapi.com",
@@ -110,6 +110,7 @@ def write_plans(root: Path, count: int, seed: int = 7) -> Path:
 def write_state(plans: Path, state: Path, *, target_events: int = 30_000) -> int:
     """A state in which every declared cell is submitted; every other submission was first
     rejected, then retried, until the journal holds at least `target_events` events."""
+    init_state(state, actor={"user": "bench"})
     changes = pipeline.changeset(pipeline.plans([plans]), load_state(state))
     creates = changes.creates
     retries = max(0, (target_events - 2 * len(creates) + 1) // 2)
