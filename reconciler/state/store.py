@@ -123,6 +123,18 @@ def _snapshot_mismatch(directory: Path, line: int, why: str) -> StateError:
 
 
 def _no_state(directory: Path) -> StateError:
+    """Why `directory` holds no state: a journal git knows had events, or nothing ever."""
+    path = directory / JOURNAL_FILE
+    if directory.is_dir():
+        if path.exists() and not path.is_file():
+            return StateError(
+                f"{path} is a directory, not the journal",
+                hint="restore the state directory from git",
+            )
+        try:
+            committed.versions(path).check(0, {})
+        except StateError as error:
+            return error
     if not directory.exists():
         what = f"{directory} does not exist"
     elif not directory.is_dir():
