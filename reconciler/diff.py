@@ -3,6 +3,10 @@
 A cell not covered is created; covered with the same fingerprint it is in sync; covered with
 another fingerprint it is a conflict; covered by an unknown outcome it needs attention (never
 resubmitted by itself); covered but no longer declared it is orphaned (reported only).
+
+A cell covered by another plan's submission (the same target and date: a rename, or a second
+plan for the same work) is a conflict too, until the plan says what that submission is to it
+(`spec.takeover`: `rename`, it counts as this plan's; `rerun`, run the cell again).
 """
 
 from __future__ import annotations
@@ -12,10 +16,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler import providers
-from reconciler.domain import JSON, Cell, Plan, Submission, merge_spans, submission_key
+from reconciler.domain import (
+    JSON,
+    Cell,
+    CellGroup,
+    Plan,
+    Submission,
+    merge_spans,
+    submission_key,
+)
 from reconciler.errors import Location
 from reconciler.expand import Desired
 from reconciler.state import State, SubmissionRecord
+from reconciler.state.records import DateCoverage
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +51,8 @@ class Conflict:
     last_date: str
     changes: tuple[FieldChange, ...]
     location: Location
+    other_plan: str = ""
+    """Set when the submission is another plan's: a takeover not declared, not an edit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +63,7 @@ class Attention:
     key: str
     status: str
     cells: int
+    provider: str
     remote_name: str
     """What to search for on the platform to find out whether it ran."""
 
@@ -93,47 +109,87 @@ class Changeset:
         return sum(getattr(p, what) for p in self.plans)
 
 
+@dataclass(slots=True)
+class _Found:
+    """What the diff finds beyond creates, keyed by (plan, covering submission)."""
+
+    conflicts: dict[tuple[str, str], list[Cell]] = field(default_factory=lambda: defaultdict(list))
+    context: dict[tuple[str, str], tuple[Plan, Mapping[str, JSON]]] = field(default_factory=dict)
+    attention: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def conflict(self, plan: Plan, group: CellGroup, key: str, target: str, date: str) -> None:
+        self.conflicts[(plan.name, key)].append(Cell(plan.name, plan.revision, target, date))
+        self.context[(plan.name, key)] = (plan, group.params)
+        self.counts["conflict"] += 1
+
+
+def _missing_dates(
+    plan: Plan,
+    group: CellGroup,
+    *,
+    target: str,
+    covered: DateCoverage,
+    others: DateCoverage,
+    found: _Found,
+) -> list[str]:
+    """One target's dates classified one by one; returns those to create. A date another
+    plan's submission covers is this plan's only through `spec.takeover`."""
+    missing = []
+    for date in group.dates:
+        record = covered.get(date)
+        if record is None:
+            other = others.get(date)
+            mode = plan.takeover.get(other.plan) if other else None
+            if other is not None and mode is None:
+                found.conflict(plan, group, other.key, target, date)
+                continue
+            if other is not None and mode == "rename":
+                # its own submissions at this revision or later, under another name
+                record = other if other.revision >= plan.revision else None
+        if record is None:
+            missing.append(date)
+        elif record.fingerprint == group.fingerprint and not record.needs_attention:
+            found.counts["in_sync"] += 1
+        elif record.needs_attention:
+            found.attention[(plan.name, record.key)] += 1
+            found.counts["attention"] += 1
+        else:
+            found.conflict(plan, group, record.key, target, date)
+    return missing
+
+
 def diff(desired: Sequence[Desired], state: State) -> Changeset:
     changes: list[PlanChanges] = []
-    conflicts: dict[tuple[str, str], list[Cell]] = defaultdict(list)
-    conflict_context: dict[tuple[str, str], tuple[Plan, Mapping[str, JSON]]] = {}
-    attention: dict[tuple[str, str], int] = defaultdict(int)
+    found = _Found()
     declared_whole: set[tuple[str, int, str]] = set()
     """Targets whose every covered day is declared: none of their cells can be orphaned."""
     for item in desired:
         plan, provider = item.plan, providers.get(item.plan.provider)
-        counts = {"in_sync": 0, "conflict": 0, "attention": 0, "create": 0}
+        found.counts = counts = {"in_sync": 0, "conflict": 0, "attention": 0, "create": 0}
         submissions: list[Submission] = []
         for group in item.groups:
             missing: dict[str, list[str]] = {}
             spans = list(group.spans)
             for target in group.targets:
                 covered = state.covered(plan.name, plan.revision, target)
-                if not covered:
+                others = state.others(provider.name, target, plan.name)
+                if not covered and not others:
                     missing[target] = list(group.dates)
-                    continue
-                if covered.settled_with(group.fingerprint):  # the common case, counted by runs
+                elif not others and covered.settled_with(group.fingerprint):
+                    # the common case, counted by runs
                     inside, total = covered.count_within(spans)
                     if inside == total and len(item.groups) == 1:
                         declared_whole.add((plan.name, plan.revision, target))
                     counts["in_sync"] += inside
                     if inside < group.days:
                         missing[target] = [d for d in group.dates if covered.get(d) is None]
-                    continue
-                for date in group.dates:
-                    record = covered.get(date)
-                    if record is None:
-                        missing.setdefault(target, []).append(date)
-                    elif record.fingerprint == group.fingerprint and not record.needs_attention:
-                        counts["in_sync"] += 1
-                    elif record.needs_attention:
-                        attention[(plan.name, record.key)] += 1
-                        counts["attention"] += 1
-                    else:
-                        earlier = (plan.name, record.key)
-                        conflicts[earlier].append(Cell(plan.name, plan.revision, target, date))
-                        conflict_context[earlier] = (plan, group.params)
-                        counts["conflict"] += 1
+                else:
+                    dates = _missing_dates(
+                        plan, group, target=target, covered=covered, others=others, found=found
+                    )
+                    if dates:
+                        missing[target] = dates
             for batch in provider.batches(plan, missing):
                 key = submission_key(
                     plan.name, plan.revision, batch.targets, batch.dates, group.fingerprint
@@ -167,11 +223,11 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
     return Changeset(
         plans=tuple(changes),
         conflicts=tuple(
-            _conflict(state.submissions[key], cells, *conflict_context[(name, key)])
-            for (name, key), cells in conflicts.items()
+            _conflict(state.submissions[key], cells, *found.context[(name, key)])
+            for (name, key), cells in found.conflicts.items()
         ),
         attention=tuple(
-            _attention(state.submissions[key], cells) for (_, key), cells in attention.items()
+            _attention(state.submissions[key], cells) for (_, key), cells in found.attention.items()
         ),
         orphans=_orphans(desired, state, declared_whole),
         warnings=tuple(state.warnings),
@@ -182,6 +238,18 @@ def _conflict(
     record: SubmissionRecord, cells: list[Cell], plan: Plan, params: Mapping[str, JSON]
 ) -> Conflict:
     dates = sorted(c.date for c in cells)
+    if record.plan != plan.name and plan.takeover.get(record.plan) != "rename":
+        return Conflict(
+            plan=plan.name,
+            revision=plan.revision,
+            key=record.key,
+            cells=len(cells),
+            first_date=dates[0],
+            last_date=dates[-1],
+            changes=(),
+            location=plan.locate("spec"),
+            other_plan=record.plan,
+        )
     changed = sorted(set(record.params) | set(params))
     return Conflict(
         plan=plan.name,
@@ -206,6 +274,7 @@ def _attention(record: SubmissionRecord, cells: int) -> Attention:
         key=record.key,
         status=str(record.status),
         cells=cells,
+        provider=record.provider,
         remote_name=str(name) if name else "",
     )
 
@@ -214,6 +283,13 @@ def _orphans(
     desired: Sequence[Desired], state: State, declared_whole: set[tuple[str, int, str]]
 ) -> tuple[Orphan, ...]:
     plans = {item.plan.name: item for item in desired}
+    adopted = {
+        old: item
+        for item in desired
+        for old, mode in item.plan.takeover.items()
+        if mode == "rename" and old not in plans
+    }
+    """Plans renamed: their submissions are the new name's, orphans only where it stops."""
     spans_of: dict[str, dict[str, list[tuple[int, int]]]] = {}
 
     def declared(item: Desired) -> dict[str, list[tuple[int, int]]]:
@@ -231,10 +307,14 @@ def _orphans(
         if not record.covers_cells:
             continue
         item = plans.get(record.plan)
-        if item is None:
+        if item is None and record.plan in adopted:
+            item = adopted[record.plan]
+            if record.revision < item.plan.revision:
+                continue  # the renamed plan's earlier revisions: history
+        elif item is None:
             orphans.append(Orphan(record.plan, record.revision, record.key, record.size, True))
             continue
-        if record.revision != item.plan.revision:
+        elif record.revision != item.plan.revision:
             continue  # an earlier revision, superseded on purpose: history, not an orphan
         if all((record.plan, record.revision, t) in declared_whole for t in record.targets):
             continue

@@ -95,6 +95,8 @@ class Plan:
     reason: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     chunk: int | None = None
+    takeover: Mapping[str, str] = field(default_factory=dict)
+    """Other plans whose submissions cover this plan's cells: name -> `rename` or `rerun`."""
     locator: Callable[[Sequence[str | int]], Location] | None = field(
         default=None, compare=False, repr=False
     )

@@ -11,6 +11,7 @@ import functools
 import itertools
 import json
 import re
+from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -20,7 +21,8 @@ from typing import Any
 import fastjsonschema
 from jsonschema import Draft202012Validator, ValidationError
 
-from reconciler.domain import JSON, Plan
+from reconciler import providers
+from reconciler.domain import JSON, Plan, day, merge_spans, range_span
 from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
 
@@ -85,6 +87,7 @@ def validate(loaded: LoadResult) -> Validated:
             diagnostics.extend(problems)
         else:
             plans.append(_plan(doc))
+    diagnostics.extend(_overlaps(plans))
     diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
     return Validated(tuple(plans), tuple(diagnostics), loaded.files, len(loaded.documents))
 
@@ -109,6 +112,7 @@ def _plan(doc: Document) -> Plan:
         reason=metadata.get("reason", ""),
         labels=metadata.get("labels", {}),
         chunk=spec.get("chunk"),
+        takeover={entry["plan"]: entry["mode"] for entry in spec.get("takeover", [])},
         locator=doc.locate,
     )
 
@@ -311,6 +315,85 @@ def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
             )
     for ids in ("taskIds", "dagIds", "startNodeIds", "filterNodeIds"):
         yield from _duplicate_ids(doc, spec, ("spec", ids))
+    yield from _takeover_problems(doc, spec)
+
+
+def _takeover_problems(doc: Document, spec: dict[str, Any]) -> Iterator[Diagnostic]:
+    entries = spec.get("takeover")
+    name = _name_of(doc.data)
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        other = entry.get("plan") if isinstance(entry, dict) else None
+        if not isinstance(other, str):
+            continue
+        path: tuple[str | int, ...] = ("spec", "takeover", index, "plan")
+        if other == name:
+            yield Diagnostic(
+                doc.locate(path),
+                "a plan cannot take over its own submissions; name the other plan",
+                _field(path),
+            )
+        elif other in seen:
+            yield Diagnostic(
+                doc.locate(path),
+                f"{other!r} is listed twice (also at index {seen[other]}); give it one mode",
+                _field(path),
+            )
+        seen.setdefault(other, index)
+
+
+# --- rules across plans -----------------------------------------------------------------------
+
+
+def _overlaps(plans: Sequence[Plan]) -> Iterator[Diagnostic]:
+    """A target on a date belongs to one plan at a time: two plans declaring it would both
+    submit it. Each plan of a clashing pair gets the problem, naming the other."""
+    spans: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
+    for number, plan in enumerate(plans):
+        runs = merge_spans(
+            range_span(entry["start"], entry.get("end", entry["start"]))
+            for entry in plan.spec["dates"]
+        )
+        for target in providers.get(plan.provider).targets(plan):
+            spans[(plan.provider, target)].extend((first, last, number) for first, last in runs)
+    clashes: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for (_, target), declared in spans.items():
+        if len({number for _, _, number in declared}) < 2:
+            continue
+        declared.sort()
+        for index, (_, last, number) in enumerate(declared):
+            for other_first, other_last, other in declared[index + 1 :]:
+                if other_first > last:
+                    break
+                if other != number:
+                    both = (min(number, other), max(number, other))
+                    clashes[both][target].append((other_first, min(last, other_last)))
+    for (one, other), targets in sorted(clashes.items()):
+        for this, that in ((plans[one], plans[other]), (plans[other], plans[one])):
+            yield _overlap(this, that, targets)
+
+
+def _overlap(plan: Plan, other: Plan, targets: dict[str, list[tuple[int, int]]]) -> Diagnostic:
+    field = providers.get(plan.provider).targets_field
+    shown = [
+        f"{target} on "
+        + ", ".join(
+            day(first) if first == last else f"{day(first)}..{day(last)}"
+            for first, last in merge_spans(runs)
+        )
+        for target, runs in sorted(targets.items())
+    ]
+    more = f" and {len(shown) - 3} more targets" if len(shown) > 3 else ""
+    return Diagnostic(
+        plan.locate("spec", field),
+        f"declares the same work as plan {other.name!r} ({other.locate('spec', field)}):"
+        f" {'; '.join(shown[:3])}{more}. A target on a date belongs to one plan at a time, or"
+        " both would submit it: remove the dates from one plan (to run them again under the"
+        " other, see spec.takeover)",
+        f"spec.{field}",
+    )
 
 
 def _window_problems(doc: Document, path: tuple[str | int, ...]) -> Iterator[Diagnostic]:

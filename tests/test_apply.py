@@ -181,7 +181,7 @@ def test_changing_a_parameter_of_submitted_dates_is_a_conflict_naming_the_fix(
     out = capsys.readouterr().out
     assert "plan 'orders-backfill' r1" in out
     assert "parallelism: 2 -> 4" in out
-    assert "set spec.revision to 2" in out
+    assert "set `spec.revision` to 2" in out
     assert len(repo.calls()) == 1
     # Bumping the revision re-runs the dates deliberately, with the new parameters.
     repo.write("orders", wedata_plan(parallelism=4, revision=2))

@@ -290,7 +290,7 @@ def test_csv_is_well_formed_and_safe_to_open_in_a_spreadsheet(
 ) -> None:
     # a user name that a spreadsheet would run as a formula
     github_env(monkeypatch, tmp_path, GITHUB_ACTOR='=HYPERLINK("http://evil.example","x")')
-    in_repo.write("later", wedata_plan("later-backfill"))
+    in_repo.write("later", wedata_plan("later-backfill", tasks=["20250827115253731"]))
     assert in_repo.apply() == 0
     code, out, _ = cli(capsys, "audit", "log", "--format", "csv")
     assert code == 0

@@ -100,7 +100,7 @@ def test_changing_a_parameter_is_a_conflict(repo: Repo, capsys: pytest.CaptureFi
         repo.apply()
     out = capsys.readouterr().out
     assert "intervalHours: 24 -> 6" in out
-    assert "set spec.revision to 2" in out
+    assert "set `spec.revision` to 2" in out
 
 
 def test_fields_of_the_other_provider_are_refused_by_name(repo: Repo) -> None:
@@ -168,7 +168,15 @@ def test_a_partial_finding_stays_unknown(repo: Repo) -> None:
     with pytest.raises(KeyboardInterrupt):
         repo.apply(connect=lambda p, c: Crash(repo.connect(p, c), sent=False))
     # Someone ran one of the two dates by hand in the meantime.
-    repo.write("manual", dms_plan("manual", dags=[15001], dates=[("2025-09-01", "2025-09-01")]))
+    repo.write(
+        "manual",
+        dms_plan(
+            "manual",
+            dags=[15001],
+            dates=[("2025-09-01", "2025-09-01")],
+            takeover=[{"plan": "dms-backfill", "mode": "rerun"}],
+        ),
+    )
     (repo.plans / "dms.yaml").rename(repo.plans / "dms.yaml.off")
     repo.apply()
     (repo.plans / "dms.yaml.off").rename(repo.plans / "dms.yaml")

@@ -176,7 +176,7 @@ def test_plan_appends_the_markdown_to_the_summary_sets_outputs_and_annotates_con
         "already submitted by "
     )
     assert (
-        "(parallelism: 2 -> 4). A submitted backfill cannot be edited: set spec.revision to 2"
+        "(parallelism: 2 -> 4). A submitted backfill cannot be edited: set `spec.revision` to 2"
         in conflict
     )
 

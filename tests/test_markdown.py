@@ -50,7 +50,12 @@ def huge(repo: Repo, plans: int, days: int) -> None:
     for n in range(plans):
         repo.write(
             f"p{n:03}",
-            wedata_plan(f"plan-{n:03}", dates=[("2024-01-01", "2024-12-31")], chunk=days),
+            wedata_plan(
+                f"plan-{n:03}",
+                tasks=[f"9{n:03}1", f"9{n:03}2"],  # each plan its own tasks: no overlap
+                dates=[("2024-01-01", "2024-12-31")],
+                chunk=days,
+            ),
         )
 
 

@@ -43,7 +43,7 @@ def test_a_plan_file_edited_since_is_named_and_nothing_is_applied(
     path = write(tmp_path / "plans" / "orders.yaml", wedata_plan())
     saved(tmp_path, cli_env)
     write(path, wedata_plan(parallelism=3))
-    write(tmp_path / "plans" / "new.yaml", wedata_plan("new"))
+    write(tmp_path / "plans" / "new.yaml", wedata_plan("new", tasks=["20250827115253731"]))
     done = cli("apply", "reviewed.json", "--endpoint", emulator_url, cwd=tmp_path, env=cli_env)
     assert done.returncode == 1
     assert "the plan files changed since reviewed.json was saved" in done.stderr

@@ -162,7 +162,7 @@ def test_unknown_outcomes_are_listed_apart_with_what_to_do(repo: Repo) -> None:
     found = progress_of(repo)
     assert found.tracked == ()
     assert [r.key for r in found.unsettled] == ["k-unknown"]
-    assert "with an unknown outcome not shown (k-unknown)" in view.text(found)
+    assert "Not shown (k-unknown): 1 outcome may have run" in view.text(found)
     assert "`backfill recover`" in view.markdown(found)
 
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from factories import wedata_plan, write
+from factories import dms_plan, wedata_plan, write
 from figures import report
 from harness import cli
 from scenarios import clean_env
@@ -251,3 +251,68 @@ def test_one_run_reports_schema_and_calendar_problems_of_the_same_document(tmp_p
     assert len(problems) == 2
     assert any("spec.checkParents: must be one of" in p for p in problems)
     assert any("2025-02-30 is not a real calendar date" in p for p in problems)
+
+
+# --- one plan per target and date -------------------------------------------------------------
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(i for i, t in enumerate(path.read_text().splitlines(), 1) if t.startswith(text))
+
+
+def test_two_plans_declaring_the_same_target_and_dates_are_both_refused_naming_each_other(
+    tmp_path: Path,
+) -> None:
+    a = write(
+        tmp_path / "a.yaml",
+        dms_plan("a", dags=[15001, 15002], dates=[("2025-09-01", "2025-09-10")]),
+    )
+    b = write(
+        tmp_path / "b.yaml",
+        dms_plan("b", dags=[15002, 15003], dates=[("2025-09-05", "2025-09-20")]),
+    )
+
+    on_a, on_b = messages(tmp_path)
+
+    # where each list of DAGs starts, on the line after its key
+    where_a, where_b = (f"{path}:{line_of(path, '  dagIds:') + 1}:3" for path in (a, b))
+    assert on_a.startswith(
+        f"{where_a}: spec.dagIds: declares the same work as plan 'b' ({where_b})"
+    )
+    assert on_b.startswith(
+        f"{where_b}: spec.dagIds: declares the same work as plan 'a' ({where_a})"
+    )
+    for problem in (on_a, on_b):
+        assert ": 15002 on 2025-09-05..2025-09-10. " in problem
+        assert "15001" not in problem
+        assert "15003" not in problem
+    done = cli("validate", str(tmp_path), cwd=tmp_path, env=clean_env())
+    assert done.returncode == 1
+    assert "Found 2 problems in 2 files" in done.stderr
+
+
+def test_the_same_id_on_other_dates_or_of_another_platform_is_no_overlap(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", dms_plan("a", dags=[15001], dates=[("2025-09-01", "2025-09-04")]))
+    write(tmp_path / "b.yaml", dms_plan("b", dags=[15001], dates=[("2025-09-05", "2025-09-09")]))
+    write(tmp_path / "c.yaml", wedata_plan("c", tasks=["15001"]))  # a WeData task, not the DAG
+
+    assert messages(tmp_path) == []
+
+
+def test_a_takeover_of_the_plan_itself_or_of_one_plan_twice_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "p.yaml",
+        wedata_plan(
+            "orders",
+            takeover=[
+                {"plan": "orders", "mode": "rename"},
+                {"plan": "old", "mode": "rename"},
+                {"plan": "old", "mode": "rerun"},
+            ],
+        ),
+    )
+
+    itself, twice = messages(path)
+
+    assert "spec.takeover[0].plan: a plan cannot take over its own submissions" in itself
+    assert "spec.takeover[2].plan: 'old' is listed twice (also at index 1)" in twice

@@ -114,6 +114,7 @@ def rate_limit() -> float:
 class DmsProvider:
     name = NAME
     action = ACTION
+    targets_field = "dagIds"
 
     @property
     def rate_limit(self) -> float:
@@ -121,6 +122,9 @@ class DmsProvider:
 
     def region(self, plan: Plan) -> str:
         return str(plan.spec["region"])
+
+    def targets(self, plan: Plan) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(str(int(t)) for t in plan.spec[self.targets_field]))
 
     def cell_groups(self, plan: Plan) -> list[CellGroup]:
         spec = plan.spec
@@ -133,7 +137,7 @@ class DmsProvider:
         spans = merge_spans(
             range_span(entry["start"], entry.get("end", entry["start"])) for entry in spec["dates"]
         )
-        targets = tuple(dict.fromkeys(str(int(t)) for t in spec["dagIds"]))
+        targets = self.targets(plan)
         return [
             CellGroup(
                 plan=plan.name,

@@ -112,7 +112,14 @@ class Provider(Protocol):
         """Creates per second the API allows (documented or configured)."""
         ...
 
+    targets_field: str
+    """The `spec` field that lists the targets (WeData tasks, DMS DAGs)."""
+
     def region(self, plan: Plan) -> str: ...
+
+    def targets(self, plan: Plan) -> tuple[str, ...]:
+        """The plan's targets as the state names them, each once, in the order written."""
+        ...
 
     def cell_groups(self, plan: Plan) -> list[CellGroup]: ...
 

@@ -116,13 +116,17 @@ class WeDataProvider:
     name = NAME
     action = ACTION
     rate_limit = RATE_LIMIT
+    targets_field = "taskIds"
 
     def region(self, plan: Plan) -> str:
         return str(plan.spec["region"])
 
+    def targets(self, plan: Plan) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(_id(t) for t in plan.spec[self.targets_field]))
+
     def cell_groups(self, plan: Plan) -> list[CellGroup]:
         spec = plan.spec
-        targets = tuple(dict.fromkeys(_id(t) for t in spec["taskIds"]))
+        targets = self.targets(plan)
         common = {key: spec.get(key, default) for key, default in DEFAULTS.items()}
         for key in (
             "remoteName",

@@ -212,6 +212,9 @@ class State:
     _coverage: dict[tuple[str, int, str], DateCoverage] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _by_target: dict[tuple[str, str], dict[str, list[SubmissionRecord]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def covered(self, plan: str, revision: int, target: str) -> DateCoverage:
         """Which dates of one target of one plan revision a pending, submitted or unknown
@@ -236,6 +239,28 @@ class State:
             object.__setattr__(self, "_coverage", index)
         assert self._coverage is not None
         return self._coverage.get((plan, revision, target), _NOTHING)
+
+    def others(self, provider: str, target: str, plan: str) -> DateCoverage:
+        """The dates of one target that submissions of plans other than `plan` cover, and which
+        one does (the later intent wins): work another plan may already have done."""
+        if self._by_target is None:
+            index: dict[tuple[str, str], dict[str, list[SubmissionRecord]]] = {}
+            for record in self.submissions.values():
+                if record.covers_cells:
+                    for each in record.targets:
+                        plans = index.setdefault((record.provider, each), {})
+                        plans.setdefault(record.plan, []).append(record)
+            object.__setattr__(self, "_by_target", index)
+        assert self._by_target is not None
+        by_plan = self._by_target.get((provider, target))
+        if not by_plan or by_plan.keys() == {plan}:
+            return _NOTHING
+        coverage = DateCoverage()
+        others = (r for name, records in by_plan.items() if name != plan for r in records)
+        for record in sorted(others, key=lambda record: record.intent_seq):
+            for first, last in record.spans:
+                coverage.add(first, last, record)
+        return coverage
 
     def coverage(self) -> dict[Cell, SubmissionRecord]:
         """Every covered cell and the submission that covers it (a convenience that makes one

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import click
 
+from reconciler import remedies
 from reconciler.diff import Changeset, Conflict
 from reconciler.domain import JSON, OutcomeKind
 from reconciler.errors import BackfillError, Diagnostic, Location
 from reconciler.execute import Result, Tally
 from reconciler.views import markdown
-from reconciler.views.text import plural
 
 # --- workflow commands ------------------------------------------------------------------------
 
@@ -82,13 +82,7 @@ def _shown(value: JSON) -> str:
 
 
 def conflict_message(conflict: Conflict) -> str:
-    edits = "; ".join(f"{c.field}: {_shown(c.old)} -> {_shown(c.new)}" for c in conflict.changes)
-    return (
-        f"{plural(conflict.cells, 'cell')} ({conflict.first_date}..{conflict.last_date}) already "
-        f"submitted by {conflict.key} with other parameters ({edits}). A submitted backfill "
-        f"cannot be edited: set spec.revision to {conflict.revision + 1} to re-run these dates "
-        "with the new parameters, or restore the old values."
-    )
+    return remedies.conflict(conflict, value=_shown)
 
 
 def changeset_annotations(
@@ -111,9 +105,13 @@ def changeset_annotations(
         lines.append(
             command(
                 "warning",
-                f"{plural(item.cells, 'cell')} covered by submission {item.key}, whose outcome is "
-                "unknown: never resubmitted by itself. Resolve it with `backfill state import` "
-                "or `backfill state forget`.",
+                remedies.attention(
+                    plan=item.plan,
+                    key=item.key,
+                    cells=item.cells,
+                    provider=item.provider,
+                    remote_name=item.remote_name,
+                ),
                 {
                     **_where(locations[item.plan], cwd, workspace),
                     "title": f"Backfill needs attention: {item.plan}",

@@ -97,6 +97,7 @@ def changeset(changes: Changeset) -> dict[str, Any]:
                 "first_date": c.first_date,
                 "last_date": c.last_date,
                 "changes": [asdict(x) for x in c.changes],
+                "other_plan": c.other_plan,
                 **_location(c.location),
             }
             for c in changes.conflicts

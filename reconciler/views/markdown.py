@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from reconciler import remedies
 from reconciler.diff import Attention, Changeset, Conflict, Orphan, PlanChanges
 from reconciler.domain import JSON, OutcomeKind, Submission
 from reconciler.errors import Diagnostic
@@ -41,6 +42,15 @@ def _code(identifier: str) -> str:
     # Only identifiers that validation restricts to [0-9A-Za-z._-] go into code spans (plan
     # names, task and DAG ids, submission keys, action names), so they need no escaping.
     return f"`{identifier}`"
+
+
+def inline_code(text: str) -> str:
+    """Any text as one code span: fenced by more backticks than it holds in a row, so nothing
+    in it can close the span early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{' '.join(text.split())}{pad}{fence}"
 
 
 def _clip(text: str, width: int) -> str:
@@ -121,16 +131,10 @@ def _conflicts(conflicts: Sequence[Conflict]) -> list[str]:
         "",
     ]
     for conflict in conflicts:
-        edits = "; ".join(
-            f"{escape(c.field)}: {_value(c.old)} → {_value(c.new)}" for c in conflict.changes
-        )
         lines.append(
             f"- **{_code(conflict.plan)} r{conflict.revision}** at "
-            f"{escape(str(conflict.location))}: {plural(conflict.cells, 'cell')} "
-            f"({conflict.first_date}..{conflict.last_date}) already submitted by "
-            f"{_code(conflict.key)} with other parameters ({edits}). A submitted backfill "
-            f"cannot be edited: set `spec.revision` to {conflict.revision + 1} to re-run these "
-            "dates with the new parameters, or restore the old values."
+            f"{escape(str(conflict.location))}: "
+            + remedies.conflict(conflict, code=inline_code, value=_value)
         )
     return lines
 
@@ -140,13 +144,16 @@ def _attention(items: Sequence[Attention]) -> list[str]:
         return []
     lines = ["", "### Needs attention", ""]
     for item in items:
-        where = f" (look for a plan named {escape(item.remote_name)})" if item.remote_name else ""
         lines.append(
-            f"- **{_code(item.plan)}**: {plural(item.cells, 'cell')} covered by submission "
-            f"{_code(item.key)}, whose outcome is unknown: it may have run, so it is never "
-            f"resubmitted by itself. Check the platform{where}, then run "
-            f"`backfill state import {item.key} --remote-id ID --reason ...` if it ran, or "
-            f"`backfill state forget {item.key} --reason ...` if it did not."
+            f"- **{_code(item.plan)}**: "
+            + remedies.attention(
+                plan=item.plan,
+                key=item.key,
+                cells=item.cells,
+                provider=item.provider,
+                remote_name=item.remote_name,
+                code=inline_code,
+            )
         )
     return lines
 
@@ -296,10 +303,7 @@ def apply_results(results: Sequence[Result], planned: int, limit: int = BUDGET) 
         + ".**"
     )
     if tally.unknown:
-        summary += (
-            " Unknown outcomes may have run and are never resubmitted by themselves: settle them"
-            " with `backfill recover`, `backfill state import` or `backfill state forget`."
-        )
+        summary += " " + remedies.unknown_outcomes(tally.unknown, code=inline_code)
     ordered = sorted(
         results,
         key=lambda r: (

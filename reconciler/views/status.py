@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from reconciler import remedies
 from reconciler.commands.status import Report, Tracked
 from reconciler.providers.protocol import Phase
 from reconciler.views.audit import FORMAT_VERSION, dates_text
@@ -45,9 +46,7 @@ def _unsettled_note(report: Report) -> list[str]:
         return []
     keys = ", ".join(r.key for r in report.unsettled)
     return [
-        f"{plural(len(report.unsettled), 'submission')} with an unknown outcome not shown"
-        f" ({keys}): settle them with `backfill recover`, `backfill state import` or"
-        " `backfill state forget`."
+        f"Not shown ({keys}): " + remedies.unknown_outcomes(len(report.unsettled)),
     ]
 
 
@@ -154,10 +153,5 @@ def markdown(report: Report) -> str:
             ]
     if report.unsettled:
         keys = ", ".join(f"`{r.key}`" for r in report.unsettled)
-        lines += [
-            "",
-            f"{plural(len(report.unsettled), 'submission')} with an unknown outcome not shown"
-            f" ({keys}): settle them with `backfill recover`, `backfill state import` or"
-            " `backfill state forget`.",
-        ]
+        lines += ["", f"Not shown ({keys}): " + remedies.unknown_outcomes(len(report.unsettled))]
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import click
 
+from reconciler import remedies
 from reconciler.commands.recover import Finding
 from reconciler.diff import Changeset, Conflict, PlanChanges
 from reconciler.domain import JSON, OutcomeKind, Submission
@@ -109,13 +110,9 @@ def _value(value: JSON) -> str:
 
 
 def conflict_text(conflict: Conflict) -> str:
-    changes = "; ".join(f"{c.field}: {_value(c.old)} -> {_value(c.new)}" for c in conflict.changes)
     return (
         f"{conflict.location}: plan {conflict.plan!r} r{conflict.revision}: "
-        f"{plural(conflict.cells, 'cell')} ({conflict.first_date}..{conflict.last_date}) were "
-        f"already submitted by {conflict.key} with other parameters ({changes}). A submitted "
-        f"backfill cannot be edited: set spec.revision to {conflict.revision + 1} to re-run these "
-        "dates with the new parameters, or restore the old values."
+        + remedies.conflict(conflict, value=_value)
     )
 
 
@@ -126,16 +123,15 @@ def changeset(changes: Changeset, style: Style = _plain) -> str:
     for conflict in changes.conflicts:
         lines.append(style("conflict: ", fg="red", bold=True) + conflict_text(conflict))
     for attention in changes.attention:
-        key = attention.key
-        where = (
-            f"; look for a plan named {attention.remote_name!r}" if attention.remote_name else ""
-        )
         lines.append(
             style("needs attention: ", fg="yellow", bold=True)
-            + f"{plural(attention.cells, 'cell')} of plan {attention.plan!r} are covered by "
-            f"submission {key} whose outcome is unknown: it may have run, so it is never "
-            f"resubmitted by itself. Check the platform{where}, then run `backfill state import "
-            f"{key} --remote-id ID` if it ran, or `backfill state forget {key}` if it did not."
+            + remedies.attention(
+                plan=attention.plan,
+                key=attention.key,
+                cells=attention.cells,
+                provider=attention.provider,
+                remote_name=attention.remote_name,
+            )
         )
     if lines:
         lines.append("")
@@ -218,11 +214,7 @@ def apply_summary(results: Sequence[Result], planned: int, style: Style = _plain
         text += f"; {tally.not_attempted} of {planned} not attempted"
     text += "."
     if tally.unknown:
-        text += (
-            "\nUnknown outcomes may have run and are never resubmitted by themselves: see "
-            "`backfill state list --status unknown` and resolve each with `state import` or "
-            "`state forget`."
-        )
+        text += "\n" + remedies.unknown_outcomes(tally.unknown)
     return style(text, fg="green" if not failed else "red", bold=True)
 
 
@@ -277,9 +269,7 @@ def findings(items: Sequence[Finding], style: Style = _plain, *, written: bool) 
     left = len(items) - settled
     verb = "settled and journaled" if written else "would be settled (plan writes nothing)"
     lines.append(f"{plural(settled, 'unknown outcome')} {verb}; {left} left for a person.")
-    if left:
-        lines.append(
-            "For each one left: if it ran, `backfill state import KEY --remote-id ID --reason "
-            "...`; if it did not, `backfill state forget KEY --reason ...`."
-        )
+    for item in items:
+        if item.lookup.verdict == "unclear":
+            lines.append(f"{item.record.key}: {remedies.settle(item.record.key)}.")
     return "\n".join(lines)
