@@ -1,6 +1,7 @@
 """The `backfill` command: parses options, calls a stage, hands the result to a view.
 
-Exit codes: 0 success (for `plan --detailed-exitcode`: no changes), 1 error, 2 changes pending.
+Exit codes: 0 success (for `plan --detailed-exitcode`: nothing to do), 1 error, 2 calls pending,
+3 cells need attention (`plan --detailed-exitcode`).
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ def validate(paths: Sequence[Path], output: str) -> int:
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 0 when there is nothing to do, 2 when calls are pending, 1 on errors.",
+    help="Exit 0 when there is nothing to do, 2 when calls are pending, 3 when cells need "
+    "attention (an unknown outcome to settle, whether or not calls are pending), 1 on errors.",
 )
 @recover_option
 @endpoint_options
@@ -249,7 +251,11 @@ def plan(
         )
     if changes.conflicts:
         return 1
-    return 2 if detailed_exitcode and changes.has_changes else 0
+    if not detailed_exitcode:
+        return 0
+    if changes.attention:
+        return 3
+    return 2 if changes.has_changes else 0
 
 
 @cli.command()
@@ -410,8 +416,9 @@ def state() -> None:
 @click.option("--plan", "plan_name", help="Only this plan's submissions.")
 @click.option(
     "--status",
-    type=click.Choice([s.value for s in SubmissionStatus]),
-    help="Only submissions with this status.",
+    type=click.Choice([s.value for s in SubmissionStatus if s is not SubmissionStatus.PENDING]),
+    help="Only submissions with this status (`unknown`: every outcome nobody knows, also of an "
+    "intent whose run stopped before its outcome was journaled).",
 )
 @format_option("text", "json")
 def state_list(state_dir: Path, plan_name: str | None, status: str | None, output: str) -> int:
@@ -421,7 +428,8 @@ def state_list(state_dir: Path, plan_name: str | None, status: str | None, outpu
         (
             r
             for r in current.submissions.values()
-            if (plan_name is None or r.plan == plan_name) and (status is None or r.status == status)
+            if (plan_name is None or r.plan == plan_name)
+            and (status is None or r.shown_status == status)
         ),
         key=lambda r: (r.intent_seq, r.key),
     )
@@ -453,34 +461,85 @@ def state_show(key: str, state_dir: Path) -> int:
 
 
 @state.command("import")
-@click.argument("key")
-@click.option("--remote-id", required=True, help="The id the platform gave the backfill.")
+@click.argument("key", required=False)
+@click.option("--remote-id", help="The id the platform gave the backfill (with KEY).")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Settle many: a file of `KEY REMOTE_ID` lines (`-` for standard input).",
+)
 @click.option("--reason", required=True, help="How you know it ran (kept in the journal).")
 @state_option
 @lock_timeout_option
 def state_import(
-    key: str, remote_id: str, reason: str, state_dir: Path, lock_timeout: float
+    key: str | None,
+    remote_id: str | None,
+    source: Path | None,
+    reason: str,
+    state_dir: Path,
+    lock_timeout: float,
 ) -> int:
-    """Record that an unknown submission did run, with its remote id."""
-    record = state_command.resolve(
-        state_dir, key, remote_id=remote_id, reason=reason, lock_timeout=lock_timeout
+    """Record that submissions with an unknown outcome did run, with their remote ids:
+    `KEY --remote-id ID` for one, `--from FILE` for many. All are recorded, or none."""
+    if source is not None and (key or remote_id):
+        raise click.UsageError("give KEY --remote-id ID, or --from FILE, not both")
+    if source is None and not (key and remote_id):
+        raise click.UsageError("give KEY and --remote-id ID, or --from FILE")
+    verdicts = (
+        state_command.read_verdicts(_readable(source), with_ids=True)
+        if source is not None
+        else [state_command.Verdict(str(key), remote_id)]
     )
-    click.echo(f"{record.key}: imported as submitted ({remote_id}).")
+    settled = state_command.settle(
+        state_dir, verdicts, reason=reason, lock_timeout=lock_timeout
+    )
+    for record, verdict in settled:
+        click.echo(f"{record.key}: imported as submitted ({verdict.remote_id}).")
     return 0
 
 
 @state.command("forget")
-@click.argument("key")
+@click.argument("keys", nargs=-1)
+@click.option("--plan", "plan_name", help="Every submission of this plan with an unknown outcome.")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Keys from a file, one a line (`-` for standard input).",
+)
 @click.option("--reason", required=True, help="How you know it did not run (kept in the journal).")
 @state_option
 @lock_timeout_option
-def state_forget(key: str, reason: str, state_dir: Path, lock_timeout: float) -> int:
-    """Record that an unknown submission did not run: its cells become missing again."""
-    record = state_command.resolve(
-        state_dir, key, remote_id=None, reason=reason, lock_timeout=lock_timeout
+def state_forget(
+    keys: Sequence[str],
+    plan_name: str | None,
+    source: Path | None,
+    reason: str,
+    state_dir: Path,
+    lock_timeout: float,
+) -> int:
+    """Record that submissions with an unknown outcome did not run: their cells become missing
+    again, and the next apply submits them. KEY..., --plan NAME or --from FILE; all are
+    recorded, or none."""
+    if not keys and plan_name is None and source is None:
+        raise click.UsageError("name the submissions: KEY..., --plan NAME or --from FILE")
+    verdicts = [state_command.Verdict(key, None) for key in keys]
+    if source is not None:
+        verdicts += state_command.read_verdicts(_readable(source), with_ids=False)
+    settled = state_command.settle(
+        state_dir, verdicts, plan=plan_name, reason=reason, lock_timeout=lock_timeout
     )
-    click.echo(f"{record.key}: forgotten; the next apply submits its cells again.")
+    for record, _ in settled:
+        click.echo(f"{record.key}: forgotten; the next apply submits its cells again.")
     return 0
+
+
+def _readable(source: Path) -> Path:
+    """`-` as a file holding standard input."""
+    if str(source) != "-":
+        return source
+    return Path("/dev/stdin")
 
 
 @state.command("unlock")

@@ -272,7 +272,7 @@ def _attention(record: SubmissionRecord, cells: int) -> Attention:
     return Attention(
         plan=record.plan,
         key=record.key,
-        status=str(record.status),
+        status=str(record.shown_status),
         cells=cells,
         provider=record.provider,
         remote_name=str(name) if name else "",

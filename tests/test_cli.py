@@ -15,7 +15,7 @@ from harness import cli
 
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL, dms, endpoint, wedata
-from reconciler.state import LockHolder, load_state, read_lock_holder
+from reconciler.state import LockHolder, init_state, load_state, open_state, read_lock_holder
 
 
 def test_each_provider_has_its_own_endpoint_an_override_for_all_and_a_default() -> None:
@@ -117,3 +117,108 @@ with open_state(Path(sys.argv[1]), actor={"user": "t"}, command="backfill apply"
     print("holding", flush=True)
     time.sleep(60)
 """
+
+
+# --- outcomes nobody knows: one name for them, and settled many at a time ---------------------
+
+
+def with_unknown_outcomes(root: Path, dates: list[str], *, pending: int) -> list[str]:
+    """A state whose `orders-backfill` submissions, one a date, all have an unknown outcome:
+    the first `pending` of them journaled as intended only (the run stopped after sending)."""
+    write(root / "plans" / "orders.yaml", wedata_plan(dates=[(dates[0], dates[-1])]))
+    init_state(root / "state", actor={"user": "t"})
+    keys = [f"k{n:02}" for n in range(len(dates))]
+    with open_state(root / "state", actor={"user": "t"}, command="test") as writer:
+        for number, (key, day) in enumerate(zip(keys, dates, strict=True)):
+            writer.append(
+                "intent",
+                {
+                    "key": key,
+                    "plan": "orders-backfill",
+                    "revision": 1,
+                    "provider": "tencent-wedata",
+                    "action": "CreateDataBackfillPlan",
+                    "region": "ap-guangzhou",
+                    "endpoint": "http://127.0.0.1:9",
+                    "targets": ["20250827115253729", "20250827115253730"],
+                    "dates": [day],
+                    "fingerprint": "f",
+                    "params": {},
+                    "request": {},
+                },
+            )
+            if number >= pending:
+                writer.append("unknown", {"key": key, "code": "ReadTimeout", "message": "-"})
+    return keys
+
+
+def test_an_outcome_nobody_knows_is_called_unknown_wherever_a_person_looks(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    keys = with_unknown_outcomes(tmp_path, ["2025-09-01", "2025-09-02"], pending=1)
+
+    listed = cli("state", "list", cwd=tmp_path, env=cli_env)
+    selected = cli(
+        "state", "list", "--status", "unknown", "--format", "json", cwd=tmp_path, env=cli_env
+    )
+    shown = cli("state", "show", keys[0], cwd=tmp_path, env=cli_env)
+    logged = cli("audit", "log", "--format", "json", cwd=tmp_path, env=cli_env)
+    planned = cli("plan", "--detailed-exitcode", cwd=tmp_path, env=cli_env)
+
+    assert "pending" not in listed.stdout + shown.stdout + logged.stdout
+    assert [row.split()[3] for row in listed.stdout.splitlines()[1:]] == ["unknown", "unknown"]
+    assert [r["key"] for r in json.loads(selected.stdout)["submissions"]] == keys
+    assert json.loads(shown.stdout)["status"] == "unknown"
+    assert {a["outcome"] for a in json.loads(logged.stdout)["attempts"]} == {"unknown"}
+    assert planned.returncode == 3  # cells need attention
+    assert planned.stdout.count("needs attention: ") == 2
+
+
+def test_many_unknown_outcomes_are_settled_at_once_all_or_nothing(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    days = [f"2025-09-0{n}" for n in range(1, 7)]
+    keys = with_unknown_outcomes(tmp_path, days, pending=2)
+    verdicts = tmp_path / "ran.txt"
+    verdicts.write_text(f"# seen in the console\n{keys[0]} plan-100\n\n{keys[1]} plan-101\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli("state", *args, "--reason", "checked the console", cwd=tmp_path, env=cli_env)
+
+    imported = run("import", "--from", str(verdicts))
+    forgotten = run("forget", keys[2], keys[3])
+    again = run("forget", keys[3], keys[4])  # keys[3] is settled now: nothing is recorded
+    rest = run("forget", "--plan", "orders-backfill")
+
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.splitlines() == [
+        f"{keys[0]}: imported as submitted (plan-100).",
+        f"{keys[1]}: imported as submitted (plan-101).",
+    ]
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert again.returncode == 1
+    assert f"{keys[3]} is forgotten: only an unknown outcome" in again.stderr
+    assert rest.returncode == 0, rest.stderr
+    assert [line.split(":")[0] for line in rest.stdout.splitlines()] == keys[4:]
+    state = load_state(tmp_path / "state")
+    assert [state.submissions[k].status for k in keys] == [
+        "submitted",
+        "submitted",
+        *["forgotten"] * 4,
+    ]
+    assert {state.submissions[k].message for k in keys} == {"checked the console"}
+
+
+def test_a_malformed_verdicts_file_is_refused_naming_its_line(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    keys = with_unknown_outcomes(tmp_path, ["2025-09-01"], pending=0)
+    verdicts = tmp_path / "ran.txt"
+    verdicts.write_text(f"{keys[0]}\n")
+    journal = (tmp_path / "state" / "journal.jsonl").read_bytes()
+
+    done = cli("state", "import", "--from", "ran.txt", "--reason", "x", cwd=tmp_path, env=cli_env)
+
+    assert done.returncode == 1
+    assert f"ran.txt:1: expected KEY REMOTE_ID, got '{keys[0]}'" in done.stderr
+    assert (tmp_path / "state" / "journal.jsonl").read_bytes() == journal

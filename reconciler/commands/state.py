@@ -1,15 +1,16 @@
 """`backfill state ...`: read the state, and the two decisions only a person may take about an
-unknown outcome: it ran (`import`) or it did not (`forget`)."""
+unknown outcome: it ran (`import`) or it did not (`forget`), for one submission or many at once
+(after an outage a person may settle dozens)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import actor
-from reconciler.errors import BackfillError
-from reconciler.state import State, SubmissionRecord, SubmissionStatus, open_state
-
-UNRESOLVED = (SubmissionStatus.PENDING, SubmissionStatus.UNKNOWN)
+from reconciler.errors import BackfillError, Location
+from reconciler.state import State, SubmissionRecord, open_state
 
 
 def find(state: State, key: str) -> SubmissionRecord:
@@ -24,25 +25,85 @@ def find(state: State, key: str) -> SubmissionRecord:
     raise BackfillError(f"no submission {key!r} in the state; `backfill state list` shows the keys")
 
 
-def resolve(
-    state_dir: Path, key: str, *, remote_id: str | None, reason: str, lock_timeout: float
-) -> SubmissionRecord:
-    """Record a person's verdict on an unknown submission: imported (ran) or forgotten (did not)."""
-    command = "state import" if remote_id is not None else "state forget"
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A person's word on one submission: it ran as `remote_id`, or (None) it did not run."""
+
+    key: str
+    remote_id: str | None
+
+
+def read_verdicts(path: Path, *, with_ids: bool) -> list[Verdict]:
+    """One submission a line: `KEY REMOTE_ID` (import) or `KEY` (forget); blank lines and lines
+    starting with `#` are skipped. BackfillError names the file and line of a malformed one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise BackfillError(f"cannot read {path}: {error}") from None
+    verdicts = []
+    wanted = "KEY REMOTE_ID" if with_ids else "KEY"
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if len(words) != (2 if with_ids else 1):
+            raise BackfillError(
+                f"expected {wanted}, got {line.strip()!r}",
+                location=Location(str(path), number),
+                hint=f"write one submission a line: {wanted}",
+            )
+        verdicts.append(Verdict(words[0], words[1] if with_ids else None))
+    if not verdicts:
+        raise BackfillError(f"{path} names no submission; write one a line: {wanted}")
+    return verdicts
+
+
+def settle(
+    state_dir: Path,
+    verdicts: Sequence[Verdict],
+    *,
+    plan: str | None = None,
+    reason: str,
+    lock_timeout: float,
+) -> list[tuple[SubmissionRecord, Verdict]]:
+    """Journal a person's verdicts under one lock: every named submission (and, with `plan`,
+    every unknown one of that plan, as not run) must have an unknown outcome, or nothing is
+    written. Returns each record as it is now, with its verdict."""
+    command = "state import" if any(v.remote_id is not None for v in verdicts) else "state forget"
     with open_state(
         state_dir,
         actor=actor.current(command),
         command=f"backfill {command}",
         lock_timeout=lock_timeout,
     ) as writer:
-        record = find(writer.state, key)
-        if record.status not in UNRESOLVED:
+        chosen: dict[str, Verdict] = {}
+        for verdict in verdicts:
+            record = find(writer.state, verdict.key)
+            if record.key in chosen:
+                raise BackfillError(f"submission {record.key} is named twice; nothing was recorded")
+            chosen[record.key] = Verdict(record.key, verdict.remote_id)
+        if plan is not None:
+            unknown = [
+                r for r in writer.state.submissions.values() if r.plan == plan and r.needs_attention
+            ]
+            if not unknown:
+                raise BackfillError(f"plan {plan!r} has no submission with an unknown outcome")
+            for record in unknown:
+                chosen.setdefault(record.key, Verdict(record.key, None))
+        settled = [
+            writer.state.submissions[key]
+            for key in chosen
+            if not writer.state.submissions[key].needs_attention
+        ]
+        if settled:
             raise BackfillError(
-                f"submission {record.key} is {record.status}, not unknown: only an unknown "
-                "outcome can be imported or forgotten"
+                ", ".join(f"{r.key} is {r.shown_status}" for r in settled)
+                + ": only an unknown outcome can be imported or forgotten; nothing was recorded"
             )
-        if remote_id is not None:
-            writer.append("imported", {"key": record.key, "remote_id": remote_id, "reason": reason})
-        else:
-            writer.append("forgotten", {"key": record.key, "reason": reason})
-        return writer.state.submissions[record.key]
+        for key, verdict in chosen.items():
+            if verdict.remote_id is not None:
+                data = {"key": key, "remote_id": verdict.remote_id, "reason": reason}
+                writer.append("imported", data)
+            else:
+                writer.append("forgotten", {"key": key, "reason": reason})
+        return [(writer.state.submissions[key], verdict) for key, verdict in chosen.items()]

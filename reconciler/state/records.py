@@ -181,6 +181,12 @@ class SubmissionRecord:
         return len(self.targets) * sum(last - first + 1 for first, last in self.spans)
 
     @property
+    def shown_status(self) -> SubmissionStatus:
+        """The status as a person reads it: an intent without an outcome is as unknown as one
+        whose reply was lost, and is called so everywhere."""
+        return SubmissionStatus.UNKNOWN if self.needs_attention else self.status
+
+    @property
     def needs_attention(self) -> bool:
         """It may have run and nobody knows: never resubmitted until a lookup or a person says.
 

@@ -68,7 +68,7 @@ def _pr(actor: Mapping[str, JSON]) -> str:
 def outcome(attempt: Attempt) -> str:
     """`rejected (InvalidParameterValue)`; a verdict after the outcome says whose it was."""
     record = attempt.record
-    text = str(record.status) + (f" ({record.code})" if record.code else "")
+    text = str(record.shown_status) + (f" ({record.code})" if record.code else "")
     settled = attempt.settled
     if settled is not None and settled.type in _VERDICTS:
         who = settled.actor.get("user") or "?"
@@ -97,7 +97,7 @@ def _columns(attempt: Attempt) -> dict[str, str]:
         "pr": str(actor.get("pr", "")),
         "run_url": str(actor.get("run_url", "")),
         "tool_version": str(actor.get("tool_version", "")),
-        "outcome": str(record.status),
+        "outcome": str(record.shown_status),
         "outcome_seq": str(settled.seq) if settled else "",
         "outcome_time": settled.time if settled else "",
         "outcome_event": str(settled.type) if settled else "",
@@ -167,7 +167,7 @@ def json_log(log: Log, attempts: Sequence[Attempt]) -> dict[str, Any]:
                 "region": a.record.region,
                 "targets": list(a.record.targets),
                 "dates": list(a.record.dates),
-                "outcome": str(a.record.status),
+                "outcome": str(a.record.shown_status),
                 "code": a.record.code,
                 "message": a.record.message,
                 "remote_id": a.record.remote_id,

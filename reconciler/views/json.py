@@ -133,7 +133,7 @@ def results(items: Sequence[Result], planned: int) -> dict[str, Any]:
 def record(item: SubmissionRecord) -> dict[str, Any]:
     data = {f.name: getattr(item, f.name) for f in fields(item) if f.name not in _LEFT_OUT}
     data.update(
-        status=str(item.status),
+        status=str(item.shown_status),
         targets=list(item.targets),
         dates=list(item.dates),
         endpoint=item.endpoint,

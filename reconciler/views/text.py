@@ -230,7 +230,7 @@ def state_table(records: Sequence[SubmissionRecord], state: State) -> str:
             r.key,
             r.plan,
             str(r.revision),
-            str(r.status),
+            str(r.shown_status),
             str(len(r.targets) * len(r.dates)),
             ", ".join(a if a == b else f"{a}..{b}" for a, b in contiguous_runs(r.dates)) or "-",
             r.remote_id or "-",
