@@ -7,15 +7,21 @@ Each case is what a person, a broken disk or a bad merge does to the files a rep
 from __future__ import annotations
 
 import json
+import random
+import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from factories import dms_plan, wedata_plan, write
+from figures import report
 from harness import cli
 
 from reconciler.emulator.app import Emulator
+from reconciler.errors import StateError
+from reconciler.state import State, init_state, load_state, open_state, verify_journal
 
 
 class Checkout:
@@ -270,3 +276,129 @@ def test_a_state_file_that_is_a_directory_is_a_clear_error(checkout: Checkout, n
     )
     assert "Traceback" not in done.stderr
     assert_nothing_sent_again(checkout)
+
+
+# --- a seeded fuzz of the state files ---------------------------------------------------------
+
+FUZZ_CASES = 200
+
+
+def _populated(directory: Path) -> None:
+    init_state(directory, actor={"user": "fuzz"})
+    with open_state(directory, actor={"user": "fuzz"}, command="fuzz") as writer:
+        for number in range(6):
+            key = f"k{number}"
+            writer.append(
+                "intent",
+                {
+                    "key": key,
+                    "plan": "orders",
+                    "revision": 1,
+                    "provider": "tencent-wedata",
+                    "action": "CreateDataBackfillPlan",
+                    "region": "ap-guangzhou",
+                    "endpoint": "http://127.0.0.1:9",
+                    "targets": [f"t{number}"],
+                    "dates": ["2025-09-01", "2025-09-02"],
+                    "fingerprint": "f",
+                    "params": {"p": "v"},
+                    "request": {"TaskIds": [f"t{number}"]},
+                },
+            )
+            if number % 3 == 0:
+                writer.append("unknown", {"key": key, "code": "ReadTimeout", "message": "-"})
+            else:
+                writer.append(
+                    "submitted",
+                    {
+                        "key": key,
+                        "remote_id": f"r{number}",
+                        "request_id": "q",
+                        "detail": {},
+                        "emulator": True,
+                    },
+                )
+
+
+def _mutate(data: bytes, rng: random.Random) -> bytes:
+    lines = data.splitlines(keepends=True)
+    at = rng.randrange(len(lines))
+    kind = rng.randrange(9)
+    if kind == 0:  # one byte changed
+        spot = rng.randrange(len(data))
+        return data[:spot] + bytes([rng.randrange(256)]) + data[spot + 1 :]
+    if kind == 1:  # cut anywhere
+        return data[: rng.randrange(len(data))]
+    if kind == 2:
+        return b"".join(lines[:at] + lines[at + 1 :])
+    if kind == 3:
+        return b"".join([*lines[:at], lines[at], *lines[at:]])
+    if kind == 4:
+        other = rng.randrange(len(lines))
+        lines[at], lines[other] = lines[other], lines[at]
+        return b"".join(lines)
+    if kind == 5:  # junk or an unrelated JSON value as a line
+        junk = rng.choice(
+            [b"{}", b"[]", b"null", b'{"v":1}', b"\xff\xfe", b"<<<<<<< HEAD", b"1e999"]
+        )
+        return b"".join([*lines[:at], junk + b"\n", *lines[at:]])
+    if kind == 6:  # a value edited in place, as a hand edit would
+        line = lines[at]
+        for old, new in ((b'"submitted"', b'"rejected"'), (b'"t', b'"x'), (b"1,", b"2,")):
+            if old in line:
+                lines[at] = line.replace(old, new, 1)
+                break
+        return b"".join(lines)
+    if kind == 7:  # a huge number or a deep structure where a value was
+        return (
+            data.replace(b'"q"', b"9" * 5000, 1)
+            if rng.random() < 0.5
+            else data.replace(b'"p":"v"', b'"p":' + b"[" * 3000 + b"]" * 3000, 1)
+        )
+    return data + rng.choice([b"", b"\n", b"\n\n", b'{"torn', b"  \n"])
+
+
+def _same(state: State, expected: State) -> bool:
+    """The same submissions, the same state: a `torn` event acknowledging junk is no change."""
+    return (state.submissions, state.state_id) == (expected.submissions, expected.state_id)
+
+
+@pytest.mark.parametrize("target", ["journal.jsonl", "snapshot.json"])
+def test_damaged_state_files_are_refused_or_read_back_whole_never_anything_else(
+    tmp_path: Path, target: str
+) -> None:
+    """A journal is refused or read back as written; a snapshot, a cache, is read back always
+    (replaced by the journal's replay when it does not match itself)."""
+    pristine = tmp_path / "pristine"
+    _populated(pristine)
+    expected = load_state(pristine)
+    rng = random.Random(f"state-fuzz-{target}")
+    outcomes: Counter[str] = Counter()
+    for case in range(FUZZ_CASES):
+        directory = tmp_path / f"case-{case}"
+        shutil.copytree(pristine, directory)
+        path = directory / target
+        path.write_bytes(_mutate(path.read_bytes(), rng))
+        try:
+            loaded = load_state(directory)
+        except StateError as error:
+            refusal = error
+        else:
+            refusal = None
+        if refusal is not None:
+            assert refusal.location is not None, refusal  # it names the file (and line)
+            outcomes["refused"] += 1
+            continue
+        # whatever a load accepts is the state as written: no submission lost or changed
+        assert _same(loaded, expected), (case, path.read_bytes()[:300])
+        outcomes["read back"] += 1
+        with open_state(directory, actor={"user": "fuzz"}, command="fuzz"):
+            pass  # a writer accepts it too, and leaves it whole
+        assert _same(load_state(directory), expected)
+        assert verify_journal(directory) == []
+    if target == "journal.jsonl":
+        assert outcomes["refused"], outcomes
+        assert outcomes["read back"], outcomes
+    else:
+        assert outcomes == {"read back": FUZZ_CASES}
+    report(f"[fuzz] {target}: {FUZZ_CASES} damaged copies, {dict(outcomes)}")

@@ -89,7 +89,7 @@ def decode_event(raw: bytes, where: Location) -> dict[str, JSON]:
     """One line as an event with the right fields and data, its hash not yet checked."""
     try:
         event = json.loads(raw)
-    except ValueError:  # UnicodeDecodeError is one too
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
         raise damage(where, "is not valid JSON") from None
     if not isinstance(event, dict):
         raise damage(where, "is not a JSON object")

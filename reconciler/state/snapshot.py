@@ -190,7 +190,7 @@ def _by_line(path: Path) -> dict[str, JSON] | None:
                 return None
             if lines.read():
                 return None
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if value.get("format") == SNAPSHOT_FORMAT and value.get("digest") != digest.hexdigest():
         raise Untrusted(
