@@ -77,6 +77,15 @@ REJECTED_PREFIXES = (
     "UnsupportedOperation",
 )
 UNKNOWN_CODES = frozenset({"InternalError", "ServiceUnavailable", "UnknownError"})
+AUTH_FAILURE_PREFIXES = (
+    "IncompleteSignature",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "InvalidSecurityToken",
+    "InvalidTimeStamp",
+)
+"""Gateway codes for a request it could not authenticate: every other call signed with the same
+key (and clock) fails alike. Not `SignatureNonceUsed`, which concerns one request only."""
 
 # ListTaskFlowInstance `Status` as documented: 0 waiting for scheduling, 1 running, 2 suspended,
 # 3 failed, 4 succeeded, 5 completed. A status not listed is taken as still running.
@@ -379,6 +388,7 @@ def _reply(response: httpx.Response) -> Reply:
     if response.status_code >= 400:
         # The API gateway refused the request before DMS ran it.
         code = str(body.get("Code") or f"HTTP{response.status_code}")
+        refused = code.startswith(AUTH_FAILURE_PREFIXES)
         return Reply(
             Outcome(
                 classify(code),
@@ -386,6 +396,11 @@ def _reply(response: httpx.Response) -> Reply:
                 code=code,
                 message=str(body.get("Message", "")),
                 emulator=emulator,
+                halt=f"the credentials were refused ({code}): check "
+                "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (and "
+                "ALIBABA_CLOUD_SECURITY_TOKEN for STS ones), and this machine's clock"
+                if refused
+                else "",
             ),
             body,
         )

@@ -142,12 +142,24 @@ class Provider(Protocol):
 
 def send(http: httpx.Client, url: str, **request: Any) -> httpx.Response | Outcome:
     """POST one request. What is not an answer of the API is classified here, alike for every
-    provider: a connection refused or timed out before sending, and HTTP 429, definitely did not
-    run (retryable); a transport failure after sending and HTTP 5xx may have run (unknown)."""
+    provider: what httpx raises before the request went out (no connection: refused, timed out,
+    no such host, TLS failed; no pooled connection free) was never sent; HTTP 429 definitely did
+    not run (retryable); a transport failure after sending and HTTP 5xx may have run (unknown).
+
+    A connection that cannot be made to the endpoint cannot be made for any other call either:
+    such an outcome says so (`halt`), and the run stops sending there."""
     try:
         response = http.post(url, **request)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-        return Outcome(OutcomeKind.RETRYABLE, code="ConnectionFailed", message=str(error))
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as error:
+        return Outcome(
+            OutcomeKind.UNSENT,
+            code=type(error).__name__,
+            message=str(error) or "no connection",
+            halt=f"no connection could be made ({type(error).__name__}: {error}); check the "
+            "endpoint and that it is reachable from here",
+        )
+    except httpx.PoolTimeout as error:
+        return Outcome(OutcomeKind.UNSENT, code="PoolTimeout", message=str(error) or "no slot")
     except httpx.TransportError as error:
         return Outcome(
             OutcomeKind.UNKNOWN, code=type(error).__name__, message=str(error) or "no reply"

@@ -82,6 +82,9 @@ REJECTED_CODES = frozenset(
     }
 )
 UNKNOWN_CODES = frozenset({"InternalError", "ServiceUnavailable"})
+AUTH_FAILURE = "AuthFailure"
+"""The family of codes for a request that could not be authenticated (signature, secret id,
+token, clock): every other call signed the same way fails alike."""
 
 # ListDataBackfillInstances `State` (InstanceState in the SDK models). A failed try that will be
 # retried is still running, a skipped instance is done, and a state not listed here is taken as
@@ -344,6 +347,16 @@ class WeDataClient:
         self._http.close()
 
 
+def _refused_credentials(code: str) -> str:
+    if code.split(".", 1)[0] != AUTH_FAILURE:
+        return ""
+    return (
+        f"the credentials were refused ({code}): check TENCENTCLOUD_SECRET_ID and "
+        "TENCENTCLOUD_SECRET_KEY (and TENCENTCLOUD_SESSION_TOKEN for temporary ones), and this "
+        "machine's clock"
+    )
+
+
 def _failure(action: str, outcome: Outcome) -> str:
     return f"{action}: {outcome.code} {outcome.message}".strip()
 
@@ -368,6 +381,7 @@ def _outcome(response: httpx.Response, *, create: bool) -> Outcome:
             code=code,
             message=str(error.get("Message", "")),
             emulator=emulator,
+            halt=_refused_credentials(code),
         )
     data = envelope.get("Data")
     if not create:

@@ -118,6 +118,7 @@ def result(item: Result) -> dict[str, Any]:
         "code": outcome.code,
         "message": outcome.message,
         "attempts": item.attempts,
+        "stopped": item.stopped,
     }
 
 
