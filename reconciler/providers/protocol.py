@@ -36,6 +36,25 @@ class Connection:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """Another submission of the same provider in the state, as a lookup must weigh it: the
+    remote id the state gives it, or, while its own outcome is unknown, whatever it may have
+    created for its targets and dates since its intent. What one submission claims cannot prove
+    that another ran."""
+
+    key: str
+    targets: tuple[str, ...]
+    dates: tuple[str, ...]
+    intent_time: str
+    remote_id: str
+    """Empty while its outcome is unknown."""
+
+    @property
+    def unsettled(self) -> bool:
+        return not self.remote_id
+
+
+@dataclass(frozen=True, slots=True)
 class Lookup:
     """What a remote lookup says of a submission whose outcome is unknown."""
 
@@ -130,9 +149,9 @@ class Provider(Protocol):
         """A client using credentials from the environment; BackfillError if there are none."""
         ...
 
-    def look_up(self, record: Any, connection: Connection) -> Lookup:
-        """Settle an unknown outcome (a SubmissionRecord) remotely where the API allows it;
-        otherwise say what a person must check."""
+    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
+        """Settle an unknown outcome (a SubmissionRecord) remotely where the API allows it,
+        never with what `others` claim; otherwise say what a person must check."""
         ...
 
     def progress(self, record: Any, connection: Connection) -> Progress:

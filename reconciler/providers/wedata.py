@@ -24,6 +24,7 @@ from reconciler.domain import (
 )
 from reconciler.errors import BackfillError
 from reconciler.providers.protocol import (
+    Claim,
     Connection,
     Instance,
     Lookup,
@@ -230,7 +231,7 @@ class WeDataProvider:
             )
         return WeDataClient(credentials, connection)
 
-    def look_up(self, record: Any, connection: Connection) -> Lookup:
+    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
         # WeData offers no lookup of a backfill plan by name: a person has to look.
         name = record.request.get("DataBackfillPlanName", "")
         return Lookup(
