@@ -4,7 +4,6 @@ settles an unknown outcome (`ListTaskFlowInstance`)."""
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,8 +57,13 @@ SETTLE_SECONDS = 300.0
 finding no instance before then proves nothing (recovering at once after a kill must not
 conclude "did not run" while the server is still handling the request)."""
 clock: Callable[[], float] = time.time
-"""The wall clock an intent's age is judged by, and a create's second."""
+"""The wall clock an intent's age is judged by."""
 sleep: Callable[[float], None] = time.sleep
+CREATE_DELAY_SECONDS = 1.0
+"""How long a BackFill waits after its intent before it is sent. `startTime` has whole seconds:
+a run this request makes then starts in a later second than the intent, and a lookup can tell
+it from a run that started in the intent's second or before (another backfill's), which it
+could not within one second. Calls in parallel wait side by side, and keep their pace."""
 
 # What the recovery lookup reads in ListTaskFlowInstance (see `DmsClient.find`).
 MANUAL_TRIGGER = 1
@@ -247,12 +251,8 @@ class DmsClient:
         self.credential_id = credentials.access_key_id
 
     def submit(self, submission: Submission) -> Outcome:
-        # `startTime` has whole seconds. Sent in a later second than its intent, a create's runs
-        # start in a later second too: a lookup can then tell them from any run that started in
-        # the intent's second or before (another backfill's), which it could not within one
-        # second. With calls in parallel the pause costs no throughput.
-        now = clock()
-        sleep(math.floor(now) + 1 - now)
+        # Called just after the intent was journaled: see CREATE_DELAY_SECONDS.
+        sleep(CREATE_DELAY_SECONDS)
         reply = self.call(ACTION, submission.request)
         outcome = reply.outcome
         if outcome.kind is not OutcomeKind.SUBMITTED:
@@ -460,7 +460,7 @@ class _Run:
 
     def early(self, intent: float) -> float:
         """How long before an intent's time the run started: 0 when it started in a later
-        second (see `DmsClient.submit`) or has not started yet."""
+        second (see CREATE_DELAY_SECONDS) or has not started yet."""
         if self.started is None or self.started >= intent:
             return 0.0
         return intent - self.started
