@@ -172,8 +172,10 @@ class Gate:
             while True:
                 if self.shut or stop.is_set():
                     return False
-                if self._answered or not self._probing:
-                    self._probing = not self._answered
+                if self._answered:
+                    return True
+                if not self._probing:
+                    self._probing = True  # this call goes first, alone
                     return True
                 # A signal handler sets `stop` without notifying anyone: look again now and then.
                 self._changed.wait(0.1)
@@ -216,7 +218,8 @@ def execute(
     """Run every submission; returns their results in completion order.
 
     Setting `stop` dispatches nothing more: calls in flight finish and are journaled, the rest
-    are not attempted (and not in the results).
+    are not attempted (and not in the results). Likewise the rest of an endpoint's calls once
+    an outcome of one of them says that none can fare better (`Outcome.halt`).
     """
     lock = threading.Lock()
     results: list[Result] = []

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from reconciler.domain import OutcomeKind
 from reconciler.emulator import DmsService, Emulator, FaultConfig, create_app
 from reconciler.errors import BackfillError
 from reconciler.providers import dms
+from reconciler.providers.protocol import Connection
 from reconciler.state import SubmissionStatus, load_state
 
 Serve = Callable[..., tuple[Emulator, str]]
@@ -390,3 +392,32 @@ def test_a_run_of_an_earlier_backfill_still_waiting_to_start_proves_nothing(
     [finding] = repo.recover()
     assert finding.lookup.verdict == "unclear"
     assert "has not started yet" in finding.lookup.how
+
+
+def test_a_run_that_does_not_say_how_it_was_triggered_is_not_ruled_out(
+    aliyun_credentials: Any,
+) -> None:
+    # A stand-in for a DMS that leaves TriggerType out: taking the run for a scheduled one
+    # would find nothing and, in time, conclude "did not run".
+    intent = datetime(2025, 9, 2, 4, 0, 0, tzinfo=UTC)
+    started = (intent + timedelta(seconds=2)).astimezone(dms.INSTANCE_TIME_ZONE)
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        run = {
+            "Id": 470009,
+            "BusinessTime": "2025-08-01 00:00:00",
+            "startTime": started.strftime(dms.INSTANCE_TIME_FORMAT),
+        }
+        body = {"Success": True, "TotalCount": 1, "DAGInstanceList": {"DAGInstance": [run]}}
+        return httpx.Response(200, json=body)
+
+    record = SimpleNamespace(
+        targets=("15001",),
+        dates=("2025-08-01",),
+        intent_time=intent.isoformat(),
+        request={"DagId": 15001, "BackFillDate": "2025-08-01"},
+    )
+    connection = Connection("http://127.0.0.1:9", transport=httpx.MockTransport(respond))
+    client = dms.DmsClient(aliyun_credentials, connection)
+    lookup = client.find(record, [])
+    assert (lookup.verdict, lookup.remote_id) == ("submitted", "470009")

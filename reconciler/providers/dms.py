@@ -282,11 +282,11 @@ class DmsClient:
             return Reply(response, {})
         return _reply(response)
 
-    def find(self, record: Any, others: Sequence[Claim] = ()) -> Lookup:
+    def find(self, record: Any, others: Sequence[Claim]) -> Lookup:
         """Settle an unknown BackFill from the DAG's manual runs of its business dates.
 
         Only a run this request could have made counts: the same DAG and one of its dates,
-        triggered by hand, started in a later second than the intent (or not started yet), not
+        not triggered by the schedule, started in a later second than the intent (or not yet), not
         the remote id of another submission, and not a run that an unsettled submission of the
         same DAG and date could have made too. A run that started up to CLOCK_SKEW_SECONDS
         before the intent may be its or not. Exactly one such run for every date, the first
@@ -318,7 +318,10 @@ class DmsClient:
         problems: list[str] = []
         for item in listed:
             day = str(item.get("BusinessTime", ""))[:10]
-            if day not in runs or item.get("TriggerType") != MANUAL_TRIGGER:
+            trigger = item.get("TriggerType")
+            # A run that does not say how it was triggered may be this request's: ignoring it
+            # could conclude "did not run" and send the backfill twice.
+            if day not in runs or trigger not in (MANUAL_TRIGGER, None):
                 continue
             run = _Run(str(item.get("Id", "")), day, _started(item.get("startTime")))
             if run.id in claimed:
