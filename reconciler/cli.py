@@ -25,7 +25,7 @@ from reconciler.commands import saved as saved_command
 from reconciler.commands import state as state_command
 from reconciler.commands import status as status_command
 from reconciler.errors import BackfillError, InvalidPlans
-from reconciler.providers import ALL, dms, wedata
+from reconciler.providers import ALL, check_endpoint, dms, wedata
 from reconciler.state import (
     SubmissionStatus,
     force_unlock,
@@ -39,6 +39,9 @@ from reconciler.views import json as json_view
 from reconciler.views import status as status_view
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+ENDPOINT_VARIABLE = "BACKFILL_ENDPOINT"
+"""One endpoint for every provider (the emulator serves them all)."""
 
 
 def _color() -> bool:
@@ -89,7 +92,7 @@ def endpoint_options(command: F) -> F:
     )(command)
     return click.option(
         "--endpoint",
-        envvar="BACKFILL_ENDPOINT",
+        envvar=ENDPOINT_VARIABLE,
         metavar="URL",
         help="Send every provider's calls to this URL, e.g. the emulator. Env: BACKFILL_ENDPOINT.",
     )(command)
@@ -98,8 +101,14 @@ def endpoint_options(command: F) -> F:
 def endpoints(
     endpoint: str | None, tencent_endpoint: str | None, aliyun_endpoint: str | None
 ) -> dict[str, str]:
-    chosen = {ALL: endpoint, "tencent-wedata": tencent_endpoint, "aliyun-dms": aliyun_endpoint}
-    return {name: url for name, url in chosen.items() if url}
+    """The endpoint overrides, each checked before any command uses it (BackfillError naming
+    the option otherwise)."""
+    chosen = {
+        (ALL, f"--endpoint (or {ENDPOINT_VARIABLE})"): endpoint,
+        (wedata.NAME, f"--tencent-endpoint (or {wedata.ENDPOINT_VARIABLE})"): tencent_endpoint,
+        (dms.NAME, f"--aliyun-endpoint (or {dms.ENDPOINT_VARIABLE})"): aliyun_endpoint,
+    }
+    return {name: check_endpoint(url, source) for (name, source), url in chosen.items() if url}
 
 
 def recover_option(command: F) -> F:
@@ -224,15 +233,14 @@ def plan(
         if output == "markdown":  # so a sticky comment never shows a plan older than the files
             click.echo(markdown.invalid(error.diagnostics), nl=False)
         raise
+    urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
     current = load_state(state_dir, missing_ok=True)
     if recover and out:
         raise BackfillError(
             "--out cannot be used with --recover: save plans of the journaled state"
         )
     if recover:
-        found = recover_command.look_up(
-            current, endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
-        )
+        found = recover_command.look_up(current, urls)
         if output == "text":
             click.echo(text.findings(found, text.styler(_color()), written=False) + "\n")
         current = recover_command.preview(current, found)
@@ -349,15 +357,14 @@ def recover(
 ) -> int:
     """Settle unknown outcomes: look them up remotely where the API allows it (DMS
     ListTaskFlowInstance) and journal what was found; list the rest with what to check."""
+    urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
     with open_state(
         state_dir,
         actor=actor.current("recover"),
         command="backfill recover",
         lock_timeout=lock_timeout,
     ) as writer:
-        found = recover_command.look_up(
-            writer.state, endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
-        )
+        found = recover_command.look_up(writer.state, urls)
         recover_command.journal(writer, found)
     click.echo(text.findings(found, text.styler(_color()), written=True))
     return 0
@@ -391,12 +398,11 @@ def status(
     ListTaskFlowInstance; writes nothing. Needs the same credentials as apply. Exits 1 when a
     platform could not be asked.
     """
+    urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
     current = load_state(state_dir)
     for warning in current.warnings:
         click.echo(f"warning: {warning}", err=True)
-    found = status_command.report(
-        current, endpoints(endpoint, tencent_endpoint, aliyun_endpoint), plan=name, timeout=timeout
-    )
+    found = status_command.report(current, urls, plan=name, timeout=timeout)
     if output == "json":
         _emit(status_view.json_report(found))
     elif output == "markdown":

@@ -200,9 +200,11 @@ class OutcomeKind(StrEnum):
     REJECTED = "rejected"
     """Definitely not created (validation, authentication, permission)."""
     RETRYABLE = "retryable"
-    """Definitely not executed (throttled, refused before sending): try again."""
+    """Definitely not executed (throttled): try again."""
     UNKNOWN = "unknown"
     """May have been created: never resubmitted without a person or a remote lookup."""
+    UNSENT = "unsent"
+    """Provably never left the process (no connection could be made): nothing was created."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,3 +217,6 @@ class Outcome:
     detail: Mapping[str, JSON] = field(default_factory=dict)
     emulator: bool = False
     """The reply came from the built-in emulator, not a real cloud endpoint."""
+    halt: str = ""
+    """Set when no other call to the same endpoint can fare better (nothing answers there, the
+    credentials were refused): why, and what to fix. The run sends that endpoint nothing more."""

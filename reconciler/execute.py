@@ -1,25 +1,31 @@
 """Fifth stage: make the calls of a changeset, journaling each intent before its request leaves
 the process and each outcome as soon as it is known.
 
-Only replies that prove nothing was executed (throttling, connection refused) are retried; an
-outcome that may have executed is journaled `unknown` and never sent again by this code.
+Only what proves nothing was executed (throttling, no connection) is retried; an outcome that
+may have executed is journaled `unknown` and never sent again by this code. An endpoint that
+cannot be reached, or that refuses the credentials, gets no more calls in the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reconciler.domain import JSON, Outcome, OutcomeKind, Submission
 from reconciler.providers.protocol import Client
 
 MAX_ATTEMPTS = 6
+"""Attempts of a throttled call before the run gives up on it."""
+UNSENT_PAUSES = (0.25, 0.5, 1.0, 2.0)
+"""Pauses between the attempts of a call that found no connection: a server restarting gets a
+few seconds, a wrong endpoint costs no more (five attempts, under 4 s)."""
 
 
 class Journal(Protocol):
@@ -35,6 +41,9 @@ class Result:
     attempts: int
     retried: tuple[str, ...] = ()
     """The codes of the replies that were retried (throttling, refused connections)."""
+    stopped: str = ""
+    """Set on the call after which the run sent its endpoint nothing more: which endpoint, why,
+    and what to fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +54,10 @@ class Tally:
     not_created: int
     """Rejected, or still throttled after the last attempt: nothing was created."""
     unknown: int
+    not_sent: int
+    """Journaled, but no connection could be made: nothing was created."""
     not_attempted: int
+    """Not journaled: the run stopped, or their endpoint took no more calls."""
 
     @classmethod
     def of(cls, results: Sequence[Result], planned: int) -> Tally:
@@ -54,12 +66,13 @@ class Tally:
             submitted=kinds.count(OutcomeKind.SUBMITTED),
             not_created=kinds.count(OutcomeKind.REJECTED) + kinds.count(OutcomeKind.RETRYABLE),
             unknown=kinds.count(OutcomeKind.UNKNOWN),
+            not_sent=kinds.count(OutcomeKind.UNSENT),
             not_attempted=planned - len(results),
         )
 
     @property
     def all_submitted(self) -> bool:
-        return not (self.not_created or self.unknown)
+        return not (self.not_created or self.unknown or self.not_sent)
 
 
 class Pacer:
@@ -130,6 +143,8 @@ def outcome_event(submission: Submission, outcome: Outcome) -> tuple[str, dict[s
         }
     if outcome.kind is OutcomeKind.UNKNOWN:
         return "unknown", {"key": submission.key, "code": outcome.code, "message": outcome.message}
+    if outcome.kind is OutcomeKind.UNSENT:
+        return "unsent", {"key": submission.key, "code": outcome.code, "message": outcome.message}
     # REJECTED, or RETRYABLE after the last attempt: either way nothing was created.
     return "rejected", {
         "key": submission.key,
@@ -139,13 +154,55 @@ def outcome_event(submission: Submission, outcome: Outcome) -> tuple[str, dict[s
     }
 
 
+class Gate:
+    """Lets calls through to one endpoint. The first goes alone, and the others wait until
+    something answers there: a wrong endpoint or refused credentials then cost one journaled
+    call, not one per call. Once an outcome says that no call can fare better (`halt`), the gate
+    stays shut for the rest of the run."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._answered = False
+        self._probing = False
+        self.shut = False
+
+    def enter(self, stop: threading.Event) -> bool:
+        """Wait for a turn; False once the gate is shut or the run stops."""
+        with self._changed:
+            while True:
+                if self.shut or stop.is_set():
+                    return False
+                if self._answered:
+                    return True
+                if not self._probing:
+                    self._probing = True  # this call goes first, alone
+                    return True
+                # A signal handler sets `stop` without notifying anyone: look again now and then.
+                self._changed.wait(0.1)
+
+    def leave(self, outcome: Outcome | None) -> bool:
+        """What became of a call that entered (None: it was never made). True when its outcome
+        shut the gate, so that one result, not every call in flight, says why."""
+        with self._changed:
+            shuts = outcome is not None and bool(outcome.halt) and not self.shut
+            if shuts:
+                self.shut = True
+            elif outcome is not None and outcome.kind is not OutcomeKind.UNSENT:
+                self._answered = True
+            self._probing = False
+            self._changed.notify_all()
+            return shuts
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where one submission goes: the client for its endpoint and the pace it must keep."""
+    """Where one submission goes: the client for its endpoint, the pace it must keep, and the
+    gate that stops calls to an endpoint that cannot take them."""
 
     client: Client
     pacer: Pacer
     endpoint: str
+    gate: Gate = field(default_factory=Gate)
 
 
 def execute(
@@ -161,54 +218,48 @@ def execute(
     """Run every submission; returns their results in completion order.
 
     Setting `stop` dispatches nothing more: calls in flight finish and are journaled, the rest
-    are not attempted (and not in the results).
+    are not attempted (and not in the results). Likewise the rest of an endpoint's calls once
+    an outcome of one of them says that none can fare better (`Outcome.halt`).
     """
     lock = threading.Lock()
     results: list[Result] = []
     stop = stop or threading.Event()
 
-    def run(submission: Submission) -> None:
-        if stop.is_set():
-            return
-        way = route(submission)
+    def call(way: Route, submission: Submission) -> Result | None:
         # The pace slot first, then the intent, then the request: a run killed while calls wait
         # for their turn leaves them unjournaled (never sent), not unknown.
         way.pacer.acquire()
         if stop.is_set():
-            return
+            return None
         with lock:
             journal.append("intent", intent(submission, way.endpoint))
-        attempts = 0
-        retried: list[str] = []
-        while True:
-            attempts += 1
-            if attempts > 1:
-                way.pacer.acquire()
-            outcome = way.client.submit(submission)
-            if outcome.kind is not OutcomeKind.RETRYABLE:
-                way.pacer.succeeded()
-                break
-            way.pacer.throttled()
-            if attempts >= MAX_ATTEMPTS or stop.is_set():
-                break
-            retried.append(outcome.code)
-            sleep(_backoff(attempts))
-        if outcome.kind is OutcomeKind.RETRYABLE:
-            why = "stopped" if stop.is_set() else f"gave up after {attempts} attempts"
-            outcome = Outcome(
-                OutcomeKind.RETRYABLE,
-                request_id=outcome.request_id,
-                code=outcome.code,
-                message=f"{why} ({outcome.message}); nothing was created, the next apply "
-                "tries these cells again",
-                emulator=outcome.emulator,
+        outcome, attempts, retried = _attempts(way, submission, stop, sleep)
+        return Result(submission, outcome, attempts, retried)
+
+    def run(submission: Submission) -> None:
+        if stop.is_set():
+            return
+        way = route(submission)
+        if not way.gate.enter(stop):
+            return
+        made: Result | None = None
+        try:
+            made = call(way, submission)
+        finally:
+            shut = way.gate.leave(made.outcome if made else None)
+        if made is None:
+            return
+        if shut:
+            made = dataclasses.replace(
+                made,
+                stopped=f"stopped sending to {way.endpoint} ({submission.provider}): "
+                f"{made.outcome.halt}",
             )
-        event, data = outcome_event(submission, outcome)
-        result = Result(submission, outcome, attempts, tuple(retried))
+        event, data = outcome_event(submission, made.outcome)
         with lock:
             journal.append(event, data)
-            results.append(result)
-            on_result(result)
+            results.append(made)
+            on_result(made)
 
     pool = ThreadPoolExecutor(max_workers=max(1, parallel))
     futures = [pool.submit(run, s) for s in interleave(submissions)]
@@ -222,6 +273,36 @@ def execute(
         raise
     pool.shutdown()
     return results
+
+
+def _attempts(
+    way: Route, submission: Submission, stop: threading.Event, sleep: Callable[[float], None]
+) -> tuple[Outcome, int, tuple[str, ...]]:
+    """Send until an outcome proves something or the retries run out: a throttled call backs
+    off up to MAX_ATTEMPTS times, one that found no connection briefly (UNSENT_PAUSES)."""
+    attempts = unsent = 0
+    retried: list[str] = []
+    while True:
+        attempts += 1
+        if attempts > 1:
+            way.pacer.acquire()
+        outcome = way.client.submit(submission)
+        if outcome.kind is OutcomeKind.RETRYABLE:
+            way.pacer.throttled()
+            pause = _backoff(attempts) if attempts < MAX_ATTEMPTS else None
+        elif outcome.kind is OutcomeKind.UNSENT:
+            unsent += 1
+            pause = UNSENT_PAUSES[unsent - 1] if unsent <= len(UNSENT_PAUSES) else None
+        else:
+            way.pacer.succeeded()
+            return outcome, attempts, tuple(retried)
+        if pause is None or stop.is_set():
+            break
+        retried.append(outcome.code)
+        sleep(pause)
+    why = "stopped before trying again" if stop.is_set() else f"{attempts} attempts"
+    message = f"{outcome.message} ({why}); nothing was created: the next apply tries again"
+    return dataclasses.replace(outcome, message=message), attempts, tuple(retried)
 
 
 def interleave(submissions: Iterable[Submission]) -> list[Submission]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from reconciler.diff import Changeset
 from reconciler.domain import Outcome, Submission
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
-from reconciler.providers.protocol import Client, Connection, Lookup, Provider
+from reconciler.providers.protocol import Claim, Client, Connection, Lookup, Provider
 from reconciler.state import SubmissionRecord, init_state, load_state
 
 LOOPBACK = "http://127.0.0.1:9"
@@ -43,8 +44,14 @@ class Repo:
     def connect(self, provider: Provider, connection: Connection) -> Client:
         return provider.client(self.mount(connection))
 
-    def look(self, provider: Provider, record: SubmissionRecord, connection: Connection) -> Lookup:
-        return provider.look_up(record, self.mount(connection))
+    def look(
+        self,
+        provider: Provider,
+        record: SubmissionRecord,
+        connection: Connection,
+        others: Sequence[Claim],
+    ) -> Lookup:
+        return provider.look_up(record, self.mount(connection), others)
 
     def apply(self, **options: Any) -> int:
         defaults: dict[str, Any] = {

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import TASKS, wedata_plan, write
+from factories import TASKS, dms_plan, wedata_plan, write
 from harness import Crash, Repo, cli
 
 from reconciler.emulator.app import Emulator
 from reconciler.errors import BackfillError
 from reconciler.providers import ALL
 from reconciler.providers.tc3 import TencentCredentials
-from reconciler.state import SubmissionStatus, load_state
+from reconciler.state import SubmissionStatus, init_state, load_state
 
 
 def ranges(call: dict[str, Any]) -> list[tuple[str, str]]:
@@ -327,3 +329,82 @@ def test_a_state_loaded_fresh_sees_every_submitted_cell_in_sync(repo: Repo) -> N
     changes = repo.changes()  # a new State: its coverage index is built on this first lookup
     assert not changes.has_changes
     assert changes.count("in_sync_cells") == 9
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_with_nothing_listening_one_call_is_journaled_unsent_and_the_rest_not_attempted(
+    tmp_path: Path, serve_emulator: Callable[..., tuple[Emulator, str]], cli_env: dict[str, str]
+) -> None:
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan(chunk=1))  # 3 calls
+    init_state(tmp_path / "state", actor={"user": "test"})
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    done = cli("apply", "--yes", "--endpoint", nowhere, cwd=tmp_path, env=cli_env)
+    assert done.returncode == 1
+    assert f"Stopped sending to {nowhere} (tencent-wedata): no connection could be made" in (
+        done.stdout
+    )
+    assert "0 submitted, 0 not created, 0 unknown, 1 not sent; 2 of 3 not attempted" in done.stdout
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("[1/3]")]
+    assert line.startswith("[1/3] not sent ")
+    assert line.endswith("(5 attempts); nothing was created: the next apply tries again")
+
+    listed = json.loads(cli("state", "list", "--format", "json", cwd=tmp_path, env=cli_env).stdout)
+    assert [r["status"] for r in listed["submissions"]] == ["unsent"]
+    logged = json.loads(cli("audit", "log", "--format", "json", cwd=tmp_path, env=cli_env).stdout)
+    assert [a["outcome"] for a in logged["attempts"]] == ["unsent"]
+    planned = cli("plan", "--detailed-exitcode", cwd=tmp_path, env=cli_env)
+    assert planned.returncode == 2
+    assert "Plan: 3 calls to make" in planned.stdout
+
+    emulator, url = serve_emulator()
+    again = cli("apply", "--yes", "--endpoint", url, cwd=tmp_path, env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert len(emulator.calls.all()) == 3
+    records = load_state(tmp_path / "state").submissions.values()
+    assert sorted(r.status for r in records) == ["submitted"] * 3
+    assert cli("plan", "--detailed-exitcode", cwd=tmp_path, env=cli_env).returncode == 0
+
+
+def test_apply_json_says_which_call_was_not_sent_and_why_the_rest_were_not_attempted(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan(chunk=1))
+    init_state(tmp_path / "state", actor={"user": "test"})
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    done = cli(
+        "apply", "--yes", "--format", "json", "--endpoint", nowhere, cwd=tmp_path, env=cli_env
+    )
+    assert done.returncode == 1
+    [result] = json.loads(done.stdout)["apply"]["results"]
+    assert result["outcome"] == "unsent"
+    assert result["stopped"].startswith(f"stopped sending to {nowhere} (tencent-wedata)")
+
+
+def test_refused_credentials_stop_that_provider_after_one_call_and_not_the_other(
+    tmp_path: Path, serve_emulator: Callable[..., tuple[Emulator, str]], cli_env: dict[str, str]
+) -> None:
+    emulator, url = serve_emulator()
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan(chunk=1))  # 3 calls
+    write(tmp_path / "plans" / "dms.yaml", dms_plan(dags=[15001, 15002]))  # 2 calls
+    init_state(tmp_path / "state", actor={"user": "test"})
+    env = {**cli_env, "TENCENTCLOUD_SECRET_KEY": "not-the-key"}
+    done = cli("apply", "--yes", "--endpoint", url, cwd=tmp_path, env=env)
+    assert done.returncode == 1
+    assert f"Stopped sending to {url} (tencent-wedata): the credentials were refused" in (
+        done.stdout
+    )
+    assert "TENCENTCLOUD_SECRET_KEY" in done.stdout
+    assert "2 submitted, 1 not created, 0 unknown; 2 of 5 not attempted" in done.stdout
+    assert emulator.stats()["requests"] == 3  # one WeData call, both DMS calls
+    assert sorted(c["provider"] for c in emulator.calls.all()) == ["aliyun-dms"] * 2
+    statuses = sorted(
+        (r.provider, r.status) for r in load_state(tmp_path / "state").submissions.values()
+    )
+    assert statuses == [("aliyun-dms", "submitted")] * 2 + [("tencent-wedata", "rejected")]

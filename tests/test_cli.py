@@ -8,8 +8,10 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from factories import dms_plan, wedata_plan, write
 from harness import cli
 
@@ -59,6 +61,71 @@ def test_a_provider_flag_overrides_its_environment_variable(
     assert len(emulator.calls.all()) == 1
     [record] = load_state(tmp_path / "state").submissions.values()
     assert record.endpoint == emulator_url
+
+
+def journaled(state: Path) -> str:
+    journal = state / "journal.jsonl"
+    return journal.read_text() if journal.exists() else ""
+
+
+@pytest.mark.parametrize(
+    ("flag", "url"),
+    [
+        ("--endpoint", "127.0.0.1:{port}"),
+        ("--endpoint", "file:///tmp/emulator"),
+        ("--aliyun-endpoint", "ftp://127.0.0.1:{port}/"),
+        ("--tencent-endpoint", "http://127.0.0.1:{port}/?region=x"),
+        ("--endpoint", "http://127.0.0.1:99999"),
+    ],
+    ids=["no-scheme", "file", "ftp", "query", "port"],
+)
+def test_an_endpoint_requests_cannot_go_to_is_refused_before_anything_is_journaled(
+    tmp_path: Path,
+    serve_emulator: Callable[..., tuple[Emulator, str]],
+    cli_env: dict[str, str],
+    flag: str,
+    url: str,
+) -> None:
+    emulator, served = serve_emulator()
+    write(tmp_path / "plans" / "w.yaml", wedata_plan("w"))
+    write(tmp_path / "plans" / "d.yaml", dms_plan("d", dags=[15001]))
+    port = served.rsplit(":", 1)[1]
+    # The other provider goes to the emulator: a bad endpoint stops the run, not just its calls.
+    others = ["--endpoint", served] if flag != "--endpoint" else []
+    done = cli("apply", "--yes", *others, flag, url.format(port=port), cwd=tmp_path, env=cli_env)
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: {flag} (or BACKFILL_")
+    assert "Traceback" not in done.stderr
+    assert emulator.calls.all() == []
+    assert journaled(tmp_path / "state") == ""
+
+
+@pytest.mark.parametrize("command", ["apply", "recover", "status"])
+def test_an_endpoint_with_a_password_is_refused_and_the_password_is_never_repeated(
+    tmp_path: Path,
+    serve_emulator: Callable[..., tuple[Emulator, str]],
+    cli_env: dict[str, str],
+    command: str,
+) -> None:
+    emulator, served = serve_emulator()
+    write(tmp_path / "plans" / "d.yaml", dms_plan("d", dags=[15001]))
+    with_password = served.replace("http://", "http://user:secret@")
+    extra = ["--yes"] if command == "apply" else []
+    by_flag = cli(command, *extra, "--endpoint", with_password, cwd=tmp_path, env=cli_env)
+    env = {**cli_env, "BACKFILL_ALIYUN_ENDPOINT": with_password}
+    by_variable = cli(command, *extra, cwd=tmp_path, env=env)
+
+    for done, option in ((by_flag, "--endpoint"), (by_variable, "--aliyun-endpoint")):
+        assert done.returncode == 1
+        assert f"error: {option} (or BACKFILL_" in done.stderr
+        assert "pass credentials through the environment" in done.stderr
+        everything = done.stdout + done.stderr + journaled(tmp_path / "state")
+        assert "secret" not in everything
+    assert emulator.calls.all() == []
+    assert not (tmp_path / "state").exists() or "secret" not in "".join(
+        p.read_text() for p in (tmp_path / "state").iterdir() if p.is_file()
+    )
 
 
 def stale_lock(state: Path) -> LockHolder:

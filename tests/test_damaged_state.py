@@ -379,12 +379,11 @@ def test_damaged_state_files_are_refused_or_read_back_whole_never_anything_else(
         shutil.copytree(pristine, directory)
         path = directory / target
         path.write_bytes(_mutate(path.read_bytes(), rng))
+        refusal: StateError | None = None
         try:
             loaded = load_state(directory)
         except StateError as error:
             refusal = error
-        else:
-            refusal = None
         if refusal is not None:
             assert refusal.location is not None, refusal  # it names the file (and line)
             outcomes["refused"] += 1

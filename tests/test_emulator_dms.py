@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -24,6 +25,8 @@ from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials
 KEY = AliyunCredentials("LTAI5tExampleKeyId", "example-secret-4d9f")
 RUN_SECONDS = 60.0
 WAITING, RUNNING, SUCCEEDED = 0, 1, 4
+SCHEDULED, MANUAL = 0, 1
+"""ListTaskFlowInstance `TriggerType` as the SDK documents it."""
 
 
 class FakeClock:
@@ -330,6 +333,32 @@ def test_an_instance_shows_start_and_end_times_once_it_has_them(dms: Dms) -> Non
     dms.clock.advance(RUN_SECONDS)
     [item] = dms.instances(9).daginstance_list.daginstance
     assert item.end_time is not None
+
+
+def test_instance_times_are_written_in_utc_plus_8_as_dms_states_them(dms: Dms) -> None:
+    dms.client().back_fill(models.BackFillRequest(dag_id=9, back_fill_date="2024-01-01"))
+    started = datetime.fromtimestamp(dms.clock(), timezone(timedelta(hours=8)))
+    dms.clock.advance(RUN_SECONDS)
+
+    [item] = dms.instances(9).daginstance_list.daginstance
+    assert item.start_time == started.strftime("%Y-%m-%d %H:%M:%S")
+    ended = started + timedelta(seconds=RUN_SECONDS)
+    assert item.end_time == ended.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_a_backfill_run_is_manual_and_a_scheduled_one_is_not(dms: Dms) -> None:
+    dms.client().back_fill(models.BackFillRequest(dag_id=9, back_fill_date="2024-01-01"))
+    scheduled = dms.service.run_on_schedule(9, date(2024, 1, 1))
+
+    listed = dms.instances(9).daginstance_list.daginstance
+    assert {item.id: item.trigger_type for item in listed} == {
+        scheduled: SCHEDULED,
+        scheduled - 1: MANUAL,
+    }
+    [manual] = dms.instances(9, trigger_type=MANUAL).daginstance_list.daginstance
+    assert manual.id == scheduled - 1
+    [periodic] = dms.instances(9, trigger_type=SCHEDULED).daginstance_list.daginstance
+    assert periodic.id == scheduled
 
 
 def test_instances_are_paged_newest_first_with_the_total_count(dms: Dms) -> None:

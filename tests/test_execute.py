@@ -8,7 +8,7 @@ import itertools
 import threading
 
 from reconciler.domain import Outcome, OutcomeKind, Submission
-from reconciler.execute import Pacer, Result, Route, execute, interleave
+from reconciler.execute import UNSENT_PAUSES, Pacer, Result, Route, Tally, execute, interleave
 from reconciler.views.progress import Progress
 from reconciler.views.text import styler
 
@@ -135,7 +135,103 @@ def test_a_stopped_run_does_not_retry_and_journals_the_call_as_not_created() -> 
     )
     assert client.calls == 1
     assert [t for t, _ in journal.events] == ["intent", "rejected"]
-    assert done.outcome.message.startswith("stopped (slow down); nothing was created")
+    assert done.outcome.message == (
+        "slow down (stopped before trying again); nothing was created: the next apply tries again"
+    )
+
+
+class Refusing:
+    """A client whose endpoint never takes a call: every submit gets `outcome`. The first one
+    is held back a while, so that calls not waiting for it would go out meanwhile."""
+
+    credential_id = "AKID"
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome, self.calls = outcome, 0
+        self._hold = threading.Event()
+
+    def submit(self, submission: Submission) -> Outcome:
+        self.calls += 1
+        if self.calls == 1:
+            self._hold.wait(0.5)
+        return self.outcome
+
+    def close(self) -> None:
+        pass
+
+
+NO_CONNECTION = Outcome(
+    OutcomeKind.UNSENT,
+    code="ConnectError",
+    message="[Errno 111] Connection refused",
+    halt="no connection could be made; check the endpoint",
+)
+REFUSED_KEY = Outcome(
+    OutcomeKind.REJECTED,
+    code="AuthFailure.SignatureFailure",
+    message="The provided credentials could not be validated.",
+    halt="the credentials were refused; check the key",
+)
+
+
+def test_a_call_without_a_connection_is_retried_briefly_then_journaled_unsent() -> None:
+    client, journal, clock = Refusing(NO_CONNECTION), Journal(), Clock()
+    route = Route(client, Pacer(20.0, clock=clock, sleep=clock.sleep), "http://127.0.0.1:9")
+    submissions = [result(OutcomeKind.SUBMITTED, f"k{i}").submission for i in range(5)]
+    [done] = execute(
+        submissions, route=lambda s: route, journal=journal, parallel=8, sleep=clock.sleep
+    )
+    assert [t for t, _ in journal.events] == ["intent", "unsent"]
+    assert client.calls == len(UNSENT_PAUSES) + 1
+    assert done.outcome.kind is OutcomeKind.UNSENT
+    assert done.outcome.message == (
+        "[Errno 111] Connection refused (5 attempts); nothing was created: the next apply "
+        "tries again"
+    )
+    assert done.stopped == (
+        "stopped sending to http://127.0.0.1:9 (tencent-wedata): no connection could be made; "
+        "check the endpoint"
+    )
+    assert Tally.of([done], len(submissions)).not_attempted == 4
+
+
+def test_refused_credentials_stop_the_endpoint_after_one_call() -> None:
+    client, journal = Refusing(REFUSED_KEY), Journal()
+    route = Route(client, Pacer(20.0), "http://127.0.0.1:9")
+    submissions = [result(OutcomeKind.SUBMITTED, f"k{i}").submission for i in range(5)]
+    [done] = execute(submissions, route=lambda s: route, journal=journal, parallel=8)
+    assert client.calls == 1
+    assert [t for t, _ in journal.events] == ["intent", "rejected"]
+    assert done.stopped.endswith("the credentials were refused; check the key")
+
+
+def test_an_endpoint_that_answered_once_takes_calls_in_parallel() -> None:
+    class Counting:
+        credential_id = "AKID"
+
+        def __init__(self) -> None:
+            self.lock, self.now, self.most = threading.Lock(), 0, 0
+            self.barrier = threading.Barrier(4, timeout=10)
+
+        def submit(self, submission: Submission) -> Outcome:
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            if submission.key != "k0":
+                self.barrier.wait()  # only returns once four calls are in flight at once
+            with self.lock:
+                self.now -= 1
+            return Outcome(OutcomeKind.SUBMITTED, remote_id="r")
+
+        def close(self) -> None:
+            pass
+
+    client, journal = Counting(), Journal()
+    route = Route(client, Pacer(1000.0), "http://127.0.0.1:9")
+    submissions = [result(OutcomeKind.SUBMITTED, f"k{i}").submission for i in range(5)]
+    done = execute(submissions, route=lambda s: route, journal=journal, parallel=8)
+    assert len(done) == 5
+    assert client.most == 4
 
 
 def test_calls_of_several_apis_are_interleaved_so_one_pace_does_not_hold_back_another() -> None:

@@ -247,9 +247,10 @@ def test_apply_in_actions_summarises_results_annotates_problems_and_sets_outputs
     text = summary.read_text()
     assert "**Apply: 0 submitted, 1 not created, 0 unknown.**" in text
     assert "| rejected | `ok` |" in text
-    assert output.read_text().splitlines()[-4:] == [
+    assert output.read_text().splitlines()[-5:] == [
         "submitted=0",
         "not_created=1",
         "unknown=0",
+        "not_sent=0",
         "not_attempted=0",
     ]

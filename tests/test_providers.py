@@ -59,8 +59,9 @@ def credentials(credentials_env: None) -> None:
 @pytest.mark.parametrize(
     ("respond", "kind"),
     [
-        (fails(httpx.ConnectError), OutcomeKind.RETRYABLE),
-        (fails(httpx.ConnectTimeout), OutcomeKind.RETRYABLE),
+        (fails(httpx.ConnectError), OutcomeKind.UNSENT),
+        (fails(httpx.ConnectTimeout), OutcomeKind.UNSENT),
+        (fails(httpx.PoolTimeout), OutcomeKind.UNSENT),
         (fails(httpx.ReadTimeout), OutcomeKind.UNKNOWN),
         (fails(httpx.RemoteProtocolError), OutcomeKind.UNKNOWN),
         (lambda r: httpx.Response(429, text="Too Many Requests"), OutcomeKind.RETRYABLE),
@@ -68,11 +69,24 @@ def credentials(credentials_env: None) -> None:
         (lambda r: httpx.Response(503, json={"Success": True}), OutcomeKind.UNKNOWN),
         (lambda r: httpx.Response(200, text="<html>captive portal</html>"), OutcomeKind.UNKNOWN),
     ],
-    ids=["refused", "connect-timeout", "read-timeout", "reset", "429", "502", "503", "not-json"],
+    ids=[
+        *("refused", "connect-timeout", "no-pooled-connection", "read-timeout", "reset"),
+        *("429", "502", "503", "not-json"),
+    ],
 )
-def test_only_what_proves_nothing_ran_is_retryable(
+def test_only_what_proves_nothing_ran_is_sent_again(
     provider: Provider, respond: Respond, kind: OutcomeKind
 ) -> None:
     outcome = client(provider, respond).submit(submission(provider))
     assert outcome.kind is kind
     assert outcome.code
+
+
+@pytest.mark.parametrize("provider", [wedata.PROVIDER, dms.PROVIDER], ids=["wedata", "dms"])
+def test_no_connection_to_an_endpoint_stops_its_calls_but_a_busy_pool_does_not(
+    provider: Provider,
+) -> None:
+    refused = client(provider, fails(httpx.ConnectError)).submit(submission(provider))
+    busy = client(provider, fails(httpx.PoolTimeout)).submit(submission(provider))
+    assert refused.halt
+    assert not busy.halt

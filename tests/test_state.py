@@ -421,6 +421,7 @@ def test_a_second_intent_for_a_submission_that_may_have_run_is_refused(
         ("rejected", rejected("a")),
         ("resolved", {"key": "a", "status": "missing", "remote_id": "", "how": "lookup: none"}),
         ("forgotten", {"key": "a", "reason": "checked the console: it never ran"}),
+        ("unsent", {"key": "a", "code": "ConnectError", "message": "connection refused"}),
     ],
 )
 def test_a_retry_after_a_submission_that_did_not_run_is_allowed_and_counted(
@@ -428,7 +429,7 @@ def test_a_retry_after_a_submission_that_did_not_run_is_allowed_and_counted(
 ) -> None:
     with writer(tmp_path) as state:
         state.append("intent", intent("a"))
-        if settle != "rejected":
+        if settle not in ("rejected", "unsent"):
             state.append("unknown", unknown("a"))
         state.append(settle, data)
         assert not state.state.coverage()
@@ -1165,6 +1166,8 @@ def test_the_files_written_validate_against_the_state_schema(tmp_path: Path) -> 
         state.append("intent", intent("f", targets=("t6",)))
         state.append("intent", intent("g", targets=("t7",)))
         state.append("unknown", unknown("g"))
+        state.append("intent", intent("h", targets=("t8",)))
+        state.append("unsent", {"key": "h", "code": "ConnectError", "message": "refused"})
 
     events = [json.loads(line) for line in journal_lines(tmp_path) if b'"se\n' not in line]
     assert {event["type"] for event in events} == set(EventType)

@@ -4,15 +4,15 @@ where the API allows it (DMS), and say what a person must check where it does no
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from reconciler import providers
-from reconciler.providers.protocol import Connection, Lookup, Provider
+from reconciler.providers.protocol import Claim, Connection, Lookup, Provider
 from reconciler.state import State, StateWriter, SubmissionRecord, SubmissionStatus
 
-LookUp = Callable[[Provider, SubmissionRecord, Connection], Lookup]
+LookUp = Callable[[Provider, SubmissionRecord, Connection, Sequence[Claim]], Lookup]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +21,30 @@ class Finding:
     lookup: Lookup
 
 
-def _default(provider: Provider, record: SubmissionRecord, connection: Connection) -> Lookup:
-    return provider.look_up(record, connection)
+def _default(
+    provider: Provider, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+) -> Lookup:
+    return provider.look_up(record, connection, others)
+
+
+def claims(state: State) -> dict[str, list[Claim]]:
+    """Per provider, every submission that has or may have a remote counterpart: those
+    submitted (with their remote id) and those whose outcome is unknown. Lookups made in one
+    run all weigh the same claims, so two unknowns can never settle on one remote run."""
+    found: dict[str, list[Claim]] = {}
+    for record in state.submissions.values():
+        settled = record.status is SubmissionStatus.SUBMITTED and bool(record.remote_id)
+        if settled or record.needs_attention:
+            found.setdefault(record.provider, []).append(
+                Claim(
+                    key=record.key,
+                    targets=record.targets,
+                    dates=record.dates,
+                    intent_time=record.intent_time,
+                    remote_id=record.remote_id if settled else "",
+                )
+            )
+    return found
 
 
 def look_up(
@@ -34,13 +56,19 @@ def look_up(
 ) -> list[Finding]:
     """One lookup per submission whose outcome is unknown; nothing is written."""
     look = look or _default
+    unsettled = sorted(
+        (r for r in state.submissions.values() if r.needs_attention), key=lambda r: r.intent_seq
+    )
+    if not unsettled:
+        return []
+    every = claims(state)
     findings = []
-    for record in sorted(state.submissions.values(), key=lambda r: r.intent_seq):
-        if not record.needs_attention:
-            continue
+    for record in unsettled:
         provider = providers.get(record.provider)
         url = providers.endpoint(provider, record.region, endpoints)
-        findings.append(Finding(record, look(provider, record, Connection(url, timeout=timeout))))
+        others = [c for c in every.get(record.provider, []) if c.key != record.key]
+        lookup = look(provider, record, Connection(url, timeout=timeout), others)
+        findings.append(Finding(record, lookup))
     return findings
 
 

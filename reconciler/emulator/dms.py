@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from enum import IntEnum
 from typing import Any
 
@@ -39,6 +39,19 @@ _GATEWAY_ERRORS: Mapping[str, tuple[int, str]] = {
 }
 
 _FIRST_INSTANCE_ID = 470001
+
+TIME_ZONE = timezone(timedelta(hours=8))
+"""DMS task orchestration states its times in UTC+8 ("All times are in UTC+8", DMS
+documentation, Configure a timed schedule); ListTaskFlowInstance writes them without a zone."""
+
+
+class TriggerType(IntEnum):
+    """`TriggerType` of a task flow run, as ListTaskFlowInstance documents it."""
+
+    SCHEDULED = 0
+    """Triggered by the task flow's periodic schedule."""
+    MANUAL = 1
+    """Triggered by hand: a backfill is one."""
 
 
 class DagInstanceStatus(IntEnum):
@@ -152,7 +165,7 @@ def _parse_date(name: str, value: str) -> date:
 
 @dataclass(frozen=True, slots=True)
 class DagInstance:
-    """One run of a task flow for one business date, created by a backfill."""
+    """One run of a task flow for one business date, made by a backfill (or by the schedule)."""
 
     id: int
     dag_id: int
@@ -160,6 +173,7 @@ class DagInstance:
     starts_at: float
     ends_at: float
     history_dag_id: int | None
+    trigger_type: TriggerType = TriggerType.MANUAL
 
     def status(self, now: float) -> DagInstanceStatus:
         if now < self.starts_at:
@@ -177,7 +191,7 @@ class DagInstance:
             "DagVersion": "1",
             "OwnerName": "emulator",
             "BusinessTime": f"{self.business_date.isoformat()} 00:00:00",
-            "TriggerType": 1,
+            "TriggerType": int(self.trigger_type),
             "Status": int(self.status(now)),
             "Message": "",
         }
@@ -191,7 +205,11 @@ class DagInstance:
 
 
 def _wire_time(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+    return _local(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _local(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, TIME_ZONE)
 
 
 def _request_id() -> str:
@@ -245,6 +263,24 @@ class DmsService:
             self._instances.clear()
             self._nonces.clear()
             self._refilled_at = None
+
+    def run_on_schedule(self, dag_id: int, business_date: date) -> int:
+        """What the task flow's own periodic schedule does: one run for the business date,
+        starting now (TriggerType 0). Returns its id."""
+        now = self.clock()
+        with self._lock:
+            instance = DagInstance(
+                id=self._next_id,
+                dag_id=dag_id,
+                business_date=business_date,
+                starts_at=now,
+                ends_at=now + self.instance_seconds,
+                history_dag_id=None,
+                trigger_type=TriggerType.SCHEDULED,
+            )
+            self._next_id += 1
+            self._instances.append(instance)
+        return instance.id
 
     def handle(self, request: EmulatorRequest) -> EmulatorResponse:
         request_id = _request_id()
@@ -378,14 +414,10 @@ class DmsService:
         by_business = params.get("UseBizDate", False)
 
         def selected(instance: DagInstance) -> bool:
-            when = (
-                instance.business_date
-                if by_business
-                else datetime.fromtimestamp(instance.starts_at, UTC).date()
-            )
+            when = instance.business_date if by_business else _local(instance.starts_at).date()
             return (
                 instance.dag_id == params["DagId"]
-                and params.get("TriggerType", 1) == 1
+                and params.get("TriggerType", instance.trigger_type) == instance.trigger_type
                 and params.get("Status", instance.status(now)) == instance.status(now)
                 and first <= when <= last
             )

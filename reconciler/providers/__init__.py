@@ -26,9 +26,55 @@ def get(name: str) -> Provider:
 
 
 def endpoint(provider: Provider, region: str, overrides: Mapping[str, str]) -> str:
-    """An explicit override for this provider, else one for all, else the API's own endpoint."""
+    """An explicit override for this provider, else one for all, else the API's own endpoint;
+    checked like every URL a request may go to (BackfillError if it cannot be one)."""
     chosen = overrides.get(provider.name) or overrides.get(ALL)
-    return chosen or provider.default_endpoint(region)
+    if chosen:
+        return check_endpoint(chosen, f"the {provider.name} endpoint")
+    return check_endpoint(
+        provider.default_endpoint(region),
+        f"the default {provider.name} endpoint for region {region!r}",
+    )
+
+
+def check_endpoint(url: str, source: str) -> str:
+    """`url` if requests can go there: http or https, a host (and a valid port), no user name
+    or password, no query or fragment. Otherwise BackfillError naming `source` (the option
+    or variable it came from), before anything is journaled: an endpoint is recorded in every
+    intent, and a request that cannot even leave must not be one.
+
+    A URL that may carry a password is never repeated, not even in the error.
+    """
+    if "@" in url:
+        raise BackfillError(
+            f"{source} contains a user name or password (`user:password@`): give the endpoint "
+            "without them and pass credentials through the environment (TENCENTCLOUD_SECRET_ID "
+            "and TENCENTCLOUD_SECRET_KEY, ALIBABA_CLOUD_ACCESS_KEY_ID and "
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET); the URL was not used or recorded"
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise BackfillError(
+            f"{source} {url!r} is not an http:// or https:// URL: write it in full, e.g. "
+            "http://127.0.0.1:8080 for a local emulator"
+        )
+    if parts.query or parts.fragment:
+        # Not repeated: a query string is where tokens hide.
+        raise BackfillError(
+            f"{source} has a query or fragment (`?...`, `#...`): give only the scheme, host, "
+            "port and path, and pass credentials through the environment"
+        )
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    host = parts.hostname or ""
+    if not host or any(c.isspace() for c in url) or not port_ok:
+        raise BackfillError(
+            f"{source} {url!r} has no valid host and port: write e.g. https://host or "
+            "http://127.0.0.1:8080"
+        )
+    return url
 
 
 def is_loopback(url: str) -> bool:

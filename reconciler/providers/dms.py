@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -29,6 +29,7 @@ from reconciler.domain import (
 from reconciler.errors import BackfillError
 from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials, encode_query, rpc_params
 from reconciler.providers.protocol import (
+    Claim,
     Connection,
     Instance,
     Lookup,
@@ -57,6 +58,25 @@ finding no instance before then proves nothing (recovering at once after a kill 
 conclude "did not run" while the server is still handling the request)."""
 clock: Callable[[], float] = time.time
 """The wall clock an intent's age is judged by."""
+sleep: Callable[[float], None] = time.sleep
+CREATE_DELAY_SECONDS = 1.0
+"""How long a BackFill waits after its intent before it is sent. `startTime` has whole seconds:
+a run this request makes then starts in a later second than the intent, and a lookup can tell
+it from a run that started in the intent's second or before (another backfill's), which it
+could not within one second. Calls in parallel wait side by side, and keep their pace."""
+
+# What the recovery lookup reads in ListTaskFlowInstance (see `DmsClient.find`).
+MANUAL_TRIGGER = 1
+"""`TriggerType` of a run started by hand, as a BackFill is (documented values: 0 periodic
+scheduling, 1 manual). A scheduled run of the same date proves nothing about a backfill."""
+INSTANCE_TIME_ZONE = timezone(timedelta(hours=8))
+"""`startTime` is written without a zone; DMS task orchestration states its times in UTC+8."""
+INSTANCE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+CLOCK_SKEW_SECONDS = 60.0
+"""How far the clock of the machine that journaled an intent and DMS's clock may disagree. A
+run that started more than this before the intent cannot be the intent's; one that started
+less long before it (or in the intent's own second) may or may not be, so it leaves the lookup
+unclear rather than be counted or ignored."""
 
 DEFAULTS: dict[str, JSON] = {"triggerSubTree": True, "intervalHours": 24, "order": "chronological"}
 OPTIONAL = ("tenantId", "historyDagId", "startNodeIds", "filterNodeIds")
@@ -77,6 +97,15 @@ REJECTED_PREFIXES = (
     "UnsupportedOperation",
 )
 UNKNOWN_CODES = frozenset({"InternalError", "ServiceUnavailable", "UnknownError"})
+AUTH_FAILURE_PREFIXES = (
+    "IncompleteSignature",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "InvalidSecurityToken",
+    "InvalidTimeStamp",
+)
+"""Gateway codes for a request it could not authenticate: every other call signed with the same
+key (and clock) fails alike. Not `SignatureNonceUsed`, which concerns one request only."""
 
 # ListTaskFlowInstance `Status` as documented: 0 waiting for scheduling, 1 running, 2 suspended,
 # 3 failed, 4 succeeded, 5 completed. A status not listed is taken as still running.
@@ -192,10 +221,10 @@ class DmsProvider:
             )
         return DmsClient(credentials, connection)
 
-    def look_up(self, record: Any, connection: Connection) -> Lookup:
+    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
         client = self.client(connection)
         try:
-            return client.find(record)
+            return client.find(record, others)
         finally:
             client.close()
 
@@ -226,6 +255,8 @@ class DmsClient:
         self.credential_id = credentials.access_key_id
 
     def submit(self, submission: Submission) -> Outcome:
+        # Called just after the intent was journaled: see CREATE_DELAY_SECONDS.
+        sleep(CREATE_DELAY_SECONDS)
         reply = self.call(ACTION, submission.request)
         outcome = reply.outcome
         if outcome.kind is not OutcomeKind.SUBMITTED:
@@ -255,60 +286,127 @@ class DmsClient:
             return Reply(response, {})
         return _reply(response)
 
-    def find(self, record: Any) -> Lookup:
-        """Instances of the DAG, for the submission's business dates, started since its intent.
+    def find(self, record: Any, others: Sequence[Claim]) -> Lookup:
+        """Settle an unknown BackFill from the DAG's manual runs of its business dates.
 
-        Found for every date: it ran. None at all in a complete listing, SETTLE_SECONDS or more
-        after the intent: it did not. Anything else (some dates only, a request that may still
-        be running, an error) stays unknown for a person or a later lookup to decide.
+        Only a run this request could have made counts: the same DAG and one of its dates,
+        not triggered by the schedule, started in a later second than the intent (or not yet), not
+        the remote id of another submission, and not a run that an unsettled submission of the
+        same DAG and date could have made too. A run that started up to CLOCK_SKEW_SECONDS
+        before the intent may be its or not. Exactly one such run for every date, the first
+        date's already started: it ran, as that run. None at all in a complete listing,
+        SETTLE_SECONDS or more after the intent: it did not. Anything else stays unknown, with a
+        sentence saying why, for a person or a later lookup.
         """
         (target,) = record.targets
-        since = record.intent_time[:10]
-        wanted = set(record.dates)
-        found: dict[str, int] = {}
-        page = 1
-        while True:
-            reply = self.call(
-                "ListTaskFlowInstance",
-                {
-                    "DagId": int(target),
-                    "StartTimeBegin": since,
-                    "StartTimeEnd": (date.today() + timedelta(days=1)).isoformat(),
-                    "PageIndex": page,
-                    "PageSize": LIST_PAGE_SIZE,
-                },
-            )
-            if reply.outcome.kind is not OutcomeKind.SUBMITTED:
-                return Lookup(
-                    "unclear",
-                    how=f"ListTaskFlowInstance failed: {reply.outcome.code} "
-                    f"{reply.outcome.message}".strip(),
-                )
-            items = reply.body.get("DAGInstanceList", {}).get("DAGInstance", []) or []
-            for item in items:
-                business = str(item.get("BusinessTime", ""))[:10]
-                if business in wanted:
-                    found.setdefault(business, int(item["Id"]))
-            total = int(reply.body.get("TotalCount", 0) or 0)
-            if page * LIST_PAGE_SIZE >= total or not items:
-                break
-            page += 1
-        how = (
-            f"ListTaskFlowInstance DagId={target} since {since}: "
-            f"{len(found)} of {len(wanted)} dates have instances"
-        )
-        if len(found) == len(wanted):
-            return Lookup("submitted", remote_id=str(min(found.values())), how=how)
-        age = clock() - datetime.fromisoformat(record.intent_time).timestamp()
-        if not found and age >= SETTLE_SECONDS:
-            return Lookup("missing", how=how)
-        if not found:
+        dates = sorted(record.dates)
+        intent = datetime.fromisoformat(record.intent_time).timestamp()
+        params: dict[str, JSON] = {
+            "DagId": int(target),
+            "UseBizDate": True,
+            "StartTimeBegin": dates[0],
+            "StartTimeEnd": dates[-1],
+            "PageSize": LIST_PAGE_SIZE,
+        }
+        if "Tid" in record.request:
+            params["Tid"] = record.request["Tid"]
+        listed = self._list(params)
+        if isinstance(listed, Outcome):
             return Lookup(
                 "unclear",
-                how=f"{how}, but the request left only {age:.0f}s ago and may still be running "
-                f"at DMS: look again {SETTLE_SECONDS:.0f}s after it",
+                how=f"ListTaskFlowInstance failed: {listed.code} {listed.message}".strip(),
             )
-        return Lookup("unclear", how=how)
+        claimed = {c.remote_id for c in others if not c.unsettled}
+        rivals = [c for c in others if c.unsettled and target in c.targets]
+        runs: dict[str, list[_Run]] = {day: [] for day in dates}
+        problems: list[str] = []
+        for item in listed:
+            day = str(item.get("BusinessTime", ""))[:10]
+            trigger = item.get("TriggerType")
+            # A run that does not say how it was triggered may be this request's: ignoring it
+            # could conclude "did not run" and send the backfill twice.
+            if day not in runs or trigger not in (MANUAL_TRIGGER, None):
+                continue
+            run = _Run(str(item.get("Id", "")), day, _started(item.get("startTime")))
+            if run.id in claimed:
+                continue  # the remote id of another submission: never this one's
+            early = run.early(intent)
+            if early > CLOCK_SKEW_SECONDS:
+                continue  # started before the intent, whatever the clocks: not this request's
+            if early > 0:
+                problems.append(
+                    f"instance {run.id} for {day} started at {item.get('startTime')} (UTC+8), "
+                    f"not after the intent but within the {CLOCK_SKEW_SECONDS:.0f}s allowed for "
+                    "clocks that disagree: it may or may not be this request's"
+                )
+                continue
+            shared = [
+                c.key
+                for c in rivals
+                if day in c.dates and run.early(_epoch(c.intent_time)) <= CLOCK_SKEW_SECONDS
+            ]
+            if shared:
+                problems.append(
+                    f"instance {run.id} for {day} may also be submission {', '.join(shared)}'s, "
+                    "whose outcome is unknown too"
+                )
+            runs[day].append(run)
+        how = (
+            f"ListTaskFlowInstance DagId={target}: manual runs for "
+            f"{_span(dates)} since the intent at {record.intent_time}"
+        )
+        found = {day: candidates for day, candidates in runs.items() if candidates}
+        for day, candidates in found.items():
+            if len(candidates) > 1:
+                problems.append(
+                    f"{len(candidates)} instances for {day} since the intent "
+                    f"({', '.join(r.id for r in candidates)}): another backfill of the same "
+                    "dates may have made them"
+                )
+        if found and len(found) < len(dates):
+            missing = [day for day in dates if day not in found]
+            problems.append(
+                f"instances for {len(found)} of {len(dates)} dates only (none for "
+                f"{_span(missing)}): another backfill of some of these dates may have made them"
+            )
+        if problems:
+            return Lookup("unclear", how=f"{how}: {'; '.join(problems)}; check in the DMS console")
+        if found:
+            ascending = record.request.get("Asc", True) is not False
+            (first,) = found[dates[0] if ascending else dates[-1]]
+            if first.started is None:
+                return Lookup(
+                    "unclear",
+                    how=f"{how}: the instance for the first date, {first.day} ({first.id}), has "
+                    "not started yet, so nothing dates it after the intent: look again once it "
+                    "has started",
+                )
+            ids = ", ".join(f"{found[day][0].id} ({day})" for day in dates)
+            return Lookup(
+                "submitted", remote_id=first.id, how=f"{how}: one instance per date: {ids}"
+            )
+        age = clock() - intent
+        if age >= SETTLE_SECONDS:
+            return Lookup("missing", how=f"{how}: none")
+        return Lookup(
+            "unclear",
+            how=f"{how}: none yet, but the request left only {age:.0f}s ago and may still be "
+            f"running at DMS: look again {SETTLE_SECONDS:.0f}s after it",
+        )
+
+    def _list(self, params: Mapping[str, JSON]) -> list[Mapping[str, Any]] | Outcome:
+        """Every page of ListTaskFlowInstance, or the outcome of the call that failed."""
+        items: list[Mapping[str, Any]] = []
+        page = 1
+        while True:
+            reply = self.call("ListTaskFlowInstance", {**params, "PageIndex": page})
+            if reply.outcome.kind is not OutcomeKind.SUBMITTED:
+                return reply.outcome
+            listed = reply.body.get("DAGInstanceList", {}).get("DAGInstance", []) or []
+            items.extend(listed)
+            if page * LIST_PAGE_SIZE >= int(reply.body.get("TotalCount", 0) or 0) or not listed:
+                return items
+            page += 1
 
     def progress(self, record: Any) -> Progress:
         """The DAG's instances for the submission's business dates (UseBizDate), each date's
@@ -326,24 +424,18 @@ class DmsClient:
         }
         if "Tid" in record.request:
             params["Tid"] = record.request["Tid"]
+        listed = self._list(params)
+        if isinstance(listed, Outcome):
+            failure = f"ListTaskFlowInstance: {listed.code} {listed.message}"
+            return Progress("unknown", error=failure.strip())
         chosen: dict[str, Mapping[str, Any]] = {}
-        page = 1
-        while True:
-            reply = self.call("ListTaskFlowInstance", {**params, "PageIndex": page})
-            if reply.outcome.kind is not OutcomeKind.SUBMITTED:
-                failure = f"ListTaskFlowInstance: {reply.outcome.code} {reply.outcome.message}"
-                return Progress("unknown", error=failure.strip())
-            items = reply.body.get("DAGInstanceList", {}).get("DAGInstance", []) or []
-            for item in items:
-                business = str(item.get("BusinessTime", ""))[:10]
-                number = int(item.get("Id", 0))
-                if business not in wanted or number < first_id:
-                    continue
-                if business not in chosen or number < int(chosen[business]["Id"]):
-                    chosen[business] = item
-            if page * LIST_PAGE_SIZE >= int(reply.body.get("TotalCount", 0) or 0) or not items:
-                break
-            page += 1
+        for item in listed:
+            business = str(item.get("BusinessTime", ""))[:10]
+            number = int(item.get("Id", 0))
+            if business not in wanted or number < first_id:
+                continue
+            if business not in chosen or number < int(chosen[business]["Id"]):
+                chosen[business] = item
         instances = tuple(_instance(target, day, chosen[day]) for day in sorted(chosen))
         if not instances:
             return Progress(
@@ -362,6 +454,41 @@ class DmsClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One manual run of the DAG for one of a submission's dates, as the lookup weighs it."""
+
+    id: str
+    day: str
+    started: float | None
+    """Epoch seconds (whole: `startTime` has no fraction); None while it waits to start."""
+
+    def early(self, intent: float) -> float:
+        """How long before an intent's time the run started: 0 when it started in a later
+        second (see CREATE_DELAY_SECONDS) or has not started yet."""
+        if self.started is None or self.started >= intent:
+            return 0.0
+        return intent - self.started
+
+
+def _started(text: Any) -> float | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.strptime(text, INSTANCE_TIME_FORMAT)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=INSTANCE_TIME_ZONE).timestamp()
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _span(dates: Sequence[str]) -> str:
+    return ", ".join(a if a == b else f"{a}..{b}" for a, b in contiguous_runs(dates))
 
 
 def _instance(target: str, day: str, item: Mapping[str, Any]) -> Instance:
@@ -383,6 +510,7 @@ def _reply(response: httpx.Response) -> Reply:
     if response.status_code >= 400:
         # The API gateway refused the request before DMS ran it.
         code = str(body.get("Code") or f"HTTP{response.status_code}")
+        refused = code.startswith(AUTH_FAILURE_PREFIXES)
         return Reply(
             Outcome(
                 classify(code),
@@ -390,6 +518,11 @@ def _reply(response: httpx.Response) -> Reply:
                 code=code,
                 message=str(body.get("Message", "")),
                 emulator=emulator,
+                halt=f"the credentials were refused ({code}): check "
+                "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (and "
+                "ALIBABA_CLOUD_SECURITY_TOKEN for STS ones), and this machine's clock"
+                if refused
+                else "",
             ),
             body,
         )

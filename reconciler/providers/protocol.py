@@ -36,6 +36,25 @@ class Connection:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """Another submission of the same provider in the state, as a lookup must weigh it: the
+    remote id the state gives it, or, while its own outcome is unknown, whatever it may have
+    created for its targets and dates since its intent. What one submission claims cannot prove
+    that another ran."""
+
+    key: str
+    targets: tuple[str, ...]
+    dates: tuple[str, ...]
+    intent_time: str
+    remote_id: str
+    """Empty while its outcome is unknown."""
+
+    @property
+    def unsettled(self) -> bool:
+        return not self.remote_id
+
+
+@dataclass(frozen=True, slots=True)
 class Lookup:
     """What a remote lookup says of a submission whose outcome is unknown."""
 
@@ -137,9 +156,9 @@ class Provider(Protocol):
         """A client using credentials from the environment; BackfillError if there are none."""
         ...
 
-    def look_up(self, record: Any, connection: Connection) -> Lookup:
-        """Settle an unknown outcome (a SubmissionRecord) remotely where the API allows it;
-        otherwise say what a person must check."""
+    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
+        """Settle an unknown outcome (a SubmissionRecord) remotely where the API allows it,
+        never with what `others` claim; otherwise say what a person must check."""
         ...
 
     def progress(self, record: Any, connection: Connection) -> Progress:
@@ -149,12 +168,24 @@ class Provider(Protocol):
 
 def send(http: httpx.Client, url: str, **request: Any) -> httpx.Response | Outcome:
     """POST one request. What is not an answer of the API is classified here, alike for every
-    provider: a connection refused or timed out before sending, and HTTP 429, definitely did not
-    run (retryable); a transport failure after sending and HTTP 5xx may have run (unknown)."""
+    provider: what httpx raises before the request went out (no connection: refused, timed out,
+    no such host, TLS failed; no pooled connection free) was never sent; HTTP 429 definitely did
+    not run (retryable); a transport failure after sending and HTTP 5xx may have run (unknown).
+
+    A connection that cannot be made to the endpoint cannot be made for any other call either:
+    such an outcome says so (`halt`), and the run stops sending there."""
     try:
         response = http.post(url, **request)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-        return Outcome(OutcomeKind.RETRYABLE, code="ConnectionFailed", message=str(error))
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as error:
+        return Outcome(
+            OutcomeKind.UNSENT,
+            code=type(error).__name__,
+            message=str(error) or "no connection",
+            halt=f"no connection could be made ({type(error).__name__}: {error}); check the "
+            "endpoint and that it is reachable from here",
+        )
+    except httpx.PoolTimeout as error:
+        return Outcome(OutcomeKind.UNSENT, code="PoolTimeout", message=str(error) or "no slot")
     except httpx.TransportError as error:
         return Outcome(
             OutcomeKind.UNKNOWN, code=type(error).__name__, message=str(error) or "no reply"

@@ -24,6 +24,7 @@ from reconciler.domain import (
 )
 from reconciler.errors import BackfillError
 from reconciler.providers.protocol import (
+    Claim,
     Connection,
     Instance,
     Lookup,
@@ -82,6 +83,9 @@ REJECTED_CODES = frozenset(
     }
 )
 UNKNOWN_CODES = frozenset({"InternalError", "ServiceUnavailable"})
+AUTH_FAILURE = "AuthFailure"
+"""The family of codes for a request that could not be authenticated (signature, secret id,
+token, clock): every other call signed the same way fails alike."""
 
 # ListDataBackfillInstances `State` (InstanceState in the SDK models). A failed try that will be
 # retried is still running, a skipped instance is done, and a state not listed here is taken as
@@ -231,7 +235,7 @@ class WeDataProvider:
             )
         return WeDataClient(credentials, connection)
 
-    def look_up(self, record: Any, connection: Connection) -> Lookup:
+    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
         # WeData offers no lookup of a backfill plan by name: a person has to look.
         name = record.request.get("DataBackfillPlanName", "")
         return Lookup(
@@ -348,6 +352,16 @@ class WeDataClient:
         self._http.close()
 
 
+def _refused_credentials(code: str) -> str:
+    if code.split(".", 1)[0] != AUTH_FAILURE:
+        return ""
+    return (
+        f"the credentials were refused ({code}): check TENCENTCLOUD_SECRET_ID and "
+        "TENCENTCLOUD_SECRET_KEY (and TENCENTCLOUD_SESSION_TOKEN for temporary ones), and this "
+        "machine's clock"
+    )
+
+
 def _failure(action: str, outcome: Outcome) -> str:
     return f"{action}: {outcome.code} {outcome.message}".strip()
 
@@ -372,6 +386,7 @@ def _outcome(response: httpx.Response, *, create: bool) -> Outcome:
             code=code,
             message=str(error.get("Message", "")),
             emulator=emulator,
+            halt=_refused_credentials(code),
         )
     data = envelope.get("Data")
     if not create:

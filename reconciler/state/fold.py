@@ -57,6 +57,7 @@ DATA_FIELDS: Mapping[EventType, Mapping[str, type]] = {
     EventType.RESOLVED: {"key": str, "status": str, "remote_id": str, "how": str},
     EventType.IMPORTED: {"key": str, "remote_id": str, "reason": str},
     EventType.FORGOTTEN: {"key": str, "reason": str},
+    EventType.UNSENT: {"key": str, "code": str, "message": str},
 }
 """Exactly the fields of each event's `data` (schemas/state.schema.json says the same)."""
 
@@ -71,6 +72,7 @@ ALLOWED_FROM: Mapping[EventType, frozenset[SubmissionStatus]] = {
     # un-run, and a second remote id for one call would make the audit trail lie
     EventType.IMPORTED: _SETTLED_BY_A_PERSON,
     EventType.FORGOTTEN: _SETTLED_BY_A_PERSON,
+    EventType.UNSENT: frozenset({_S.PENDING}),
 }
 """The statuses an outcome may follow. An intent may follow none or a status that covers nothing."""
 
@@ -172,6 +174,8 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
         )
     if kind is EventType.UNKNOWN:
         return replace(record, status=_S.UNKNOWN, code=data["code"], message=data["message"])
+    if kind is EventType.UNSENT:
+        return replace(record, status=_S.UNSENT, code=data["code"], message=data["message"])
     if kind is EventType.RESOLVED:
         return replace(
             record,

@@ -39,6 +39,8 @@ class EventType(StrEnum):
     """A person says it ran."""
     FORGOTTEN = "forgotten"
     """A person says it did not run."""
+    UNSENT = "unsent"
+    """The request never left the process (no connection could be made)."""
 
 
 class SubmissionStatus(StrEnum):
@@ -50,6 +52,8 @@ class SubmissionStatus(StrEnum):
     MISSING = "missing"
     """A remote lookup found it was not created."""
     FORGOTTEN = "forgotten"
+    UNSENT = "unsent"
+    """Never sent: its cells stay missing, and the next apply submits them."""
 
 
 COVERING = frozenset(
@@ -132,8 +136,8 @@ class SubmissionRecord:
     request_id: str
     code: str
     message: str
-    """The API's error (rejected, unknown) or the reason a lookup or a person gave (resolved,
-    imported, forgotten)."""
+    """The API's error (rejected, unknown), why it was never sent (unsent), or the reason a
+    lookup or a person gave (resolved, imported, forgotten)."""
     detail: Mapping[str, JSON]
     emulator: bool
     """The `submitted` reply came from the built-in emulator."""

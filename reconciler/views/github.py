@@ -210,7 +210,8 @@ def report_plan(changes: Changeset, env: Mapping[str, str]) -> None:
 
 def report_apply(results: Sequence[Result], planned: int, env: Mapping[str, str]) -> None:
     """After an apply: a warning or error per call that did not succeed, the results in the
-    job summary, and outputs `submitted`, `not_created`, `unknown`, `not_attempted`."""
+    job summary, and outputs `submitted`, `not_created`, `unknown`, `not_sent`,
+    `not_attempted`."""
     if not active(env):
         return
     lines = []
@@ -221,6 +222,8 @@ def report_apply(results: Sequence[Result], planned: int, env: Mapping[str, str]
         name = "warning" if outcome.kind is OutcomeKind.UNKNOWN else "error"
         title = f"{outcome.kind} {result.submission.key} ({result.submission.plan})"
         lines.append(command(name, f"{outcome.code}: {outcome.message}", {"title": title}))
+        if result.stopped:
+            lines.append(command("error", result.stopped, {"title": "calls not attempted"}))
     _annotate(lines)
     _summary(env, markdown.apply_results(results, planned, markdown.SUMMARY_BUDGET))
     tally = Tally.of(results, planned)

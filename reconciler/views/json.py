@@ -119,6 +119,7 @@ def result(item: Result) -> dict[str, Any]:
         "code": outcome.code,
         "message": outcome.message,
         "attempts": item.attempts,
+        "stopped": item.stopped,
     }
 
 

@@ -299,9 +299,13 @@ def apply_results(results: Sequence[Result], planned: int, limit: int = BUDGET) 
     summary = (
         f"**Apply: {tally.submitted} submitted, {tally.not_created} not created, "
         f"{tally.unknown} unknown"
+        + (f", {tally.not_sent} not sent" if tally.not_sent else "")
         + (f", {tally.not_attempted} of {planned} not attempted" if tally.not_attempted else "")
         + ".**"
     )
+    for result in results:
+        if result.stopped:
+            summary += f" {escape(result.stopped[:1].upper() + result.stopped[1:])}."
     if tally.unknown:
         summary += " " + remedies.unknown_outcomes(tally.unknown, code=inline_code)
     ordered = sorted(

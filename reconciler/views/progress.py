@@ -50,7 +50,10 @@ class Progress:
         rate = self.done / elapsed
         left = self.total - self.done
         eta = f"{left / rate:.0f}s" if rate > 0 and left else "-"
-        failed = self.counts[OutcomeKind.REJECTED] + self.counts[OutcomeKind.RETRYABLE]
+        failed = sum(
+            self.counts[kind]
+            for kind in (OutcomeKind.REJECTED, OutcomeKind.RETRYABLE, OutcomeKind.UNSENT)
+        )
         return (
             f"[{self.done}/{self.total}] {rate:.1f} calls/s  "
             f"submitted {self.counts[OutcomeKind.SUBMITTED]}  failed {failed}  "

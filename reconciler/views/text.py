@@ -185,9 +185,12 @@ def summary_line(changes: Changeset, style: Style = _plain) -> str:
 _MARKS = {
     OutcomeKind.SUBMITTED: ("submitted", "green"),
     OutcomeKind.REJECTED: ("rejected", "red"),
-    OutcomeKind.RETRYABLE: ("not sent", "red"),
+    OutcomeKind.RETRYABLE: ("throttled", "red"),
     OutcomeKind.UNKNOWN: ("UNKNOWN", "yellow"),
+    OutcomeKind.UNSENT: ("not sent", "red"),
 }
+_COUNTED_IN_MESSAGE = frozenset({OutcomeKind.RETRYABLE, OutcomeKind.UNSENT})
+"""Outcomes whose message already says how many attempts were made (it is ours, not the API's)."""
 
 
 def result_line(result: Result, done: int, total: int, style: Style = _plain) -> str:
@@ -198,20 +201,23 @@ def result_line(result: Result, done: int, total: int, style: Style = _plain) ->
         tail = f"-> {outcome.remote_id} (RequestId {outcome.request_id or '-'})"
     else:
         tail = f"{outcome.code}: {outcome.message}"
-    retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
-    return f"{head} {tail}{retries}"
+    counted = result.attempts > 1 and outcome.kind not in _COUNTED_IN_MESSAGE
+    return f"{head} {tail}" + (f" (after {result.attempts} attempts)" if counted else "")
 
 
 def apply_summary(results: Sequence[Result], planned: int, style: Style = _plain) -> str:
     tally = Tally.of(results, planned)
     failed = not tally.all_submitted
     head = "Apply complete:" if not failed else "Apply finished with problems:"
-    text = (
+    text = "".join(f"{r.stopped[:1].upper()}{r.stopped[1:]}.\n" for r in results if r.stopped)
+    text += (
         f"{head} {tally.submitted} submitted, {tally.not_created} not created, "
         f"{tally.unknown} unknown"
     )
+    if tally.not_sent:
+        text += f", {tally.not_sent} not sent"
     if tally.not_attempted:
-        text += f"; {tally.not_attempted} of {planned} not attempted"
+        text += f"; {tally.not_attempted} of {planned} not attempted (the next apply makes them)"
     text += "."
     if tally.unknown:
         text += "\n" + remedies.unknown_outcomes(tally.unknown)
