@@ -131,8 +131,9 @@ def _schema_problems(doc: Document) -> Iterator[Diagnostic]:
     else:
         return
     errors = sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
-    for error in errors:
-        yield from _explain(doc, error)
+    # One mistake can fail several branches of the schema alike (a `spec` that is a list fails
+    # `spec` and both providers' `then`; `required` fails once per missing key): say it once.
+    yield from dict.fromkeys(d for error in errors for d in _explain(doc, error))
 
 
 def _explain(doc: Document, error: ValidationError) -> Iterator[Diagnostic]:
@@ -165,7 +166,7 @@ def _explain(doc: Document, error: ValidationError) -> Iterator[Diagnostic]:
 def _sentence(error: ValidationError, schema: Mapping[str, Any], instance: JSON) -> str:
     kind = error.validator
     expected: Any = error.validator_value
-    got = json.dumps(instance, default=str) if not isinstance(instance, dict | list) else None
+    got = _type_name(instance) if isinstance(instance, dict | list) else json.dumps(instance)
     if kind == "enum":
         options = ", ".join(str(v) for v in expected)
         return f"must be one of: {options} (got {got})"
@@ -239,7 +240,8 @@ def _unknown_field(key: str, allowed: Sequence[str], data: JSON) -> str:
 
 
 def _provider_owning(key: str, data: JSON) -> str | None:
-    current = data.get("spec", {}).get("provider") if isinstance(data, dict) else None
+    spec = data.get("spec") if isinstance(data, dict) else None
+    current = spec.get("provider") if isinstance(spec, dict) else None
     for name, definition in plan_schema()["$defs"].items():
         if not name.endswith("Spec"):
             continue

@@ -251,3 +251,48 @@ def test_one_run_reports_schema_and_calendar_problems_of_the_same_document(tmp_p
     assert len(problems) == 2
     assert any("spec.checkParents: must be one of" in p for p in problems)
     assert any("2025-02-30 is not a real calendar date" in p for p in problems)
+
+
+def test_a_spec_or_metadata_that_is_not_a_mapping_next_to_an_unknown_field_is_reported(
+    tmp_path: Path,
+) -> None:
+    """An unknown top-level key asks which provider owns it, which once assumed `spec` was a
+    mapping: the AttributeError hid the problems of every file of the run."""
+    envelope = "apiVersion: backfill-reconciler/v1\nkind: BackfillPlan\nbogus: 1\n"
+    shapes = {
+        "list.yaml": "metadata: [1]\nspec: [1]\n",
+        "text.yaml": "metadata: {name: a, owner: b, reason: c}\nspec: text\n",
+        "number.yaml": "metadata: 5\nspec: 7\n",
+    }
+    for name, body in shapes.items():
+        (tmp_path / "plans").mkdir(exist_ok=True)
+        (tmp_path / "plans" / name).write_text(envelope + body, encoding="utf-8")
+    write(tmp_path / "plans" / "other.yaml", wedata_plan("other", checkParents="x"))
+    problems = messages(tmp_path / "plans")
+    for name in shapes:
+        file = tmp_path / "plans" / name
+        assert f"{file}:3:1: bogus: unknown field 'bogus'; allowed here: " in "\n".join(problems)
+        assert f"{file}:5:7: spec: expected a mapping" in "\n".join(problems)
+    assert any("other.yaml" in p and "spec.checkParents" in p for p in problems)
+    done = run_cli("validate", "plans", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "unexpected" not in done.stderr
+    assert "Found 9 problems in 4 files" in done.stderr
+
+
+def test_each_missing_field_and_each_wrong_shape_is_named_once(tmp_path: Path) -> None:
+    plan = wedata_plan()
+    for key in ("region", "projectId", "taskIds"):
+        del plan["spec"][key]
+    problems = messages(write(tmp_path / "p.yaml", plan))
+    assert len(problems) == 3, problems
+    assert {p.split("missing required field ")[1][:11] for p in problems} == {
+        "'region': T",
+        "'projectId'",
+        "'taskIds': ",
+    }
+    [problem] = messages(write(tmp_path / "q.yaml", wedata_plan(provider=["tencent-wedata"])))
+    assert problem.endswith(
+        "spec.provider: must be one of: tencent-wedata, aliyun-dms (got a list)"
+    )
