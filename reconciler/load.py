@@ -37,6 +37,11 @@ MAX_DEPTH = 100
 """Plan files are a few levels deep. The limit also matters for speed: libyaml's scanner slows
 down quadratically with flow nesting, and would spend minutes on a 1 MiB file of `[[[[...`."""
 
+MAX_INT_DIGITS = 100
+"""No plan field takes a longer integer (ids are at most 19 digits). Checked for every base:
+Python converts hex and binary of any length, and a huge value would later fail to print."""
+_INT_LIMIT = 10**MAX_INT_DIGITS
+
 JsonPath = tuple[str | int, ...]
 """A path into a document's data: mapping keys and list indexes."""
 
@@ -402,10 +407,11 @@ class _Reading:
             if event.implicit[0]:  # a plain scalar: quoted and block ones are always text
                 value = self._resolve(event)
         elif tag in _TYPED_TAGS:
+            reported = len(self.diagnostics)
             value = self._resolve(event)
-            if type(value) not in _TYPED_TAGS[tag]:
+            if type(value) not in _TYPED_TAGS[tag] and len(self.diagnostics) == reported:
                 self._problem(
-                    event, f"{event.value!r} is not a {_shown(tag)}: fix it or remove the tag"
+                    event, f"{_cut(event.value)!r} is not a {_shown(tag)}: fix it or remove the tag"
                 )
             elif tag == _FLOAT:
                 value = float(value)
@@ -424,10 +430,17 @@ class _Reading:
             return word
         if _INT_TEXT.fullmatch(text):
             try:
-                return int(text.replace("_", ""), 0)
-            except ValueError:  # more digits than Python converts (4300)
-                self._problem(event, f"the number has {len(text)} digits: shorten it")
+                integer: int | None = int(text.replace("_", ""), 0)
+            except ValueError:  # a decimal of more digits than Python converts (4300)
+                integer = None
+            if integer is None or abs(integer) >= _INT_LIMIT:
+                self._problem(
+                    event,
+                    f"the number {_cut(text)} is too large: no plan field takes an integer of "
+                    f"more than {MAX_INT_DIGITS} digits; shorten it, or quote it if it is text",
+                )
                 return text
+            return integer
         if _FLOAT_TEXT.fullmatch(text):
             number = float(text.replace("_", ""))
             return number if math.isfinite(number) else text
@@ -527,6 +540,11 @@ class _Reading:
 def _position(event: Event) -> tuple[int, int]:
     mark = event.start_mark
     return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+
+
+def _cut(text: str) -> str:
+    """A value for a message: a long one cut short, so that a problem stays readable."""
+    return text if len(text) <= 40 else f"{text[:16]}... ({len(text)} characters)"
 
 
 def _shown(tag: str) -> str:

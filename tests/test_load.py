@@ -161,7 +161,37 @@ def test_mapping_keys_are_always_the_text_written(tmp_path: Path) -> None:
 
 def test_a_number_too_long_to_convert_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     path = write(tmp_path / "p.yaml", "a: " + "9" * 5000 + "\n")
-    assert problems(path) == [f"{path}:1:4: the number has 5000 digits: shorten it"]
+    assert problems(path) == [
+        f"{path}:1:4: the number 9999999999999999... (5000 characters) is too large: no plan "
+        "field takes an integer of more than 100 digits; shorten it, or quote it if it is text"
+    ]
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "0x" + "f" * 4400,  # Python converts any hex: the value failed later, when printed
+        "-0x" + "f" * 4400,
+        "0b" + "1" * 20000,
+        "0x_" + "f" * 84,  # the first over the limit in hex
+        "1" + "0" * 100,
+        "!!int 0x" + "f" * 4400,
+    ],
+)
+def test_an_integer_beyond_100_digits_is_a_problem_in_every_base(
+    tmp_path: Path, literal: str
+) -> None:
+    path = write(tmp_path / "p.yaml", f"a: 1\nb: {literal}\n")
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}:2:4: the number ")
+    assert "no plan field takes an integer of more than 100 digits" in problem
+    assert len(problem) < len(str(path)) + 200  # the value is cut short, not repeated whole
+
+
+def test_an_integer_of_100_digits_in_any_base_loads(tmp_path: Path) -> None:
+    largest = 10**100 - 1
+    path = write(tmp_path / "p.yaml", f"a: {largest}\nb: {hex(largest)}\nc: {-largest}\n")
+    assert load_one(path).data == {"a": largest, "b": largest, "c": -largest}
 
 
 def test_a_mapping_or_list_as_a_key_is_a_problem(tmp_path: Path) -> None:
