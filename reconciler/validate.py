@@ -18,7 +18,8 @@ from importlib import resources
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, TypeChecker, ValidationError, validators
+from jsonschema.protocols import Validator
 
 from reconciler.domain import JSON, Plan
 from reconciler.errors import Diagnostic
@@ -34,10 +35,23 @@ def plan_schema() -> dict[str, Any]:
     return schema
 
 
+def _whole_number(checker: TypeChecker, instance: object) -> bool:
+    """JSON Schema counts 7.0 and 1e308 as integers; a plan's integers are counts and ids
+    that the APIs take as integers, so a number written with a point or an exponent is not."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# jsonschema's `extend` is its documented way to change a type, and has no annotations.
+_PlanValidator: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole_number),
+)
+
+
 @functools.cache
-def _validator() -> Draft202012Validator:
+def _validator() -> Validator:
     """The reference implementation: it reports every error with its path."""
-    return Draft202012Validator(plan_schema())
+    return _PlanValidator(plan_schema())
 
 
 @functools.cache
@@ -46,6 +60,29 @@ def _fast_check() -> Any:
     answer for nearly every file in a repo. Only documents it rejects are explained by the
     reference validator, so error quality does not depend on it."""
     return fastjsonschema.compile(plan_schema())
+
+
+def _passes_fast_check(data: JSON) -> bool:
+    """The fast check's "valid", believed only where it cannot differ from the reference
+    validator: it takes a float with nothing after the point for an integer."""
+    try:
+        _fast_check()(data)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return not _has_whole_float(data)
+
+
+def _has_whole_float(data: JSON) -> bool:
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, float) and value.is_integer():
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +161,12 @@ def _field(path: Sequence[str | int]) -> str:
 
 
 def _schema_problems(doc: Document) -> Iterator[Diagnostic]:
-    try:
-        _fast_check()(doc.data)
-    except fastjsonschema.JsonSchemaException:
-        pass  # explained below, by the reference validator
-    else:
+    if _passes_fast_check(doc.data):
         return
     errors = sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
+    # A value of the wrong type is that one problem, not also a number out of range.
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    errors = [e for e in errors if e.validator == "type" or tuple(e.absolute_path) not in mistyped]
     # One mistake can fail several branches of the schema alike (a `spec` that is a list fails
     # `spec` and both providers' `then`; `required` fails once per missing key): say it once.
     yield from dict.fromkeys(d for error in errors for d in _explain(doc, error))
@@ -174,7 +210,10 @@ def _sentence(error: ValidationError, schema: Mapping[str, Any], instance: JSON)
         return f"must be {json.dumps(expected)} (got {got})"
     if kind == "type":
         wanted = " or ".join(expected) if isinstance(expected, list) else str(expected)
-        return f"expected {_article(wanted)}, got {_type_name(instance)}"
+        message = f"expected {_article(wanted)}, got {_type_name(instance)}"
+        if "integer" in wanted and isinstance(instance, float) and instance.is_integer():
+            message += ": write a whole number without a decimal point or exponent"
+        return message
     if kind == "pattern":
         hint = _describe(schema)
         return f"{got} is not in the expected form" + (f": {hint}" if hint else "")
@@ -184,6 +223,9 @@ def _sentence(error: ValidationError, schema: Mapping[str, Any], instance: JSON)
         return "lists the same item twice; each may appear once"
     if kind == "minimum":
         return f"must be at least {expected} (got {got})"
+    if kind == "maximum":
+        hint = _describe(schema)
+        return f"must be at most {expected} (got {got})" + (f": {hint}" if hint else "")
     if kind == "minLength":
         return "must not be empty"
     if kind == "maxLength":
