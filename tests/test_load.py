@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -581,6 +584,63 @@ def test_discover_recurses_sorts_and_skips_hidden_files_and_directories(tmp_path
         "team/z.yaml",
         "team-x.yaml",
     ]
+
+
+def _finishes(work: Callable[[], Any]) -> Any:
+    """`work()`, in a thread so that a test that would hang fails instead (opening a named
+    pipe for reading blocks until something writes to it)."""
+    done: list[Any] = []
+    thread = threading.Thread(target=lambda: done.append(work()), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert done, "blocked: a named pipe was opened for reading"
+    return done[0]
+
+
+def test_what_is_named_like_a_plan_file_but_is_not_a_regular_file_is_a_problem_never_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans = tmp_path / "plans"
+    good = write(plans / "good.yaml", "a: 1\n")
+    os.mkfifo(plans / "fifo.yaml")
+    (plans / "device.yml").symlink_to("/dev/zero")
+    (plans / "dir.yaml").mkdir()
+    write(plans / "dir.yaml" / "inside.yaml", "a: 1\n")
+    (plans / "gone.yaml").symlink_to(plans / "nowhere.yaml")
+    (plans / "loop.yaml").symlink_to(plans / "loop.yaml")
+    (plans / "link.yaml").symlink_to(good)
+    (plans / "pipe-link.yaml").symlink_to(plans / "fifo.yaml")
+    (plans / "dir-link.yml").symlink_to(plans / "dir.yaml")
+    (plans / "fifo.txt").symlink_to(plans / "fifo.yaml")  # not named like a plan: not looked at
+    monkeypatch.chdir(plans)  # a socket's path is limited to about 100 bytes
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind("socket.yaml")
+        files, diagnostics = _finishes(lambda: discover([plans]))
+    assert files == [plans / "good.yaml", plans / "link.yaml"]
+    kinds = {Path(d.location.file).name: d.message for d in diagnostics}
+    not_regular = ", and plan files are regular files: remove it, or rename it so that its name"
+    assert kinds == {
+        "fifo.yaml": f"cannot be read: it is a named pipe (FIFO){not_regular} does not end in "
+        ".yaml or .yml",
+        "pipe-link.yaml": kinds["fifo.yaml"],
+        "device.yml": kinds["fifo.yaml"].replace("a named pipe (FIFO)", "a device"),
+        "dir.yaml": kinds["fifo.yaml"].replace("a named pipe (FIFO)", "a directory"),
+        "dir-link.yml": kinds["fifo.yaml"].replace("a named pipe (FIFO)", "a directory"),
+        "socket.yaml": kinds["fifo.yaml"].replace("a named pipe (FIFO)", "a socket"),
+        "gone.yaml": "cannot be read: No such file or directory",
+        "loop.yaml": "cannot be read: Too many levels of symbolic links",
+    }
+
+
+def test_a_named_pipe_is_never_opened_for_reading_however_it_is_reached(tmp_path: Path) -> None:
+    fifo = tmp_path / "plan.yaml"
+    os.mkfifo(fifo)
+    documents, [problem] = _finishes(lambda: load_file(fifo))  # a file replaced after discovery
+    assert documents == []
+    assert problem.message.startswith("cannot be read: it is a named pipe (FIFO)")
+    files, [named] = _finishes(lambda: discover([fifo]))
+    assert files == []
+    assert named.message == "is a named pipe (FIFO): give plan files or directories of them"
 
 
 def test_discover_takes_a_named_file_whatever_its_suffix_and_each_file_once(
