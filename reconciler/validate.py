@@ -21,11 +21,18 @@ import fastjsonschema
 from jsonschema import Draft202012Validator, TypeChecker, ValidationError, validators
 from jsonschema.protocols import Validator
 
-from reconciler.domain import JSON, Plan
+from reconciler.domain import JSON, Plan, merge_spans
 from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
 
 SCHEMA_FILE = "backfill-plan.schema.json"
+
+MAX_DAYS_PER_PLAN = 3653
+"""Ten years of daily data, the longest history one reviewed plan re-runs; more is several
+plans. The schema says it too (`chunk` goes no higher, and the `dates` description)."""
+MAX_CELLS_PER_PLAN = 100_000
+"""Cells (targets x days) of one plan: a plan is reviewed, planned and journaled cell by cell,
+so its size bounds the memory and the time of `plan` and `apply`."""
 
 
 @functools.cache
@@ -216,9 +223,13 @@ def _sentence(error: ValidationError, schema: Mapping[str, Any], instance: JSON)
         return message
     if kind == "pattern":
         hint = _describe(schema)
+        if schema is plan_schema()["$defs"]["date"]:  # the form of a date also bounds its year
+            return f"{got} is not a date a plan takes: {hint}"
         return f"{got} is not in the expected form" + (f": {hint}" if hint else "")
     if kind == "minItems":
         return f"needs at least {expected} item{'s' if expected != 1 else ''}"
+    if kind == "maxItems" and isinstance(instance, list):
+        return f"lists {len(instance):,} items; at most {expected:,} are allowed: split the plan"
     if kind == "uniqueItems":
         return "lists the same item twice; each may appear once"
     if kind == "minimum":
@@ -297,7 +308,7 @@ def _provider_owning(key: str, data: JSON) -> str | None:
 
 
 def _real_date(text: Any) -> date | None:
-    if not isinstance(text, str) or not _DATE.match(text):
+    if not isinstance(text, str) or not _date_form().match(text):
         return None
     try:
         return date.fromisoformat(text)
@@ -305,7 +316,13 @@ def _real_date(text: Any) -> date | None:
         return None
 
 
-_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+@functools.cache
+def _date_form() -> re.Pattern[str]:
+    """The schema's form of a date, which also bounds its year: the rules below judge only
+    dates the schema let through."""
+    return re.compile(plan_schema()["$defs"]["date"]["pattern"])
+
+
 _TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
@@ -324,7 +341,12 @@ def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
         start_text, end_text = entry.get("start"), entry.get("end", entry.get("start"))
         start, end = _real_date(start_text), _real_date(end_text)
         for key, text, value in (("start", start_text, start), ("end", end_text, end)):
-            if value is None and key in entry and isinstance(text, str) and _DATE.match(text):
+            if (
+                value is None
+                and key in entry
+                and isinstance(text, str)
+                and _date_form().match(text)
+            ):
                 path: tuple[str | int, ...] = ("spec", "dates", index, key)
                 yield Diagnostic(
                     doc.locate(path),
@@ -355,6 +377,36 @@ def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
             )
     for ids in ("taskIds", "dagIds", "startNodeIds", "filterNodeIds"):
         yield from _duplicate_ids(doc, spec, ("spec", ids))
+    yield from _size_problems(
+        doc, spec, merge_spans((s.toordinal(), e.toordinal()) for s, e, _ in spans)
+    )
+
+
+def _size_problems(
+    doc: Document, spec: dict[str, Any], spans: list[tuple[int, int]]
+) -> Iterator[Diagnostic]:
+    """The bounds of what one plan may declare, worked out from its ranges, never day by day:
+    an oversized plan is refused before anything is allocated per cell."""
+    path = ("spec", "dates")
+    days = sum(last - first + 1 for first, last in spans)
+    if days > MAX_DAYS_PER_PLAN:
+        yield Diagnostic(
+            doc.locate(path),
+            f"the ranges add up to {days:,} days; a plan declares at most "
+            f"{MAX_DAYS_PER_PLAN:,} (ten years): split the dates over several plans",
+            _field(path),
+        )
+        return
+    ids = spec.get("taskIds", spec.get("dagIds"))
+    targets = len({str(target) for target in ids}) if isinstance(ids, list) else 0
+    if targets * days > MAX_CELLS_PER_PLAN:
+        yield Diagnostic(
+            doc.locate(path),
+            f"{targets:,} targets x {days:,} days make {targets * days:,} cells; a plan "
+            f"declares at most {MAX_CELLS_PER_PLAN:,}: split it into several plans, by "
+            "targets or by dates",
+            _field(path),
+        )
 
 
 def _window_problems(doc: Document, path: tuple[str | int, ...]) -> Iterator[Diagnostic]:

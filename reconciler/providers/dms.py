@@ -150,7 +150,7 @@ class DmsProvider:
         batches: list[Batch] = []
         for target in sorted(missing, key=int):
             for start, end in contiguous_runs(sorted(missing[target])):
-                for chunk in chunked(days(start, end), plan.chunk):
+                for chunk in chunked(days(start, end), plan, 1):
                     batches.append(Batch(targets=(target,), dates=chunk))
         return batches
 

@@ -11,6 +11,7 @@ import httpx
 
 from reconciler.domain import (
     JSON,
+    MAX_CELLS_PER_CALL,
     Batch,
     CellGroup,
     Outcome,
@@ -186,8 +187,10 @@ def contiguous_runs(dates: Sequence[str]) -> list[tuple[str, str]]:
     return [(day(first), day(last)) for first, last in runs(dates)]
 
 
-def chunked(dates: Sequence[str], chunk: int | None) -> list[tuple[str, ...]]:
-    """Split dates into slices of at most `chunk` days (all of them when chunk is None)."""
-    if not chunk:
-        return [tuple(dates)]
-    return [tuple(dates[i : i + chunk]) for i in range(0, len(dates), chunk)]
+def chunked(dates: Sequence[str], plan: Plan, targets: int) -> list[tuple[str, ...]]:
+    """Split the dates of a call for `targets` targets into as few calls as `spec.chunk` and
+    the cells-per-call limit allow."""
+    size = max(1, MAX_CELLS_PER_CALL // targets)
+    if plan.chunk:
+        size = min(size, plan.chunk)
+    return [tuple(dates[i : i + size]) for i in range(0, len(dates), size)]

@@ -172,7 +172,7 @@ class WeDataProvider:
         return [
             Batch(targets=tuple(targets), dates=chunk)
             for dates, targets in sorted(by_dates.items())
-            for chunk in chunked(dates, plan.chunk)
+            for chunk in chunked(dates, plan, len(targets))
         ]
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
