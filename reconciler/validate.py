@@ -21,7 +21,8 @@ import fastjsonschema
 from jsonschema import Draft202012Validator, TypeChecker, ValidationError, validators
 from jsonschema.protocols import Validator
 
-from reconciler.domain import JSON, Plan, merge_spans
+from reconciler import providers
+from reconciler.domain import JSON, Plan, merge_spans, range_span
 from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
 
@@ -33,6 +34,10 @@ plans. The schema says it too (`chunk` goes no higher, and the `dates` descripti
 MAX_CELLS_PER_PLAN = 100_000
 """Cells (targets x days) of one plan: a plan is reviewed, planned and journaled cell by cell,
 so its size bounds the memory and the time of `plan` and `apply`."""
+MAX_CALLS_PER_PLAN = 1000
+"""API calls one plan makes on an empty state (`spec.chunk` and the ranges decide, and DMS
+makes one per DAG per run of days): each is planned, journaled and sent with its own request,
+and 1000 calls are 50 s of WeData's 20 calls/s. `chunk: 1` over years would be many more."""
 
 
 @functools.cache
@@ -80,14 +85,17 @@ def _passes_fast_check(data: JSON) -> bool:
 
 
 def _has_whole_float(data: JSON) -> bool:
+    # Exact type tests: the loader builds plain dicts, lists and floats, and this runs on
+    # every document.
     stack = [data]
     while stack:
         value = stack.pop()
-        if isinstance(value, dict):
+        kind = type(value)
+        if kind is dict:
             stack.extend(value.values())
-        elif isinstance(value, list):
+        elif kind is list:
             stack.extend(value)
-        elif isinstance(value, float) and value.is_integer():
+        elif kind is float and value.is_integer():
             return True
     return False
 
@@ -127,10 +135,35 @@ def validate(loaded: LoadResult) -> Validated:
         problems.extend(_semantic_problems(doc))
         if problems:
             diagnostics.extend(problems)
-        else:
-            plans.append(_plan(doc))
+            continue
+        plan = _plan(doc)
+        # Every call covers a cell: only a plan of more cells than that may make too many.
+        if _cells(plan.spec) > MAX_CALLS_PER_PLAN:
+            calls = providers.get(plan.provider).calls(plan)
+            if calls > MAX_CALLS_PER_PLAN:
+                diagnostics.append(_too_many_calls(doc, plan, calls))
+                continue
+        plans.append(plan)
     diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
     return Validated(tuple(plans), tuple(diagnostics), loaded.files, len(loaded.documents))
+
+
+def _cells(spec: Mapping[str, Any]) -> int:
+    """Targets times days of a valid plan's `spec`."""
+    ranges = (range_span(r["start"], r.get("end", r["start"])) for r in spec["dates"])
+    days = sum(last - first + 1 for first, last in merge_spans(ranges))
+    return len(spec.get("taskIds", spec.get("dagIds", ()))) * days
+
+
+def _too_many_calls(doc: Document, plan: Plan, calls: int) -> Diagnostic:
+    path = ("spec", "chunk") if plan.chunk else ("spec", "dates")
+    advice = "raise spec.chunk, or split the plan" if plan.chunk else "split the plan"
+    return Diagnostic(
+        doc.locate(path),
+        f"the plan makes {calls:,} API calls; a plan makes at most {MAX_CALLS_PER_PLAN:,}: "
+        + advice,
+        _field(path),
+    )
 
 
 def _name_of(data: JSON) -> str | None:

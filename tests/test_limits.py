@@ -157,7 +157,8 @@ def test_plans_that_once_ran_plan_out_of_memory_are_refused_in_little_memory(
     tmp_path: Path,
 ) -> None:
     """A 739-byte plan up to 9999-12-31 with `chunk: 1` took 5.9 GB in `plan`; from
-    0001-01-01 it planned one call of millions of cells. Both are refused before anything is
+    0001-01-01 it planned one call of millions of cells; within the dates, `chunk: 1` over ten
+    years of 27 DAGs planned 98,631 calls (0.5 GB as JSON). All are refused before anything is
     planned cell by cell."""
     plans = tmp_path / "plans"
     plans.mkdir()
@@ -165,6 +166,8 @@ def test_plans_that_once_ran_plan_out_of_memory_are_refused_in_little_memory(
     (plans / "all-of-time.yaml").write_text(
         ISSUE_PLAN.format(start="0001-01-01").replace("far-future", "all-of-time"), "utf-8"
     )
+    ten_years = [(day(0), day(MAX_DAYS_PER_PLAN - 1))]
+    write(plans / "every-day.yaml", dms_plan(dags=list(range(1, 28)), dates=ten_years, chunk=1))
     for command in (["validate"], ["plan"], ["plan", "--format", "json"]):
         done, peak = peak_of(command, cwd=tmp_path)
         assert done.returncode == 1, done.stderr
@@ -177,7 +180,50 @@ def test_plans_that_once_ran_plan_out_of_memory_are_refused_in_little_memory(
         assert 'plans/all-of-time.yaml:13:14: error: spec.dates[0].start: "0001-01-01"' in (
             done.stderr
         )
+        assert "plans/every-day.yaml:" in done.stderr
+        assert "spec.chunk: the plan makes 98,631 API calls" in done.stderr
         assert peak < 200 * 1024**2, f"{command}: {peak / 1024**2:.0f} MB"
     report = json.loads(peak_of(["validate", "--format", "json"], cwd=tmp_path)[0].stdout)
     assert report["valid"] is False
-    assert len(report["errors"]) == 3
+    assert len(report["errors"]) == 4
+
+
+def test_a_plan_makes_at_most_1000_calls(tmp_path: Path) -> None:
+    """`chunk: 1` over years of many DAGs: a plan of a few hundred bytes and a hundred
+    thousand calls, each planned, journaled and sent on its own."""
+    ten_years = [(day(0), day(MAX_DAYS_PER_PLAN - 1))]
+    [problem] = problems(
+        tmp_path / "dms", dms_plan(dags=list(range(1, 28)), dates=ten_years, chunk=1)
+    )
+    assert problem.endswith(
+        "spec.chunk: the plan makes 98,631 API calls; a plan makes at most 1,000: raise "
+        "spec.chunk, or split the plan"
+    )
+    two_runs = [(day(0), day(0)), (day(2), day(2))]
+    [problem] = problems(tmp_path / "runs", dms_plan(dags=list(range(1, 502)), dates=two_runs))
+    assert problem.endswith(
+        "spec.dates: the plan makes 1,002 API calls; a plan makes at most 1,000: split the plan"
+    )
+    assert problems(tmp_path / "ok", dms_plan(dags=list(range(1, 501)), dates=two_runs)) == []
+    many_days = wedata_plan(tasks=["1"], dates=[(day(0), day(1000))], chunk=1)
+    assert "makes 1,001 API calls" in problems(tmp_path / "wd", many_days)[0]
+
+
+def test_the_calls_counted_for_the_limit_are_the_calls_planned(tmp_path: Path) -> None:
+    from reconciler import providers
+
+    two_windows = wedata_plan(dates=[(day(0), day(9)), (day(12), day(30))], chunk=4)
+    two_windows["spec"]["dates"][1]["executionWindow"] = {"start": "01:00", "end": "02:00"}
+    cases = [
+        wedata_plan(tasks=[str(n) for n in range(700)], dates=[(day(0), day(40))]),
+        wedata_plan(dates=[(day(0), day(9)), (day(20), day(35))], chunk=3),
+        two_windows,
+        dms_plan(dates=[(day(0), day(9)), (day(11), day(11)), (day(13), day(40))], chunk=7),
+        dms_plan(dags=[5], dates=[(day(0), day(MAX_DAYS_PER_PLAN - 1))]),
+    ]
+    for index, case in enumerate(cases):
+        write(tmp_path / str(index) / "p.yaml", case)
+        result = pipeline.plans([tmp_path / str(index)])
+        [plan] = result.plans
+        planned = pipeline.changeset(result, State()).creates
+        assert providers.get(plan.provider).calls(plan) == len(planned), index

@@ -29,6 +29,7 @@ from reconciler.providers.protocol import (
     Lookup,
     Phase,
     Progress,
+    call_count,
     chunked,
     contiguous_runs,
     from_emulator,
@@ -174,6 +175,11 @@ class WeDataProvider:
             for dates, targets in sorted(by_dates.items())
             for chunk in chunked(dates, plan, len(targets))
         ]
+
+    def calls(self, plan: Plan) -> int:
+        return sum(
+            call_count(group.days, plan, len(group.targets)) for group in self.cell_groups(plan)
+        )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
         params = group.params
