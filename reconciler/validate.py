@@ -196,8 +196,16 @@ def _plan(doc: Document) -> Plan:
 def _field(path: Sequence[str | int]) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            text += f".{part}" if text else part
+        else:  # a key a user could not tell apart, or that would break the line: quoted
+            text += f"[{part!r}]"
     return text or "(document)"
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _schema_problems(doc: Document) -> Iterator[Diagnostic]:

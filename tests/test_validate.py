@@ -276,7 +276,7 @@ def test_a_spec_or_metadata_that_is_not_a_mapping_next_to_an_unknown_field_is_re
     done = run_cli("validate", "plans", cwd=tmp_path)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert "unexpected" not in done.stderr
+    assert "error: unexpected" not in done.stderr
     assert "Found 9 problems in 4 files" in done.stderr
 
 
@@ -383,7 +383,18 @@ def test_cli_plan_refuses_a_chunk_of_7_point_0(tmp_path: Path) -> None:
     done = run_cli("plan", cwd=tmp_path)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert "unexpected" not in done.stderr
+    assert "error: unexpected" not in done.stderr
     assert "plans/a.yaml:" in done.stderr
     assert "spec.chunk: expected an integer, got number 7.0" in done.stderr
     assert "spec.parallelism: expected an integer, got number 2.0" in done.stderr
+
+
+def test_a_key_that_is_not_plain_text_is_quoted_in_the_field_path(tmp_path: Path) -> None:
+    """Found by the fuzz test: a key with a line break split the problem over two lines."""
+    path = tmp_path / "p.yaml"
+    path.write_text('"a\\nb": 1\n"": 2\nmetadata: {labels: {app.kubernetes.io/name: 3}}\n', "utf-8")
+    problems = "\n".join(messages(path))
+    assert f"{path}:1:1: ['a\\nb']: unknown field 'a\\nb'; allowed here: " in problems
+    assert f"{path}:2:1: ['']: unknown field ''" in problems
+    assert "metadata.labels['app.kubernetes.io/name']: expected a string, got number 3" in problems
+    assert len(problems.splitlines()) == len(messages(path))
