@@ -227,3 +227,14 @@ def test_the_calls_counted_for_the_limit_are_the_calls_planned(tmp_path: Path) -
         [plan] = result.plans
         planned = pipeline.changeset(result, State()).creates
         assert providers.get(plan.provider).calls(plan) == len(planned), index
+
+
+def test_a_region_is_at_most_63_characters(tmp_path: Path) -> None:
+    """DMS puts the region in its endpoint's host name: a longer one passed validation and
+    then failed in apply, in the HTTP client's host name encoding (a UnicodeError)."""
+    region = "cn-" + "a" * 60
+    assert problems(tmp_path / "ok", dms_plan(region=region), wedata_plan(region=region)) == []
+    found = problems(
+        tmp_path / "long", dms_plan(region=region + "b"), wedata_plan(region=region + "b")
+    )
+    assert [p.split(": ", 1)[1] for p in found] == ["spec.region: is longer than 63 characters"] * 2
