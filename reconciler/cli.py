@@ -497,9 +497,7 @@ def state_import(
         if source is not None
         else [state_command.Verdict(str(key), remote_id)]
     )
-    settled = state_command.settle(
-        state_dir, verdicts, reason=reason, lock_timeout=lock_timeout
-    )
+    settled = state_command.settle(state_dir, verdicts, reason=reason, lock_timeout=lock_timeout)
     for record, verdict in settled:
         click.echo(f"{record.key}: imported as submitted ({verdict.remote_id}).")
     return 0

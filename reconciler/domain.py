@@ -19,6 +19,12 @@ JSON = Any
 """A value that `json.dumps` accepts: what YAML and the APIs exchange."""
 
 
+MAX_CELLS_PER_CALL = 10_000
+"""One API call covers at most this many cells (targets x days), whatever `spec.chunk` says:
+an unknown outcome quarantines every cell of its call, and a person has to settle them, so a
+call stays a size a person can check (a year of 27 tasks)."""
+
+
 _ORDINALS: dict[str, int] = {}
 _DAYS: dict[int, str] = {}
 """One string per calendar day, shared by every cell and record that names it (a repo-scale

@@ -37,6 +37,11 @@ MAX_DEPTH = 100
 """Plan files are a few levels deep. The limit also matters for speed: libyaml's scanner slows
 down quadratically with flow nesting, and would spend minutes on a 1 MiB file of `[[[[...`."""
 
+MAX_INT_DIGITS = 100
+"""No plan field takes a longer integer (ids are at most 19 digits). Checked for every base:
+Python converts hex and binary of any length, and a huge value would later fail to print."""
+_INT_LIMIT = 10**MAX_INT_DIGITS
+
 JsonPath = tuple[str | int, ...]
 """A path into a document's data: mapping keys and list indexes."""
 
@@ -196,7 +201,7 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Diagnostic]]:
         elif stat.S_ISREG(mode):
             found = [path]
         else:
-            problem = "is neither a file nor a directory: give plan files or directories of them"
+            problem = f"is {_kind(mode)}: give plan files or directories of them"
             diagnostics.append(Diagnostic(Location(_display(path)), problem))
             continue
         for file in found:
@@ -215,8 +220,13 @@ def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
     """
     file = _display(path)
     try:
-        with path.open("rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
+        # Non-blocking: opening a named pipe for reading would otherwise wait for a writer
+        # forever. What was opened is checked, not the name: a path can change in between.
+        with open(os.open(path, _OPEN_FLAGS), "rb") as stream:
+            status = os.fstat(stream.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                return [], [Diagnostic(Location(file), _not_a_plan_file(status.st_mode))]
+            size = status.st_size
             raw = b"" if size > MAX_FILE_BYTES else stream.read(MAX_FILE_BYTES + 1)
     except (OSError, ValueError) as error:
         return [], [Diagnostic(Location(file), f"cannot be read: {_reason(error)}")]
@@ -402,10 +412,11 @@ class _Reading:
             if event.implicit[0]:  # a plain scalar: quoted and block ones are always text
                 value = self._resolve(event)
         elif tag in _TYPED_TAGS:
+            reported = len(self.diagnostics)
             value = self._resolve(event)
-            if type(value) not in _TYPED_TAGS[tag]:
+            if type(value) not in _TYPED_TAGS[tag] and len(self.diagnostics) == reported:
                 self._problem(
-                    event, f"{event.value!r} is not a {_shown(tag)}: fix it or remove the tag"
+                    event, f"{_cut(event.value)!r} is not a {_shown(tag)}: fix it or remove the tag"
                 )
             elif tag == _FLOAT:
                 value = float(value)
@@ -424,10 +435,17 @@ class _Reading:
             return word
         if _INT_TEXT.fullmatch(text):
             try:
-                return int(text.replace("_", ""), 0)
-            except ValueError:  # more digits than Python converts (4300)
-                self._problem(event, f"the number has {len(text)} digits: shorten it")
+                integer: int | None = int(text.replace("_", ""), 0)
+            except ValueError:  # a decimal of more digits than Python converts (4300)
+                integer = None
+            if integer is None or abs(integer) >= _INT_LIMIT:
+                self._problem(
+                    event,
+                    f"the number {_cut(text)} is too large: no plan field takes an integer of "
+                    f"more than {MAX_INT_DIGITS} digits; shorten it, or quote it if it is text",
+                )
                 return text
+            return integer
         if _FLOAT_TEXT.fullmatch(text):
             number = float(text.replace("_", ""))
             return number if math.isfinite(number) else text
@@ -529,6 +547,11 @@ def _position(event: Event) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
 
 
+def _cut(text: str) -> str:
+    """A value for a message: a long one cut short, so that a problem stays readable."""
+    return text if len(text) <= 40 else f"{text[:16]}... ({len(text)} characters)"
+
+
 def _shown(tag: str) -> str:
     return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
 
@@ -569,16 +592,59 @@ def _display(path: Path) -> str:
 
 
 def _plan_files_below(directory: Path, diagnostics: list[Diagnostic]) -> list[Path]:
-    def unreadable(error: OSError) -> None:
-        where = Location(_display(Path(error.filename or directory)))
-        diagnostics.append(Diagnostic(where, f"cannot be read: {_reason(error)}"))
+    """Regular files named *.yaml / *.yml below `directory`; anything else so named (a pipe,
+    a device, a socket, a directory, a dangling link) is a problem, never opened.
+
+    Symbolic links to directories are not followed, as `os.walk` does not: a link can loop.
+    """
+
+    def problem(path: str, message: str) -> None:
+        diagnostics.append(Diagnostic(Location(_display(Path(path))), message))
 
     found: list[Path] = []
-    for root, dirs, names in os.walk(directory, onerror=unreadable):
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
-        found.extend(
-            Path(root, name)
-            for name in names
-            if name.endswith((".yaml", ".yml")) and not name.startswith(".")
-        )
+    pending = [os.fspath(directory)]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as error:
+            problem(error.filename or folder, f"cannot be read: {_reason(error)}")
+            continue
+        for entry in listed:
+            if entry.name.startswith("."):
+                continue
+            plan_named = entry.name.endswith((".yaml", ".yml"))
+            try:
+                # The file type comes with the listing: no extra system call for most entries.
+                if entry.is_dir(follow_symlinks=False) and not plan_named:
+                    pending.append(entry.path)
+                elif plan_named and entry.is_file():
+                    found.append(Path(entry.path))
+                elif plan_named:
+                    problem(entry.path, _not_a_plan_file(entry.stat().st_mode))
+            except OSError as error:
+                problem(entry.path, f"cannot be read: {_reason(error)}")
     return sorted(found)
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _not_a_plan_file(mode: int) -> str:
+    return (
+        f"cannot be read: it is {_kind(mode)}, and plan files are regular files: remove it, "
+        "or rename it so that its name does not end in .yaml or .yml"
+    )

@@ -19,7 +19,8 @@ from importlib import resources
 from typing import Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, TypeChecker, ValidationError, validators
+from jsonschema.protocols import Validator
 
 from reconciler import providers
 from reconciler.domain import JSON, Plan, day, merge_spans, range_span
@@ -27,6 +28,17 @@ from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
 
 SCHEMA_FILE = "backfill-plan.schema.json"
+
+MAX_DAYS_PER_PLAN = 3653
+"""Ten years of daily data, the longest history one reviewed plan re-runs; more is several
+plans. The schema says it too (`chunk` goes no higher, and the `dates` description)."""
+MAX_CELLS_PER_PLAN = 100_000
+"""Cells (targets x days) of one plan: a plan is reviewed, planned and journaled cell by cell,
+so its size bounds the memory and the time of `plan` and `apply`."""
+MAX_CALLS_PER_PLAN = 1000
+"""API calls one plan makes on an empty state (`spec.chunk` and the ranges decide, and DMS
+makes one per DAG per run of days): each is planned, journaled and sent with its own request,
+and 1000 calls are 50 s of WeData's 20 calls/s. `chunk: 1` over years would be many more."""
 
 
 @functools.cache
@@ -36,10 +48,23 @@ def plan_schema() -> dict[str, Any]:
     return schema
 
 
+def _whole_number(checker: TypeChecker, instance: object) -> bool:
+    """JSON Schema counts 7.0 and 1e308 as integers; a plan's integers are counts and ids
+    that the APIs take as integers, so a number written with a point or an exponent is not."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# jsonschema's `extend` is its documented way to change a type, and has no annotations.
+_PlanValidator: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole_number),
+)
+
+
 @functools.cache
-def _validator() -> Draft202012Validator:
+def _validator() -> Validator:
     """The reference implementation: it reports every error with its path."""
-    return Draft202012Validator(plan_schema())
+    return _PlanValidator(plan_schema())
 
 
 @functools.cache
@@ -48,6 +73,32 @@ def _fast_check() -> Any:
     answer for nearly every file in a repo. Only documents it rejects are explained by the
     reference validator, so error quality does not depend on it."""
     return fastjsonschema.compile(plan_schema())
+
+
+def _passes_fast_check(data: JSON) -> bool:
+    """The fast check's "valid", believed only where it cannot differ from the reference
+    validator: it takes a float with nothing after the point for an integer."""
+    try:
+        _fast_check()(data)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return not _has_whole_float(data)
+
+
+def _has_whole_float(data: JSON) -> bool:
+    # Exact type tests: the loader builds plain dicts, lists and floats, and this runs on
+    # every document.
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            stack.extend(value.values())
+        elif kind is list:
+            stack.extend(value)
+        elif kind is float and value.is_integer():
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +136,36 @@ def validate(loaded: LoadResult) -> Validated:
         problems.extend(_semantic_problems(doc))
         if problems:
             diagnostics.extend(problems)
-        else:
-            plans.append(_plan(doc))
+            continue
+        plan = _plan(doc)
+        # Every call covers a cell: only a plan of more cells than that may make too many.
+        if _cells(plan.spec) > MAX_CALLS_PER_PLAN:
+            calls = providers.get(plan.provider).calls(plan)
+            if calls > MAX_CALLS_PER_PLAN:
+                diagnostics.append(_too_many_calls(doc, plan, calls))
+                continue
+        plans.append(plan)
     diagnostics.extend(_overlaps(plans))
     diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
     return Validated(tuple(plans), tuple(diagnostics), loaded.files, len(loaded.documents))
+
+
+def _cells(spec: Mapping[str, Any]) -> int:
+    """Targets times days of a valid plan's `spec`."""
+    ranges = (range_span(r["start"], r.get("end", r["start"])) for r in spec["dates"])
+    days = sum(last - first + 1 for first, last in merge_spans(ranges))
+    return len(spec.get("taskIds", spec.get("dagIds", ()))) * days
+
+
+def _too_many_calls(doc: Document, plan: Plan, calls: int) -> Diagnostic:
+    path = ("spec", "chunk") if plan.chunk else ("spec", "dates")
+    advice = "raise spec.chunk, or split the plan" if plan.chunk else "split the plan"
+    return Diagnostic(
+        doc.locate(path),
+        f"the plan makes {calls:,} API calls; a plan makes at most {MAX_CALLS_PER_PLAN:,}: "
+        + advice,
+        _field(path),
+    )
 
 
 def _name_of(data: JSON) -> str | None:
@@ -123,20 +199,28 @@ def _plan(doc: Document) -> Plan:
 def _field(path: Sequence[str | int]) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            text += f".{part}" if text else part
+        else:  # a key a user could not tell apart, or that would break the line: quoted
+            text += f"[{part!r}]"
     return text or "(document)"
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _schema_problems(doc: Document) -> Iterator[Diagnostic]:
-    try:
-        _fast_check()(doc.data)
-    except fastjsonschema.JsonSchemaException:
-        pass  # explained below, by the reference validator
-    else:
+    if _passes_fast_check(doc.data):
         return
     errors = sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
-    for error in errors:
-        yield from _explain(doc, error)
+    # A value of the wrong type is that one problem, not also a number out of range.
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    errors = [e for e in errors if e.validator == "type" or tuple(e.absolute_path) not in mistyped]
+    # One mistake can fail several branches of the schema alike (a `spec` that is a list fails
+    # `spec` and both providers' `then`; `required` fails once per missing key): say it once.
+    yield from dict.fromkeys(d for error in errors for d in _explain(doc, error))
 
 
 def _explain(doc: Document, error: ValidationError) -> Iterator[Diagnostic]:
@@ -169,7 +253,7 @@ def _explain(doc: Document, error: ValidationError) -> Iterator[Diagnostic]:
 def _sentence(error: ValidationError, schema: Mapping[str, Any], instance: JSON) -> str:
     kind = error.validator
     expected: Any = error.validator_value
-    got = json.dumps(instance, default=str) if not isinstance(instance, dict | list) else None
+    got = _type_name(instance) if isinstance(instance, dict | list) else json.dumps(instance)
     if kind == "enum":
         options = ", ".join(str(v) for v in expected)
         return f"must be one of: {options} (got {got})"
@@ -177,16 +261,26 @@ def _sentence(error: ValidationError, schema: Mapping[str, Any], instance: JSON)
         return f"must be {json.dumps(expected)} (got {got})"
     if kind == "type":
         wanted = " or ".join(expected) if isinstance(expected, list) else str(expected)
-        return f"expected {_article(wanted)}, got {_type_name(instance)}"
+        message = f"expected {_article(wanted)}, got {_type_name(instance)}"
+        if "integer" in wanted and isinstance(instance, float) and instance.is_integer():
+            message += ": write a whole number without a decimal point or exponent"
+        return message
     if kind == "pattern":
         hint = _describe(schema)
+        if schema is plan_schema()["$defs"]["date"]:  # the form of a date also bounds its year
+            return f"{got} is not a date a plan takes: {hint}"
         return f"{got} is not in the expected form" + (f": {hint}" if hint else "")
     if kind == "minItems":
         return f"needs at least {expected} item{'s' if expected != 1 else ''}"
+    if kind == "maxItems" and isinstance(instance, list):
+        return f"lists {len(instance):,} items; at most {expected:,} are allowed: split the plan"
     if kind == "uniqueItems":
         return "lists the same item twice; each may appear once"
     if kind == "minimum":
         return f"must be at least {expected} (got {got})"
+    if kind == "maximum":
+        hint = _describe(schema)
+        return f"must be at most {expected} (got {got})" + (f": {hint}" if hint else "")
     if kind == "minLength":
         return "must not be empty"
     if kind == "maxLength":
@@ -243,7 +337,8 @@ def _unknown_field(key: str, allowed: Sequence[str], data: JSON) -> str:
 
 
 def _provider_owning(key: str, data: JSON) -> str | None:
-    current = data.get("spec", {}).get("provider") if isinstance(data, dict) else None
+    spec = data.get("spec") if isinstance(data, dict) else None
+    current = spec.get("provider") if isinstance(spec, dict) else None
     for name, definition in plan_schema()["$defs"].items():
         if not name.endswith("Spec"):
             continue
@@ -257,7 +352,7 @@ def _provider_owning(key: str, data: JSON) -> str | None:
 
 
 def _real_date(text: Any) -> date | None:
-    if not isinstance(text, str) or not _DATE.match(text):
+    if not isinstance(text, str) or not _date_form().match(text):
         return None
     try:
         return date.fromisoformat(text)
@@ -265,7 +360,13 @@ def _real_date(text: Any) -> date | None:
         return None
 
 
-_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+@functools.cache
+def _date_form() -> re.Pattern[str]:
+    """The schema's form of a date, which also bounds its year: the rules below judge only
+    dates the schema let through."""
+    return re.compile(plan_schema()["$defs"]["date"]["pattern"])
+
+
 _TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
@@ -284,7 +385,12 @@ def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
         start_text, end_text = entry.get("start"), entry.get("end", entry.get("start"))
         start, end = _real_date(start_text), _real_date(end_text)
         for key, text, value in (("start", start_text, start), ("end", end_text, end)):
-            if value is None and key in entry and isinstance(text, str) and _DATE.match(text):
+            if (
+                value is None
+                and key in entry
+                and isinstance(text, str)
+                and _date_form().match(text)
+            ):
                 path: tuple[str | int, ...] = ("spec", "dates", index, key)
                 yield Diagnostic(
                     doc.locate(path),
@@ -316,6 +422,36 @@ def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
     for ids in ("taskIds", "dagIds", "startNodeIds", "filterNodeIds"):
         yield from _duplicate_ids(doc, spec, ("spec", ids))
     yield from _takeover_problems(doc, spec)
+    yield from _size_problems(
+        doc, spec, merge_spans((s.toordinal(), e.toordinal()) for s, e, _ in spans)
+    )
+
+
+def _size_problems(
+    doc: Document, spec: dict[str, Any], spans: list[tuple[int, int]]
+) -> Iterator[Diagnostic]:
+    """The bounds of what one plan may declare, worked out from its ranges, never day by day:
+    an oversized plan is refused before anything is allocated per cell."""
+    path = ("spec", "dates")
+    days = sum(last - first + 1 for first, last in spans)
+    if days > MAX_DAYS_PER_PLAN:
+        yield Diagnostic(
+            doc.locate(path),
+            f"the ranges add up to {days:,} days; a plan declares at most "
+            f"{MAX_DAYS_PER_PLAN:,} (ten years): split the dates over several plans",
+            _field(path),
+        )
+        return
+    ids = spec.get("taskIds", spec.get("dagIds"))
+    targets = len({str(target) for target in ids}) if isinstance(ids, list) else 0
+    if targets * days > MAX_CELLS_PER_PLAN:
+        yield Diagnostic(
+            doc.locate(path),
+            f"{targets:,} targets x {days:,} days make {targets * days:,} cells; a plan "
+            f"declares at most {MAX_CELLS_PER_PLAN:,}: split it into several plans, by "
+            "targets or by dates",
+            _field(path),
+        )
 
 
 def _takeover_problems(doc: Document, spec: dict[str, Any]) -> Iterator[Diagnostic]:
@@ -340,6 +476,44 @@ def _takeover_problems(doc: Document, spec: dict[str, Any]) -> Iterator[Diagnost
                 _field(path),
             )
         seen.setdefault(other, index)
+
+
+def _window_problems(doc: Document, path: tuple[str | int, ...]) -> Iterator[Diagnostic]:
+    window: Any = doc.data
+    for part in path:
+        window = window.get(part) if isinstance(window, dict) else None
+    if not isinstance(window, dict):
+        return
+    start, end = window.get("start"), window.get("end")
+    if not (isinstance(start, str) and isinstance(end, str)):
+        return
+    if _TIME.match(start) and _TIME.match(end) and start >= end:
+        yield Diagnostic(
+            doc.locate((*path, "end")),
+            f"execution window ends ({end}) before it starts ({start}); "
+            "the window is a span within one day, HH:mm to a later HH:mm",
+            _field((*path, "end")),
+        )
+
+
+def _duplicate_ids(
+    doc: Document, spec: dict[str, Any], path: tuple[str, ...]
+) -> Iterator[Diagnostic]:
+    """The same id written once as a number and once as text (`123` and `"123"`): the schema
+    sees two different values, the API one id. Exact repeats are the schema's to report."""
+    values = spec.get(path[-1])
+    seen: dict[str, tuple[int, Any]] = {}
+    for index, value in enumerate(values if isinstance(values, list) else []):
+        text = str(value)
+        if text in seen and type(seen[text][1]) is not type(value):
+            where: tuple[str | int, ...] = (*path, index)
+            yield Diagnostic(
+                doc.locate(where),
+                f"{text} is listed twice (also at index {seen[text][0]}, written as "
+                f"{'a number' if isinstance(seen[text][1], int) else 'text'}); list each id once",
+                _field(where),
+            )
+        seen.setdefault(text, (index, value))
 
 
 # --- rules across plans -----------------------------------------------------------------------
@@ -394,41 +568,3 @@ def _overlap(plan: Plan, other: Plan, targets: dict[str, list[tuple[int, int]]])
         " other, see spec.takeover)",
         f"spec.{field}",
     )
-
-
-def _window_problems(doc: Document, path: tuple[str | int, ...]) -> Iterator[Diagnostic]:
-    window: Any = doc.data
-    for part in path:
-        window = window.get(part) if isinstance(window, dict) else None
-    if not isinstance(window, dict):
-        return
-    start, end = window.get("start"), window.get("end")
-    if not (isinstance(start, str) and isinstance(end, str)):
-        return
-    if _TIME.match(start) and _TIME.match(end) and start >= end:
-        yield Diagnostic(
-            doc.locate((*path, "end")),
-            f"execution window ends ({end}) before it starts ({start}); "
-            "the window is a span within one day, HH:mm to a later HH:mm",
-            _field((*path, "end")),
-        )
-
-
-def _duplicate_ids(
-    doc: Document, spec: dict[str, Any], path: tuple[str, ...]
-) -> Iterator[Diagnostic]:
-    """The same id written once as a number and once as text (`123` and `"123"`): the schema
-    sees two different values, the API one id. Exact repeats are the schema's to report."""
-    values = spec.get(path[-1])
-    seen: dict[str, tuple[int, Any]] = {}
-    for index, value in enumerate(values if isinstance(values, list) else []):
-        text = str(value)
-        if text in seen and type(seen[text][1]) is not type(value):
-            where: tuple[str | int, ...] = (*path, index)
-            yield Diagnostic(
-                doc.locate(where),
-                f"{text} is listed twice (also at index {seen[text][0]}, written as "
-                f"{'a number' if isinstance(seen[text][1], int) else 'text'}); list each id once",
-                _field(where),
-            )
-        seen.setdefault(text, (index, value))

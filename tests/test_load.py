@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +164,37 @@ def test_mapping_keys_are_always_the_text_written(tmp_path: Path) -> None:
 
 def test_a_number_too_long_to_convert_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     path = write(tmp_path / "p.yaml", "a: " + "9" * 5000 + "\n")
-    assert problems(path) == [f"{path}:1:4: the number has 5000 digits: shorten it"]
+    assert problems(path) == [
+        f"{path}:1:4: the number 9999999999999999... (5000 characters) is too large: no plan "
+        "field takes an integer of more than 100 digits; shorten it, or quote it if it is text"
+    ]
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "0x" + "f" * 4400,  # Python converts any hex: the value failed later, when printed
+        "-0x" + "f" * 4400,
+        "0b" + "1" * 20000,
+        "0x_" + "f" * 84,  # the first over the limit in hex
+        "1" + "0" * 100,
+        "!!int 0x" + "f" * 4400,
+    ],
+)
+def test_an_integer_beyond_100_digits_is_a_problem_in_every_base(
+    tmp_path: Path, literal: str
+) -> None:
+    path = write(tmp_path / "p.yaml", f"a: 1\nb: {literal}\n")
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}:2:4: the number ")
+    assert "no plan field takes an integer of more than 100 digits" in problem
+    assert len(problem) < len(str(path)) + 200  # the value is cut short, not repeated whole
+
+
+def test_an_integer_of_100_digits_in_any_base_loads(tmp_path: Path) -> None:
+    largest = 10**100 - 1
+    path = write(tmp_path / "p.yaml", f"a: {largest}\nb: {hex(largest)}\nc: {-largest}\n")
+    assert load_one(path).data == {"a": largest, "b": largest, "c": -largest}
 
 
 def test_a_mapping_or_list_as_a_key_is_a_problem(tmp_path: Path) -> None:
@@ -551,6 +584,63 @@ def test_discover_recurses_sorts_and_skips_hidden_files_and_directories(tmp_path
         "team/z.yaml",
         "team-x.yaml",
     ]
+
+
+def _finishes(work: Callable[[], Any]) -> Any:
+    """`work()`, in a thread so that a test that would hang fails instead (opening a named
+    pipe for reading blocks until something writes to it)."""
+    done: list[Any] = []
+    thread = threading.Thread(target=lambda: done.append(work()), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert done, "blocked: a named pipe was opened for reading"
+    return done[0]
+
+
+def test_what_is_named_like_a_plan_file_but_is_not_a_regular_file_is_a_problem_never_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans = tmp_path / "plans"
+    good = write(plans / "good.yaml", "a: 1\n")
+    os.mkfifo(plans / "fifo.yaml")
+    (plans / "device.yml").symlink_to("/dev/zero")
+    (plans / "dir.yaml").mkdir()
+    write(plans / "dir.yaml" / "inside.yaml", "a: 1\n")
+    (plans / "gone.yaml").symlink_to(plans / "nowhere.yaml")
+    (plans / "loop.yaml").symlink_to(plans / "loop.yaml")
+    (plans / "link.yaml").symlink_to(good)
+    (plans / "pipe-link.yaml").symlink_to(plans / "fifo.yaml")
+    (plans / "dir-link.yml").symlink_to(plans / "dir.yaml")
+    (plans / "fifo.txt").symlink_to(plans / "fifo.yaml")  # not named like a plan: not looked at
+    monkeypatch.chdir(plans)  # a socket's path is limited to about 100 bytes
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind("socket.yaml")
+        files, diagnostics = _finishes(lambda: discover([plans]))
+    assert files == [plans / "good.yaml", plans / "link.yaml"]
+    kinds = {Path(d.location.file).name: d.message for d in diagnostics}
+    not_regular = ", and plan files are regular files: remove it, or rename it so that its name"
+    assert kinds == {
+        "fifo.yaml": f"cannot be read: it is a named pipe (FIFO){not_regular} does not end in "
+        ".yaml or .yml",
+        "pipe-link.yaml": kinds["fifo.yaml"],
+        "device.yml": kinds["fifo.yaml"].replace("a named pipe (FIFO)", "a device"),
+        "dir.yaml": kinds["fifo.yaml"].replace("a named pipe (FIFO)", "a directory"),
+        "dir-link.yml": kinds["fifo.yaml"].replace("a named pipe (FIFO)", "a directory"),
+        "socket.yaml": kinds["fifo.yaml"].replace("a named pipe (FIFO)", "a socket"),
+        "gone.yaml": "cannot be read: No such file or directory",
+        "loop.yaml": "cannot be read: Too many levels of symbolic links",
+    }
+
+
+def test_a_named_pipe_is_never_opened_for_reading_however_it_is_reached(tmp_path: Path) -> None:
+    fifo = tmp_path / "plan.yaml"
+    os.mkfifo(fifo)
+    documents, [problem] = _finishes(lambda: load_file(fifo))  # a file replaced after discovery
+    assert documents == []
+    assert problem.message.startswith("cannot be read: it is a named pipe (FIFO)")
+    files, [named] = _finishes(lambda: discover([fifo]))
+    assert files == []
+    assert named.message == "is a named pipe (FIFO): give plan files or directories of them"
 
 
 def test_discover_takes_a_named_file_whatever_its_suffix_and_each_file_once(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from factories import dms_plan, wedata_plan, write
 from figures import report
@@ -170,10 +171,9 @@ def test_the_fast_check_never_accepts_what_the_reference_validator_rejects() -> 
     import copy
     import random
 
-    import fastjsonschema
     from factories import dms_plan
 
-    from reconciler.validate import _fast_check, _validator
+    from reconciler.validate import _passes_fast_check, _validator
 
     seed = random.Random(99)
     bases = [
@@ -201,7 +201,10 @@ def test_the_fast_check_never_accepts_what_the_reference_validator_rejects() -> 
         "tencent-wedata",
         "aliyun-dms",
         10**20,
+        2**63,
         "1e3",
+        7.0,
+        1e308,
     ]
 
     def paths(value: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
@@ -229,11 +232,7 @@ def test_the_fast_check_never_accepts_what_the_reference_validator_rejects() -> 
         elif isinstance(parent, dict):
             parent[seed.choice(["extra", "taskIds", "dagIds", "window"])] = seed.choice(odd_values)
         reference_ok = _validator().is_valid(doc)
-        try:
-            _fast_check()(doc)
-            fast_ok = True
-        except fastjsonschema.JsonSchemaException:
-            fast_ok = False
+        fast_ok = _passes_fast_check(doc)
         assert reference_ok or not fast_ok, (target, doc)
         disagreements += reference_ok != fast_ok
         rejected += not reference_ok
@@ -251,6 +250,154 @@ def test_one_run_reports_schema_and_calendar_problems_of_the_same_document(tmp_p
     assert len(problems) == 2
     assert any("spec.checkParents: must be one of" in p for p in problems)
     assert any("2025-02-30 is not a real calendar date" in p for p in problems)
+
+
+def test_a_spec_or_metadata_that_is_not_a_mapping_next_to_an_unknown_field_is_reported(
+    tmp_path: Path,
+) -> None:
+    """An unknown top-level key asks which provider owns it, which once assumed `spec` was a
+    mapping: the AttributeError hid the problems of every file of the run."""
+    envelope = "apiVersion: backfill-reconciler/v1\nkind: BackfillPlan\nbogus: 1\n"
+    shapes = {
+        "list.yaml": "metadata: [1]\nspec: [1]\n",
+        "text.yaml": "metadata: {name: a, owner: b, reason: c}\nspec: text\n",
+        "number.yaml": "metadata: 5\nspec: 7\n",
+    }
+    for name, body in shapes.items():
+        (tmp_path / "plans").mkdir(exist_ok=True)
+        (tmp_path / "plans" / name).write_text(envelope + body, encoding="utf-8")
+    write(tmp_path / "plans" / "other.yaml", wedata_plan("other", checkParents="x"))
+    problems = messages(tmp_path / "plans")
+    for name in shapes:
+        file = tmp_path / "plans" / name
+        assert f"{file}:3:1: bogus: unknown field 'bogus'; allowed here: " in "\n".join(problems)
+        assert f"{file}:5:7: spec: expected a mapping" in "\n".join(problems)
+    assert any("other.yaml" in p and "spec.checkParents" in p for p in problems)
+    done = run_cli("validate", "plans", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "error: unexpected" not in done.stderr
+    assert "Found 9 problems in 4 files" in done.stderr
+
+
+def test_each_missing_field_and_each_wrong_shape_is_named_once(tmp_path: Path) -> None:
+    plan = wedata_plan()
+    for key in ("region", "projectId", "taskIds"):
+        del plan["spec"][key]
+    problems = messages(write(tmp_path / "p.yaml", plan))
+    assert len(problems) == 3, problems
+    assert {p.split("missing required field ")[1][:11] for p in problems} == {
+        "'region': T",
+        "'projectId'",
+        "'taskIds': ",
+    }
+    [problem] = messages(write(tmp_path / "q.yaml", wedata_plan(provider=["tencent-wedata"])))
+    assert problem.endswith(
+        "spec.provider: must be one of: tencent-wedata, aliyun-dms (got a list)"
+    )
+
+
+def _integer_fields() -> list[tuple[str, tuple[str | int, ...]]]:
+    """(provider, path under spec) of every value the schema types as an integer."""
+    from reconciler.validate import plan_schema
+
+    def walk(schema: dict[str, Any], path: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+        types = schema.get("type", [])
+        found = [path] if "integer" in types else []
+        for key, child in schema.get("properties", {}).items():
+            found += walk(child, (*path, key))
+        if "items" in schema:
+            found += walk(schema["items"], (*path, 0))
+        return found
+
+    defs = plan_schema()["$defs"]
+    return [
+        (provider, path)
+        for provider, spec in (("tencent-wedata", "tencentSpec"), ("aliyun-dms", "aliyunSpec"))
+        for path in walk(defs[spec], ())
+    ]
+
+
+def _full_plan(provider: str) -> dict[str, Any]:
+    """A valid plan of `provider` that sets every optional field that holds integers."""
+    if provider == "tencent-wedata":
+        mapping = {
+            "taskTypeId": 32,
+            "item": "COMPUTE_ENGINE",
+            "sourceValue": "a",
+            "targetValue": "b",
+            "taskIds": ["1"],
+        }
+        return wedata_plan(chunk=2, parallelism=2, computeConfigMappings=[mapping])
+    return dms_plan(
+        chunk=2, tenantId=1, historyDagId=2, startNodeIds=[3], filterNodeIds=[4], intervalHours=1
+    )
+
+
+def _set(plan: dict[str, Any], path: tuple[str | int, ...], value: object) -> None:
+    parent: Any = plan["spec"]
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = value
+
+
+def test_every_integer_field_refuses_floats_and_booleans(tmp_path: Path) -> None:
+    """JSON Schema counts 7.0 and 1e308 as integers; they reached `plan` (a TypeError in
+    the batching) or the API. Every field the schema types as integer is tried."""
+    fields = _integer_fields()
+    assert len(fields) >= 14  # both providers' counts and ids
+    for provider, path in fields:
+        for value, written in ((7.0, "7.0"), (1e308, "1.0e+308"), (True, "true")):
+            plan = _full_plan(provider)
+            _set(plan, path, value)
+            file = write(tmp_path / "p.yaml", plan)
+            [problem] = validated([file]).diagnostics
+            assert problem.field == _field_name(("spec", *path)), (path, problem)
+            assert problem.message.startswith("expected "), problem
+            line = file.read_text().splitlines()[problem.location.line - 1]
+            assert written in line, (path, value, line)
+            if isinstance(value, float):
+                assert "write a whole number without a decimal point or exponent" in str(problem)
+
+
+def _field_name(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def test_integers_are_bounded_by_the_apis_types(tmp_path: Path) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        (wedata_plan(revision=10_000), "spec.revision: must be at most 9999 (got 10000)"),
+        (wedata_plan(parallelism=2**31), "spec.parallelism: must be at most 2147483647"),
+        (wedata_plan(tasks=[2**63]), "spec.taskIds[0]: must be at most 9223372036854775807"),  # type: ignore[list-item]
+        (dms_plan(dags=[2**63]), "spec.dagIds[0]: must be at most 9223372036854775807"),
+        (dms_plan(tenantId="9" * 20), "spec.tenantId: " + '"' + "9" * 20 + '" is not in the'),
+        (dms_plan(intervalHours=2**31), "spec.intervalHours: must be at most 2147483647"),
+    ]
+    for number, (plan, expected) in enumerate(cases):
+        [problem] = messages(write(tmp_path / f"p{number}.yaml", plan))
+        assert expected in problem
+
+
+def test_cli_plan_refuses_a_chunk_of_7_point_0(tmp_path: Path) -> None:
+    write(tmp_path / "plans" / "a.yaml", wedata_plan("a", chunk=7.0, parallelism=2.0))
+    done = run_cli("plan", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "error: unexpected" not in done.stderr
+    assert "plans/a.yaml:" in done.stderr
+    assert "spec.chunk: expected an integer, got number 7.0" in done.stderr
+    assert "spec.parallelism: expected an integer, got number 2.0" in done.stderr
+
+
+def test_a_key_that_is_not_plain_text_is_quoted_in_the_field_path(tmp_path: Path) -> None:
+    """Found by the fuzz test: a key with a line break split the problem over two lines."""
+    path = tmp_path / "p.yaml"
+    path.write_text('"a\\nb": 1\n"": 2\nmetadata: {labels: {app.kubernetes.io/name: 3}}\n', "utf-8")
+    problems = "\n".join(messages(path))
+    assert f"{path}:1:1: ['a\\nb']: unknown field 'a\\nb'; allowed here: " in problems
+    assert f"{path}:2:1: ['']: unknown field ''" in problems
+    assert "metadata.labels['app.kubernetes.io/name']: expected a string, got number 3" in problems
+    assert len(problems.splitlines()) == len(messages(path))
 
 
 # --- one plan per target and date -------------------------------------------------------------

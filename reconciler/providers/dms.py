@@ -35,6 +35,7 @@ from reconciler.providers.protocol import (
     Lookup,
     Phase,
     Progress,
+    call_count,
     chunked,
     contiguous_runs,
     from_emulator,
@@ -183,9 +184,16 @@ class DmsProvider:
         batches: list[Batch] = []
         for target in sorted(missing, key=int):
             for start, end in contiguous_runs(sorted(missing[target])):
-                for chunk in chunked(days(start, end), plan.chunk):
+                for chunk in chunked(days(start, end), plan, 1):
                     batches.append(Batch(targets=(target,), dates=chunk))
         return batches
+
+    def calls(self, plan: Plan) -> int:
+        return sum(
+            len(group.targets) * call_count(last - first + 1, plan, 1)
+            for group in self.cell_groups(plan)
+            for first, last in group.spans
+        )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
         params = group.params

@@ -11,6 +11,7 @@ import httpx
 
 from reconciler.domain import (
     JSON,
+    MAX_CELLS_PER_CALL,
     Batch,
     CellGroup,
     Outcome,
@@ -146,6 +147,11 @@ class Provider(Protocol):
         """Missing dates per target of one cell group -> as few calls as the API allows."""
         ...
 
+    def calls(self, plan: Plan) -> int:
+        """How many calls `batches` makes of the plan when none of its cells is covered,
+        counted from its ranges without listing a cell."""
+        ...
+
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
         """The create action's parameters for one batch, exactly as they will be sent."""
         ...
@@ -224,8 +230,19 @@ def contiguous_runs(dates: Sequence[str]) -> list[tuple[str, str]]:
     return [(day(first), day(last)) for first, last in runs(dates)]
 
 
-def chunked(dates: Sequence[str], chunk: int | None) -> list[tuple[str, ...]]:
-    """Split dates into slices of at most `chunk` days (all of them when chunk is None)."""
-    if not chunk:
-        return [tuple(dates)]
-    return [tuple(dates[i : i + chunk]) for i in range(0, len(dates), chunk)]
+def days_per_call(plan: Plan, targets: int) -> int:
+    """The most days one call for `targets` targets may cover: `spec.chunk`, and never more
+    than the cells-per-call limit allows."""
+    size = max(1, MAX_CELLS_PER_CALL // targets)
+    return min(size, plan.chunk) if plan.chunk else size
+
+
+def chunked(dates: Sequence[str], plan: Plan, targets: int) -> list[tuple[str, ...]]:
+    """Split the dates of a call for `targets` targets into as few calls as allowed."""
+    size = days_per_call(plan, targets)
+    return [tuple(dates[i : i + size]) for i in range(0, len(dates), size)]
+
+
+def call_count(days: int, plan: Plan, targets: int) -> int:
+    """How many calls `chunked` makes of `days` dates, without listing them."""
+    return -(-days // days_per_call(plan, targets))  # division rounded up

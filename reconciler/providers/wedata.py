@@ -30,6 +30,7 @@ from reconciler.providers.protocol import (
     Lookup,
     Phase,
     Progress,
+    call_count,
     chunked,
     contiguous_runs,
     from_emulator,
@@ -180,8 +181,13 @@ class WeDataProvider:
         return [
             Batch(targets=tuple(targets), dates=chunk)
             for dates, targets in sorted(by_dates.items())
-            for chunk in chunked(dates, plan.chunk)
+            for chunk in chunked(dates, plan, len(targets))
         ]
+
+    def calls(self, plan: Plan) -> int:
+        return sum(
+            call_count(group.days, plan, len(group.targets)) for group in self.cell_groups(plan)
+        )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
         params = group.params
