@@ -157,8 +157,12 @@ def execute(
     on_result: Callable[[Result], None] = lambda result: None,
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
+    journaled: bool = False,
 ) -> list[Result]:
     """Run every submission; returns their results in completion order.
+
+    `journaled`: the caller has journaled (and published) every intent already, as the write-ahead
+    of the GitHub flow does, so only outcomes are journaled here.
 
     Setting `stop` dispatches nothing more: calls in flight finish and are journaled, the rest
     are not attempted (and not in the results).
@@ -176,8 +180,9 @@ def execute(
         way.pacer.acquire()
         if stop.is_set():
             return
-        with lock:
-            journal.append("intent", intent(submission, way.endpoint))
+        if not journaled:
+            with lock:
+                journal.append("intent", intent(submission, way.endpoint))
         attempts = 0
         retried: list[str] = []
         while True:
