@@ -396,6 +396,9 @@ class GitHub:
         self.variables = dict(variables)
         self.secrets = dict(secrets)
         """The `backfill` environment's secrets (there are no repository secrets)."""
+        self.runner_env: dict[str, str] = {}
+        """Set on the runner machine itself, outside any workflow (as a self-hosted runner's
+        .env file does)."""
         self.comments: dict[int, list[Comment]] = {}
         self.pulls: dict[int, PullRequest] = {}
         self.runs = 0
@@ -685,9 +688,9 @@ class Run:
         self.approved: set[str] = set()
         self.artifacts = github.root / "artifacts" / str(run_id)
         self.home = github.root / "runs" / str(run_id)
-        self.kill_when: dict[str, Callable[[], bool]] = {}
-        """Job name -> a test that kills its runner (SIGKILL) as soon as it holds."""
-        self.before_job: dict[str, Callable[[], None]] = {}
+        self.during: dict[tuple[str, str], Callable[[], bool]] = {}
+        """(job, step) -> called while that step runs, to act at that moment; once it returns
+        True the runner dies (SIGKILL): the job's remaining steps never run."""
 
     # running ---------------------------------------------------------------------------------
 
@@ -696,8 +699,6 @@ class Run:
         for name in self._order():
             if wanted is not None and name not in wanted:
                 continue
-            if name in self.before_job:
-                self.before_job.pop(name)()
             self.jobs[name] = self._job(name)
             self.history.append(self.jobs[name])
         return self
@@ -848,6 +849,7 @@ class Run:
         home.mkdir(exist_ok=True)
         return {
             **keep,
+            **self.github.runner_env,
             "HOME": str(home),
             "PATH": f"{BIN}{os.pathsep}{keep.get('PATH', '')}",
             "CI": "true",
@@ -936,11 +938,11 @@ class Run:
             text=True,
             start_new_session=True,
         )
-        kill = self.kill_when.get(job)
+        watch = self.during.get((job, name))
         deadline = time.monotonic() + STEP_TIMEOUT
         while process.poll() is None:
-            if kill is not None and name == "Apply" and kill():
-                del self.kill_when[job]  # the next attempt gets a runner that lives
+            if watch is not None and watch():
+                del self.during[(job, name)]  # the next attempt gets a runner that lives
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
                 raise Killed
