@@ -9,12 +9,12 @@ import os
 import re
 import socket
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__
-from reconciler.domain import JSON
+from reconciler import __version__, git
+from reconciler.domain import JSON, Plan
 
 _PR_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
 # The first line GitHub writes for a merge commit, and the suffix it gives a squashed one.
@@ -62,6 +62,10 @@ def _github(env: Mapping[str, str], head: str) -> dict[str, JSON]:
     pr = _pull_request(env)
     if pr is not None:
         actor["pr"], actor["pr_source"] = pr
+    # Set by the workflow from GitHub's record of who approved the deployment of this run.
+    approvers = [name for name in env.get("BACKFILL_APPROVED_BY", "").split(",") if name.strip()]
+    if approvers:
+        actor["approved_by"] = [name.strip() for name in approvers]
     if env.get("GITHUB_RUN_ID"):
         actor["run_url"] = (
             f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/"
@@ -90,10 +94,38 @@ def _pull_request(env: Mapping[str, str]) -> tuple[int, str] | None:
     message = head_commit.get("message") if isinstance(head_commit, dict) else None
     if isinstance(message, str) and message:
         first_line = message.splitlines()[0].strip()
-        found = _MERGE_MESSAGE.match(first_line) or _SQUASH_MESSAGE.search(first_line)
-        if found:
-            return int(found.group(1)), "merge commit message"
+        number = _pull_request_of(first_line)
+        if number is not None:
+            return number, "merge commit message"
     return None
+
+
+def _pull_request_of(subject: str) -> int | None:
+    found = _MERGE_MESSAGE.match(subject.strip()) or _SQUASH_MESSAGE.search(subject.strip())
+    return int(found.group(1)) if found else None
+
+
+def for_plans(
+    actor: Mapping[str, JSON], plans: Iterable[Plan], cwd: Path | None = None
+) -> dict[str, dict[str, JSON]]:
+    """The actor of each plan's intents: this run's, with the commit that last changed the plan's
+    file on the first-parent line of HEAD and the pull request that commit names (a merge or
+    squash commit names it; a rebase merge does not) in place of the triggering event's. The
+    plan's pull request is the one that introduced or last changed it, whatever ran the apply
+    (a later merge, a dispatch). Plans whose file git never committed keep the run's actor."""
+    files = {plan.name: Path(plan.location.file) for plan in plans}
+    changes = git.last_changes(cwd or Path.cwd(), files.values())
+    others = {k: v for k, v in actor.items() if k not in ("pr", "pr_source")}
+    found: dict[str, dict[str, JSON]] = {}
+    for name, file in files.items():
+        change = changes.get(file.resolve())
+        if change is None:
+            continue
+        found[name] = {**others, "plan_commit": change.commit}
+        number = _pull_request_of(change.subject)
+        if number is not None:
+            found[name].update(pr=number, pr_source="plan's last change")
+    return found
 
 
 def _event_payload(path: str) -> dict[str, Any]:

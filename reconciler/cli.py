@@ -17,9 +17,10 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from reconciler import __version__, actor, pipeline
+from reconciler import __version__, actor, git, pipeline
 from reconciler.commands import apply as apply_command
 from reconciler.commands import audit as audit_command
+from reconciler.commands import branch as branch_command
 from reconciler.commands import recover as recover_command
 from reconciler.commands import saved as saved_command
 from reconciler.commands import state as state_command
@@ -111,6 +112,33 @@ def endpoints(
     return {name: check_endpoint(url, source) for (name, source), url in chosen.items() if url}
 
 
+def branch_options(command: F) -> F:
+    command = click.option(
+        "--state-remote",
+        envvar="BACKFILL_STATE_REMOTE",
+        default="origin",
+        show_default=True,
+        metavar="REMOTE",
+        help="The git remote of --state-branch. Env: BACKFILL_STATE_REMOTE.",
+    )(command)
+    return click.option(
+        "--state-branch",
+        envvar="BACKFILL_STATE_BRANCH",
+        metavar="BRANCH",
+        help="The state is a checkout of this branch of --state-remote: refuse unless it is the "
+        "branch's newest commit, and push what is journaled there (fast-forward only) before "
+        "acting on it. Env: BACKFILL_STATE_BRANCH.",
+    )(command)
+
+
+def state_branch_of(
+    state_dir: Path, state_branch: str | None, state_remote: str
+) -> branch_command.StateBranch | None:
+    if not state_branch:
+        return None
+    return branch_command.StateBranch(state_dir, state_branch, state_remote)
+
+
 def recover_option(command: F) -> F:
     return click.option(
         "--recover",
@@ -155,15 +183,25 @@ def cli(debug: bool) -> None:
 
 @cli.command()
 @state_option
-def init(state_dir: Path) -> int:
+@branch_options
+def init(state_dir: Path, state_branch: str | None, state_remote: str) -> int:
     """Start a state: create the state directory with its journal, .gitignore and
     .gitattributes. Run once, then commit the directory.
 
     Every other command that writes the state refuses a directory without one, so that a
     mistyped --state-dir can never look like a state in which nothing was submitted yet.
-    Running it again on an existing state changes nothing.
+    Running it again on an existing state changes nothing. With --state-branch, the state
+    directory is in a checkout made for that branch, which the remote must not have yet: the
+    new state is committed and pushed as the branch's first commit.
     """
+    branch = state_branch_of(state_dir, state_branch, state_remote)
+    if branch and not branch.require_none():
+        click.echo(f"{branch.where} already holds a state; nothing changed.")
+        return 0
     state, created = init_state(state_dir, actor=actor.current("init"))
+    if branch:
+        branch.publish("backfill: start the state", journal_only=False)
+        click.echo(f"Published the new state as {branch.where}.")
     if created:
         click.echo(
             f"Initialized an empty state in {state_dir}/ (state id {state.state_id}). Commit it "
@@ -209,6 +247,12 @@ def validate(paths: Sequence[Path], output: str) -> int:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also save the plan here; `backfill apply FILE` then makes exactly these calls.",
 )
+@click.option(
+    "--changed-since",
+    metavar="COMMIT",
+    help="Show the plans of files changed since COMMIT (a pull request's base) as this "
+    "change's calls, apart from work already pending; problems land on the changed files.",
+)
 def plan(
     plan_paths: Sequence[Path],
     state_dir: Path,
@@ -219,6 +263,7 @@ def plan(
     tencent_endpoint: str | None,
     aliyun_endpoint: str | None,
     out: Path | None,
+    changed_since: str | None,
 ) -> int:
     """Show exactly which API calls an apply would make. Needs no credentials.
 
@@ -227,8 +272,9 @@ def plan(
     Inside GitHub Actions it also annotates conflicts, appends the Markdown plan to the job
     summary and sets the step outputs changes, creates, conflicts, attention and orphans.
     """
+    changed = git.changed_files(Path.cwd(), changed_since) if changed_since else None
     try:
-        result = pipeline.plans(plan_paths)
+        result = pipeline.plans(plan_paths, changed=changed or frozenset())
     except InvalidPlans as error:
         if output == "markdown":  # so a sticky comment never shows a plan older than the files
             click.echo(markdown.invalid(error.diagnostics), nl=False)
@@ -248,10 +294,10 @@ def plan(
     if output == "json":
         _emit(json_view.changeset(changes))
     elif output == "markdown":
-        click.echo(markdown.changeset(changes), nl=False)
+        click.echo(markdown.changeset(changes, changed=changed), nl=False)
     else:
         click.echo(text.changeset(changes, text.styler(_color())))
-    github.report_plan(changes, os.environ)
+    github.report_plan(changes, os.environ, changed=changed)
     if out and not changes.conflicts:
         saved_command.save(out, plan_paths, changes, current)
         click.echo(
@@ -287,20 +333,33 @@ def plan(
     type=click.IntRange(1, 64),
     default=16,
     show_default=True,
-    help="Calls in flight at once (each API's rate limit still holds).",
+    envvar="BACKFILL_PARALLEL",
+    help="Calls in flight at once (each API's rate limit still holds). Env: BACKFILL_PARALLEL.",
 )
 @click.option(
     "--quiet", "-q", is_flag=True, help="No progress output; only problems and the summary."
 )
 @click.option(
     "--timeout",
-    type=float,
+    type=click.FloatRange(0, min_open=True),
     default=30.0,
     show_default=True,
     metavar="SECONDS",
-    help="How long to wait for one reply before its outcome counts as unknown.",
+    envvar="BACKFILL_TIMEOUT",
+    help="How long to wait for one reply before its outcome counts as unknown. "
+    "Env: BACKFILL_TIMEOUT.",
 )
 @lock_timeout_option
+@branch_options
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    envvar="BACKFILL_BATCH",
+    help="With --state-branch: calls whose intents are pushed together before any is sent; "
+    "the most a runner that dies leaves unknown. Env: BACKFILL_BATCH.",
+)
 def apply(
     saved_plan: Path | None,
     plan_paths: Sequence[Path],
@@ -315,6 +374,9 @@ def apply(
     quiet: bool,
     timeout: float,
     lock_timeout: float,
+    state_branch: str | None,
+    state_remote: str,
+    batch: int,
 ) -> int:
     """Make the missing API calls, journaling each before it is sent.
 
@@ -325,6 +387,11 @@ def apply(
     TENCENTCLOUD_SECRET_KEY (optional TENCENTCLOUD_SESSION_TOKEN) for WeData;
     ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET (optional
     ALIBABA_CLOUD_SECURITY_TOKEN) for DMS.
+
+    With --state-branch (as in the GitHub flow) it refuses unless the state is the branch's
+    newest commit on the remote, and pushes the intents of each --batch of calls there before
+    sending them: a refused push sends nothing, and a run that dies leaves at most a batch
+    unknown, never a duplicate.
     """
     return apply_command.run(
         apply_command.ApplyOptions(
@@ -340,6 +407,8 @@ def apply(
             output=output,
             color=_color(),
             progress="quiet" if quiet else ("tty" if sys.stdout.isatty() else "lines"),
+            branch=state_branch_of(state_dir, state_branch, state_remote),
+            batch=batch,
         )
     )
 
@@ -348,16 +417,22 @@ def apply(
 @state_option
 @endpoint_options
 @lock_timeout_option
+@branch_options
 def recover(
     state_dir: Path,
     endpoint: str | None,
     tencent_endpoint: str | None,
     aliyun_endpoint: str | None,
     lock_timeout: float,
+    state_branch: str | None,
+    state_remote: str,
 ) -> int:
     """Settle unknown outcomes: look them up remotely where the API allows it (DMS
     ListTaskFlowInstance) and journal what was found; list the rest with what to check."""
     urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
+    branch = state_branch_of(state_dir, state_branch, state_remote)
+    if branch:
+        branch.require_newest()
     with open_state(
         state_dir,
         actor=actor.current("recover"),
@@ -366,6 +441,8 @@ def recover(
     ) as writer:
         found = recover_command.look_up(writer.state, urls)
         recover_command.journal(writer, found)
+    if branch:
+        branch.publish("backfill: outcomes of lookups (recover)", journal_only=False)
     click.echo(text.findings(found, text.styler(_color()), written=True))
     return 0
 
@@ -478,6 +555,7 @@ def state_show(key: str, state_dir: Path) -> int:
 @click.option("--reason", required=True, help="How you know it ran (kept in the journal).")
 @state_option
 @lock_timeout_option
+@branch_options
 def state_import(
     key: str | None,
     remote_id: str | None,
@@ -485,6 +563,8 @@ def state_import(
     reason: str,
     state_dir: Path,
     lock_timeout: float,
+    state_branch: str | None,
+    state_remote: str,
 ) -> int:
     """Record that submissions with an unknown outcome did run, with their remote ids:
     `KEY --remote-id ID` for one, `--from FILE` for many. All are recorded, or none."""
@@ -497,7 +577,13 @@ def state_import(
         if source is not None
         else [state_command.Verdict(str(key), remote_id)]
     )
-    settled = state_command.settle(state_dir, verdicts, reason=reason, lock_timeout=lock_timeout)
+    settled = state_command.settle(
+        state_dir,
+        verdicts,
+        reason=reason,
+        lock_timeout=lock_timeout,
+        branch=state_branch_of(state_dir, state_branch, state_remote),
+    )
     for record, verdict in settled:
         click.echo(f"{record.key}: imported as submitted ({verdict.remote_id}).")
     return 0
@@ -515,6 +601,7 @@ def state_import(
 @click.option("--reason", required=True, help="How you know it did not run (kept in the journal).")
 @state_option
 @lock_timeout_option
+@branch_options
 def state_forget(
     keys: Sequence[str],
     plan_name: str | None,
@@ -522,6 +609,8 @@ def state_forget(
     reason: str,
     state_dir: Path,
     lock_timeout: float,
+    state_branch: str | None,
+    state_remote: str,
 ) -> int:
     """Record that submissions with an unknown outcome did not run: their cells become missing
     again, and the next apply submits them. KEY..., --plan NAME or --from FILE; all are
@@ -532,7 +621,12 @@ def state_forget(
     if source is not None:
         verdicts += state_command.read_verdicts(_readable(source), with_ids=False)
     settled = state_command.settle(
-        state_dir, verdicts, plan=plan_name, reason=reason, lock_timeout=lock_timeout
+        state_dir,
+        verdicts,
+        plan=plan_name,
+        reason=reason,
+        lock_timeout=lock_timeout,
+        branch=state_branch_of(state_dir, state_branch, state_remote),
     )
     for record, _ in settled:
         click.echo(f"{record.key}: forgotten; the next apply submits its cells again.")

@@ -214,8 +214,12 @@ def execute(
     on_result: Callable[[Result], None] = lambda result: None,
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
+    journaled: bool = False,
 ) -> list[Result]:
     """Run every submission; returns their results in completion order.
+
+    `journaled`: the caller has journaled (and published) every intent already, as the write-ahead
+    of the GitHub flow does, so only outcomes are journaled here.
 
     Setting `stop` dispatches nothing more: calls in flight finish and are journaled, the rest
     are not attempted (and not in the results). Likewise the rest of an endpoint's calls once
@@ -231,8 +235,9 @@ def execute(
         way.pacer.acquire()
         if stop.is_set():
             return None
-        with lock:
-            journal.append("intent", intent(submission, way.endpoint))
+        if not journaled:
+            with lock:
+                journal.append("intent", intent(submission, way.endpoint))
         outcome, attempts, retried = _attempts(way, submission, stop, sleep)
         return Result(submission, outcome, attempts, retried)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,14 +14,21 @@ from reconciler.state import State
 from reconciler.validate import Validated, validate
 
 
-def validated(paths: Sequence[Path]) -> Validated:
-    """Every problem of every file, or the typed plans."""
-    return validate(load_paths(paths))
+def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> Validated:
+    """Every problem of every file, or the typed plans.
+
+    The documents of `changed` files (resolved) are checked last, so that a problem between two
+    files (a name used twice) is reported on the file a change touched, not the one it left."""
+    loaded = load_paths(paths)
+    if changed:
+        ordered = sorted(loaded.documents, key=lambda d: Path(d.file).resolve() in changed)
+        loaded = dataclasses.replace(loaded, documents=tuple(ordered))
+    return validate(loaded)
 
 
-def plans(paths: Sequence[Path]) -> Validated:
+def plans(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> Validated:
     """Like `validated`, but invalid plans are an error: nothing is planned from them."""
-    result = validated(paths)
+    result = validated(paths, changed=changed)
     if not result.ok:
         raise InvalidPlans(list(result.diagnostics))
     return result

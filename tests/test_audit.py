@@ -258,7 +258,8 @@ def test_a_person_verdict_on_an_attempt_is_shown_with_who_gave_it(
             },
         )
         writer.append("unknown", {"key": "k1", "code": "ReadTimeout", "message": "no reply"})
-    with open_state(in_repo.state, actor={"user": "bob"}, command="test") as writer:
+    settler = {"user": "bob", "approved_by": ["carol"]}
+    with open_state(in_repo.state, actor=settler, command="test") as writer:
         writer.append("imported", {"key": "k1", "remote_id": "plan-9", "reason": "console"})
     code, out, _ = cli(capsys, "audit", "log", "--format", "csv")
     assert code == 0
@@ -266,9 +267,58 @@ def test_a_person_verdict_on_an_attempt_is_shown_with_who_gave_it(
     assert row["outcome"] == "submitted"
     who = (row["outcome_event"], row["outcome_user"], row["outcome_seq"])
     assert who == ("imported", "bob", "4")
+    assert (row["outcome_reason"], row["outcome_approved_by"]) == ("console", "carol")
     assert row["dates"] == "2025-09-01..2025-09-02,2025-09-04"
     code, out, _ = cli(capsys, "audit", "log")
-    assert "submitted; imported by bob at seq 4" in out
+    assert 'submitted; imported by bob (approved by carol) at seq 4: "console"' in out
+    code, out, _ = cli(capsys, "audit", "log", "--format", "markdown")
+    assert 'imported by bob (approved by carol) at seq 4: "console"' in out
+    code, out, _ = cli(capsys, "audit", "log", "--format", "json")
+    [attempt] = json.loads(out)["attempts"]
+    assert attempt["settled"]["reason"] == "console"
+    assert attempt["settled"]["actor"]["approved_by"] == ["carol"]
+
+
+def test_an_intent_names_its_plans_pull_request_and_the_approver_not_the_triggering_push(
+    in_repo: Repo,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = in_repo.plans.parent
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+
+    def commit(message: str) -> None:
+        subprocess.run(["git", "-C", str(root), "add", "plans"], check=True)
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                str(root),
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e",
+                "commit",
+                "-q",
+                "-m",
+                message,
+            ],
+            check=True,
+        )
+
+    in_repo.write("orders", wedata_plan())
+    commit("Orders backfill (#7)")  # squash-merged pull request 7
+    in_repo.write("other", wedata_plan("other-backfill", tasks=["9"]))
+    commit("Other (#8)")
+    # the run was triggered by the push of #42 (github_env's payload), approved by carol
+    github_env(monkeypatch, tmp_path, BACKFILL_APPROVED_BY="carol")
+    assert in_repo.apply() == 0
+    _, out, _ = cli(capsys, "audit", "log", "--format", "csv")
+    rows = {row["plan"]: row for row in csv.DictReader(io.StringIO(out))}
+    assert (rows["orders-backfill"]["pr"], rows["other-backfill"]["pr"]) == ("7", "8")
+    assert {row["approved_by"] for row in rows.values()} == {"carol"}
+    assert all(len(row["plan_commit"]) == 40 for row in rows.values())
 
 
 def test_plan_and_since_select_attempts(journal: Path, capsys: pytest.CaptureFixture[str]) -> None:

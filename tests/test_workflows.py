@@ -1,5 +1,6 @@
 """The GitHub workflows, the composite action and the pre-commit hook: their security properties
-read from the YAML, and their shell steps run for real against local git repositories."""
+read from the YAML. What they do when they run is tests/test_gitops.py: the whole flow,
+simulated against a bare origin built from this repository's files."""
 
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from factories import wedata_plan, write
-
-from reconciler.state import init_state, open_state
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -84,7 +82,11 @@ def test_no_expression_is_expanded_inside_a_script() -> None:
 def test_permissions_are_none_by_default_and_least_privilege_per_job() -> None:
     expected = {
         "backfill-plan.yml": {"plan": {"contents": "read", "pull-requests": "write"}},
-        "backfill-apply.yml": {"plan": {"contents": "read"}, "apply": {"contents": "write"}},
+        "backfill-apply.yml": {
+            "plan": {"contents": "read"},
+            "apply": {"contents": "write", "actions": "read", "pull-requests": "write"},
+            "settle": {"contents": "write", "actions": "read"},
+        },
         "ci.yml": {"ci": {"contents": "read"}},
     }
     for name, jobs in expected.items():
@@ -102,10 +104,11 @@ def test_every_checkout_keeps_no_credentials_and_every_job_has_a_timeout() -> No
             assert job["timeout-minutes"] <= 60
 
 
-def test_the_plan_workflow_runs_on_pull_requests_without_secrets() -> None:
+def test_the_plan_workflow_runs_on_every_pull_request_without_secrets() -> None:
     text = (WORKFLOWS / "backfill-plan.yml").read_text()
     document = workflow("backfill-plan.yml")
-    assert triggers(document) == {"pull_request": {"paths": ["plans/**"]}}
+    # every pull request: the check can be required; it ends at once when no plan changed
+    assert triggers(document) == {"pull_request": None}
     assert "pull_request_target" not in text.replace("never `pull_request_target`", "")
     assert "${{ secrets." not in text
     job = document["jobs"]["plan"]
@@ -123,46 +126,51 @@ def test_the_plan_comment_is_sticky_and_only_for_branches_of_this_repository() -
     assert 'c.user.login === "github-actions[bot]"' in script
 
 
-def test_the_apply_workflow_runs_on_main_one_at_a_time_behind_an_environment() -> None:
+def test_the_apply_workflow_runs_one_at_a_time_and_writes_the_state_behind_an_environment() -> None:
     document = workflow("backfill-apply.yml")
-    assert triggers(document) == {
-        "push": {"branches": ["main"], "paths": ["plans/**"]},
-        "workflow_dispatch": None,
-    }
+    on = triggers(document)
+    assert on["push"] == {"branches": ["main"], "paths": ["plans/**"]}
+    assert on["workflow_dispatch"]["inputs"]["operation"]["options"] == [
+        "apply",
+        "recover",
+        "import",
+        "forget",
+        "init",
+    ]
     assert document["concurrency"] == {"group": "backfill-apply", "cancel-in-progress": False}
-    plan, apply = document["jobs"]["plan"], document["jobs"]["apply"]
-    assert plan["if"] == "github.ref == 'refs/heads/main'"
+    plan, apply, settle = (document["jobs"][name] for name in ("plan", "apply", "settle"))
     assert step(plan, "Check out main")["with"]["ref"] == "main"
     assert "environment" not in plan
     assert apply["needs"] == "plan"
-    assert apply["environment"] == "backfill"
-    assert step(apply, "Check out the planned commit")["with"]["ref"] == (
-        "${{ needs.plan.outputs.commit }}"
-    )
+    assert apply["environment"] == settle["environment"] == "backfill"
+    # the saved plan is applied exactly, against the newest state, publishing as it goes
+    assert 'backfill apply "$RUNNER_TEMP/saved-plan/plan.json"' in step(apply, "Apply")["run"]
+    assert "--state-branch" in step(apply, "Apply")["run"]
 
 
-def test_cloud_secrets_reach_only_the_apply_step() -> None:
+def test_cloud_secrets_reach_only_the_steps_that_call_the_clouds() -> None:
     document = workflow("backfill-apply.yml")
+    calling = {("apply", "Apply"), ("settle", "Settle")}
     for job_name, job in document["jobs"].items():
         for item in job["steps"]:
             uses_secrets = "secrets." in json.dumps(item)
-            assert uses_secrets == (job_name == "apply" and item.get("name") == "Apply"), item
-    applying = step(document["jobs"]["apply"], "Apply")
-    assert applying["run"] == "backfill apply --yes"
-    assert set(applying["env"]) == {
-        "TENCENTCLOUD_SECRET_ID",
-        "TENCENTCLOUD_SECRET_KEY",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-    }
+            assert uses_secrets == ((job_name, item.get("name")) in calling), item
+    for job_name, name in calling:
+        env = step(document["jobs"][job_name], name)["env"]
+        assert {k for k in env if "secrets." in env[k]} == {
+            "TENCENTCLOUD_SECRET_ID",
+            "TENCENTCLOUD_SECRET_KEY",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        }
 
 
-def test_the_state_is_committed_even_after_a_failed_apply_and_kept_if_it_cannot_be() -> None:
+def test_a_failed_apply_keeps_the_runs_state_as_an_artifact() -> None:
     apply = workflow("backfill-apply.yml")["jobs"]["apply"]
-    assert step(apply, "Commit the state to main")["if"] == "${{ always() }}"
-    keep = step(apply, "Keep the state of a run that could not be committed")
+    keep = step(apply, "Keep this run's state")
+    assert keep["if"] == "${{ failure() }}"
     assert keep["uses"].startswith("actions/upload-artifact@")
-    assert keep["with"]["path"] == "state/"
+    assert keep["with"]["path"] == "${{ runner.temp }}/backfill-state/state/"
 
 
 def test_ci_runs_the_projects_own_checks_on_push_and_pull_request() -> None:
@@ -175,33 +183,21 @@ def test_ci_runs_the_projects_own_checks_on_push_and_pull_request() -> None:
     assert re.search(r"^check-workflows:", (ROOT / "Makefile").read_text(), re.M)
 
 
-# --- the apply workflow's scripts, run ----------------------------------------------------------
+# --- the composite action -----------------------------------------------------------------------
 
 
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
-@pytest.fixture
-def origin(tmp_path: Path) -> Path:
-    """A bare `origin` whose main has one plan, and a checkout of it as the runner has."""
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    seed = tmp_path / "seed"
-    git(tmp_path, "clone", "-q", str(bare), str(seed))
-    write(seed / "plans" / "orders.yaml", wedata_plan())
-    git(seed, "add", ".")
-    git(seed, "commit", "-q", "-m", "orders")
-    git(seed, "push", "-q", "origin", "HEAD:main")
-    git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "runner"))
-    return bare
+def test_the_action_is_composite_with_the_documented_inputs() -> None:
+    action = load(ACTION)
+    assert action["runs"]["using"] == "composite"
+    assert set(action["inputs"]) == {
+        *("command", "plans", "state-dir", "state-branch", "token", "format", "python-version"),
+    }
+    for item in action["runs"]["steps"]:
+        if "run" in item:
+            assert item["shell"] == "bash"
+    install = step(action["runs"], "Install backfill-reconciler")
+    assert install["env"] == {"ACTION_PATH": "${{ github.action_path }}"}
+    assert 'pip install --quiet "$ACTION_PATH"' in install["run"]
 
 
 def run_step(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -218,153 +214,6 @@ def run_step(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[
     )
 
 
-def commit_state(runner: Path) -> subprocess.CompletedProcess[str]:
-    script = step(workflow("backfill-apply.yml")["jobs"]["apply"], "Commit the state to main")
-    return run_step(
-        script["run"],
-        runner,
-        STATE_DIR="state",
-        BRANCH="main",
-        GH_TOKEN="",
-        SERVER_URL="https://github.com",
-        RUN_URL="https://github.com/acme/backfills/actions/runs/1",
-    )
-
-
-def journal_something(runner: Path) -> None:
-    init_state(runner / "state", actor={"user": "ci"})
-    with open_state(runner / "state", actor={"user": "ci"}, command="test") as writer:
-        writer.append(
-            "intent",
-            {
-                "key": "k1",
-                "plan": "orders-backfill",
-                "revision": 1,
-                "provider": "tencent-wedata",
-                "action": "CreateDataBackfillPlan",
-                "region": "ap-guangzhou",
-                "endpoint": "https://wedata.intl.tencentcloudapi.com",
-                "targets": ["20250827115253729", "20250827115253730"],
-                "dates": ["2025-09-01", "2025-09-02", "2025-09-03"],
-                "fingerprint": "f",
-                "params": {},
-                "request": {},
-            },
-        )
-        writer.append("unknown", {"key": "k1", "code": "ReadTimeout", "message": "no reply"})
-
-
-def test_the_state_commit_is_rebased_onto_a_main_that_moved_and_pushed(
-    origin: Path, tmp_path: Path
-) -> None:
-    runner = tmp_path / "runner"
-    journal_something(runner)
-    # meanwhile another pull request is merged
-    other = tmp_path / "other"
-    git(tmp_path, "clone", "-q", str(origin), str(other))
-    write(other / "plans" / "more.yaml", wedata_plan("more-backfill"))
-    git(other, "add", ".")
-    git(other, "commit", "-q", "-m", "more")
-    git(other, "push", "-q", "origin", "HEAD:main")
-
-    done = commit_state(runner)
-    assert done.returncode == 0, done.stderr + done.stdout
-    assert "main moved: rebasing the state commit onto it (attempt 1)." in done.stdout
-    log = git(origin, "log", "--format=%an|%s", "main")
-    assert log.splitlines() == [
-        "github-actions[bot]|backfill: state after apply",
-        "t|more",
-        "t|orders",
-    ]
-    files = git(origin, "show", "--name-only", "--format=", "main")
-    assert sorted(files.splitlines()) == [
-        "state/.gitattributes",
-        "state/.gitignore",
-        "state/journal.jsonl",
-        "state/snapshot.json",
-    ]
-
-
-def test_an_unchanged_or_absent_state_makes_no_commit(origin: Path, tmp_path: Path) -> None:
-    runner = tmp_path / "runner"
-    before = git(origin, "rev-parse", "main")
-    done = commit_state(runner)
-    assert done.returncode == 0, done.stderr
-    assert "No state was written." in done.stdout
-    journal_something(runner)
-    assert commit_state(runner).returncode == 0
-    after = git(origin, "rev-parse", "main")
-    assert after != before
-    done = commit_state(runner)
-    assert done.returncode == 0, done.stderr
-    assert "The state did not change." in done.stdout
-    assert git(origin, "rev-parse", "main") == after
-
-
-def test_a_state_changed_on_main_meanwhile_fails_loudly_and_leaves_main_alone(
-    origin: Path, tmp_path: Path
-) -> None:
-    runner = tmp_path / "runner"
-    other = tmp_path / "other"
-    git(tmp_path, "clone", "-q", str(origin), str(other))
-    journal_something(other)
-    git(other, "add", ".")
-    git(other, "commit", "-q", "-m", "someone else's state")
-    git(other, "push", "-q", "origin", "HEAD:main")
-    before = git(origin, "rev-parse", "main")
-    journal_something(runner)
-    (runner / "state" / "journal.jsonl").write_text(
-        (runner / "state" / "journal.jsonl").read_text().replace('"ci"', '"cj"')
-    )
-
-    done = commit_state(runner)
-    assert done.returncode == 1
-    assert "::error::the state on main changed during this run" in done.stdout
-    assert git(origin, "rev-parse", "main") == before
-
-
-def plan_step(runner: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], str]:
-    script = step(workflow("backfill-apply.yml")["jobs"]["plan"], "Plan")["run"]
-    outputs = tmp_path / "github-output"
-    outputs.write_text("")
-    done = run_step(script, runner, RUNNER_TEMP=str(tmp_path), GITHUB_OUTPUT=str(outputs))
-    return done, outputs.read_text()
-
-
-def test_the_plan_job_says_how_many_calls_apply_would_make(origin: Path, tmp_path: Path) -> None:
-    runner = tmp_path / "runner"
-    done, outputs = plan_step(runner, tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert f"commit={git(runner, 'rev-parse', 'HEAD')}\n" in outputs
-    assert "creates=1\n" in outputs
-
-
-def test_the_plan_job_fails_when_only_unknown_outcomes_are_left(
-    origin: Path, tmp_path: Path
-) -> None:
-    runner = tmp_path / "runner"
-    journal_something(runner)
-    done, outputs = plan_step(runner, tmp_path)
-    assert done.returncode == 1
-    assert "creates=0\n" in outputs
-    assert "::error::6 cells have an unknown outcome" in done.stdout
-
-
-# --- the composite action -----------------------------------------------------------------------
-
-
-def test_the_action_is_composite_with_the_documented_inputs() -> None:
-    action = load(ACTION)
-    assert action["runs"]["using"] == "composite"
-    assert set(action["inputs"]) == {"command", "plans", "state-dir", "format", "python-version"}
-    for item in action["runs"]["steps"]:
-        if "run" in item:
-            assert item["shell"] == "bash"
-    install = step(action["runs"], "Install backfill-reconciler")
-    assert install["env"] == {"ACTION_PATH": "${{ github.action_path }}"}
-    assert 'pip install --quiet "$ACTION_PATH"' in install["run"]
-
-
 def run_action(tmp_path: Path, **inputs: str) -> tuple[subprocess.CompletedProcess[str], str]:
     """The action's command step, with the tool where its install step puts it."""
     temp = tmp_path / "runner-temp"
@@ -375,7 +224,13 @@ def run_action(tmp_path: Path, **inputs: str) -> tuple[subprocess.CompletedProce
     outputs = tmp_path / "github-output"
     outputs.write_text("")
     script = step(load(ACTION)["runs"], "Run backfill")["run"]
-    env = {"COMMAND": "plan", "PLANS": "plans", "STATE_DIR": "state", "FORMAT": ""}
+    env = {
+        "COMMAND": "plan",
+        "PLANS": "plans",
+        "STATE_DIR": "state",
+        "STATE_BRANCH": "",
+        "FORMAT": "",
+    }
     env.update({name.upper(): value for name, value in inputs.items()})
     done = run_step(script, tmp_path, RUNNER_TEMP=str(temp), GITHUB_OUTPUT=str(outputs), **env)
     return done, outputs.read_text()

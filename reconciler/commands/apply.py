@@ -12,18 +12,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
 from reconciler import actor, pipeline, providers
 from reconciler.commands import recover, saved
+from reconciler.commands.branch import StateBranch, Unpublished
 from reconciler.commands.recover import LookUp
 from reconciler.diff import Changeset
-from reconciler.domain import Submission
+from reconciler.domain import JSON, Submission
 from reconciler.errors import BackfillError
-from reconciler.execute import Pacer, Result, Route, Tally, execute
+from reconciler.execute import Pacer, Result, Route, Tally, execute, intent, interleave
 from reconciler.providers.protocol import Client, Connection, Provider
-from reconciler.state import State, open_state
+from reconciler.state import State, StateWriter, open_state
 from reconciler.views import github, text
 from reconciler.views import json as json_view
 from reconciler.views.progress import Mode, Progress
@@ -48,6 +50,11 @@ class ApplyOptions:
     """How to look an unknown outcome up remotely (likewise)."""
     saved: Path | None = None
     """A plan saved by `plan --out`: apply exactly its calls, or refuse."""
+    branch: StateBranch | None = None
+    """The state's branch on a git remote: plan only from its newest commit, and publish each
+    batch's intents there before sending them (the write-ahead of the GitHub flow)."""
+    batch: int = 20
+    """Calls per published batch: the most a runner that dies mid-batch leaves unknown."""
 
 
 def run(options: ApplyOptions) -> int:
@@ -56,6 +63,8 @@ def run(options: ApplyOptions) -> int:
     if reviewed and options.recover:
         raise BackfillError("--recover cannot be used with a saved plan: it would change the state")
     plans = pipeline.plans(reviewed.paths if reviewed else options.paths)
+    if options.branch:
+        options.branch.require_newest()
     with open_state(
         options.state_dir,
         actor=actor.current("apply"),
@@ -71,7 +80,7 @@ def run(options: ApplyOptions) -> int:
                 click.echo(text.findings(found, style, written=True) + "\n")
         changes = pipeline.changeset(plans, writer.state)
         if reviewed:
-            saved.check(reviewed, writer.state, changes)
+            _check_saved(reviewed, writer.state, changes, options)
         if options.output == "text":
             click.echo(text.changeset(changes, style))
         if changes.conflicts:
@@ -83,35 +92,30 @@ def run(options: ApplyOptions) -> int:
         if not creates:
             if options.output == "json":
                 _print_json(changes, [])
-            return 1 if changes.attention else 0
-        routes = _routes(creates, writer.state, options)
+            if options.branch and options.recover:
+                options.branch.publish(
+                    _message("outcomes of lookups", writer.actor), journal_only=False
+                )
+            if not changes.attention:
+                return 0
+            reason = _attention(changes)
+            click.echo(f"error: {reason}", err=True)
+            github.report_apply([], 0, os.environ, reasons=[reason])
+            return 1
         if not reviewed:  # a saved plan is the approval: it was reviewed as it stands
             _confirm(creates, options)
-        progress = (
-            Progress(len(creates), mode=options.progress, style=style)
-            if options.output == "text"
-            else Progress(len(creates), mode="quiet", style=style, stream=sys.stderr)
-        )
-        stop = threading.Event()
-        try:
-            with _signals(stop, options.timeout) as received:
-                results = execute(
-                    creates,
-                    route=lambda s: routes[_route_key(s, options)],
-                    journal=writer,
-                    parallel=options.parallel,
-                    on_result=progress.update,
-                    stop=stop,
-                )
-        finally:
-            progress.finish()
-            for route in routes.values():
-                route.client.close()
+        sources = actor.for_plans(writer.actor, [p.plan for p in changes.plans if p.submissions])
+        results, failure, received = _send(creates, _Sourced(writer, sources), options, style)
+    reasons = [str(failure)] if failure else []
+    if changes.attention:
+        reasons.append(_attention(changes))
     if options.output == "json":
         _print_json(changes, results)
     else:
         click.echo(text.apply_summary(results, len(creates), style))
-    github.report_apply(results, len(creates), os.environ)
+    github.report_apply(results, len(creates), os.environ, reasons=reasons, actors=sources)
+    for reason in reasons:
+        click.echo(f"error: {reason}", err=True)
     if received:
         name = signal.Signals(received[0]).name
         click.echo(
@@ -120,8 +124,157 @@ def run(options: ApplyOptions) -> int:
             err=True,
         )
         return 128 + received[0]
-    done = Tally.of(results, len(creates))
-    return 0 if done.all_submitted and not changes.attention else 1
+    return 0 if Tally.of(results, len(creates)).all_submitted and not reasons else 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Sending:
+    """What the calls of one apply go through."""
+
+    routes: Mapping[tuple[str, str], Route]
+    journal: _Sourced
+    progress: Progress
+    stop: threading.Event
+    options: ApplyOptions
+
+    def route(self, submission: Submission) -> Route:
+        return self.routes[_route_key(submission, self.options)]
+
+    def execute(self, submissions: Sequence[Submission], *, journaled: bool) -> list[Result]:
+        return execute(
+            submissions,
+            route=self.route,
+            journal=self.journal,
+            parallel=self.options.parallel,
+            on_result=self.progress.update,
+            stop=self.stop,
+            journaled=journaled,
+        )
+
+
+def _send(
+    creates: Sequence[Submission], journal: _Sourced, options: ApplyOptions, style: text.Style
+) -> tuple[list[Result], BackfillError | None, list[int]]:
+    """Makes the calls: the results, why the run stopped short (if it did), signals received."""
+    routes = _routes(creates, journal.writer.state, options)
+    progress = (
+        Progress(len(creates), mode=options.progress, style=style)
+        if options.output == "text"
+        else Progress(len(creates), mode="quiet", style=style, stream=sys.stderr)
+    )
+    sending = _Sending(routes, journal, progress, threading.Event(), options)
+    try:
+        with _signals(sending.stop, options.timeout) as received:
+            if options.branch:
+                results, failure = _write_ahead(creates, sending, options.branch)
+            else:
+                results, failure = sending.execute(creates, journaled=False), None
+    finally:
+        progress.finish()
+        for route in routes.values():
+            route.client.close()
+    return results, failure, received
+
+
+def _check_saved(
+    reviewed: saved.SavedPlan, state: State, changes: Changeset, options: ApplyOptions
+) -> None:
+    try:
+        saved.check(reviewed, state, changes)
+    except BackfillError as error:
+        if options.branch:
+            error.hint = (
+                "in GitHub, re-run all jobs of the run (not only the failed ones) or run the"
+                " workflow again: its plan job then plans from the newest state"
+            )
+        raise
+
+
+def _attention(changes: Changeset) -> str:
+    return (
+        f"{text.plural(changes.count('attention_cells'), 'cell')} of earlier submissions still"
+        " need attention: their outcome is unknown, so they are never resubmitted by"
+        " themselves. Settle them (`backfill recover`, `backfill state import` or `backfill"
+        " state forget`; in GitHub, the workflow's settle operations)"
+    )
+
+
+class _Sourced:
+    """The writer, with each intent journaled under the actor of its plan (the commit and pull
+    request that last changed it)."""
+
+    def __init__(self, writer: StateWriter, actors: Mapping[str, Mapping[str, JSON]]) -> None:
+        self.writer, self.actors = writer, actors
+
+    def append(self, type: str, data: dict[str, Any]) -> Any:
+        mine = self.actors.get(data["plan"]) if type == "intent" else None
+        return self.writer.append(type, data, actor=mine)
+
+
+def _message(what: str, who: Mapping[str, JSON]) -> str:
+    run = who.get("run_url")
+    return f"backfill: {what}" + (f"\n\nRun: {run}" if run else "")
+
+
+def _write_ahead(
+    creates: Sequence[Submission], sending: _Sending, branch: StateBranch
+) -> tuple[list[Result], BackfillError | None]:
+    """Batch by batch: journal the intents, publish them, and only then send them. A refused
+    publish sends nothing of its batch; a runner that dies mid-batch leaves the batch's intents
+    on the branch, where the next run sees them as unknown and never sends them again. The
+    outcomes of a batch are published with the next batch's intents, and at the end."""
+    ordered = interleave(creates)
+    size = sending.options.batch
+    writer = sending.journal.writer
+    results: list[Result] = []
+    last: list[Result] = []
+    for first in range(0, len(ordered), size):
+        if sending.stop.is_set():
+            break
+        batch = ordered[first : first + size]
+        span = f"calls {first + 1}-{first + len(batch)} of {len(ordered)}"
+        for submission in batch:
+            sending.journal.append("intent", intent(submission, sending.route(submission).endpoint))
+        try:
+            branch.publish(_message(f"intents of {span}", writer.actor))
+        except Unpublished as error:
+            _not_sent(writer, batch, "its intent could not be published, so it was never sent")
+            return results, _unpublished(error, branch, last, span)
+        last = sending.execute(batch, journaled=True)
+        made = {r.submission.key for r in last}
+        _not_sent(writer, [s for s in batch if s.key not in made], "stopped before it was sent")
+        results += last
+    writer.checkpoint()
+    try:
+        branch.publish(_message("outcomes", writer.actor), journal_only=False)
+    except Unpublished as error:
+        return results, _unpublished(error, branch, last, "")
+    return results, None
+
+
+def _not_sent(writer: StateWriter, submissions: Sequence[Submission], why: str) -> None:
+    """Intents journaled (and maybe published) whose requests never left: `unsent`, so that
+    their cells are missing again, not unknown."""
+    for submission in submissions:
+        writer.append("unsent", {"key": submission.key, "code": "NotSent", "message": why})
+
+
+def _unpublished(
+    error: Unpublished, branch: StateBranch, sent: Sequence[Result], held: str
+) -> BackfillError:
+    """What a person must know after a publish failed: what was not sent, and which outcomes
+    the branch does not have."""
+    said = [f"the state could not be published: {error.message}."]
+    if held:
+        said.append(f"Nothing of {held} was sent.")
+    if sent:
+        keys = ", ".join(r.submission.key for r in sent)
+        said.append(
+            f"The outcomes of the {text.plural(len(sent), 'call')} sent before ({keys}) are"
+            f" only in this run's journal: on {branch.where} they show as unknown and are"
+            " never sent again; settle them with the remote ids shown above"
+        )
+    return BackfillError(" ".join(said), hint=error.hint)
 
 
 @contextmanager

@@ -24,6 +24,8 @@ class Step:
     time: str
     type: EventType
     actor: Mapping[str, JSON]
+    reason: str = ""
+    """Why a person (import, forget) or a lookup (resolved) settled it, as they said."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,14 @@ def log(directory: Path) -> Log:
         if record is None:
             continue  # about the state itself, not an attempt
         key = record.key
-        step = Step(event["seq"], event["time"], EventType(event["type"]), event["actor"])
+        data = event["data"]
+        step = Step(
+            event["seq"],
+            event["time"],
+            EventType(event["type"]),
+            event["actor"],
+            str(data.get("reason", data.get("how", ""))),
+        )
         if step.type is EventType.INTENT:
             numbers[key] = numbers.get(key, 0) + 1
             steps[key] = []

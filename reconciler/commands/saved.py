@@ -29,6 +29,8 @@ class SavedPlan:
     files: dict[str, str]
     seq: int
     head_hash: str
+    state_id: str
+    """Which state it was planned against: a state started anew has the same first seq."""
     calls: dict[str, str]
     """Submission key -> canonical JSON of its request."""
 
@@ -43,7 +45,7 @@ def save(out: Path, paths: Sequence[Path], changes: Changeset, state: State) -> 
         "saved_plan_format": FORMAT,
         "tool_version": __version__,
         "plan_files": {"paths": [str(p) for p in paths], "sha256": _files(paths)},
-        "state": {"seq": state.seq, "hash": state.head_hash},
+        "state": {"seq": state.seq, "hash": state.head_hash, "state_id": state.state_id},
         "plan": json_view.changeset(changes),
     }
     temp = out.with_name(f".{out.name}.tmp")
@@ -67,6 +69,7 @@ def load(source: Path) -> SavedPlan:
             files=dict(files["sha256"]),
             seq=int(document["state"]["seq"]),
             head_hash=str(document["state"]["hash"]),
+            state_id=str(document["state"].get("state_id", "")),
             calls={
                 s["key"]: canonical_json(s["request"])
                 for p in document["plan"]["plans"]
@@ -98,6 +101,11 @@ def check(saved: SavedPlan, state: State, changes: Changeset) -> None:
         raise BackfillError(
             f"the plan files changed since {saved.source} was saved ({'; '.join(changed)}): "
             f"nothing was applied; {again}"
+        )
+    if saved.state_id != state.state_id:
+        raise BackfillError(
+            f"{saved.source} was saved against another state (id {saved.state_id or 'none'},"
+            f" this one is {state.state_id or 'none'}): nothing was applied; {again}"
         )
     if (state.seq, state.head_hash) != (saved.seq, saved.head_hash):
         raise BackfillError(

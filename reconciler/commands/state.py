@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import actor
+from reconciler.commands.branch import StateBranch
 from reconciler.errors import BackfillError, Location
 from reconciler.state import State, SubmissionRecord, open_state
 
@@ -65,11 +66,20 @@ def settle(
     plan: str | None = None,
     reason: str,
     lock_timeout: float,
+    branch: StateBranch | None = None,
 ) -> list[tuple[SubmissionRecord, Verdict]]:
     """Journal a person's verdicts under one lock: every named submission (and, with `plan`,
     every unknown one of that plan, as not run) must have an unknown outcome, or nothing is
-    written. Returns each record as it is now, with its verdict."""
+    written. Returns each record as it is now, with its verdict. With `branch`, only on the
+    branch's newest state, and published there (or an error: nothing recorded where it counts)."""
     command = "state import" if any(v.remote_id is not None for v in verdicts) else "state forget"
+    if not reason.strip():
+        raise BackfillError(
+            f"{command} needs a reason: say how you know (a console link, a ticket); it is kept"
+            " in the journal for the audit"
+        )
+    if branch:
+        branch.require_newest()
     with open_state(
         state_dir,
         actor=actor.current(command),
@@ -106,4 +116,8 @@ def settle(
                 writer.append("imported", data)
             else:
                 writer.append("forgotten", {"key": key, "reason": reason})
-        return [(writer.state.submissions[key], verdict) for key, verdict in chosen.items()]
+        found = [(writer.state.submissions[key], verdict) for key, verdict in chosen.items()]
+    if branch:
+        keys = ", ".join(chosen)
+        branch.publish(f"backfill: {command} {keys}", journal_only=False)
+    return found

@@ -267,8 +267,17 @@ class StateWriter:
         """The state including every append so far (a new immutable value after each change)."""
         return self._replay.state(self._warnings)
 
-    def append(self, type: EventType | str, data: Mapping[str, Any]) -> dict[str, JSON]:
+    def append(
+        self,
+        type: EventType | str,
+        data: Mapping[str, Any],
+        *,
+        actor: Mapping[str, Any] | None = None,
+    ) -> dict[str, JSON]:
         """Journals one event durably (written and fsynced) and returns it as it was written.
+
+        `actor` replaces the writer's for this event only: an intent names the commit and pull
+        request of its own plan, which differ from plan to plan within one run.
 
         Raises StateError, writing nothing, when the event cannot follow the state: an intent
         for a submission that is pending, submitted or unknown (the exactly-once guard), or an
@@ -288,7 +297,7 @@ class StateWriter:
             seq=self._replay.seq + 1,
             time=journal.timestamp(self._clock()),
             kind=event_type,
-            actor=self.actor,
+            actor=self.actor if actor is None else journal.plain(actor),
             data=plain_data,
             prev=self._replay.head_hash,
         )

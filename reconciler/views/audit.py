@@ -44,6 +44,10 @@ CSV_FIELDS = (
     "request_id",
     "code",
     "message",
+    "approved_by",
+    "plan_commit",
+    "outcome_reason",
+    "outcome_approved_by",
 )
 """The columns of `--format csv`, in order: the attempt, who and from where, what became of it."""
 
@@ -65,14 +69,23 @@ def _pr(actor: Mapping[str, JSON]) -> str:
     return f"#{actor['pr']}" if actor.get("pr") else ""
 
 
+def approvers(actor: Mapping[str, JSON]) -> str:
+    """Who approved the run (the deployment's reviewers in GitHub), comma-separated."""
+    found = actor.get("approved_by")
+    return ",".join(str(name) for name in found) if isinstance(found, list) else ""
+
+
 def outcome(attempt: Attempt) -> str:
-    """`rejected (InvalidParameterValue)`; a verdict after the outcome says whose it was."""
+    """`rejected (InvalidParameterValue)`; a verdict after the outcome says whose it was, who
+    approved it, and why: `forgotten; forgotten by bob (approved by carol) at seq 9: "..."`."""
     record = attempt.record
     text = str(record.shown_status) + (f" ({record.code})" if record.code else "")
     settled = attempt.settled
     if settled is not None and settled.type in _VERDICTS:
         who = settled.actor.get("user") or "?"
-        text += f"; {settled.type} by {who} at seq {settled.seq}"
+        approved = approvers(settled.actor)
+        text += f"; {settled.type} by {who}" + (f" (approved by {approved})" if approved else "")
+        text += f" at seq {settled.seq}" + (f': "{settled.reason}"' if settled.reason else "")
     return text
 
 
@@ -106,6 +119,10 @@ def _columns(attempt: Attempt) -> dict[str, str]:
         "request_id": record.request_id,
         "code": record.code,
         "message": record.message,
+        "approved_by": approvers(actor),
+        "plan_commit": str(actor.get("plan_commit", "")),
+        "outcome_reason": settled.reason if settled else "",
+        "outcome_approved_by": approvers(settled.actor) if settled else "",
     }
 
 
@@ -117,7 +134,7 @@ def table(log: Log, attempts: Sequence[Attempt], style: Style = _PLAIN) -> str:
         return "No submission attempts match." if log.attempts else "The journal is empty."
     header = (
         *("SEQ", "TIME", "PLAN", "REV", "KEY", "TRY", "OUTCOME", "REMOTE ID", "REQUEST ID"),
-        *("USER", "COMMIT", "PR", "RUN"),
+        *("USER", "APPROVED BY", "COMMIT", "PR", "RUN"),
     )
     rows = [
         (
@@ -131,6 +148,7 @@ def table(log: Log, attempts: Sequence[Attempt], style: Style = _PLAIN) -> str:
             a.record.remote_id or "-",
             a.record.request_id or "-",
             str(a.intent.actor.get("user") or "-"),
+            approvers(a.intent.actor) or "-",
             str(a.intent.actor.get("commit") or "-")[:12],
             _pr(a.intent.actor) or "-",
             str(a.intent.actor.get("run_url") or "-"),
@@ -147,7 +165,13 @@ def table(log: Log, attempts: Sequence[Attempt], style: Style = _PLAIN) -> str:
 
 
 def _step(step: Step) -> dict[str, Any]:
-    return {"seq": step.seq, "time": step.time, "type": str(step.type), "actor": step.actor}
+    return {
+        "seq": step.seq,
+        "time": step.time,
+        "type": str(step.type),
+        "actor": step.actor,
+        "reason": step.reason,
+    }
 
 
 def json_log(log: Log, attempts: Sequence[Attempt]) -> dict[str, Any]:
@@ -212,9 +236,9 @@ def markdown_log(log: Log, attempts: Sequence[Attempt]) -> str:
         return "\n".join(lines) + "\n"
     lines += [
         "",
-        "| Time (UTC) | Plan | Key | Try | Outcome | Remote id | RequestId | Who | Commit | PR "
-        "| Run |",
-        "|---|---|---|--:|---|---|---|---|---|---|---|",
+        "| Time (UTC) | Plan | Key | Try | Outcome | Remote id | RequestId | Who | Approved by "
+        "| Commit | PR | Run |",
+        "|---|---|---|--:|---|---|---|---|---|---|---|---|",
     ]
     for a in attempts:
         actor = a.intent.actor
@@ -228,6 +252,7 @@ def markdown_log(log: Log, attempts: Sequence[Attempt]) -> str:
             escape(a.record.remote_id),
             escape(a.record.request_id),
             escape(str(actor.get("user", ""))),
+            escape(approvers(actor)),
             escape(str(actor.get("commit", ""))[:12]),
             escape(_pr(actor)),
             _link("run", run) if run else "",

@@ -201,17 +201,27 @@ def report_invalid(items: Sequence[Diagnostic], env: Mapping[str, str]) -> None:
         _summary(env, markdown.invalid(items, markdown.SUMMARY_BUDGET))
 
 
-def report_plan(changes: Changeset, env: Mapping[str, str]) -> None:
+def report_plan(
+    changes: Changeset, env: Mapping[str, str], *, changed: frozenset[Path] | None = None
+) -> None:
     if active(env):
         _annotate(changeset_annotations(changes, Path.cwd(), _workspace(env)))
-        _summary(env, markdown.changeset(changes, markdown.SUMMARY_BUDGET))
+        _summary(env, markdown.changeset(changes, markdown.SUMMARY_BUDGET, changed=changed))
         _append(env, "GITHUB_OUTPUT", output_lines(outputs(changes)))
 
 
-def report_apply(results: Sequence[Result], planned: int, env: Mapping[str, str]) -> None:
-    """After an apply: a warning or error per call that did not succeed, the results in the
-    job summary, and outputs `submitted`, `not_created`, `unknown`, `not_sent`,
-    `not_attempted`."""
+def report_apply(
+    results: Sequence[Result],
+    planned: int,
+    env: Mapping[str, str],
+    *,
+    reasons: Sequence[str] = (),
+    actors: Mapping[str, Mapping[str, JSON]] | None = None,
+) -> None:
+    """After an apply: a warning or error per call that did not succeed, the results and why
+    the run failed beyond its calls (`reasons`) in the job summary, and outputs `submitted`,
+    `not_created`, `unknown`, `not_sent`, `not_attempted`; with `actors` (each plan's, naming
+    its pull request), also `pull-requests`: a JSON file of what to post on each pull request."""
     if not active(env):
         return
     lines = []
@@ -224,11 +234,35 @@ def report_apply(results: Sequence[Result], planned: int, env: Mapping[str, str]
         lines.append(command(name, f"{outcome.code}: {outcome.message}", {"title": title}))
         if result.stopped:
             lines.append(command("error", result.stopped, {"title": "calls not attempted"}))
+    lines += [command("error", reason, {"title": "Apply failed"}) for reason in reasons]
     _annotate(lines)
-    _summary(env, markdown.apply_results(results, planned, markdown.SUMMARY_BUDGET))
-    tally = Tally.of(results, planned)
-    _append(
-        env,
-        "GITHUB_OUTPUT",
-        output_lines({name: str(value) for name, value in asdict(tally).items()}),
+    _summary(
+        env, markdown.apply_results(results, planned, markdown.SUMMARY_BUDGET, reasons=reasons)
     )
+    tally = Tally.of(results, planned)
+    values = {name: str(value) for name, value in asdict(tally).items()}
+    comments = _pull_request_comments(results, actors or {}, env)
+    if comments and env.get("RUNNER_TEMP"):
+        path = Path(env["RUNNER_TEMP"]) / "backfill-pull-requests.json"
+        try:
+            path.write_text(json.dumps(comments, indent=2), encoding="utf-8")
+        except OSError as error:
+            raise BackfillError(f"cannot write {path}: {error.strerror}") from error
+        values["pull-requests"] = str(path)
+    _append(env, "GITHUB_OUTPUT", output_lines(values))
+
+
+def _pull_request_comments(
+    results: Sequence[Result], actors: Mapping[str, Mapping[str, JSON]], env: Mapping[str, str]
+) -> dict[str, str]:
+    """Pull request number -> the comment on what became of the calls of its plans."""
+    mine: dict[int, list[Result]] = {}
+    for result in results:
+        number = actors.get(result.submission.plan, {}).get("pr")
+        if isinstance(number, int):
+            mine.setdefault(number, []).append(result)
+    run_url = (
+        f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}"
+        f"/actions/runs/{env.get('GITHUB_RUN_ID', '')}"
+    )
+    return {str(n): markdown.applied(found, run_url) for n, found in sorted(mine.items())}

@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from reconciler import remedies
 from reconciler.diff import Attention, Changeset, Conflict, Orphan, PlanChanges
@@ -78,13 +79,28 @@ def _head(summary: str) -> list[str]:
 # --- plan -------------------------------------------------------------------------------------
 
 
-def changeset(changes: Changeset, limit: int = BUDGET) -> str:
+def changeset(
+    changes: Changeset, limit: int = BUDGET, *, changed: frozenset[Path] | None = None
+) -> str:
     """The plan for reviewers: summary, conflicts and attention first, then a table per plan
-    with its requests folded; shortened to `limit` characters if need be."""
+    with its requests folded; shortened to `limit` characters if need be.
+
+    With `changed` (the files a pull request changed, resolved), the plans of those files come
+    first, as the pull request's own calls, apart from the work already pending without it."""
     fixed = [*_conflicts(changes.conflicts), *_attention(changes.attention)]
     fixed += _warnings(changes.warnings)
     busy = [p for p in changes.plans if p.submissions or p.conflict_cells or p.attention_cells]
-    sections = [_plan_section(item, first=index == 0) for index, item in enumerate(busy)]
+    if changed is None:
+        sections = [
+            _plan_section(item, heading=("### Plans", "") if index == 0 else ())
+            for index, item in enumerate(busy)
+        ]
+        summary = _summary(changes)
+    else:
+        mine = [p for p in busy if Path(p.plan.location.file).resolve() in changed]
+        pending = [p for p in busy if p not in mine]
+        sections = _split(mine, pending)
+        summary = _summary_of_change(changes, mine, pending)
     if changes.orphans:
         sections.append(_orphan_section(changes.orphans))
     idle = [p for p in changes.plans if p not in busy]
@@ -96,7 +112,54 @@ def changeset(changes: Changeset, limit: int = BUDGET) -> str:
                 kind="Nothing to do",
             )
         )
-    return _fit(_head(_summary(changes)), fixed, sections, limit)
+    return _fit(_head(summary), fixed, sections, limit)
+
+
+def _split(mine: Sequence[PlanChanges], pending: Sequence[PlanChanges]) -> list[_Section]:
+    sections = [
+        _plan_section(item, heading=("### This pull request", "") if index == 0 else ())
+        for index, item in enumerate(mine)
+    ]
+    if not mine:
+        sections.append(
+            _Section(
+                (
+                    "### This pull request",
+                    "",
+                    "No plan this pull request adds or changes has calls to make.",
+                ),
+                kind="This pull request",
+            )
+        )
+    pending_heading = (
+        "### Already pending on main",
+        "",
+        "Plans this pull request does not touch: the next apply on main makes these calls, or"
+        " needs these cells settled, whether or not it is merged.",
+        "",
+    )
+    sections += [
+        _plan_section(item, heading=pending_heading if index == 0 else ())
+        for index, item in enumerate(pending)
+    ]
+    return sections
+
+
+def _summary_of_change(
+    changes: Changeset, mine: Sequence[PlanChanges], pending: Sequence[PlanChanges]
+) -> str:
+    own = [s for p in mine for s in p.submissions]
+    others = [s for p in pending for s in p.submissions]
+    head = (
+        f"**This pull request: {plural(len(own), 'API call')} to make"
+        f" ({plural(sum(s.size for s in own), 'cell')}).**"
+    )
+    if others:
+        head += (
+            f" Already pending on main: {plural(len(others), 'API call')}"
+            f" ({plural(sum(s.size for s in others), 'cell')})."
+        )
+    return f"{head} {' · '.join(_counts(changes))}"
 
 
 def _summary(changes: Changeset) -> str:
@@ -110,13 +173,16 @@ def _summary(changes: Changeset) -> str:
         head = "**No calls to make,** but some cells need attention."
     else:
         head = "**No changes.** Every declared cell is submitted."
-    counts = [
+    return f"{head} {' · '.join(_counts(changes))}"
+
+
+def _counts(changes: Changeset) -> list[str]:
+    return [
         f"{plural(changes.count('in_sync_cells'), 'cell')} in sync",
         plural(len(changes.conflicts), "conflict"),
         f"{plural(changes.count('attention_cells'), 'cell')} needing attention",
         plural(sum(o.cells for o in changes.orphans), "orphaned cell"),
     ]
-    return f"{head} {' · '.join(counts)}"
 
 
 def _conflicts(conflicts: Sequence[Conflict]) -> list[str]:
@@ -164,7 +230,7 @@ def _warnings(warnings: Sequence[str]) -> list[str]:
     return ["", "### Warnings", "", *(f"- {escape(w)}" for w in warnings)]
 
 
-def _plan_section(item: PlanChanges, *, first: bool) -> _Section:
+def _plan_section(item: PlanChanges, *, heading: Sequence[str]) -> _Section:
     plan = item.plan
     regions = sorted({escape(s.region) for s in item.submissions})
     title = " · ".join([f"{_code(plan.name)} r{plan.revision}", plan.provider, *regions])
@@ -176,7 +242,7 @@ def _plan_section(item: PlanChanges, *, first: bool) -> _Section:
     if plan.labels:
         labels = ", ".join(f"{escape(k)}={escape(v)}" for k, v in sorted(plan.labels.items()))
         about.append(f"labels: {labels}")
-    intro = [*(["### Plans", ""] if first else []), f"#### {title}", "", " · ".join(about)]
+    intro = [*heading, f"#### {title}", "", " · ".join(about)]
     rows = _rows(item.submissions)
     if rows:
         intro += [
@@ -292,9 +358,17 @@ def invalid(diagnostics: Sequence[Diagnostic], limit: int = BUDGET) -> str:
     return _fit(_head(summary), [], [table], limit)
 
 
-def apply_results(results: Sequence[Result], planned: int, limit: int = BUDGET) -> str:
-    """What an apply did, for the job summary: counts, then every call that did not succeed
-    first (they need someone), then the rest."""
+def apply_results(
+    results: Sequence[Result],
+    planned: int,
+    limit: int = BUDGET,
+    *,
+    reasons: Sequence[str] = (),
+    head: Sequence[str] = (),
+) -> str:
+    """What an apply did, for the job summary: counts, why the run failed beyond its calls
+    (`reasons`), then every call that did not succeed first (they need someone), then the
+    rest. `head` replaces the plan's heading (a comment on a pull request has its own)."""
     tally = Tally.of(results, planned)
     summary = (
         f"**Apply: {tally.submitted} submitted, {tally.not_created} not created, "
@@ -331,7 +405,26 @@ def apply_results(results: Sequence[Result], planned: int, limit: int = BUDGET) 
         ),
         columns=4,
     )
-    return _fit(_head(summary), [], [table], limit)
+    fixed = ["", "> [!CAUTION]", *(f"> {escape(reason)}" for reason in reasons)] if reasons else []
+    return _fit([*head, summary] if head else _head(summary), fixed, [table], limit)
+
+
+APPLIED = "<!-- backfill-reconciler:applied -->"
+"""The first line of the comment an apply posts on the pull request of the plans it applied."""
+
+
+def applied(results: Sequence[Result], run_url: str, limit: int = BUDGET) -> str:
+    """For the pull request that introduced or last changed these calls' plans: what the apply
+    after its merge made of them."""
+    run = f"[run]({run_url})" if run_url.startswith("https://") else "run"
+    head = [
+        APPLIED,
+        "## Backfill applied",
+        "",
+        f"After the merge, the apply {run} made the calls of this pull request's plans:",
+        "",
+    ]
+    return apply_results(results, len(results), limit, head=head)
 
 
 # --- fitting under the limit ------------------------------------------------------------------
