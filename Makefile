@@ -51,8 +51,8 @@ check-workflows: $(STAMP)
 # The locks, from pyproject.toml's ranges and requirements/dev.in, resolved against the package
 # index alone whatever the local pip configuration adds (extra indexes, find-links, constraints).
 # Existing pins are kept; `make lock UPGRADE=1` takes every package to its newest allowed version.
-# runtime.txt is the package's dependencies and its build backend alone; dev.txt adds the
-# extras and the tools, at runtime.txt's versions.
+# runtime.txt is the package's dependencies and its build backend alone (what the workflows and
+# action.yml install); dev.txt adds the extras and the tools, at runtime.txt's versions.
 COMPILE := env -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_FIND_LINKS -u PIP_CONSTRAINT \
 	PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND='make lock' $(VENV)/bin/pip-compile --quiet \
 	--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
