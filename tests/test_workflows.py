@@ -57,11 +57,12 @@ def step(job: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-def test_the_three_workflows_exist() -> None:
+def test_the_four_workflows_exist() -> None:
     assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == [
         "backfill-apply.yml",
         "backfill-plan.yml",
         "ci.yml",
+        "newest-deps.yml",
     ]
 
 
@@ -86,6 +87,7 @@ def test_permissions_are_none_by_default_and_least_privilege_per_job() -> None:
         "backfill-plan.yml": {"plan": {"contents": "read", "pull-requests": "write"}},
         "backfill-apply.yml": {"plan": {"contents": "read"}, "apply": {"contents": "write"}},
         "ci.yml": {"ci": {"contents": "read"}},
+        "newest-deps.yml": {"newest": {"contents": "read"}},
     }
     for name, jobs in expected.items():
         document = workflow(name)
@@ -200,6 +202,20 @@ def test_ci_runs_the_projects_own_checks_on_push_and_pull_request() -> None:
     for target in ("make test", "make lint", "make check-workflows"):
         assert target in ci_run
     assert re.search(r"^check-workflows:", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_the_suite_runs_weekly_against_the_newest_dependencies_the_ranges_allow() -> None:
+    document = workflow("newest-deps.yml")
+    on = triggers(document)
+    assert set(on) == {"schedule", "workflow_dispatch"}
+    [schedule] = on["schedule"]
+    assert schedule["cron"].split()[2:] == ["*", "*", "1"]  # every Monday
+    job = document["jobs"]["newest"]
+    install = step(job, "Install the newest versions the ranges allow")["run"]
+    assert "requirements/" not in install  # not the lock
+    newest = "pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,lint,bench]'"
+    assert newest in install
+    assert step(job, "Test")["run"] == ".venv/bin/python -m pytest -q"
 
 
 # --- the apply workflow's scripts, run ----------------------------------------------------------
