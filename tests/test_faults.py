@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -20,6 +20,9 @@ from reconciler.providers import dms, wedata
 from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials
 from reconciler.providers.protocol import Client, Connection
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
+
+if TYPE_CHECKING:
+    from conftest import FakeClock
 
 Serve = Callable[..., tuple[Emulator, str]]
 
@@ -196,8 +199,14 @@ def test_injected_throttling_is_each_apis_own_throttling_reply(
     serve_emulator: Serve,
     tencent_credentials: TencentCredentials,
     aliyun_credentials: AliyunCredentials,
+    emulator_clock: FakeClock,
 ) -> None:
-    _limited, limited_url = serve_emulator(tencent_rate_limit=1, aliyun_rate_limit=1.0)
+    # With its clock stopped, the limited emulator lets one request of each API through and
+    # throttles every other, however long the machine takes between them.
+    emulator_clock.freeze()
+    _limited, limited_url = serve_emulator(
+        tencent_rate_limit=1, aliyun_rate_limit=1.0, clock=emulator_clock
+    )
     _faulty, faulty_url = serve_emulator(faults=FaultConfig(throttle_rate=1.0))
     tc3 = TC3Auth(tencent_credentials, service="wedata")
     headers = {
