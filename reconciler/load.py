@@ -91,6 +91,13 @@ _NO_ANCHORS = (
     "YAML anchors and aliases are not allowed in plan files: "
     "write the values out so reviewers see them"
 )
+_TOO_DEEP = (
+    f"values are nested more than {MAX_DEPTH} levels deep here: "
+    "plan files never need that, flatten the structure"
+)
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
+"""libyaml's own limit (1000 levels, since 0.2.6). Its scanner reads ahead of the parser: a run
+of `[` is scanned, and hits that limit, before the first event reaches our own check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,11 +351,7 @@ class _Reading:
             parser = _PARSER(text)
             self._events(parser)
         except _TooDeep as error:
-            self._problem(
-                error.event,
-                f"values are nested more than {MAX_DEPTH} levels deep here: "
-                "plan files never need that, flatten the structure",
-            )
+            self._problem(error.event, _TOO_DEEP)
         except yaml.MarkedYAMLError as error:
             self.diagnostics.append(_syntax_error(self.file, error))
         except yaml.YAMLError as error:
@@ -559,6 +562,8 @@ def _shown(tag: str) -> str:
 def _syntax_error(file: str, error: yaml.MarkedYAMLError) -> Diagnostic:
     mark = error.problem_mark or error.context_mark
     where = Location(file, mark.line + 1, mark.column + 1) if mark is not None else Location(file)
+    if error.problem == _LIBYAML_TOO_DEEP:
+        return Diagnostic(where, _TOO_DEEP)
     message = f"YAML syntax error: {error.problem or error.context or 'not valid YAML'}"
     context = error.context_mark
     if error.problem and error.context:

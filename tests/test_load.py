@@ -256,14 +256,13 @@ def test_a_merge_key_is_rejected(tmp_path: Path) -> None:
     ]
 
 
-def test_a_billion_laughs_file_is_rejected_fast(tmp_path: Path) -> None:
+def test_a_billion_laughs_file_is_rejected_at_its_first_anchor(tmp_path: Path) -> None:
+    # Nothing is expanded (`make bench` measures how fast that makes it).
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
     path = write(tmp_path / "lol.yaml", "\n".join(lines) + "\n")
-    started = time.perf_counter()
     documents, diagnostics = load_file(path)
-    assert time.perf_counter() - started < 0.5
     assert documents == []
     assert [str(d) for d in diagnostics] == [
         f"{path}:1:4: YAML anchors and aliases are not allowed in plan files: "
@@ -272,18 +271,18 @@ def test_a_billion_laughs_file_is_rejected_fast(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("unit", ["[", "{a: ", "- "])
-def test_nesting_too_deep_is_rejected_fast(tmp_path: Path, unit: str) -> None:
-    # libyaml's scanner is quadratic in flow nesting: alone it needs seconds for 50,000 `[`
-    # (minutes for a megabyte of them); the depth limit stops it at once.
+def test_nesting_too_deep_is_one_problem_past_the_limit(tmp_path: Path, unit: str) -> None:
+    # Stopped by our limit, or by libyaml's own where its scanner reads that far ahead (a run of
+    # `[`): either way one problem, in our words, where the nesting is already too deep. That the
+    # limit also keeps such a file fast is measured by `make bench`.
     path = write(tmp_path / "deep.yaml", unit * 50_000)
-    started = time.perf_counter()
-    [problem] = problems(path)
-    assert time.perf_counter() - started < 0.25
-    column = load.MAX_DEPTH * len(unit) + 1
-    assert problem == (
-        f"{path}:1:{column}: values are nested more than 100 levels deep here: "
+    [problem] = load_file(path)[1]
+    assert problem.message == (
+        "values are nested more than 100 levels deep here: "
         "plan files never need that, flatten the structure"
     )
+    assert (problem.location.file, problem.location.line) == (str(path), 1)
+    assert problem.location.col > load.MAX_DEPTH * len(unit)
 
 
 def test_a_file_nested_just_under_the_limit_loads(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from factories import wedata_plan, write
@@ -20,102 +20,169 @@ from reconciler.providers.tc3 import TencentCredentials
 from reconciler.state import SubmissionStatus, init_state, load_state
 
 
-class Slow:
-    """The emulator, answering each request after a delay (calls stay in flight a while)."""
+class Gate:
+    """The emulator behind a gate that lets a given number of API requests through and holds
+    the rest, in flight as far as the client knows, until it opens. So a signal surely comes
+    while calls are in flight, however slowly the machine runs the apply."""
 
-    def __init__(self, app: Emulator, seconds: float) -> None:
-        self.app, self.seconds = app, seconds
+    def __init__(self, app: Emulator, passes: int) -> None:
+        self.app = app
+        self._passes = passes
+        self._open = False
+        self._held = 0
+        self._inside = 0
+        self._changed = threading.Condition()
+        self.url = ""
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        time.sleep(self.seconds)
-        return self.app(environ, start_response)
+        with self._changed:
+            self._inside += 1
+            if not self._open and self._passes == 0:
+                self._held += 1
+                self._changed.notify_all()
+                self._changed.wait_for(lambda: self._open)
+                self._held -= 1
+            elif not self._open:
+                self._passes -= 1
+        try:
+            return self.app(environ, start_response)
+        finally:
+            with self._changed:
+                self._inside -= 1
+                self._changed.notify_all()
+
+    def wait_until_holding(self) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self._held > 0, timeout=60), "nothing held"
+
+    def open(self) -> None:
+        with self._changed:
+            self._open = True
+            self._changed.notify_all()
+
+    def wait_until_idle(self) -> None:
+        """Until every request that came in has been answered (so its create, if any, is made)."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self._inside == 0, timeout=60), "still busy"
 
 
 @pytest.fixture
-def slow_url(emulator: Emulator) -> Iterator[str]:
-    server, url = start_in_thread(Slow(emulator, 0.4))  # type: ignore[arg-type]
-    yield url
+def gate(emulator: Emulator) -> Iterator[Gate]:
+    gate = Gate(emulator, passes=2)
+    server, gate.url = start_in_thread(gate)  # type: ignore[arg-type]
+    yield gate
+    gate.open()
     server.shutdown()
 
 
-def start_apply(root: Path, url: str, creds: TencentCredentials) -> subprocess.Popen[str]:
-    init_state(root / "state", actor={"user": "test"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKFILL_", "TENCENTCLOUD_"))}
-    env.update(TENCENTCLOUD_SECRET_ID=creds.secret_id, TENCENTCLOUD_SECRET_KEY=creds.secret_key)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "apply",
-            "--yes",
-            "--endpoint",
-            url,
-            "--parallel",
-            "2",
-        ],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class Apply:
+    """`backfill apply` in a subprocess, its output read as it comes."""
 
+    def __init__(self, root: Path, url: str, creds: TencentCredentials) -> None:
+        if not (root / "state").exists():
+            init_state(root / "state", actor={"user": "test"})
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("BACKFILL_", "TENCENTCLOUD_"))
+        }
+        env.update(TENCENTCLOUD_SECRET_ID=creds.secret_id, TENCENTCLOUD_SECRET_KEY=creds.secret_key)
+        command = ["apply", "--yes", "--parallel", "2", "--endpoint", url]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", *command],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._seen = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
 
-def wait_for_first_result(process: subprocess.Popen[str]) -> None:
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("[1/"):
-            return
-    raise AssertionError("apply ended before the first result")
+    def _read(self, stream: IO[str], lines: list[str]) -> None:
+        for line in stream:
+            with self._seen:
+                lines.append(line)
+                self._seen.notify_all()
+        with self._seen:
+            lines.append("")  # the end of the stream
+            self._seen.notify_all()
+
+    def wait_for(self, lines: list[str], start: str) -> None:
+        """Until `lines` (self.out or self.err) has a line starting with `start`."""
+
+        def found() -> bool:
+            return any(line.startswith(start) for line in lines)
+
+        with self._seen:
+            self._seen.wait_for(lambda: found() or "" in lines, timeout=60)
+            assert found(), f"no line starting {start!r}: {lines}"
+
+    def finish(self) -> int:
+        code = self.process.wait(timeout=60)
+        for reader in self._readers:
+            reader.join(timeout=60)
+        return code
+
+    def send(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
 
 
 def plan_of_twenty(root: Path) -> None:
     write(root / "plans" / "p.yaml", wedata_plan(dates=[("2025-09-01", "2025-09-20")], chunk=1))
 
 
-def test_sigint_finishes_the_calls_in_flight_and_exits_130(
-    tmp_path: Path, emulator: Emulator, slow_url: str, tencent_credentials: TencentCredentials
-) -> None:
+def interrupt(tmp_path: Path, gate: Gate, creds: TencentCredentials, signum: int) -> Apply:
+    """An apply of twenty calls, signalled once while calls are held in flight, and seen to
+    take the signal."""
     plan_of_twenty(tmp_path)
-    process = start_apply(tmp_path, slow_url, tencent_credentials)
-    wait_for_first_result(process)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    running = Apply(tmp_path, gate.url, creds)
+    running.wait_for(running.out, "[1/")
+    gate.wait_until_holding()
+    running.send(signal.Signals(signum))
+    running.wait_for(running.err, f"{signal.Signals(signum).name}: dispatching nothing more")
+    return running
+
+
+def test_sigint_finishes_the_calls_in_flight_and_exits_130(
+    tmp_path: Path, emulator: Emulator, gate: Gate, tencent_credentials: TencentCredentials
+) -> None:
+    running = interrupt(tmp_path, gate, tencent_credentials, signal.SIGINT)
+    gate.open()  # the calls in flight are answered
+    assert running.finish() == 130, running.err
+    err = "".join(running.err)
     assert "Interrupted by SIGINT" in err
     assert "Traceback" not in err
     records = load_state(tmp_path / "state").submissions.values()
     assert {r.status for r in records} == {SubmissionStatus.SUBMITTED}
     assert len(records) == len(emulator.calls.all()) < 20
     # The next apply makes exactly the rest.
-    again = start_apply(tmp_path, slow_url, tencent_credentials)
-    again.communicate(timeout=60)
-    assert again.returncode == 0
+    again = Apply(tmp_path, gate.url, tencent_credentials)
+    assert again.finish() == 0, again.err
     names = [c["params"]["DataBackfillPlanName"] for c in emulator.calls.all()]
     assert len(names) == len(set(names)) == 20
 
 
 def test_a_second_sigterm_exits_at_once_and_leaves_unknowns_that_are_not_resubmitted(
-    tmp_path: Path, emulator: Emulator, slow_url: str, tencent_credentials: TencentCredentials
+    tmp_path: Path, emulator: Emulator, gate: Gate, tencent_credentials: TencentCredentials
 ) -> None:
-    plan_of_twenty(tmp_path)
-    process = start_apply(tmp_path, slow_url, tencent_credentials)
-    wait_for_first_result(process)
-    process.send_signal(signal.SIGTERM)
-    time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=60)
-    assert process.returncode == 143
-    time.sleep(1.0)  # let the requests that were in flight reach the emulator
+    running = interrupt(tmp_path, gate, tencent_credentials, signal.SIGTERM)
+    running.send(signal.SIGTERM)  # while the calls in flight are still held
+    assert running.finish() == 143, running.err
+    gate.open()
+    gate.wait_until_idle()  # the requests that were in flight reach the emulator
     state = load_state(tmp_path / "state")
     attention = [r for r in state.submissions.values() if r.needs_attention]
     created_before = len(emulator.calls.all())
     assert attention, "calls were in flight: their outcome is unknown"
-    again = start_apply(tmp_path, slow_url, tencent_credentials)
-    out, _ = again.communicate(timeout=60)
-    assert again.returncode == 1  # the unknowns need a person
-    assert "needs attention" in out
+    again = Apply(tmp_path, gate.url, tencent_credentials)
+    assert again.finish() == 1  # the unknowns need a person
+    assert "needs attention" in "".join(again.out)
     names = [c["params"]["DataBackfillPlanName"] for c in emulator.calls.all()]
     assert len(names) == len(set(names))
     assert len(names) == created_before + 20 - len(state.submissions)

@@ -895,18 +895,19 @@ def release(process: subprocess.Popen[str]) -> None:
 
 
 def test_a_second_writer_fails_fast_naming_the_holder(
-    tmp_path: Path, holder: Callable[[], subprocess.Popen[str]]
+    tmp_path: Path, holder: Callable[[], subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     process = holder()
     recorded = read_lock_holder(tmp_path)
     assert recorded is not None
     assert (recorded.pid, recorded.command) == (process.pid, "backfill apply")
 
-    started = time.monotonic()
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
     with pytest.raises(StateError) as raised:
         writer(tmp_path)
 
-    assert time.monotonic() - started < 1.0
+    assert waits == []  # not even one poll: no lock timeout means no waiting
     message = str(raised.value)
     assert f"{tmp_path}/ is locked by `backfill apply` (pid {process.pid}, user " in message
     assert f"on host {recorded.host}, since {recorded.since})" in message
@@ -1188,26 +1189,30 @@ def test_the_schema_and_the_store_agree_on_the_fields_of_every_event() -> None:
         assert SCHEMA["$defs"][kind]["additionalProperties"] is False
 
 
-# --- speed ---------------------------------------------------------------------------------
+# --- scale -------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_thirty_thousand_events_with_a_snapshot_load_in_under_two_seconds(
+def test_thirty_thousand_events_load_from_the_snapshot_as_from_the_journal_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # How fast: `make bench` (state load) bounds it on a larger journal.
     with monkeypatch.context() as setup:
-        setup.setattr(os, "fsync", lambda fd: None)  # durability is not what this measures
+        setup.setattr(os, "fsync", lambda fd: None)  # durability is not what this is about
         with writer(tmp_path) as state:
             for number in range(15_000):
                 state.append("intent", intent(f"k{number}", targets=(f"t{number}",)))
                 state.append("submitted", submitted(f"k{number}"))
+            final = state.state
 
-    started = time.perf_counter()
-    loaded = load_state(tmp_path)
-    elapsed = time.perf_counter() - started
+    from_snapshot = load_state(tmp_path)
+    assert json.loads((tmp_path / "snapshot.json").read_text())["seq"] == 30_001
+    (tmp_path / "snapshot.json").unlink()
+    from_journal = load_state(tmp_path)
 
-    assert loaded.seq == 30_001
-    assert elapsed < 2.0, f"loading took {elapsed:.2f}s"  # about 0.35s on a 2-core VM
+    assert from_snapshot == from_journal == final
+    assert from_snapshot.seq == 30_001  # `initialized`, then 30,000 events
+    assert len(from_snapshot.submissions) == 15_000
 
 
 def test_a_snapshot_as_written_is_read_line_by_line(tmp_path: Path) -> None:

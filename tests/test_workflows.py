@@ -55,11 +55,12 @@ def step(job: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-def test_the_three_workflows_exist() -> None:
+def test_the_four_workflows_exist() -> None:
     assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == [
         "backfill-apply.yml",
         "backfill-plan.yml",
         "ci.yml",
+        "newest-deps.yml",
     ]
 
 
@@ -88,6 +89,7 @@ def test_permissions_are_none_by_default_and_least_privilege_per_job() -> None:
             "settle": {"contents": "write", "actions": "read"},
         },
         "ci.yml": {"ci": {"contents": "read"}},
+        "newest-deps.yml": {"newest": {"contents": "read"}},
     }
     for name, jobs in expected.items():
         document = workflow(name)
@@ -173,6 +175,32 @@ def test_a_failed_apply_keeps_the_runs_state_as_an_artifact() -> None:
     assert keep["with"]["path"] == "${{ runner.temp }}/backfill-state/state/"
 
 
+def test_the_tool_is_installed_from_the_runtime_lock_and_nothing_unlocked() -> None:
+    # The locked versions with their hashes, then the tool alone: with no index, whatever the
+    # lock lacks fails the step instead of being fetched; the lock has the build backend.
+    installs = [
+        (where, item["run"])
+        for where, item in all_steps()
+        if item.get("name") == "Install backfill-reconciler"
+    ]
+    assert [where for where, _ in installs] == [
+        *["backfill-apply.yml"] * 3,  # the plan, apply and settle jobs
+        "backfill-plan.yml",
+        "action.yml",
+    ]
+    from_workflow = [
+        "--quiet --require-hashes -r requirements/runtime.txt",
+        "--quiet --no-index --no-build-isolation .",
+    ]
+    from_action = [  # the action installs from its own checkout
+        '--quiet --require-hashes -r "$ACTION_PATH/requirements/runtime.txt"',
+        '--quiet --no-index --no-build-isolation "$ACTION_PATH"',
+    ]
+    for where, script in installs:
+        pips = [line.split(" -m pip install ")[1] for line in script.splitlines() if "pip" in line]
+        assert pips == (from_action if where == ACTION.name else from_workflow), where
+
+
 def test_ci_runs_the_projects_own_checks_on_push_and_pull_request() -> None:
     document = workflow("ci.yml")
     assert set(triggers(document)) == {"push", "pull_request"}
@@ -181,6 +209,20 @@ def test_ci_runs_the_projects_own_checks_on_push_and_pull_request() -> None:
     for target in ("make test", "make lint", "make check-workflows"):
         assert target in ci_run
     assert re.search(r"^check-workflows:", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_the_suite_runs_weekly_against_the_newest_dependencies_the_ranges_allow() -> None:
+    document = workflow("newest-deps.yml")
+    on = triggers(document)
+    assert set(on) == {"schedule", "workflow_dispatch"}
+    [schedule] = on["schedule"]
+    assert schedule["cron"].split()[2:] == ["*", "*", "1"]  # every Monday
+    job = document["jobs"]["newest"]
+    install = step(job, "Install the newest versions the ranges allow")["run"]
+    assert "requirements/" not in install  # not the lock
+    newest = "pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,lint,bench]'"
+    assert newest in install
+    assert step(job, "Test")["run"] == ".venv/bin/python -m pytest -q"
 
 
 # --- the composite action -----------------------------------------------------------------------
@@ -197,7 +239,7 @@ def test_the_action_is_composite_with_the_documented_inputs() -> None:
             assert item["shell"] == "bash"
     install = step(action["runs"], "Install backfill-reconciler")
     assert install["env"] == {"ACTION_PATH": "${{ github.action_path }}"}
-    assert 'pip install --quiet "$ACTION_PATH"' in install["run"]
+    assert '--no-index --no-build-isolation "$ACTION_PATH"' in install["run"]
 
 
 def run_step(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,7 @@
 fault-tolerance issue, as medians of several runs made in one session, with their ratios.
 
 Every scenario runs as a fresh subprocess, as a user or CI would run it. Usage:
-    python tests/perf/bench.py [--plans 10000] [--runs 3] [--write] [--skip apply]
+    python tests/perf/bench.py [--plans 10000] [--runs 3] [--write] [--skip scale|hostile|apply]
 """
 
 from __future__ import annotations
@@ -38,6 +38,15 @@ from reconciler.state import load_state
 started = time.perf_counter()
 state = load_state(Path(sys.argv[1]))
 print(time.perf_counter() - started, state.seq)
+"""
+
+REJECT = """
+import sys, time
+from pathlib import Path
+from reconciler.load import load_file
+started = time.perf_counter()
+documents, problems = load_file(Path(sys.argv[1]))
+print(time.perf_counter() - started, len(documents), len(problems))
 """
 
 
@@ -155,7 +164,7 @@ def repo_scale(count: int, runs: int, work: Path) -> tuple[list[Row], dict[str, 
             no_op,
         ),
         Row("plan vs validate", f"{plan / validate:.2f}x", "<= 1.3x", plan / validate <= 1.3),
-        Row(f"state load: snapshot + replay, {events} events", f"{load:.3f} s", "", None),
+        Row(f"state load: snapshot + replay, {events} events", f"{load:.3f} s", "< 2 s", load < 2),
         Row("state load / plan", f"{100 * load / plan:.1f}%", "< 10%", load / plan < 0.10),
         Row("peak RSS of `plan`", f"{plan_rss:.0f} MB", "<= 200 MB", plan_rss <= 200),
     ]
@@ -166,6 +175,36 @@ def repo_scale(count: int, runs: int, work: Path) -> tuple[list[Row], dict[str, 
         "cells": summary["in_sync_cells"],
     }
     return rows, facts
+
+
+def hostile_files(runs: int, work: Path) -> list[Row]:
+    """Files made to exhaust a YAML reader: each must be rejected, with one problem, at once."""
+    laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        laughs.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    cases = [("a billion-laughs file", "\n".join(laughs) + "\n", 0.5)]
+    cases += [
+        (f"50,000 levels of `{unit.strip()}`", unit * 50_000, 0.25) for unit in ("[", "{a: ", "- ")
+    ]
+    rows = []
+    for index, (what, text, bound) in enumerate(cases):
+        path = work / f"hostile-{index}.yaml"
+        path.write_text(text, encoding="utf-8")
+        seconds, problems = [], set()
+        for _ in range(runs):
+            took, documents, found = run([PYTHON, "-c", REJECT, str(path)], work).stdout.split()
+            seconds.append(float(took))
+            problems.add((int(documents), int(found)))
+        median = statistics.median(seconds)
+        rows.append(
+            Row(
+                f"load: {what}, rejected with one problem",
+                f"{median * 1000:.1f} ms",
+                f"< {bound * 1000:.0f} ms",
+                median < bound and problems == {(0, 1)},
+            )
+        )
+    return rows
 
 
 def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> list[Row]:
@@ -299,7 +338,9 @@ def main() -> int:
     parser.add_argument("--submissions", type=int, default=1000)
     parser.add_argument("--sdk-calls", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=200)
-    parser.add_argument("--skip", choices=["scale", "apply"], action="append", default=[])
+    parser.add_argument(
+        "--skip", choices=["scale", "hostile", "apply"], action="append", default=[]
+    )
     parser.add_argument("--write", action="store_true", help="also write tests/perf/RESULTS.md")
     args = parser.parse_args()
     rows: list[Row] = []
@@ -309,6 +350,8 @@ def main() -> int:
         if "scale" not in args.skip:
             scale_rows, facts = repo_scale(args.plans, args.runs, work)
             rows += scale_rows
+        if "hostile" not in args.skip:
+            rows += hostile_files(args.runs, work)
         if "apply" not in args.skip:
             rows += apply_rate(args.submissions, args.sdk_calls, args.latency_ms / 1000, work)
     header = (
