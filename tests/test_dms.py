@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,12 +15,13 @@ from conftest import FakeClock
 from factories import DAGS, dms_plan, wedata_plan, write
 from harness import Crash, Repo, cli
 
-from reconciler.domain import OutcomeKind
+from reconciler import execute
+from reconciler.domain import OutcomeKind, Submission
 from reconciler.emulator import DmsService, Emulator, FaultConfig, create_app
 from reconciler.errors import BackfillError
 from reconciler.providers import dms
 from reconciler.providers.protocol import Connection
-from reconciler.state import SubmissionStatus, init_state, load_state
+from reconciler.state import SubmissionStatus, init_state, load_state, open_state
 
 Serve = Callable[..., tuple[Emulator, str]]
 AUGUST = [("2025-08-01", "2025-08-03")]
@@ -413,7 +413,7 @@ def test_a_run_of_an_earlier_backfill_still_waiting_to_start_proves_nothing(
 
 
 def test_a_run_that_does_not_say_how_it_was_triggered_is_not_ruled_out(
-    aliyun_credentials: Any,
+    aliyun_credentials: Any, tmp_path: Path
 ) -> None:
     # A stand-in for a DMS that leaves TriggerType out: taking the run for a scheduled one
     # would find nothing and, in time, conclude "did not run".
@@ -429,12 +429,23 @@ def test_a_run_that_does_not_say_how_it_was_triggered_is_not_ruled_out(
         body = {"Success": True, "TotalCount": 1, "DAGInstanceList": {"DAGInstance": [run]}}
         return httpx.Response(200, json=body)
 
-    record = SimpleNamespace(
+    submission = Submission(
+        key="k",
+        plan="p",
+        revision=1,
+        provider=dms.NAME,
+        action=dms.ACTION,
+        region="cn-hangzhou",
         targets=("15001",),
         dates=("2025-08-01",),
-        intent_time=intent.isoformat(),
+        fingerprint="f",
+        params={},
         request={"DagId": 15001, "BackFillDate": "2025-08-01"},
     )
+    init_state(tmp_path, actor={"user": "test"})
+    with open_state(tmp_path, actor={"user": "test"}, command="test", clock=lambda: intent) as w:
+        w.append("intent", execute.intent(submission, "http://127.0.0.1:9"))
+        record = w.state.submissions["k"]
     connection = Connection("http://127.0.0.1:9", transport=httpx.MockTransport(respond))
     client = dms.DmsClient(aliyun_credentials, connection)
     lookup = client.find(record, [])

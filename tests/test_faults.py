@@ -180,8 +180,8 @@ def test_reads_are_never_faulted(
     listed = dms_client.call(
         "ListTaskFlowInstance", {"DagId": 15001, "PageIndex": 1, "PageSize": 10}
     )
-    assert listed.outcome.kind is OutcomeKind.SUBMITTED
-    assert listed.body["TotalCount"] == 2
+    assert listed.kind is OutcomeKind.SUBMITTED
+    assert listed.detail["TotalCount"] == 2
     assert app.stats()["faults"]["error"] == 0
 
 

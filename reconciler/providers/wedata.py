@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -33,12 +34,14 @@ from reconciler.providers.protocol import (
     call_count,
     chunked,
     contiguous_runs,
+    every_page,
     from_emulator,
     overall,
     send,
     unreadable,
 )
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
+from reconciler.state import SubmissionRecord
 
 NAME = "tencent-wedata"
 SERVICE = "wedata"
@@ -241,22 +244,24 @@ class WeDataProvider:
             )
         return WeDataClient(credentials, connection)
 
-    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
+    def remote_name(self, record: SubmissionRecord) -> str:
+        return str(record.request.get("DataBackfillPlanName") or "")
+
+    def look_up(
+        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+    ) -> Lookup:
         # WeData offers no lookup of a backfill plan by name: a person has to look.
-        name = record.request.get("DataBackfillPlanName", "")
         return Lookup(
             "unclear",
             how=f"WeData cannot be searched by plan name through the API: look in the WeData "
             f"console (project {record.request.get('ProjectId', '?')}, region {record.region}) "
-            f"for a backfill plan named {name!r} created after {record.intent_time}",
+            f"for a backfill plan named {self.remote_name(record)!r} created after "
+            f"{record.intent_time}",
         )
 
-    def progress(self, record: Any, connection: Connection) -> Progress:
-        client = self.client(connection)
-        try:
+    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
+        with closing(self.client(connection)) as client:
             return client.progress(record)
-        finally:
-            client.close()
 
 
 def remote_name(plan: Plan, key: str) -> str:
@@ -287,12 +292,7 @@ class WeDataClient:
     """Sends CreateDataBackfillPlan and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: TencentCredentials, connection: Connection) -> None:
-        self._http = httpx.Client(
-            base_url=connection.endpoint,
-            auth=TC3Auth(credentials, service=SERVICE),
-            transport=connection.transport,
-            timeout=httpx.Timeout(connection.timeout, connect=10.0),
-        )
+        self._http = connection.http(TC3Auth(credentials, service=SERVICE))
         self.credential_id = credentials.secret_id
 
     def submit(self, submission: Submission) -> Outcome:
@@ -313,7 +313,7 @@ class WeDataClient:
             return response
         return _outcome(response, create=create)
 
-    def progress(self, record: Any) -> Progress:
+    def progress(self, record: SubmissionRecord) -> Progress:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
         ListDataBackfillInstances for the state of each task on each date."""
         plan = {
@@ -323,30 +323,18 @@ class WeDataClient:
         got = self.call("GetDataBackfillPlan", record.region, plan)
         if got.kind is not OutcomeKind.SUBMITTED:
             return Progress("unknown", error=_failure("GetDataBackfillPlan", got))
-        instances: list[Instance] = []
-        page = 1
-        while True:
-            listed = self.call(
+        listed = every_page(
+            lambda page: self.call(
                 "ListDataBackfillInstances",
                 record.region,
                 {**plan, "PageNumber": page, "PageSize": LIST_PAGE_SIZE},
-            )
-            if listed.kind is not OutcomeKind.SUBMITTED:
-                return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
-            items = listed.detail.get("Items") or []
-            for item in items:
-                state = str(item.get("State") or "")
-                instances.append(
-                    Instance(
-                        target=str(item.get("TaskId", "")),
-                        date=str(item.get("CurRunDate") or "")[:10],
-                        state=state,
-                        phase=INSTANCE_PHASES.get(state, "running"),
-                    )
-                )
-            if not items or page >= int(listed.detail.get("TotalPageNumber") or 0):
-                break
-            page += 1
+            ),
+            items=lambda data: data.get("Items") or [],
+            last=lambda data, page: page >= int(data.get("TotalPageNumber") or 0),
+        )
+        if isinstance(listed, Outcome):
+            return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
+        instances = [_instance(item) for item in listed]
         return Progress(
             overall(instances, len(record.targets) * len(record.dates)),
             instances=tuple(instances),
@@ -356,6 +344,16 @@ class WeDataClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _instance(item: Mapping[str, Any]) -> Instance:
+    state = str(item.get("State") or "")
+    return Instance(
+        target=str(item.get("TaskId", "")),
+        date=str(item.get("CurRunDate") or "")[:10],
+        state=state,
+        phase=INSTANCE_PHASES.get(state, "running"),
+    )
 
 
 def _refused_credentials(code: str) -> str:
