@@ -789,7 +789,8 @@ def emulator(
     injected faults, GET/POST /_emulator/faults shows or replaces the fault settings (JSON).
     """
     # Here, not at the top: every other command starts without loading the emulated APIs.
-    from reconciler.emulator import FaultConfig, Latency, create_app  # noqa: PLC0415
+    from reconciler.emulator.app import create_app  # noqa: PLC0415
+    from reconciler.emulator.faults import FaultConfig, Latency  # noqa: PLC0415
     from reconciler.emulator.server import serve_forever  # noqa: PLC0415
 
     try:

@@ -13,13 +13,16 @@ import httpx
 import pytest
 from conftest import FakeClock
 from factories import DAGS, dms_plan, wedata_plan, write
-from harness import Crash, Repo, cli
+from harness import Crash, Repo, cli, credentials_environ
 
 from reconciler import execute
 from reconciler.domain import OutcomeKind, Submission
-from reconciler.emulator import DmsService, Emulator, FaultConfig, create_app
+from reconciler.emulator.app import Emulator, create_app
+from reconciler.emulator.dms import DmsService
+from reconciler.emulator.faults import FaultConfig
 from reconciler.errors import BackfillError
 from reconciler.providers import dms
+from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.protocol import Connection
 from reconciler.state import SubmissionStatus, init_state, load_state, open_state
 
@@ -226,9 +229,12 @@ def test_throttled_replies_are_retried_not_failed(
     monkeypatch: pytest.MonkeyPatch,
     emulator_clock: Any,
     capsys: pytest.CaptureFixture[str],
+    aliyun_credentials: AliyunCredentials,
 ) -> None:
     repo.emulator = create_app(
-        tencent=None, aliyun=_aliyun(), clock=emulator_clock, aliyun_rate_limit=1.0
+        environ=credentials_environ(aliyun=aliyun_credentials),
+        clock=emulator_clock,
+        rate_limits={dms.NAME: 1.0},
     )
     monkeypatch.setattr("reconciler.execute._backoff", lambda attempt: 0.3)
     # The first call to the endpoint goes alone; the other two then leave at once, over 1/s.
@@ -238,12 +244,6 @@ def test_throttled_replies_are_retried_not_failed(
     statuses = {r.status for r in load_state(repo.state).submissions.values()}
     assert statuses == {SubmissionStatus.SUBMITTED}
     assert "(after 2 attempts)" in capsys.readouterr().out  # "[3/3] submitted ... -> ID ..."
-
-
-def _aliyun() -> Any:
-    from reconciler.providers.acs3 import AliyunCredentials
-
-    return AliyunCredentials.from_env()
 
 
 # --- the recovery lookup: only runs this request could have made ----------------------------
@@ -391,7 +391,7 @@ def test_a_run_two_unknown_submissions_could_have_made_settles_neither(repo: Rep
 def test_a_run_of_an_earlier_backfill_still_waiting_to_start_proves_nothing(
     repo: Repo, emulator_clock: FakeClock
 ) -> None:
-    repo.emulator = create_app(clock=emulator_clock, aliyun_instance_seconds=600)
+    repo.emulator = create_app(clock=emulator_clock, instance_seconds=600)
     repo.write("dms", dms_plan("earlier", dags=[15001], dates=AUGUST))
     assert repo.apply() == 0  # 2025-08-01 runs now; 08-02 and 08-03 wait their turn
     (repo.plans / "dms.yaml").unlink()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -46,6 +46,9 @@ from reconciler.providers.protocol import (
     unreadable,
 )
 from reconciler.state import SubmissionRecord
+
+if TYPE_CHECKING:
+    from reconciler.emulator.app import ServiceFactory
 
 NAME = "aliyun-dms"
 ACTION = "BackFill"
@@ -244,6 +247,11 @@ class DmsProvider:
     def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
         with closing(self.client(connection)) as client:
             return client.progress(record)
+
+    def emulated(self) -> ServiceFactory:
+        from reconciler.emulator.dms import DmsService  # noqa: PLC0415 - see Provider.emulated
+
+        return DmsService
 
 
 class DmsClient:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 
@@ -22,6 +22,9 @@ from reconciler.domain import (
     runs,
 )
 from reconciler.state import SubmissionRecord
+
+if TYPE_CHECKING:
+    from reconciler.emulator.app import ServiceFactory
 
 EMULATOR_HEADER = "X-Backfill-Emulator"
 """The built-in emulator marks every reply with it, so that a client can record that it talked
@@ -186,6 +189,11 @@ class Provider(Protocol):
 
     def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
         """The remote progress of a submitted backfill, read-only."""
+        ...
+
+    def emulated(self) -> ServiceFactory:
+        """How the built-in emulator makes this API (`backfill emulator`, the tests); its code
+        is loaded only when an emulator is made."""
         ...
 
 

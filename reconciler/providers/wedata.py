@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -42,6 +42,9 @@ from reconciler.providers.protocol import (
 )
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
 from reconciler.state import SubmissionRecord
+
+if TYPE_CHECKING:
+    from reconciler.emulator.app import ServiceFactory
 
 NAME = "tencent-wedata"
 SERVICE = "wedata"
@@ -262,6 +265,11 @@ class WeDataProvider:
     def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
         with closing(self.client(connection)) as client:
             return client.progress(record)
+
+    def emulated(self) -> ServiceFactory:
+        from reconciler.emulator.wedata import WeDataService  # noqa: PLC0415 - see Provider.emulated
+
+        return WeDataService
 
 
 def remote_name(plan: Plan, key: str) -> str:
