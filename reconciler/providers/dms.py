@@ -151,6 +151,7 @@ class DmsProvider:
     name = NAME
     action = ACTION
     targets_field = "dagIds"
+    spec_schema: Mapping[str, JSON] = {"$ref": "#/$defs/aliyunSpec"}
 
     @property
     def rate_limit(self) -> float:

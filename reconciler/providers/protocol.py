@@ -147,6 +147,9 @@ class Provider(Protocol):
 
     targets_field: str
     """The `spec` field that lists the targets (WeData tasks, DMS DAGs)."""
+    spec_schema: Mapping[str, JSON]
+    """The JSON Schema a plan's `spec` meets when it names this provider, within the plan
+    schema (so `{"$ref": "#/$defs/..."}` reaches its definitions)."""
 
     def region(self, plan: Plan) -> str: ...
 
