@@ -151,6 +151,7 @@ class DmsProvider:
     name = NAME
     action = ACTION
     targets_field = "dagIds"
+    credentials_prefix = "ALIBABA_CLOUD_"
     spec_schema: Mapping[str, JSON] = {"$ref": "#/$defs/aliyunSpec"}
 
     @property

@@ -147,6 +147,9 @@ class Provider(Protocol):
 
     targets_field: str
     """The `spec` field that lists the targets (WeData tasks, DMS DAGs)."""
+    credentials_prefix: str
+    """What the names of the environment variables its credentials come from start with:
+    nothing else the tool runs (git and its hooks) is given them."""
     spec_schema: Mapping[str, JSON]
     """The JSON Schema a plan's `spec` meets when it names this provider, within the plan
     schema (so `{"$ref": "#/$defs/..."}` reaches its definitions)."""

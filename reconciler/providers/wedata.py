@@ -128,6 +128,7 @@ class WeDataProvider:
     action = ACTION
     rate_limit = RATE_LIMIT
     targets_field = "taskIds"
+    credentials_prefix = "TENCENTCLOUD_"
     spec_schema: Mapping[str, JSON] = {"$ref": "#/$defs/tencentSpec"}
 
     def region(self, plan: Plan) -> str:
