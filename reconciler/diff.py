@@ -227,19 +227,8 @@ def _conflict(
     record: SubmissionRecord, cells: list[Cell], plan: Plan, params: Mapping[str, JSON]
 ) -> Conflict:
     dates = sorted(c.date for c in cells)
-    if record.plan != plan.name and plan.takeover.get(record.plan) != "rename":
-        return Conflict(
-            plan=plan.name,
-            revision=plan.revision,
-            key=record.key,
-            cells=len(cells),
-            first_date=dates[0],
-            last_date=dates[-1],
-            changes=(),
-            location=plan.locate("spec"),
-            other_plan=record.plan,
-        )
-    changed = sorted(set(record.params) | set(params))
+    # Another plan's submission, not taken over: not an edit, so no fields to compare.
+    other = record.plan != plan.name and plan.takeover.get(record.plan) != "rename"
     return Conflict(
         plan=plan.name,
         revision=plan.revision,
@@ -247,12 +236,17 @@ def _conflict(
         cells=len(cells),
         first_date=dates[0],
         last_date=dates[-1],
-        changes=tuple(
-            FieldChange(name, record.params.get(name), params.get(name))
-            for name in changed
-            if record.params.get(name) != params.get(name)
-        ),
+        changes=() if other else _changes(record.params, params),
         location=plan.locate("spec"),
+        other_plan=record.plan if other else "",
+    )
+
+
+def _changes(old: Mapping[str, JSON], new: Mapping[str, JSON]) -> tuple[FieldChange, ...]:
+    return tuple(
+        FieldChange(name, old.get(name), new.get(name))
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
     )
 
 
