@@ -71,8 +71,12 @@ def _about(
     return {"help": help, "bounds": bounds, "expect": expect, "metavar": metavar}
 
 
-def _rate(help: str) -> dict[str, Any]:
-    return _about(help, bounds=(0.0, 1.0), expect="a probability between 0 and 1")
+def _rate(help: str) -> Any:
+    """A field of a fault's rate, off by default."""
+    return field(
+        default=0.0,
+        metadata=_about(help, bounds=(0.0, 1.0), expect="a probability between 0 and 1"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,30 +98,19 @@ class FaultConfig:
             metavar="MS|LOW-HIGH",
         ),
     )
-    throttle_rate: float = field(
-        default=0.0,
-        metadata=_rate(
-            "Chance that a create gets the API's own throttling reply (nothing created)."
-        ),
+    throttle_rate: float = _rate(
+        "Chance that a create gets the API's own throttling reply (nothing created)."
     )
-    error_rate: float = field(
-        default=0.0,
-        metadata=_rate("Chance that a create gets HTTP 503 before it runs (nothing created)."),
+    error_rate: float = _rate(
+        "Chance that a create gets HTTP 503 before it runs (nothing created)."
     )
-    timeout_after_commit_rate: float = field(
-        default=0.0,
-        metadata=_rate(
-            "Chance that a create runs, then its reply is held back (--hang-ms) and never sent."
-        ),
+    timeout_after_commit_rate: float = _rate(
+        "Chance that a create runs, then its reply is held back (--hang-ms) and never sent."
     )
-    reset_after_commit_rate: float = field(
-        default=0.0,
-        metadata=_rate("Chance that a create runs, then its connection is reset without a reply."),
+    reset_after_commit_rate: float = _rate(
+        "Chance that a create runs, then its connection is reset without a reply."
     )
-    slow_rate: float = field(
-        default=0.0,
-        metadata=_rate("Chance that a create is answered late (--slow-ms) but normally."),
-    )
+    slow_rate: float = _rate("Chance that a create is answered late (--slow-ms) but normally.")
     slow_ms: float = field(
         default=2000.0,
         metadata=_about(
