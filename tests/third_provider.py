@@ -34,20 +34,8 @@ from reconciler.emulator.app import (
     Settings,
 )
 from reconciler.errors import BackfillError
-from reconciler.providers.protocol import (
-    Claim,
-    Connection,
-    Instance,
-    Lookup,
-    Progress,
-    call_count,
-    chunked,
-    every_page,
-    from_emulator,
-    overall,
-    send,
-    unreadable,
-)
+from reconciler.providers import protocol
+from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Progress
 from reconciler.state import SubmissionRecord
 
 NAME = "acme-jobs"
@@ -129,12 +117,12 @@ class AcmeProvider:
         return [
             Batch(targets=(job,), dates=chunk)
             for job in sorted(missing)
-            for chunk in chunked(sorted(missing[job]), plan, 1)
+            for chunk in protocol.chunked(sorted(missing[job]), plan, 1)
         ]
 
     def calls(self, plan: Plan) -> int:
         (group,) = self.cell_groups(plan)
-        return len(group.targets) * call_count(group.days, plan, 1)
+        return len(group.targets) * protocol.call_count(group.days, plan, 1)
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
         (job,) = batch.targets
@@ -172,7 +160,7 @@ class AcmeProvider:
 
     def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
         with closing(self.client(connection)) as client:
-            listed = every_page(
+            listed = protocol.every_page(
                 lambda page: client.call(
                     "GetRerun", {"RerunId": record.remote_id, "Page": page, "Size": PAGE_SIZE}
                 ),
@@ -190,7 +178,7 @@ class AcmeProvider:
             )
             for run in listed
         )
-        return Progress(overall(instances, len(record.dates)), instances=instances)
+        return Progress(protocol.overall(instances, len(record.dates)), instances=instances)
 
     def emulated(self) -> ServiceFactory:
         return AcmeService
@@ -213,13 +201,15 @@ class AcmeClient:
         )
 
     def call(self, action: str, body: Mapping[str, JSON]) -> Outcome:
-        response = send(self._http, "/", json=dict(body), headers={"X-Acme-Action": action})
+        response = protocol.send(
+            self._http, "/", json=dict(body), headers={"X-Acme-Action": action}
+        )
         if isinstance(response, Outcome):
             return response
         try:
             reply = response.json()
         except ValueError:
-            return unreadable(response, "Acme")
+            return protocol.unreadable(response, "Acme")
         error = reply.get("Error") if isinstance(reply, dict) else None
         if isinstance(error, dict):
             # Every refusal of this API comes before it runs anything.
@@ -227,13 +217,13 @@ class AcmeClient:
                 OutcomeKind.REJECTED,
                 code=str(error["Code"]),
                 message=str(error["Message"]),
-                emulator=from_emulator(response),
+                emulator=protocol.from_emulator(response),
             )
         return Outcome(
             OutcomeKind.SUBMITTED,
             request_id=str(reply["RequestId"]),
             detail=reply,
-            emulator=from_emulator(response),
+            emulator=protocol.from_emulator(response),
         )
 
     def close(self) -> None:

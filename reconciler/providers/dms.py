@@ -28,23 +28,9 @@ from reconciler.domain import (
     range_span,
 )
 from reconciler.errors import BackfillError
+from reconciler.providers import protocol
 from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials, encode_query, rpc_params
-from reconciler.providers.protocol import (
-    Claim,
-    Connection,
-    Instance,
-    Lookup,
-    Phase,
-    Progress,
-    call_count,
-    chunked,
-    contiguous_runs,
-    every_page,
-    from_emulator,
-    overall,
-    send,
-    unreadable,
-)
+from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
 from reconciler.state import SubmissionRecord
 
 if TYPE_CHECKING:
@@ -191,14 +177,14 @@ class DmsProvider:
         # BackFill takes one DAG and one date or one contiguous range per call.
         batches: list[Batch] = []
         for target in sorted(missing, key=int):
-            for start, end in contiguous_runs(sorted(missing[target])):
-                for chunk in chunked(days(start, end), plan, 1):
+            for start, end in protocol.contiguous_runs(sorted(missing[target])):
+                for chunk in protocol.chunked(days(start, end), plan, 1):
                     batches.append(Batch(targets=(target,), dates=chunk))
         return batches
 
     def calls(self, plan: Plan) -> int:
         return sum(
-            len(group.targets) * call_count(last - first + 1, plan, 1)
+            len(group.targets) * protocol.call_count(last - first + 1, plan, 1)
             for group in self.cell_groups(plan)
             for first, last in group.spans
         )
@@ -290,7 +276,7 @@ class DmsClient:
         """One RPC action; a reply DMS accepted has its whole body in `detail`."""
         query = encode_query(rpc_params(params))
         headers = {"x-acs-action": action, "x-acs-version": VERSION, "accept": "application/json"}
-        response = send(self._http, f"/?{query}", headers=headers)
+        response = protocol.send(self._http, f"/?{query}", headers=headers)
         if isinstance(response, Outcome):
             return response
         return _outcome(response)
@@ -407,7 +393,7 @@ class DmsClient:
         }
         if "Tid" in record.request:
             params["Tid"] = record.request["Tid"]
-        return every_page(
+        return protocol.every_page(
             lambda page: self.call("ListTaskFlowInstance", {**params, "PageIndex": page}),
             items=lambda body: body.get("DAGInstanceList", {}).get("DAGInstance", []) or [],
             last=lambda body, page: page * LIST_PAGE_SIZE >= int(body.get("TotalCount", 0) or 0),
@@ -442,7 +428,7 @@ class DmsClient:
         succeeded = sum(1 for i in instances if i.phase == "succeeded")
         finished = succeeded + sum(1 for i in instances if i.phase == "failed")
         return Progress(
-            overall(instances, len(wanted)),
+            protocol.overall(instances, len(wanted)),
             instances=instances,
             complete_percent=100 * finished // len(wanted),
             success_percent=100 * succeeded // len(wanted),
@@ -484,7 +470,7 @@ def _epoch(iso: str) -> float:
 
 
 def _span(dates: Sequence[str]) -> str:
-    return ", ".join(a if a == b else f"{a}..{b}" for a, b in contiguous_runs(dates))
+    return ", ".join(a if a == b else f"{a}..{b}" for a, b in protocol.contiguous_runs(dates))
 
 
 def _instance(target: str, day: str, item: Mapping[str, Any]) -> Instance:
@@ -495,13 +481,13 @@ def _instance(target: str, day: str, item: Mapping[str, Any]) -> Instance:
 
 
 def _outcome(response: httpx.Response) -> Outcome:
-    emulator = from_emulator(response)
+    emulator = protocol.from_emulator(response)
     try:
         body = response.json()
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        return unreadable(response, "DMS")
+        return protocol.unreadable(response, "DMS")
     request_id = str(body.get("RequestId", ""))
     halt = ""
     if response.status_code >= 400:

@@ -24,22 +24,8 @@ from reconciler.domain import (
     range_span,
 )
 from reconciler.errors import BackfillError
-from reconciler.providers.protocol import (
-    Claim,
-    Connection,
-    Instance,
-    Lookup,
-    Phase,
-    Progress,
-    call_count,
-    chunked,
-    contiguous_runs,
-    every_page,
-    from_emulator,
-    overall,
-    send,
-    unreadable,
-)
+from reconciler.providers import protocol
+from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
 from reconciler.state import SubmissionRecord
 
@@ -189,19 +175,20 @@ class WeDataProvider:
         return [
             Batch(targets=tuple(targets), dates=chunk)
             for dates, targets in sorted(by_dates.items())
-            for chunk in chunked(dates, plan, len(targets))
+            for chunk in protocol.chunked(dates, plan, len(targets))
         ]
 
     def calls(self, plan: Plan) -> int:
         return sum(
-            call_count(group.days, plan, len(group.targets)) for group in self.cell_groups(plan)
+            protocol.call_count(group.days, plan, len(group.targets))
+            for group in self.cell_groups(plan)
         )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
         params = group.params
         window = params.get("executionWindow")
         ranges: list[dict[str, JSON]] = []
-        for start, end in contiguous_runs(batch.dates):
+        for start, end in protocol.contiguous_runs(batch.dates):
             entry: dict[str, JSON] = {"StartDate": start, "EndDate": end}
             if isinstance(window, Mapping):
                 entry["ExecutionStartTime"] = window["start"]
@@ -318,7 +305,7 @@ class WeDataClient:
             "X-TC-Version": VERSION,
             "X-TC-Region": region,
         }
-        response = send(self._http, "/", content=payload, headers=headers)
+        response = protocol.send(self._http, "/", content=payload, headers=headers)
         if isinstance(response, Outcome):
             return response
         return _outcome(response, create=create)
@@ -333,7 +320,7 @@ class WeDataClient:
         got = self.call("GetDataBackfillPlan", record.region, plan)
         if got.kind is not OutcomeKind.SUBMITTED:
             return Progress("unknown", error=_failure("GetDataBackfillPlan", got))
-        listed = every_page(
+        listed = protocol.every_page(
             lambda page: self.call(
                 "ListDataBackfillInstances",
                 record.region,
@@ -346,7 +333,7 @@ class WeDataClient:
             return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
         instances = [_instance(item) for item in listed]
         return Progress(
-            overall(instances, len(record.targets) * len(record.dates)),
+            protocol.overall(instances, len(record.targets) * len(record.dates)),
             instances=tuple(instances),
             complete_percent=_percent(got.detail.get("CompletePercent")),
             success_percent=_percent(got.detail.get("SuccessPercent")),
@@ -385,12 +372,12 @@ def _percent(value: JSON) -> int | None:
 
 
 def _outcome(response: httpx.Response, *, create: bool) -> Outcome:
-    emulator = from_emulator(response)
+    emulator = protocol.from_emulator(response)
     try:
         envelope = response.json()["Response"]
         request_id = str(envelope.get("RequestId", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
-        return unreadable(response, "Tencent Cloud API")
+        return protocol.unreadable(response, "Tencent Cloud API")
     error = envelope.get("Error")
     if isinstance(error, Mapping):
         code = str(error.get("Code", "")) or "UnknownError"
