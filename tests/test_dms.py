@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from conftest import FakeClock
-from factories import DAGS, dms_plan, wedata_plan, write
+from factories import DAGS, dms_plan, submission, wedata_plan, write
 from harness import Crash, Repo, cli, credentials_environ
 
 from reconciler import execute
-from reconciler.domain import OutcomeKind, Submission
+from reconciler.domain import OutcomeKind
 from reconciler.emulator.app import Emulator, create_app
 from reconciler.emulator.dms import DmsService
 from reconciler.emulator.faults import FaultConfig
@@ -423,28 +423,15 @@ def test_a_run_that_does_not_say_how_it_was_triggered_is_not_ruled_out(
     def respond(request: httpx.Request) -> httpx.Response:
         run = {
             "Id": 470009,
-            "BusinessTime": "2025-08-01 00:00:00",
+            "BusinessTime": "2025-09-01 00:00:00",
             "startTime": started.strftime(dms.INSTANCE_TIME_FORMAT),
         }
         body = {"Success": True, "TotalCount": 1, "DAGInstanceList": {"DAGInstance": [run]}}
         return httpx.Response(200, json=body)
 
-    submission = Submission(
-        key="k",
-        plan="p",
-        revision=1,
-        provider=dms.NAME,
-        action=dms.ACTION,
-        region="cn-hangzhou",
-        targets=("15001",),
-        dates=("2025-08-01",),
-        fingerprint="f",
-        params={},
-        request={"DagId": 15001, "BackFillDate": "2025-08-01"},
-    )
     init_state(tmp_path, actor={"user": "test"})
     with open_state(tmp_path, actor={"user": "test"}, command="test", clock=lambda: intent) as w:
-        w.append("intent", execute.intent(submission, "http://127.0.0.1:9"))
+        w.append("intent", execute.intent(submission(dms.PROVIDER), "http://127.0.0.1:9"))
         record = w.state.submissions["k"]
     connection = Connection("http://127.0.0.1:9", transport=httpx.MockTransport(respond))
     client = dms.DmsClient(aliyun_credentials, connection)
