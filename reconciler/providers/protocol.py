@@ -1,5 +1,6 @@
 """What every platform adapter provides: cells of a plan, how missing cells batch into calls,
-the request for a batch, and a client that sends it and classifies the reply."""
+the request for a batch, and a client that sends it and classifies the reply; and the plumbing
+they share (`send`, `every_page`, `chunked`)."""
 
 from __future__ import annotations
 
