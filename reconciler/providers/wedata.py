@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from contextlib import closing
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -23,22 +24,13 @@ from reconciler.domain import (
     range_span,
 )
 from reconciler.errors import BackfillError
-from reconciler.providers.protocol import (
-    Claim,
-    Connection,
-    Instance,
-    Lookup,
-    Phase,
-    Progress,
-    call_count,
-    chunked,
-    contiguous_runs,
-    from_emulator,
-    overall,
-    send,
-    unreadable,
-)
+from reconciler.providers import protocol
+from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
+from reconciler.state import SubmissionRecord
+
+if TYPE_CHECKING:
+    from reconciler.emulator.app import ServiceFactory
 
 NAME = "tencent-wedata"
 SERVICE = "wedata"
@@ -122,6 +114,8 @@ class WeDataProvider:
     action = ACTION
     rate_limit = RATE_LIMIT
     targets_field = "taskIds"
+    credentials_prefix = "TENCENTCLOUD_"
+    spec_schema: Mapping[str, JSON] = {"$ref": "#/$defs/tencentSpec"}
 
     def region(self, plan: Plan) -> str:
         return str(plan.spec["region"])
@@ -181,19 +175,20 @@ class WeDataProvider:
         return [
             Batch(targets=tuple(targets), dates=chunk)
             for dates, targets in sorted(by_dates.items())
-            for chunk in chunked(dates, plan, len(targets))
+            for chunk in protocol.chunked(dates, plan, len(targets))
         ]
 
     def calls(self, plan: Plan) -> int:
         return sum(
-            call_count(group.days, plan, len(group.targets)) for group in self.cell_groups(plan)
+            protocol.call_count(group.days, plan, len(group.targets))
+            for group in self.cell_groups(plan)
         )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
         params = group.params
         window = params.get("executionWindow")
         ranges: list[dict[str, JSON]] = []
-        for start, end in contiguous_runs(batch.dates):
+        for start, end in protocol.contiguous_runs(batch.dates):
             entry: dict[str, JSON] = {"StartDate": start, "EndDate": end}
             if isinstance(window, Mapping):
                 entry["ExecutionStartTime"] = window["start"]
@@ -241,22 +236,29 @@ class WeDataProvider:
             )
         return WeDataClient(credentials, connection)
 
-    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
+    def remote_name(self, record: SubmissionRecord) -> str:
+        return str(record.request.get("DataBackfillPlanName") or "")
+
+    def look_up(
+        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+    ) -> Lookup:
         # WeData offers no lookup of a backfill plan by name: a person has to look.
-        name = record.request.get("DataBackfillPlanName", "")
         return Lookup(
             "unclear",
             how=f"WeData cannot be searched by plan name through the API: look in the WeData "
             f"console (project {record.request.get('ProjectId', '?')}, region {record.region}) "
-            f"for a backfill plan named {name!r} created after {record.intent_time}",
+            f"for a backfill plan named {self.remote_name(record)!r} created after "
+            f"{record.intent_time}",
         )
 
-    def progress(self, record: Any, connection: Connection) -> Progress:
-        client = self.client(connection)
-        try:
+    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
+        with closing(self.client(connection)) as client:
             return client.progress(record)
-        finally:
-            client.close()
+
+    def emulated(self) -> ServiceFactory:
+        from reconciler.emulator.wedata import WeDataService  # noqa: PLC0415 - see Provider.emulated
+
+        return WeDataService
 
 
 def remote_name(plan: Plan, key: str) -> str:
@@ -287,12 +289,7 @@ class WeDataClient:
     """Sends CreateDataBackfillPlan and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: TencentCredentials, connection: Connection) -> None:
-        self._http = httpx.Client(
-            base_url=connection.endpoint,
-            auth=TC3Auth(credentials, service=SERVICE),
-            transport=connection.transport,
-            timeout=httpx.Timeout(connection.timeout, connect=10.0),
-        )
+        self._http = connection.http(TC3Auth(credentials, service=SERVICE))
         self.credential_id = credentials.secret_id
 
     def submit(self, submission: Submission) -> Outcome:
@@ -308,12 +305,12 @@ class WeDataClient:
             "X-TC-Version": VERSION,
             "X-TC-Region": region,
         }
-        response = send(self._http, "/", content=payload, headers=headers)
+        response = protocol.send(self._http, "/", content=payload, headers=headers)
         if isinstance(response, Outcome):
             return response
         return _outcome(response, create=create)
 
-    def progress(self, record: Any) -> Progress:
+    def progress(self, record: SubmissionRecord) -> Progress:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
         ListDataBackfillInstances for the state of each task on each date."""
         plan = {
@@ -323,32 +320,20 @@ class WeDataClient:
         got = self.call("GetDataBackfillPlan", record.region, plan)
         if got.kind is not OutcomeKind.SUBMITTED:
             return Progress("unknown", error=_failure("GetDataBackfillPlan", got))
-        instances: list[Instance] = []
-        page = 1
-        while True:
-            listed = self.call(
+        listed = protocol.every_page(
+            lambda page: self.call(
                 "ListDataBackfillInstances",
                 record.region,
                 {**plan, "PageNumber": page, "PageSize": LIST_PAGE_SIZE},
-            )
-            if listed.kind is not OutcomeKind.SUBMITTED:
-                return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
-            items = listed.detail.get("Items") or []
-            for item in items:
-                state = str(item.get("State") or "")
-                instances.append(
-                    Instance(
-                        target=str(item.get("TaskId", "")),
-                        date=str(item.get("CurRunDate") or "")[:10],
-                        state=state,
-                        phase=INSTANCE_PHASES.get(state, "running"),
-                    )
-                )
-            if not items or page >= int(listed.detail.get("TotalPageNumber") or 0):
-                break
-            page += 1
+            ),
+            items=lambda data: data.get("Items") or [],
+            last=lambda data, page: page >= int(data.get("TotalPageNumber") or 0),
+        )
+        if isinstance(listed, Outcome):
+            return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
+        instances = [_instance(item) for item in listed]
         return Progress(
-            overall(instances, len(record.targets) * len(record.dates)),
+            protocol.overall(instances, len(record.targets) * len(record.dates)),
             instances=tuple(instances),
             complete_percent=_percent(got.detail.get("CompletePercent")),
             success_percent=_percent(got.detail.get("SuccessPercent")),
@@ -356,6 +341,16 @@ class WeDataClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _instance(item: Mapping[str, Any]) -> Instance:
+    state = str(item.get("State") or "")
+    return Instance(
+        target=str(item.get("TaskId", "")),
+        date=str(item.get("CurRunDate") or "")[:10],
+        state=state,
+        phase=INSTANCE_PHASES.get(state, "running"),
+    )
 
 
 def _refused_credentials(code: str) -> str:
@@ -377,12 +372,12 @@ def _percent(value: JSON) -> int | None:
 
 
 def _outcome(response: httpx.Response, *, create: bool) -> Outcome:
-    emulator = from_emulator(response)
+    emulator = protocol.from_emulator(response)
     try:
         envelope = response.json()["Response"]
         request_id = str(envelope.get("RequestId", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
-        return unreadable(response, "Tencent Cloud API")
+        return protocol.unreadable(response, "Tencent Cloud API")
     error = envelope.get("Error")
     if isinstance(error, Mapping):
         code = str(error.get("Code", "")) or "UnknownError"
