@@ -200,6 +200,24 @@ def submission_key(
     )[:20]
 
 
+class Health(StrEnum):
+    """What became of one cell on the platform, as `backfill refresh` last saw it."""
+
+    WAITING = "waiting"
+    """Not started: waiting for its turn, its upstream or an event (or not listed yet)."""
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    """Stopped or paused by a person on the platform."""
+    UNKNOWN = "unknown"
+    """The platform said something this tool does not know (kept raw beside it)."""
+
+
+FINAL_HEALTH = frozenset({Health.SUCCEEDED, Health.FAILED, Health.STOPPED})
+"""A cell in one of these states is never asked about again."""
+
+
 class OutcomeKind(StrEnum):
     SUBMITTED = "submitted"
     """The API created it (a read: the API answered it, with its data in `detail`)."""

@@ -18,6 +18,8 @@ from reconciler.state.records import (
     State,
     SubmissionRecord,
     SubmissionStatus,
+    health_from_json,
+    observe,
 )
 
 Event = Mapping[str, Any]
@@ -58,6 +60,7 @@ DATA_FIELDS: Mapping[EventType, Mapping[str, type]] = {
     EventType.IMPORTED: {"key": str, "remote_id": str, "reason": str},
     EventType.FORGOTTEN: {"key": str, "reason": str},
     EventType.UNSENT: {"key": str, "code": str, "message": str},
+    EventType.OBSERVED: {"key": str, "cells": list},
 }
 """Exactly the fields of each event's `data` (schemas/state.schema.json says the same)."""
 
@@ -73,6 +76,8 @@ ALLOWED_FROM: Mapping[EventType, frozenset[SubmissionStatus]] = {
     EventType.IMPORTED: _SETTLED_BY_A_PERSON,
     EventType.FORGOTTEN: _SETTLED_BY_A_PERSON,
     EventType.UNSENT: frozenset({_S.PENDING}),
+    # what the platform says of a backfill it created; only new words are journaled
+    EventType.OBSERVED: frozenset({_S.SUBMITTED}),
 }
 """The statuses an outcome may follow. An intent may follow none or a status that covers nothing."""
 
@@ -105,6 +110,13 @@ def check_data(kind: EventType, data: Any) -> None:
                 raise FoldError(f"`data.{name}` of an intent is not a non-empty list of strings")
     if kind is EventType.RESOLVED and data["status"] not in (_S.SUBMITTED, _S.MISSING):
         raise FoldError(f"`data.status` of a resolved event is {data['status']!r}")
+    if kind is EventType.OBSERVED:
+        if not data["cells"]:
+            raise FoldError("`data.cells` of an observed event is empty")
+        try:
+            health_from_json(data["cells"])
+        except ValueError as error:
+            raise FoldError(f"`data.cells` of an observed event: {error}") from None
 
 
 def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
@@ -142,6 +154,8 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             intent_time=time,
             updated_seq=seq,
             updated_time=time,
+            health=(),
+            observed_time="",
             details=IntentDetails(
                 data["endpoint"], data["params"], data["request"], event["actor"]
             ),
@@ -154,6 +168,16 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             f"`{kind}` for submission {key}, which is {record.status}"
             f" (only a {allowed} submission can take it)"
         )
+    if kind is EventType.OBSERVED:  # no outcome: the status and its time stay
+        cells = health_from_json(data["cells"])
+        for target, first, last, _, _ in cells:
+            if target not in record.targets or not any(
+                start <= first and last <= end for start, end in record.spans
+            ):
+                raise FoldError(
+                    f"`observed` for submission {key} names {target} on days it does not cover"
+                )
+        return replace(record, health=observe(record.health, cells), observed_time=time)
     record = replace(record, updated_seq=seq, updated_time=time)
     if kind is EventType.SUBMITTED:
         return replace(

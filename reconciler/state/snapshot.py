@@ -28,8 +28,9 @@ from reconciler.state.records import (
     record_to_json,
 )
 
-SNAPSHOT_FORMAT = 2
-"""2: `digest`, `state_id`, `journal_size` and `journal_sha256` added, `offset` dropped."""
+SNAPSHOT_FORMAT = 3
+"""3: each record carries the health of its cells (`health`, `observed_time`). 2: `digest`,
+`state_id`, `journal_size` and `journal_sha256` added, `offset` dropped."""
 
 TEMP_PREFIX = ".snapshot.json."
 TEMP_SUFFIX = ".tmp"
