@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from reconciler import providers
+from reconciler.domain import Health
 from reconciler.errors import BackfillError
 from reconciler.providers.protocol import Connection, Progress, Provider
 from reconciler.state import State, SubmissionRecord, SubmissionStatus
@@ -63,7 +64,7 @@ def report(
         if record.emulator and not providers.is_loopback(url):
             # its remote id means nothing to the real platform, which would answer "not found"
             progress = Progress(
-                "unknown",
+                Health.UNKNOWN,
                 error=f"submitted to the built-in emulator at {record.endpoint}; "
                 "pass --endpoint to ask an emulator",
             )
