@@ -1,7 +1,8 @@
 """The `backfill` command: parses options, calls a stage, hands the result to a view.
 
 Exit codes: 0 success (for `plan --detailed-exitcode`: nothing to do), 1 error, 2 calls pending,
-3 cells need attention (`plan --detailed-exitcode`).
+3 cells need attention (`plan --detailed-exitcode`), 4 `--wait` timed out, 130 `--wait`
+interrupted.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from reconciler.commands import apply as apply_command
 from reconciler.commands import audit as audit_command
 from reconciler.commands import branch as branch_command
 from reconciler.commands import recover as recover_command
+from reconciler.commands import refresh as refresh_command
 from reconciler.commands import saved as saved_command
 from reconciler.commands import state as state_command
 from reconciler.commands import status as status_command
+from reconciler.commands import wait as wait_command
 from reconciler.emulator.faults import FaultConfig, Latency
 from reconciler.errors import BackfillError, InvalidPlans
 from reconciler.providers import ALL, check_endpoint, dms, wedata
@@ -38,8 +41,10 @@ from reconciler.state import (
 )
 from reconciler.views import audit as audit_view
 from reconciler.views import github, markdown, text
+from reconciler.views import health as health_view
 from reconciler.views import json as json_view
 from reconciler.views import status as status_view
+from reconciler.views.progress import Mode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -172,6 +177,48 @@ def lock_timeout_option(command: F) -> F:
     )(command)
 
 
+def refresh_option(command: F) -> F:
+    return click.option(
+        "--refresh",
+        is_flag=True,
+        help="First ask the platforms what became of the submitted cells not final yet "
+        "(as `backfill refresh`); needs credentials.",
+    )(command)
+
+
+def wait_options(command: F) -> F:
+    command = click.option(
+        "--wait-interval",
+        type=click.FloatRange(0, min_open=True),
+        default=15.0,
+        show_default=True,
+        metavar="SECONDS",
+        envvar="BACKFILL_WAIT_INTERVAL",
+        help="With --wait: seconds between two refreshes. Env: BACKFILL_WAIT_INTERVAL.",
+    )(command)
+    command = click.option(
+        "--wait-timeout",
+        type=click.FloatRange(0, min_open=True),
+        default=3600.0,
+        show_default=True,
+        metavar="SECONDS",
+        envvar="BACKFILL_WAIT_TIMEOUT",
+        help=f"With --wait: give up after this long, exit {wait_command.TIMED_OUT}. "
+        "Env: BACKFILL_WAIT_TIMEOUT.",
+    )(command)
+    return click.option(
+        "--wait",
+        is_flag=True,
+        help="Then follow the submitted cells (refreshing) until every one is final: exit 0 "
+        f"if all succeeded, 1 if any failed (they are listed), {wait_command.TIMED_OUT} on "
+        f"--wait-timeout, {wait_command.INTERRUPTED} on Ctrl-C (the backfills go on).",
+    )(command)
+
+
+def progress_mode(quiet: bool) -> Mode:
+    return "quiet" if quiet else ("tty" if sys.stderr.isatty() else "lines")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show full tracebacks of unexpected errors.")
 @click.version_option(__version__, prog_name="backfill")
@@ -255,6 +302,7 @@ def validate(paths: Sequence[Path], output: str) -> int:
     help="Show the plans of files changed since COMMIT (a pull request's base) as this "
     "change's calls, apart from work already pending; problems land on the changed files.",
 )
+@refresh_option
 def plan(
     plan_paths: Sequence[Path],
     state_dir: Path,
@@ -266,11 +314,14 @@ def plan(
     aliyun_endpoint: str | None,
     out: Path | None,
     changed_since: str | None,
+    refresh: bool,
 ) -> int:
     """Show exactly which API calls an apply would make. Needs no credentials.
 
     Reads the plan files and the state only; writes nothing. With --recover it also looks up
-    unknown outcomes remotely and plans as if they were settled (apply --recover journals them).
+    unknown outcomes remotely and plans as if they were settled (apply --recover journals them);
+    with --refresh it asks what became of the submitted cells and plans as if it were journaled
+    (apply --refresh and `backfill refresh` journal it).
     Inside GitHub Actions it also annotates conflicts, appends the Markdown plan to the job
     summary and sets the step outputs changes, creates, conflicts, attention and orphans.
     """
@@ -292,6 +343,12 @@ def plan(
         if output == "text":
             click.echo(text.findings(found, text.styler(_color()), written=False) + "\n")
         current = recover_command.preview(current, found)
+    if refresh and out:
+        raise BackfillError(
+            "--out cannot be used with --refresh: save plans of the journaled state"
+        )
+    if refresh:
+        current = refresh_command.preview(current, list(refresh_command.read(current, urls)))
     changes = pipeline.changeset(result, current)
     if output == "json":
         _emit(json_view.changeset(changes))
@@ -362,6 +419,8 @@ def plan(
     help="With --state-branch: calls whose intents are pushed together before any is sent; "
     "the most a runner that dies leaves unknown. Env: BACKFILL_BATCH.",
 )
+@refresh_option
+@wait_options
 def apply(
     saved_plan: Path | None,
     plan_paths: Sequence[Path],
@@ -379,6 +438,10 @@ def apply(
     state_branch: str | None,
     state_remote: str,
     batch: int,
+    refresh: bool,
+    wait: bool,
+    wait_timeout: float,
+    wait_interval: float,
 ) -> int:
     """Make the missing API calls, journaling each before it is sent.
 
@@ -394,12 +457,16 @@ def apply(
     newest commit on the remote, and pushes the intents of each --batch of calls there before
     sending them: a refused push sends nothing, and a run that dies leaves at most a batch
     unknown, never a duplicate.
+
+    With --wait it then follows the cells of the plans applied until every one is final (see
+    --wait for the exit codes); the backfills go on whatever happens to the wait.
     """
+    urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
     return apply_command.run(
         apply_command.ApplyOptions(
             paths=plan_paths,
             state_dir=state_dir,
-            endpoints=endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
+            endpoints=urls,
             recover=recover,
             saved=saved_plan,
             yes=yes,
@@ -411,6 +478,17 @@ def apply(
             progress="quiet" if quiet else ("tty" if sys.stdout.isatty() else "lines"),
             branch=state_branch_of(state_dir, state_branch, state_remote),
             batch=batch,
+            refresh=refresh,
+            wait=wait_command.WaitOptions(
+                state_dir,
+                urls,
+                timeout=wait_timeout,
+                interval=wait_interval,
+                request_timeout=timeout,
+                lock_timeout=lock_timeout,
+            )
+            if wait
+            else None,
         )
     )
 
@@ -450,6 +528,70 @@ def recover(
 
 
 @cli.command()
+@state_option
+@endpoint_options
+@format_option("text", "json")
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Reads in flight at once (each read API's rate limit still holds).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    envvar="BACKFILL_TIMEOUT",
+    help="How long to wait for one reply. Env: BACKFILL_TIMEOUT.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@lock_timeout_option
+@branch_options
+def refresh(
+    state_dir: Path,
+    endpoint: str | None,
+    tencent_endpoint: str | None,
+    aliyun_endpoint: str | None,
+    output: str,
+    parallel: int,
+    timeout: float,
+    quiet: bool,
+    lock_timeout: float,
+    state_branch: str | None,
+    state_remote: str,
+) -> int:
+    """Ask the platforms what became of every submitted cell not final yet, and journal what
+    changed (`observed` events).
+
+    Read-only towards the platforms (WeData GetDataBackfillPlan and ListDataBackfillInstances,
+    DMS ListTaskFlowInstance), each read API at its own pace. Cells already final (succeeded,
+    failed, stopped) are never asked again. Safe to kill and run again. Exits 1 when a platform
+    could not be asked about some backfill (the rest is journaled).
+    """
+    asked = health_view.Asked(progress_mode(quiet))
+    try:
+        result = refresh_command.run(
+            state_dir,
+            endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
+            timeout=timeout,
+            parallel=parallel,
+            lock_timeout=lock_timeout,
+            branch=state_branch_of(state_dir, state_branch, state_remote),
+            progress=asked,
+        )
+    finally:
+        asked.finish()
+    if output == "json":
+        _emit(health_view.refresh_json(result))
+    else:
+        click.echo(health_view.refresh_text(result, text.styler(_color())))
+    return 1 if result.errors else 0
+
+
+@cli.command()
 @click.argument("name", required=False)
 @state_option
 @format_option("text", "json", "markdown")
@@ -462,6 +604,9 @@ def recover(
     metavar="SECONDS",
     help="How long to wait for each reply.",
 )
+@wait_options
+@click.option("--quiet", "-q", is_flag=True, help="With --wait: no progress lines.")
+@lock_timeout_option
 def status(
     name: str | None,
     state_dir: Path,
@@ -470,14 +615,39 @@ def status(
     tencent_endpoint: str | None,
     aliyun_endpoint: str | None,
     timeout: float,
+    wait: bool,
+    wait_timeout: float,
+    wait_interval: float,
+    quiet: bool,
+    lock_timeout: float,
 ) -> int:
     """Show how far the submitted backfills (all, or those of plan NAME) have run.
 
     Read-only: asks WeData GetDataBackfillPlan and ListDataBackfillInstances, and DMS
     ListTaskFlowInstance; writes nothing. Needs the same credentials as apply. Exits 1 when a
     platform could not be asked.
+
+    With --wait it instead follows the submitted cells, refreshing (and journaling what it
+    reads, under the state lock) until every one is final: see --wait for the exit codes.
     """
     urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
+    if wait:
+        if output == "markdown":
+            raise BackfillError("--wait shows text or JSON: use --format text or json")
+        return wait_command.run(
+            wait_command.WaitOptions(
+                state_dir,
+                urls,
+                timeout=wait_timeout,
+                interval=wait_interval,
+                plans={name} if name else None,
+                request_timeout=timeout,
+                lock_timeout=lock_timeout,
+            ),
+            mode=progress_mode(quiet),
+            output=output,
+            color=_color(),
+        )
     current = load_state(state_dir)
     for warning in current.warnings:
         click.echo(f"warning: {warning}", err=True)

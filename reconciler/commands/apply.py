@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,16 +18,18 @@ from typing import Any
 import click
 
 from reconciler import actor, pipeline, providers
-from reconciler.commands import recover, saved
+from reconciler.commands import recover, refresh, saved, wait
 from reconciler.commands.branch import StateBranch, Unpublished
 from reconciler.commands.recover import LookUp
+from reconciler.commands.wait import WaitOptions
 from reconciler.diff import Changeset
 from reconciler.domain import JSON, Submission
 from reconciler.errors import BackfillError
 from reconciler.execute import Pacer, Result, Route, Tally, execute, intent, interleave
 from reconciler.providers.protocol import Client, Connection, Provider
 from reconciler.state import State, StateWriter, open_state
-from reconciler.views import github, text
+from reconciler.validate import Validated
+from reconciler.views import github, health, text
 from reconciler.views import json as json_view
 from reconciler.views.progress import Mode, Progress
 
@@ -55,14 +58,31 @@ class ApplyOptions:
     batch's intents there before sending them (the write-ahead of the GitHub flow)."""
     batch: int = 20
     """Calls per published batch: the most a runner that dies mid-batch leaves unknown."""
+    refresh: bool = False
+    """First ask the platforms what became of the submitted cells, and journal it."""
+    wait: WaitOptions | None = None
+    """Then follow the cells of the plans applied until they are final (`apply --wait`)."""
 
 
 def run(options: ApplyOptions) -> int:
-    style = text.styler(options.color)
     reviewed = saved.load(options.saved) if options.saved else None
     if reviewed and options.recover:
         raise BackfillError("--recover cannot be used with a saved plan: it would change the state")
     plans = pipeline.plans(reviewed.paths if reviewed else options.paths)
+    code = _apply(options, reviewed, plans)
+    if code or options.wait is None:
+        return code
+    names = frozenset(p.name for p in plans.plans)
+    return wait.run(
+        dataclasses.replace(options.wait, plans=names),
+        mode=options.progress,
+        output=options.output,
+        color=options.color,
+    )
+
+
+def _apply(options: ApplyOptions, reviewed: saved.SavedPlan | None, plans: Validated) -> int:
+    style = text.styler(options.color)
     if options.branch:
         options.branch.require_newest()
     with open_state(
@@ -78,6 +98,10 @@ def run(options: ApplyOptions) -> int:
             recover.journal(writer, found)
             if options.output == "text":
                 click.echo(text.findings(found, style, written=True) + "\n")
+        if options.refresh:
+            refreshed = refresh.refresh(writer, options.endpoints, timeout=options.timeout)
+            if options.output == "text":
+                click.echo(health.refresh_text(refreshed, style) + "\n")
         changes = pipeline.changeset(plans, writer.state)
         if reviewed:
             _check_saved(reviewed, writer.state, changes, options)
