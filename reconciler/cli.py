@@ -177,6 +177,29 @@ def lock_timeout_option(command: F) -> F:
     )(command)
 
 
+def parallel_option(default: int, what: str) -> Callable[[F], F]:
+    return click.option(
+        "--parallel",
+        type=click.IntRange(1, 64),
+        default=default,
+        show_default=True,
+        envvar="BACKFILL_PARALLEL",
+        help=f"{what} Env: BACKFILL_PARALLEL.",
+    )
+
+
+def timeout_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(0, min_open=True),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        envvar="BACKFILL_TIMEOUT",
+        help=f"{what} Env: BACKFILL_TIMEOUT.",
+    )
+
+
 def refresh_option(command: F) -> F:
     return click.option(
         "--refresh",
@@ -387,27 +410,11 @@ def plan(
     is_flag=True,
     help="Do not ask for approval (for CI, after the plan was reviewed).",
 )
-@click.option(
-    "--parallel",
-    type=click.IntRange(1, 64),
-    default=16,
-    show_default=True,
-    envvar="BACKFILL_PARALLEL",
-    help="Calls in flight at once (each API's rate limit still holds). Env: BACKFILL_PARALLEL.",
-)
+@parallel_option(16, "Calls in flight at once (each API's rate limit still holds).")
 @click.option(
     "--quiet", "-q", is_flag=True, help="No progress output; only problems and the summary."
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    envvar="BACKFILL_TIMEOUT",
-    help="How long to wait for one reply before its outcome counts as unknown. "
-    "Env: BACKFILL_TIMEOUT.",
-)
+@timeout_option("How long to wait for one reply before its outcome counts as unknown.")
 @lock_timeout_option
 @branch_options
 @click.option(
@@ -531,22 +538,8 @@ def recover(
 @state_option
 @endpoint_options
 @format_option("text", "json")
-@click.option(
-    "--parallel",
-    type=click.IntRange(1, 64),
-    default=8,
-    show_default=True,
-    help="Reads in flight at once (each read API's rate limit still holds).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    envvar="BACKFILL_TIMEOUT",
-    help="How long to wait for one reply. Env: BACKFILL_TIMEOUT.",
-)
+@parallel_option(8, "Reads in flight at once (each read API's rate limit still holds).")
+@timeout_option("How long to wait for one reply.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @lock_timeout_option
 @branch_options

@@ -61,6 +61,18 @@ def applied(root: Path, url: str, env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def orders_applied(
+    root: Path, serve: Serve, env: dict[str, str], clock: FakeClock, seconds: float
+) -> str:
+    """A WeData plan applied to an emulator whose clock stands still (runs of `seconds` each);
+    the emulator's URL."""
+    clock.freeze()
+    _, url = serve(clock=clock, faults=FaultConfig(instance_seconds=seconds))
+    write(root / "plans" / "orders.yaml", wedata_plan("orders", dates=[DATES]))
+    applied(root, url, env)
+    return url
+
+
 def test_refresh_journals_what_became_of_each_cell_and_never_asks_again_about_final_ones(
     tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
 ) -> None:
@@ -103,10 +115,7 @@ def test_refresh_journals_what_became_of_each_cell_and_never_asks_again_about_fi
 def test_a_refresh_journals_only_what_changed(
     tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
 ) -> None:
-    emulator_clock.freeze()
-    _, url = serve_emulator(clock=emulator_clock, faults=FaultConfig(instance_seconds=10.0))
-    write(tmp_path / "plans" / "orders.yaml", wedata_plan("orders", dates=[DATES]))
-    applied(tmp_path, url, cli_env)
+    url = orders_applied(tmp_path, serve_emulator, cli_env, emulator_clock, 10.0)
 
     def observed() -> int:
         return sum(
@@ -200,10 +209,7 @@ def test_apply_wait_exits_1_naming_exactly_the_cells_that_failed(
 def test_status_wait_exits_0_when_every_cell_succeeded_and_its_own_code_on_timeout(
     tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
 ) -> None:
-    emulator_clock.freeze()
-    _, url = serve_emulator(clock=emulator_clock, faults=FaultConfig(instance_seconds=5.0))
-    write(tmp_path / "plans" / "orders.yaml", wedata_plan("orders", dates=[DATES]))
-    applied(tmp_path, url, cli_env)
+    url = orders_applied(tmp_path, serve_emulator, cli_env, emulator_clock, 5.0)
     wait = ("status", "--wait", "--wait-interval", "0.1", "--endpoint", url)
 
     timed_out = cli(*wait, "--wait-timeout", "0.5", cwd=tmp_path, env=cli_env)
@@ -222,10 +228,7 @@ def test_status_wait_exits_0_when_every_cell_succeeded_and_its_own_code_on_timeo
 def test_ctrl_c_stops_the_wait_not_the_backfills_and_keeps_the_state(
     tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
 ) -> None:
-    emulator_clock.freeze()
-    _, url = serve_emulator(clock=emulator_clock, faults=FaultConfig(instance_seconds=5.0))
-    write(tmp_path / "plans" / "orders.yaml", wedata_plan("orders", dates=[DATES]))
-    applied(tmp_path, url, cli_env)
+    url = orders_applied(tmp_path, serve_emulator, cli_env, emulator_clock, 5.0)
     waiting = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "status", "--wait", "--wait-interval", "0.1",
          "--endpoint", url],

@@ -318,7 +318,7 @@ class DmsClient:
         """
         (target,) = record.targets
         dates = sorted(record.dates)
-        listed = self._runs(record, _unpaced)
+        listed = self._runs(record, protocol.unpaced)
         if isinstance(listed, Outcome):
             return Lookup(
                 "unclear",
@@ -400,7 +400,7 @@ class DmsClient:
         (target,) = record.targets
         wanted = set(record.dates)
         first_id = int(record.remote_id) if record.remote_id.isdigit() else 0
-        listed = self._runs(record, _unpaced)
+        listed = self._runs(record, protocol.unpaced)
         if isinstance(listed, Outcome):
             failure = f"ListTaskFlowInstance: {listed.code} {listed.message}"
             return Progress(Health.UNKNOWN, error=failure.strip())
@@ -499,10 +499,6 @@ def _own_runs(
             )
         runs[day].append(run)
     return runs, doubts
-
-
-def _unpaced(action: str) -> None:
-    """A lookup or `status` reads one backfill at a person's request: nothing to pace."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,6 +147,10 @@ Pace = Callable[[str], None]
 """Waits until the read action it is given may be called again (each at its own rate)."""
 
 
+def unpaced(action: str) -> None:
+    """The pace of reads made one at a person's request (`status`, a lookup): none."""
+
+
 def overall(instances: Sequence[Instance], expected: int) -> Health:
     """One health for a backfill of `expected` instances: a failure or a stop is what a person
     must see first; it has succeeded only when every expected instance has."""

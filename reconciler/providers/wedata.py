@@ -347,12 +347,12 @@ class WeDataClient:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
         ListDataBackfillInstances of each task (the API lists one task at a time) for its state
         on each date."""
-        got = self._plan(record, _unpaced)
+        got = self._plan(record, protocol.unpaced)
         if got.kind is not OutcomeKind.SUBMITTED:
             return Progress(Health.UNKNOWN, error=_failure("GetDataBackfillPlan", got))
         instances: list[Instance] = []
         for task in record.targets:
-            listed = self._instances(record, task, _unpaced)
+            listed = self._instances(record, task, protocol.unpaced)
             if isinstance(listed, Outcome):
                 return Progress(Health.UNKNOWN, error=_failure("ListDataBackfillInstances", listed))
             instances += listed
@@ -429,10 +429,6 @@ def _instance(item: Mapping[str, Any]) -> Instance:
         state=state,
         phase=protocol.health_of(INSTANCE_HEALTH, state),
     )
-
-
-def _unpaced(action: str) -> None:
-    """`status` reads one backfill at a person's request: nothing to pace."""
 
 
 def _refused_credentials(code: str) -> str:
