@@ -469,6 +469,11 @@ def apply(
     --wait for the exit codes); the backfills go on whatever happens to the wait.
     """
     urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
+    if wait and output == "json":
+        raise BackfillError(
+            "--wait shows text: drop --format json, or follow with `backfill status --wait "
+            "--format json` after the apply"
+        )
     return apply_command.run(
         apply_command.ApplyOptions(
             paths=plan_paths,

@@ -136,6 +136,24 @@ def test_a_refresh_journals_only_what_changed(
     assert record.health_of(record.targets[1], DATES[0]) == (Health.RUNNING, "RUNNING")
 
 
+def test_plan_refresh_writes_nothing_and_apply_refresh_journals_first(
+    tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
+) -> None:
+    url = orders_applied(tmp_path, serve_emulator, cli_env, emulator_clock, 1.0)
+    emulator_clock.advance(200)
+    journal = tmp_path / "state" / "journal.jsonl"
+    before = journal.read_bytes()
+
+    planned = cli("plan", "--refresh", "--endpoint", url, cwd=tmp_path, env=cli_env)
+    assert planned.returncode == 0, planned.stderr
+    assert journal.read_bytes() == before
+
+    done = cli("apply", "--yes", "--refresh", "--endpoint", url, cwd=tmp_path, env=cli_env)
+    assert done.returncode == 0, done.stderr
+    [record] = load_state(tmp_path / "state").submissions.values()
+    assert record.final
+
+
 def test_a_refresh_killed_halfway_loses_nothing_and_the_next_asks_only_what_is_open(
     tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
 ) -> None:
