@@ -61,7 +61,7 @@ def _runs(seen: Seen) -> list[list[str]]:
     return health_to_json(seen.changed)
 
 
-def plan_counts(result: Followed) -> str:
+def plan_counts(result: Followed, separator: str = "; ") -> str:
     """`orders 4/6 succeeded, 1 failed, 1 running; events 2/2 succeeded`."""
     parts = []
     for plan, counts in sorted(result.per_plan().items()):
@@ -69,7 +69,7 @@ def plan_counts(result: Followed) -> str:
         words = [f"{counts[Health.SUCCEEDED]}/{total} succeeded"]
         words += [f"{counts[h]} {h or 'not observed'}" for h in _ORDER if counts[h]]
         parts.append(f"{plan} {', '.join(words)}")
-    return "; ".join(parts) or "no submitted cells"
+    return separator.join(parts) or "no submitted cells"
 
 
 def failed_lines(cells: tuple[CellHealth, ...]) -> list[str]:
@@ -80,7 +80,7 @@ def failed_lines(cells: tuple[CellHealth, ...]) -> list[str]:
 
 
 def wait_text(result: Followed, code: int, style: text.Style) -> str:
-    lines = [plan_counts(result)]
+    lines = [plan_counts(result, "\n")]
     if result.failed:
         lines.append(style(f"{text.plural(len(result.failed), 'cell')} did not succeed:", fg="red"))
         lines += failed_lines(result.failed)
