@@ -12,12 +12,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import httpx
 from conftest import FakeClock
 from factories import dms_plan, wedata_plan, write
 from harness import cli
+from jsonschema import Draft202012Validator
 
 from reconciler.domain import FINAL_HEALTH, Health, day, days
 from reconciler.emulator.app import Emulator
@@ -28,6 +31,17 @@ from reconciler.state import EventType, load_state
 
 Serve = Callable[..., tuple[Emulator, str]]
 DATES = ("2025-09-01", "2025-09-06")
+
+
+def conforms(output: str, schema: str) -> dict[str, Any]:
+    """`output` parsed, checked against the schema the package ships."""
+    document = json.loads(resources.files("reconciler.schemas").joinpath(schema).read_text())
+    Draft202012Validator.check_schema(document)
+    parsed: dict[str, Any] = json.loads(output)
+    Draft202012Validator(document, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(
+        parsed
+    )
+    return parsed
 
 
 def emulated_failures(emulator: Emulator) -> set[tuple[str, str]]:
@@ -84,7 +98,7 @@ def test_refresh_journals_what_became_of_each_cell_and_never_asks_again_about_fi
 
     first = cli("refresh", "--endpoint", url, "--format", "json", cwd=tmp_path, env=cli_env)
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["asked"] > 0
+    assert conforms(first.stdout, "refresh-output.schema.json")["asked"] > 0
     state = load_state(tmp_path / "state")
     records = list(state.submissions.values())
     assert all(r.final for r in records)
@@ -101,7 +115,7 @@ def test_refresh_journals_what_became_of_each_cell_and_never_asks_again_about_fi
     before = reads(url)
     second = cli("refresh", "--endpoint", url, "--format", "json", cwd=tmp_path, env=cli_env)
     assert second.returncode == 0, second.stderr
-    assert json.loads(second.stdout) | {"final": 0} == {
+    assert conforms(second.stdout, "refresh-output.schema.json") | {"final": 0} == {
         "asked": 0,
         "changed": 0,
         "final": 0,
@@ -223,6 +237,15 @@ def test_apply_wait_exits_1_naming_exactly_the_cells_that_failed(
     assert failed_cells(done.stdout) == {(plan_of[t], t, d) for t, d in failures}
     assert "Traceback" not in done.stderr
 
+    again = cli(
+        "status", "--wait", "--format", "json", "--endpoint", url, cwd=tmp_path, env=cli_env
+    )
+    assert again.returncode == 1
+    report = conforms(again.stdout, "wait-output.schema.json")
+    assert {(c["plan"], c["target"], c["date"]) for c in report["failed"]} == failed_cells(
+        done.stdout
+    )
+
 
 def test_status_wait_exits_0_when_every_cell_succeeded_and_its_own_code_on_timeout(
     tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
@@ -237,7 +260,7 @@ def test_status_wait_exits_0_when_every_cell_succeeded_and_its_own_code_on_timeo
     emulator_clock.advance(200)
     done = cli(*wait, "--wait-timeout", "30", "--format", "json", cwd=tmp_path, env=cli_env)
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = conforms(done.stdout, "wait-output.schema.json")
     cells = len(wedata_plan()["spec"]["taskIds"]) * len(days(*DATES))
     assert report["plans"] == {"orders": {"succeeded": cells}}
     assert report["failed"] == []
