@@ -31,6 +31,7 @@ from reconciler.state import (
     SubmissionStatus,
     force_unlock,
     init_state,
+    intent_details,
     load_state,
     open_state,
 )
@@ -519,11 +520,12 @@ def state_list(state_dir: Path, plan_name: str | None, status: str | None, outpu
     for warning in current.warnings:
         click.echo(f"warning: {warning}", err=True)
     if output == "json":
+        sent = intent_details(current, records)
         _emit(
             {
                 "format_version": json_view.FORMAT_VERSION,
                 "seq": current.seq,
-                "submissions": [json_view.record(r) for r in records],
+                "submissions": [json_view.record(r, sent[r.key]) for r in records],
             }
         )
     else:
@@ -539,7 +541,9 @@ def state_show(key: str, state_dir: Path) -> int:
 
     KEY may be an unambiguous prefix of at least 4 characters.
     """
-    _emit(json_view.record(state_command.find(load_state(state_dir), key)))
+    current = load_state(state_dir)
+    record = state_command.find(current, key)
+    _emit(json_view.record(record, intent_details(current, [record])[record.key]))
     return 0
 
 

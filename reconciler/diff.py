@@ -27,7 +27,7 @@ from reconciler.domain import (
 )
 from reconciler.errors import Location
 from reconciler.expand import Desired
-from reconciler.state import State, SubmissionRecord
+from reconciler.state import IntentDetails, State, SubmissionRecord, intent_details
 from reconciler.state.records import DateCoverage
 
 
@@ -220,14 +220,19 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
                 submissions=tuple(submissions),
             )
         )
+    # What a person must be told of a conflict or an unknown outcome is in the journal: read
+    # once, and only when there is one.
+    named = {key for _, key in (*found.conflicts, *found.attention)}
+    details = intent_details(state, (state.submissions[key] for key in named))
     return Changeset(
         plans=tuple(changes),
         conflicts=tuple(
-            _conflict(state.submissions[key], cells, *found.context[(name, key)])
+            _conflict(state.submissions[key], details[key], cells, *found.context[(name, key)])
             for (name, key), cells in found.conflicts.items()
         ),
         attention=tuple(
-            _attention(state.submissions[key], cells) for (_, key), cells in found.attention.items()
+            _attention(state.submissions[key], details[key], cells)
+            for (_, key), cells in found.attention.items()
         ),
         orphans=_orphans(desired, state, declared_whole),
         warnings=tuple(state.warnings),
@@ -235,7 +240,11 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
 
 
 def _conflict(
-    record: SubmissionRecord, cells: list[Cell], plan: Plan, params: Mapping[str, JSON]
+    record: SubmissionRecord,
+    sent: IntentDetails,
+    cells: list[Cell],
+    plan: Plan,
+    params: Mapping[str, JSON],
 ) -> Conflict:
     dates = sorted(c.date for c in cells)
     if record.plan != plan.name and plan.takeover.get(record.plan) != "rename":
@@ -250,7 +259,7 @@ def _conflict(
             location=plan.locate("spec"),
             other_plan=record.plan,
         )
-    changed = sorted(set(record.params) | set(params))
+    changed = sorted(set(sent.params) | set(params))
     return Conflict(
         plan=plan.name,
         revision=plan.revision,
@@ -259,16 +268,16 @@ def _conflict(
         first_date=dates[0],
         last_date=dates[-1],
         changes=tuple(
-            FieldChange(name, record.params.get(name), params.get(name))
+            FieldChange(name, sent.params.get(name), params.get(name))
             for name in changed
-            if record.params.get(name) != params.get(name)
+            if sent.params.get(name) != params.get(name)
         ),
         location=plan.locate("spec"),
     )
 
 
-def _attention(record: SubmissionRecord, cells: int) -> Attention:
-    name = record.request.get("DataBackfillPlanName")
+def _attention(record: SubmissionRecord, sent: IntentDetails, cells: int) -> Attention:
+    name = sent.request.get("DataBackfillPlanName")
     return Attention(
         plan=record.plan,
         key=record.key,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from reconciler import pipeline
 from reconciler.commands import recover
 from reconciler.commands.apply import ApplyOptions, run
 from reconciler.diff import Changeset
-from reconciler.domain import Outcome, Submission
+from reconciler.domain import JSON, Outcome, Submission
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
 from reconciler.providers.protocol import Claim, Client, Connection, Lookup, Provider
@@ -48,10 +48,11 @@ class Repo:
         self,
         provider: Provider,
         record: SubmissionRecord,
+        request: Mapping[str, JSON],
         connection: Connection,
         others: Sequence[Claim],
     ) -> Lookup:
-        return provider.look_up(record, self.mount(connection), others)
+        return provider.look_up(record, request, self.mount(connection), others)
 
     def apply(self, **options: Any) -> int:
         defaults: dict[str, Any] = {

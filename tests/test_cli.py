@@ -17,7 +17,14 @@ from harness import cli
 
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL, dms, endpoint, wedata
-from reconciler.state import LockHolder, init_state, load_state, open_state, read_lock_holder
+from reconciler.state import (
+    LockHolder,
+    init_state,
+    intent_details,
+    load_state,
+    open_state,
+    read_lock_holder,
+)
 
 
 def test_each_provider_has_its_own_endpoint_an_override_for_all_and_a_default() -> None:
@@ -59,8 +66,9 @@ def test_a_provider_flag_overrides_its_environment_variable(
     done = cli("apply", "--yes", "--tencent-endpoint", emulator_url, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert len(emulator.calls.all()) == 1
-    [record] = load_state(tmp_path / "state").submissions.values()
-    assert record.endpoint == emulator_url
+    state = load_state(tmp_path / "state")
+    [record] = state.submissions.values()
+    assert intent_details(state, [record])[record.key].endpoint == emulator_url
 
 
 def journaled(state: Path) -> str:

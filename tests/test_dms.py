@@ -433,9 +433,8 @@ def test_a_run_that_does_not_say_how_it_was_triggered_is_not_ruled_out(
         targets=("15001",),
         dates=("2025-08-01",),
         intent_time=intent.isoformat(),
-        request={"DagId": 15001, "BackFillDate": "2025-08-01"},
     )
     connection = Connection("http://127.0.0.1:9", transport=httpx.MockTransport(respond))
     client = dms.DmsClient(aliyun_credentials, connection)
-    lookup = client.find(record, [])
+    lookup = client.find(record, {"DagId": 15001, "BackFillDate": "2025-08-01"}, [])
     assert (lookup.verdict, lookup.remote_id) == ("submitted", "470009")

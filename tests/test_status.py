@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from factories import TASKS, dms_plan, wedata_plan, write
 from harness import LOOPBACK, Repo, cli
 
 from reconciler.commands.status import Report, report
+from reconciler.domain import JSON
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
 from reconciler.providers.protocol import Connection, Progress, Provider
@@ -24,8 +26,13 @@ SECONDS_PER_INSTANCE = 2.0
 
 
 def progress_of(repo: Repo, plan: str | None = None) -> Report:
-    def ask(provider: Provider, record: SubmissionRecord, connection: Connection) -> Progress:
-        return provider.progress(record, repo.mount(connection))
+    def ask(
+        provider: Provider,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+    ) -> Progress:
+        return provider.progress(record, request, repo.mount(connection))
 
     return report(load_state(repo.state), {ALL: LOOPBACK}, plan=plan, ask=ask)
 
@@ -128,7 +135,12 @@ def test_emulator_submissions_are_not_looked_up_at_a_real_endpoint(repo: Repo) -
     repo.write("orders", wedata_plan())
     assert repo.apply() == 0
 
-    def refuse(provider: Provider, record: SubmissionRecord, connection: Connection) -> Progress:
+    def refuse(
+        provider: Provider,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+    ) -> Progress:
         raise AssertionError(f"asked {connection.endpoint}")
 
     found = report(load_state(repo.state), {}, ask=refuse)

@@ -9,10 +9,19 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from reconciler import providers
+from reconciler.domain import JSON
 from reconciler.providers.protocol import Claim, Connection, Lookup, Provider
-from reconciler.state import State, StateWriter, SubmissionRecord, SubmissionStatus
+from reconciler.state import (
+    State,
+    StateWriter,
+    SubmissionRecord,
+    SubmissionStatus,
+    intent_details,
+)
 
-LookUp = Callable[[Provider, SubmissionRecord, Connection, Sequence[Claim]], Lookup]
+LookUp = Callable[
+    [Provider, SubmissionRecord, Mapping[str, JSON], Connection, Sequence[Claim]], Lookup
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +31,13 @@ class Finding:
 
 
 def _default(
-    provider: Provider, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+    provider: Provider,
+    record: SubmissionRecord,
+    request: Mapping[str, JSON],
+    connection: Connection,
+    others: Sequence[Claim],
 ) -> Lookup:
-    return provider.look_up(record, connection, others)
+    return provider.look_up(record, request, connection, others)
 
 
 def claims(state: State) -> dict[str, list[Claim]]:
@@ -62,12 +75,14 @@ def look_up(
     if not unsettled:
         return []
     every = claims(state)
+    sent = intent_details(state, unsettled)
     findings = []
     for record in unsettled:
         provider = providers.get(record.provider)
         url = providers.endpoint(provider, record.region, endpoints)
         others = [c for c in every.get(record.provider, []) if c.key != record.key]
-        lookup = look(provider, record, Connection(url, timeout=timeout), others)
+        request = sent[record.key].request
+        lookup = look(provider, record, request, Connection(url, timeout=timeout), others)
         findings.append(Finding(record, lookup))
     return findings
 
@@ -103,11 +118,6 @@ def preview(state: State, findings: list[Finding]) -> State:
     }
     if not settled:
         return state
-    submissions = MappingProxyType({**state.submissions, **settled})
-    return State(
-        seq=state.seq,
-        head_hash=state.head_hash,
-        emulator=state.emulator,
-        submissions=submissions,
-        warnings=state.warnings,
+    return dataclasses.replace(
+        state, submissions=MappingProxyType({**state.submissions, **settled})
     )

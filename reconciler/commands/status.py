@@ -7,11 +7,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from reconciler import providers
+from reconciler.domain import JSON
 from reconciler.errors import BackfillError
 from reconciler.providers.protocol import Connection, Progress, Provider
-from reconciler.state import State, SubmissionRecord, SubmissionStatus
+from reconciler.state import State, SubmissionRecord, SubmissionStatus, intent_details
 
-Ask = Callable[[Provider, SubmissionRecord, Connection], Progress]
+Ask = Callable[[Provider, SubmissionRecord, Mapping[str, JSON], Connection], Progress]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +33,13 @@ class Report:
         return not any(t.progress.error for t in self.tracked)
 
 
-def _ask(provider: Provider, record: SubmissionRecord, connection: Connection) -> Progress:
-    return provider.progress(record, connection)
+def _ask(
+    provider: Provider,
+    record: SubmissionRecord,
+    request: Mapping[str, JSON],
+    connection: Connection,
+) -> Progress:
+    return provider.progress(record, request, connection)
 
 
 def report(
@@ -54,21 +60,22 @@ def report(
         raise BackfillError(
             f"no submission of plan {plan!r} in the state; `backfill state list` shows them"
         )
+    submitted = [r for r in records if r.status is SubmissionStatus.SUBMITTED]
+    sent = intent_details(state, submitted)
     tracked = []
-    for record in records:
-        if record.status is not SubmissionStatus.SUBMITTED:
-            continue
+    for record in submitted:
         provider = providers.get(record.provider)
         url = providers.endpoint(provider, record.region, endpoints)
         if record.emulator and not providers.is_loopback(url):
             # its remote id means nothing to the real platform, which would answer "not found"
             progress = Progress(
                 "unknown",
-                error=f"submitted to the built-in emulator at {record.endpoint}; "
+                error=f"submitted to the built-in emulator at {sent[record.key].endpoint}; "
                 "pass --endpoint to ask an emulator",
             )
         else:
-            progress = ask(provider, record, Connection(url, timeout=timeout))
+            connection = Connection(url, timeout=timeout)
+            progress = ask(provider, record, sent[record.key].request, connection)
         tracked.append(Tracked(record, progress))
     unsettled = tuple(r for r in records if r.needs_attention)
     return Report(tuple(tracked), unsettled)

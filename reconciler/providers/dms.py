@@ -229,17 +229,25 @@ class DmsProvider:
             )
         return DmsClient(credentials, connection)
 
-    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
+    def look_up(
+        self,
+        record: Any,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
+    ) -> Lookup:
         client = self.client(connection)
         try:
-            return client.find(record, others)
+            return client.find(record, request, others)
         finally:
             client.close()
 
-    def progress(self, record: Any, connection: Connection) -> Progress:
+    def progress(
+        self, record: Any, request: Mapping[str, JSON], connection: Connection
+    ) -> Progress:
         client = self.client(connection)
         try:
-            return client.progress(record)
+            return client.progress(record, request)
         finally:
             client.close()
 
@@ -294,7 +302,7 @@ class DmsClient:
             return Reply(response, {})
         return _reply(response)
 
-    def find(self, record: Any, others: Sequence[Claim]) -> Lookup:
+    def find(self, record: Any, request: Mapping[str, JSON], others: Sequence[Claim]) -> Lookup:
         """Settle an unknown BackFill from the DAG's manual runs of its business dates.
 
         Only a run this request could have made counts: the same DAG and one of its dates,
@@ -316,8 +324,8 @@ class DmsClient:
             "StartTimeEnd": dates[-1],
             "PageSize": LIST_PAGE_SIZE,
         }
-        if "Tid" in record.request:
-            params["Tid"] = record.request["Tid"]
+        if "Tid" in request:
+            params["Tid"] = request["Tid"]
         listed = self._list(params)
         if isinstance(listed, Outcome):
             return Lookup(
@@ -380,7 +388,7 @@ class DmsClient:
         if problems:
             return Lookup("unclear", how=f"{how}: {'; '.join(problems)}; check in the DMS console")
         if found:
-            ascending = record.request.get("Asc", True) is not False
+            ascending = request.get("Asc", True) is not False
             (first,) = found[dates[0] if ascending else dates[-1]]
             if first.started is None:
                 return Lookup(
@@ -416,7 +424,7 @@ class DmsClient:
                 return items
             page += 1
 
-    def progress(self, record: Any) -> Progress:
+    def progress(self, record: Any, request: Mapping[str, JSON]) -> Progress:
         """The DAG's instances for the submission's business dates (UseBizDate), each date's
         being the first one DMS created at or after the submission's DagInstanceId: a later
         backfill of the same dates makes newer instances, an earlier one older ones."""
@@ -430,8 +438,8 @@ class DmsClient:
             "StartTimeEnd": max(wanted),
             "PageSize": LIST_PAGE_SIZE,
         }
-        if "Tid" in record.request:
-            params["Tid"] = record.request["Tid"]
+        if "Tid" in request:
+            params["Tid"] = request["Tid"]
         listed = self._list(params)
         if isinstance(listed, Outcome):
             failure = f"ListTaskFlowInstance: {listed.code} {listed.message}"

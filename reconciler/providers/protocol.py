@@ -162,13 +162,23 @@ class Provider(Protocol):
         """A client using credentials from the environment; BackfillError if there are none."""
         ...
 
-    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
-        """Settle an unknown outcome (a SubmissionRecord) remotely where the API allows it,
-        never with what `others` claim; otherwise say what a person must check."""
+    def look_up(
+        self,
+        record: Any,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
+    ) -> Lookup:
+        """Settle an unknown outcome (a SubmissionRecord, which sent `request`) remotely where
+        the API allows it, never with what `others` claim; otherwise say what a person must
+        check."""
         ...
 
-    def progress(self, record: Any, connection: Connection) -> Progress:
-        """The remote progress of a submitted backfill (a SubmissionRecord), read-only."""
+    def progress(
+        self, record: Any, request: Mapping[str, JSON], connection: Connection
+    ) -> Progress:
+        """The remote progress of a submitted backfill (a SubmissionRecord, which sent
+        `request`), read-only."""
         ...
 
 

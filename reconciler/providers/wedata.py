@@ -241,20 +241,28 @@ class WeDataProvider:
             )
         return WeDataClient(credentials, connection)
 
-    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
+    def look_up(
+        self,
+        record: Any,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
+    ) -> Lookup:
         # WeData offers no lookup of a backfill plan by name: a person has to look.
-        name = record.request.get("DataBackfillPlanName", "")
+        name = request.get("DataBackfillPlanName", "")
         return Lookup(
             "unclear",
             how=f"WeData cannot be searched by plan name through the API: look in the WeData "
-            f"console (project {record.request.get('ProjectId', '?')}, region {record.region}) "
+            f"console (project {request.get('ProjectId', '?')}, region {record.region}) "
             f"for a backfill plan named {name!r} created after {record.intent_time}",
         )
 
-    def progress(self, record: Any, connection: Connection) -> Progress:
+    def progress(
+        self, record: Any, request: Mapping[str, JSON], connection: Connection
+    ) -> Progress:
         client = self.client(connection)
         try:
-            return client.progress(record)
+            return client.progress(record, request)
         finally:
             client.close()
 
@@ -313,11 +321,11 @@ class WeDataClient:
             return response
         return _outcome(response, create=create)
 
-    def progress(self, record: Any) -> Progress:
+    def progress(self, record: Any, request: Mapping[str, JSON]) -> Progress:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
         ListDataBackfillInstances for the state of each task on each date."""
         plan = {
-            "ProjectId": str(record.request["ProjectId"]),
+            "ProjectId": str(request["ProjectId"]),
             "DataBackfillPlanId": record.remote_id,
         }
         got = self.call("GetDataBackfillPlan", record.region, plan)

@@ -1,5 +1,6 @@
 """The state store: the journal, its snapshot and the lock. Nothing else touches those files."""
 
+from reconciler.state.intents import IntentDetails, intent_details
 from reconciler.state.lock import LockHolder, force_unlock, read_lock_holder
 from reconciler.state.records import EventType, State, SubmissionRecord, SubmissionStatus
 from reconciler.state.store import (
@@ -14,6 +15,7 @@ from reconciler.state.store import (
 __all__ = [
     "EventType",
     "History",
+    "IntentDetails",
     "LockHolder",
     "State",
     "StateWriter",
@@ -21,6 +23,7 @@ __all__ = [
     "SubmissionStatus",
     "force_unlock",
     "init_state",
+    "intent_details",
     "load_state",
     "open_state",
     "read_lock_holder",

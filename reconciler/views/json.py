@@ -10,7 +10,7 @@ from reconciler.diff import Changeset
 from reconciler.domain import Submission
 from reconciler.errors import Diagnostic, Location
 from reconciler.execute import Result
-from reconciler.state import SubmissionRecord
+from reconciler.state import IntentDetails, SubmissionRecord
 from reconciler.validate import Validated
 
 FORMAT_VERSION = 1
@@ -131,18 +131,16 @@ def results(items: Sequence[Result], planned: int) -> dict[str, Any]:
     }
 
 
-def record(item: SubmissionRecord) -> dict[str, Any]:
-    data = {f.name: getattr(item, f.name) for f in fields(item) if f.name not in _LEFT_OUT}
+def record(item: SubmissionRecord, sent: IntentDetails) -> dict[str, Any]:
+    """The record with what its intent journaled (`state show`, `state list --format json`)."""
+    data = {f.name: getattr(item, f.name) for f in fields(item) if f.name != "spans"}
     data.update(
         status=str(item.shown_status),
         targets=list(item.targets),
         dates=list(item.dates),
-        endpoint=item.endpoint,
-        params=item.params,
-        request=item.request,
-        actor=item.actor,
+        endpoint=sent.endpoint,
+        params=sent.params,
+        request=sent.request,
+        actor=sent.actor,
     )
     return data
-
-
-_LEFT_OUT = frozenset({"spans", "details"})
