@@ -34,6 +34,7 @@ from reconciler.state import (
     intent_details,
     load_state,
     open_state,
+    verify,
 )
 from reconciler.views import audit as audit_view
 from reconciler.views import github, markdown, text
@@ -676,18 +677,17 @@ def audit_log(state_dir: Path, plan_name: str | None, since: datetime | None, ou
     A submission retried after a rejection shows both attempts. The hash chain is checked as
     the journal is read; a damaged line stops the listing (see `audit verify`).
     """
-    found = audit_command.log(state_dir)
+    found = audit_command.log(state_dir, plan=plan_name, since=since)
     for warning in found.warnings:
         click.echo(f"warning: {warning}", err=True)
-    attempts = audit_command.select(found.attempts, plan=plan_name, since=since)
     if output == "json":
-        _emit(audit_view.json_log(found, attempts))
+        _emit(audit_view.json_log(found))
     elif output == "csv":
-        click.echo(audit_view.csv_log(attempts), nl=False)
+        click.echo(audit_view.csv_log(found), nl=False)
     elif output == "markdown":
-        click.echo(audit_view.markdown_log(found, attempts), nl=False)
+        click.echo(audit_view.markdown_log(found), nl=False)
     else:
-        click.echo(audit_view.table(found, attempts, text.styler(_color())))
+        click.echo(audit_view.table(found, text.styler(_color())))
     return 0
 
 
@@ -699,7 +699,7 @@ def audit_verify(state_dir: Path, output: str) -> int:
 
     Exits 0 when the state is intact, 1 naming the first bad line (`journal.jsonl:N`) otherwise.
     """
-    result = audit_command.verify(state_dir)
+    result = verify(state_dir)
     if output == "json":
         _emit(audit_view.json_verdict(result))
     else:
