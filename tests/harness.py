@@ -13,13 +13,15 @@ import httpx
 from factories import write
 
 from reconciler import pipeline
+from reconciler.cli import run_apply
 from reconciler.commands import recover
-from reconciler.commands.apply import ApplyOptions, run
+from reconciler.commands.apply import ApplyOptions
 from reconciler.diff import Changeset
 from reconciler.domain import JSON, Outcome, Submission
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
 from reconciler.providers.protocol import Claim, Client, Connection, Lookup, Provider
+from reconciler.reports import Finding
 from reconciler.state import SubmissionRecord, init_state, load_state
 
 LOOPBACK = "http://127.0.0.1:9"
@@ -63,9 +65,9 @@ class Repo:
             "connect": self.connect,
             "look": self.look,
         }
-        return run(ApplyOptions(**{**defaults, **options}))
+        return run_apply(ApplyOptions(**{**defaults, **options}))
 
-    def recover(self) -> list[recover.Finding]:
+    def recover(self) -> list[Finding]:
         from reconciler.state import open_state
 
         with open_state(self.state, actor={"user": "test"}, command="test recover") as writer:

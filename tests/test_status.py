@@ -13,11 +13,12 @@ from conftest import FakeClock
 from factories import TASKS, dms_plan, wedata_plan, write
 from harness import LOOPBACK, Repo, cli
 
-from reconciler.commands.status import Report, report
+from reconciler.commands.status import report
 from reconciler.domain import JSON
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
 from reconciler.providers.protocol import Connection, Progress, Provider
+from reconciler.reports import StatusReport
 from reconciler.state import SubmissionRecord, load_state, open_state
 from reconciler.views import status as view
 
@@ -25,7 +26,7 @@ SECONDS_PER_INSTANCE = 2.0
 """The emulator's default: each instance runs this long, one after another."""
 
 
-def progress_of(repo: Repo, plan: str | None = None) -> Report:
+def progress_of(repo: Repo, plan: str | None = None) -> StatusReport:
     def ask(
         provider: Provider,
         record: SubmissionRecord,

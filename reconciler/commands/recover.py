@@ -5,29 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
-from reconciler import providers
+from reconciler import actor, providers
+from reconciler.commands.branch import StateBranch
 from reconciler.domain import JSON
 from reconciler.providers.protocol import Claim, Connection, Lookup, Provider
+from reconciler.reports import Finding
 from reconciler.state import (
     State,
     StateWriter,
     SubmissionRecord,
     SubmissionStatus,
     intent_details,
+    open_state,
 )
 
 LookUp = Callable[
     [Provider, SubmissionRecord, Mapping[str, JSON], Connection, Sequence[Claim]], Lookup
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    record: SubmissionRecord
-    lookup: Lookup
 
 
 def _default(
@@ -121,3 +118,27 @@ def preview(state: State, findings: list[Finding]) -> State:
     return dataclasses.replace(
         state, submissions=MappingProxyType({**state.submissions, **settled})
     )
+
+
+def run(
+    state_dir: Path,
+    endpoints: Mapping[str, str],
+    *,
+    lock_timeout: float = 0.0,
+    branch: StateBranch | None = None,
+) -> list[Finding]:
+    """`backfill recover`: look every unknown outcome up under the state lock and journal what
+    settled; with `branch`, only on the branch's newest state, and published there."""
+    if branch:
+        branch.require_newest()
+    with open_state(
+        state_dir,
+        actor=actor.current("recover"),
+        command="backfill recover",
+        lock_timeout=lock_timeout,
+    ) as writer:
+        found = look_up(writer.state, endpoints)
+        journal(writer, found)
+    if branch:
+        branch.publish("backfill: outcomes of lookups (recover)", journal_only=False)
+    return found

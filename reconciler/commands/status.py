@@ -4,33 +4,16 @@ Read-only: nothing is written and nothing is created remotely."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from pathlib import Path
 
 from reconciler import providers
 from reconciler.domain import JSON
 from reconciler.errors import BackfillError
 from reconciler.providers.protocol import Connection, Progress, Provider
-from reconciler.state import State, SubmissionRecord, SubmissionStatus, intent_details
+from reconciler.reports import StatusReport, Tracked
+from reconciler.state import State, SubmissionRecord, SubmissionStatus, intent_details, load_state
 
 Ask = Callable[[Provider, SubmissionRecord, Mapping[str, JSON], Connection], Progress]
-
-
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    record: SubmissionRecord
-    progress: Progress
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    tracked: tuple[Tracked, ...]
-    unsettled: tuple[SubmissionRecord, ...]
-    """Submissions whose outcome is unknown: the state cannot say what to ask the platform."""
-
-    @property
-    def ok(self) -> bool:
-        """Every platform answered (whatever the backfills' own progress)."""
-        return not any(t.progress.error for t in self.tracked)
 
 
 def _ask(
@@ -49,7 +32,7 @@ def report(
     plan: str | None = None,
     timeout: float = 30.0,
     ask: Ask | None = None,
-) -> Report:
+) -> StatusReport:
     """One progress query per submitted backfill (of `plan`, if given), oldest first."""
     ask = ask or _ask
     records = sorted(
@@ -78,4 +61,11 @@ def report(
             progress = ask(provider, record, sent[record.key].request, connection)
         tracked.append(Tracked(record, progress))
     unsettled = tuple(r for r in records if r.needs_attention)
-    return Report(tuple(tracked), unsettled)
+    return StatusReport(tuple(tracked), unsettled, state.warnings)
+
+
+def run(
+    state_dir: Path, endpoints: Mapping[str, str], *, plan: str | None, timeout: float
+) -> StatusReport:
+    """`backfill status [NAME]`: the progress of the state's submitted backfills."""
+    return report(load_state(state_dir), endpoints, plan=plan, timeout=timeout)

@@ -18,8 +18,6 @@ from reconciler.domain import (
     OutcomeKind,
     Plan,
     Submission,
-    day,
-    runs,
 )
 
 EMULATOR_HEADER = "X-Backfill-Emulator"
@@ -233,11 +231,6 @@ def unreadable(response: httpx.Response, api: str) -> Outcome:
 
 def from_emulator(response: httpx.Response) -> bool:
     return EMULATOR_HEADER in response.headers
-
-
-def contiguous_runs(dates: Sequence[str]) -> list[tuple[str, str]]:
-    """ISO dates -> inclusive (start, end) runs of consecutive days."""
-    return [(day(first), day(last)) for first, last in runs(dates)]
 
 
 def days_per_call(plan: Plan, targets: int) -> int:

@@ -1,5 +1,6 @@
 """The state store: the journal, its snapshot and the lock. Nothing else touches those files."""
 
+from reconciler.domain import SubmissionStatus
 from reconciler.state.audit import (
     Attempt,
     AuditLog,
@@ -10,7 +11,7 @@ from reconciler.state.audit import (
 )
 from reconciler.state.intents import IntentDetails, intent_details
 from reconciler.state.lock import LockHolder, force_unlock, read_lock_holder
-from reconciler.state.records import EventType, State, SubmissionRecord, SubmissionStatus
+from reconciler.state.records import EventType, State, SubmissionRecord
 from reconciler.state.store import (
     History,
     StateWriter,

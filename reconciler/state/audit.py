@@ -25,6 +25,14 @@ class Step:
     reason: str = ""
     """Why a person (import, forget) or a lookup (resolved) settled it, as they said."""
 
+    @property
+    def verdict(self) -> bool:
+        """A lookup or a person settled the outcome, not the API's reply."""
+        return self.type in _VERDICTS
+
+
+_VERDICTS = frozenset({EventType.RESOLVED, EventType.IMPORTED, EventType.FORGOTTEN})
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:

@@ -12,13 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.domain import runs
-from reconciler.state.records import (
-    EventType,
-    State,
-    SubmissionRecord,
-    SubmissionStatus,
-)
+from reconciler.domain import SubmissionStatus, runs
+from reconciler.state.records import EventType, State, SubmissionRecord
 
 Event = Mapping[str, Any]
 """One journal line, parsed and checked by `journal.parse_event` (or built by `journal.seal`)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.domain import JSON, Cell, day, merge_spans, ordinal
+from reconciler.domain import JSON, Cell, SubmissionStatus, day, merge_spans, ordinal
 
 ZERO_HASH = "0" * 64
 """The `prev` of the first event, and the hash of an empty journal."""
@@ -39,19 +39,6 @@ class EventType(StrEnum):
     """A person says it did not run."""
     UNSENT = "unsent"
     """The request never left the process (no connection could be made)."""
-
-
-class SubmissionStatus(StrEnum):
-    PENDING = "pending"
-    """An intent without an outcome; seen on load, its process died in between: treat as unknown."""
-    SUBMITTED = "submitted"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"
-    MISSING = "missing"
-    """A remote lookup found it was not created."""
-    FORGOTTEN = "forgotten"
-    UNSENT = "unsent"
-    """Never sent: its cells stay missing, and the next apply submits them."""
 
 
 COVERING = frozenset(

@@ -7,13 +7,14 @@ import csv
 import io
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.domain import JSON
-from reconciler.providers.protocol import contiguous_runs
-from reconciler.state import Attempt, AuditLog, EventType, Step, Verification
+from reconciler.domain import JSON, contiguous_runs
 from reconciler.views.markdown import escape
 from reconciler.views.text import Style, plural, styler
+
+if TYPE_CHECKING:
+    from reconciler.state import Attempt, AuditLog, Step, Verification
 
 FORMAT_VERSION = 1
 CSV_FIELDS = (
@@ -52,7 +53,6 @@ CSV_FIELDS = (
 
 _PLAIN = styler(False)
 
-_VERDICTS = frozenset({EventType.RESOLVED, EventType.IMPORTED, EventType.FORGOTTEN})
 _SAFE_URL = re.compile(r"https://[^\s()<>\[\]]+")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -80,7 +80,7 @@ def outcome(attempt: Attempt) -> str:
     record = attempt.record
     text = str(record.shown_status) + (f" ({record.code})" if record.code else "")
     settled = attempt.settled
-    if settled is not None and settled.type in _VERDICTS:
+    if settled is not None and settled.verdict:
         who = settled.actor.get("user") or "?"
         approved = approvers(settled.actor)
         text += f"; {settled.type} by {who}" + (f" (approved by {approved})" if approved else "")

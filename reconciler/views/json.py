@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.diff import Changeset
-from reconciler.domain import Submission
-from reconciler.errors import Diagnostic, Location
-from reconciler.execute import Result
-from reconciler.state import IntentDetails, SubmissionRecord
-from reconciler.validate import Validated
+if TYPE_CHECKING:
+    from reconciler.diff import Changeset
+    from reconciler.domain import Submission
+    from reconciler.errors import Diagnostic, Location
+    from reconciler.execute import Result
+    from reconciler.reports import Applied, Listing
+    from reconciler.state import IntentDetails, SubmissionRecord
+    from reconciler.validate import Validated
 
 FORMAT_VERSION = 1
+
+
+def dumps(payload: object) -> str:
+    """A document as every command prints it: indented, non-ASCII kept as is."""
+    return json.dumps(payload, indent=2, ensure_ascii=False)
 
 
 def diagnostic(item: Diagnostic) -> dict[str, Any]:
@@ -128,6 +136,22 @@ def results(items: Sequence[Result], planned: int) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "planned": planned,
         "results": [result(r) for r in items],
+    }
+
+
+def applied(report: Applied) -> dict[str, Any]:
+    return {
+        "plan": changeset(report.changes),
+        "apply": results(report.results, report.planned),
+    }
+
+
+def listing(report: Listing) -> dict[str, Any]:
+    assert report.details is not None, "the JSON of a listing shows what each intent journaled"
+    return {
+        "format_version": FORMAT_VERSION,
+        "seq": report.seq,
+        "submissions": [record(r, report.details[r.key]) for r in report.records],
     }
 
 
