@@ -297,3 +297,51 @@ def test_a_malformed_verdicts_file_is_refused_naming_its_line(
     assert done.returncode == 1
     assert f"ran.txt:1: expected KEY REMOTE_ID, got '{keys[0]}'" in done.stderr
     assert (tmp_path / "state" / "journal.jsonl").read_bytes() == journal
+
+
+def loaded_modules(run: subprocess.CompletedProcess[str]) -> set[str]:
+    """The modules a run imported, from Python's `-X importtime` report on its stderr."""
+    return {
+        line.rpartition("|")[2].strip()
+        for line in run.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+
+
+CALLING_THE_APIS = ("httpx", "reconciler.providers.tc3", "reconciler.providers.acs3")
+"""What only the commands that call an API need: an HTTP client and the signers."""
+
+
+def test_validate_loads_no_http_client_state_store_emulator_or_later_stage(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    # A pre-commit hook or a pull request check over a few plans is mostly start-up.
+    write(tmp_path / "plans" / "w.yaml", wedata_plan("w"))
+    env = {**cli_env, "PYTHONPROFILEIMPORTTIME": "1"}
+
+    checked = cli("validate", "plans", cwd=tmp_path, env=env)
+
+    assert checked.returncode == 0, checked.stderr
+    loaded = loaded_modules(checked)
+    assert "reconciler.validate" in loaded
+    unwanted = (
+        *CALLING_THE_APIS,
+        *("reconciler.state", "reconciler.emulator", "reconciler.diff", "reconciler.execute"),
+        "jsonschema",  # the reference validator explains rejected documents only
+    )
+    assert loaded.isdisjoint(unwanted), sorted(loaded.intersection(unwanted))
+
+
+def test_plan_loads_no_http_client_it_needs_no_credentials(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    write(tmp_path / "plans" / "d.yaml", dms_plan("d", dags=[15001]))
+    assert cli("init", cwd=tmp_path, env=cli_env).returncode == 0
+    env = {**cli_env, "PYTHONPROFILEIMPORTTIME": "1"}
+
+    planned = cli("plan", cwd=tmp_path, env=env)
+
+    assert planned.returncode == 0, planned.stderr
+    loaded = loaded_modules(planned)
+    assert "reconciler.diff" in loaded
+    assert loaded.isdisjoint(CALLING_THE_APIS), sorted(loaded.intersection(CALLING_THE_APIS))

@@ -9,9 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from reconciler.domain import (
     JSON,
@@ -28,7 +26,6 @@ from reconciler.domain import (
     range_span,
 )
 from reconciler.errors import BackfillError
-from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials, encode_query, rpc_params
 from reconciler.providers.protocol import (
     Claim,
     Connection,
@@ -43,6 +40,11 @@ from reconciler.providers.protocol import (
     send,
     unreadable,
 )
+
+if TYPE_CHECKING:
+    import httpx
+
+    from reconciler.providers.acs3 import AliyunCredentials
 
 NAME = "aliyun-dms"
 ACTION = "BackFill"
@@ -221,6 +223,9 @@ class DmsProvider:
         return ENDPOINT.format(region=region)
 
     def client(self, connection: Connection) -> DmsClient:
+        # The client's modules (httpx, the signer) load with the first call, not with `validate`.
+        from reconciler.providers.acs3 import AliyunCredentials  # noqa: PLC0415
+
         credentials = AliyunCredentials.from_env()
         if credentials is None:
             raise BackfillError(
@@ -262,6 +267,10 @@ class DmsClient:
     """Sends DMS RPC actions signed with ACS3 and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: AliyunCredentials, connection: Connection) -> None:
+        import httpx  # noqa: PLC0415 (see DmsProvider.client)
+
+        from reconciler.providers.acs3 import ACS3Auth  # noqa: PLC0415
+
         self._http = httpx.Client(
             base_url=connection.endpoint,
             auth=ACS3Auth(credentials),
@@ -295,6 +304,8 @@ class DmsClient:
         )
 
     def call(self, action: str, params: Mapping[str, JSON]) -> Reply:
+        from reconciler.providers.acs3 import encode_query, rpc_params  # noqa: PLC0415
+
         query = encode_query(rpc_params(params))
         headers = {"x-acs-action": action, "x-acs-version": VERSION, "accept": "application/json"}
         response = send(self._http, f"/?{query}", headers=headers)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from reconciler.domain import (
     JSON,
@@ -19,6 +17,9 @@ from reconciler.domain import (
     Plan,
     Submission,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 EMULATOR_HEADER = "X-Backfill-Emulator"
 """The built-in emulator marks every reply with it, so that a client can record that it talked
@@ -188,6 +189,10 @@ def send(http: httpx.Client, url: str, **request: Any) -> httpx.Response | Outco
 
     A connection that cannot be made to the endpoint cannot be made for any other call either:
     such an outcome says so (`halt`), and the run stops sending there."""
+    # Imported by the first call: the plan side of the providers (what `validate` and `plan`
+    # use) must not load an HTTP client.
+    import httpx  # noqa: PLC0415
+
     try:
         response = http.post(url, **request)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as error:

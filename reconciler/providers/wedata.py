@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from reconciler.domain import (
     JSON,
@@ -38,7 +36,11 @@ from reconciler.providers.protocol import (
     send,
     unreadable,
 )
-from reconciler.providers.tc3 import TC3Auth, TencentCredentials
+
+if TYPE_CHECKING:
+    import httpx
+
+    from reconciler.providers.tc3 import TencentCredentials
 
 NAME = "tencent-wedata"
 SERVICE = "wedata"
@@ -233,6 +235,9 @@ class WeDataProvider:
         return DEFAULT_ENDPOINT
 
     def client(self, connection: Connection) -> WeDataClient:
+        # The client's modules (httpx, the signer) load with the first call, not with `validate`.
+        from reconciler.providers.tc3 import TencentCredentials  # noqa: PLC0415
+
         credentials = TencentCredentials.from_env()
         if credentials is None:
             raise BackfillError(
@@ -295,6 +300,10 @@ class WeDataClient:
     """Sends CreateDataBackfillPlan and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: TencentCredentials, connection: Connection) -> None:
+        import httpx  # noqa: PLC0415 (see WeDataProvider.client)
+
+        from reconciler.providers.tc3 import TC3Auth  # noqa: PLC0415
+
         self._http = httpx.Client(
             base_url=connection.endpoint,
             auth=TC3Auth(credentials, service=SERVICE),
