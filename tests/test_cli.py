@@ -15,6 +15,8 @@ import pytest
 from factories import dms_plan, wedata_plan, write
 from harness import cli
 
+from reconciler import pipeline
+from reconciler.cli import main
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL, dms, endpoint, wedata
 from reconciler.state import (
@@ -345,3 +347,34 @@ def test_plan_loads_no_http_client_it_needs_no_credentials(
     loaded = loaded_modules(planned)
     assert "reconciler.diff" in loaded
     assert loaded.isdisjoint(CALLING_THE_APIS), sorted(loaded.intersection(CALLING_THE_APIS))
+
+
+def run_main(*args: str) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    return int(exited.value.code or 0)
+
+
+def test_an_unexpected_error_is_one_line_and_debug_adds_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken_stage(*paths: object, **options: object) -> None:
+        raise RuntimeError("the disk said no")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "validated", broken_stage)
+
+    assert run_main("validate") == 1
+    quiet = capsys.readouterr().err
+    assert run_main("--debug", "validate") == 1
+    loud = capsys.readouterr().err
+    assert run_main("validate", "--", "--debug") == 1  # a plan file of that name
+    named = capsys.readouterr().err
+
+    assert quiet == named
+    assert quiet.splitlines() == [
+        "error: unexpected RuntimeError: the disk said no (run with --debug for the traceback)"
+    ]
+    assert "broken_stage" not in quiet
+    assert "broken_stage" in loud  # the frame that raised
+    assert loud.splitlines()[-1] == "error: unexpected RuntimeError: the disk said no"
