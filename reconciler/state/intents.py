@@ -37,12 +37,12 @@ def intent_details(state: State, records: Iterable[SubmissionRecord]) -> dict[st
     if state.journal is None:
         raise StateError("this state was not read from a journal: it has no intents to read")
     found: dict[str, IntentDetails] = {}
-    for entry in Chain(state.journal):
+    for entry in Chain(state.journal, decode=wanted):
         key = wanted.get(entry.seq)
         if key is None:
             continue
         event = entry.event
-        assert event is not None  # without a snapshot to vouch for lines, every one is decoded
+        assert event is not None  # the chain decodes the events it is asked for
         data = event["data"]
         if event["type"] != EventType.INTENT or data["key"] != key:
             break
