@@ -207,7 +207,7 @@ def submission_key(
 
 class OutcomeKind(StrEnum):
     SUBMITTED = "submitted"
-    """The API created it."""
+    """The API created it (a read: the API answered it, with its data in `detail`)."""
     REJECTED = "rejected"
     """Definitely not created (validation, authentication, permission)."""
     RETRYABLE = "retryable"
@@ -235,6 +235,9 @@ class SubmissionStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What one API call came to, as every provider classifies its reply: a create's, or a
+    read's (`status`, `recover`)."""
+
     kind: OutcomeKind
     remote_id: str = ""
     request_id: str = ""

@@ -37,9 +37,11 @@ def plans(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> V
 
 
 def changeset(result: Validated, state: State) -> Changeset:
+    """expand -> diff -> plan submissions: the changeset with the calls that apply would make."""
     # The later stages load here, not with the module: `validate` runs the first two alone
     # (a pre-commit hook), without the diff and the state store behind it.
+    from reconciler import planning  # noqa: PLC0415
     from reconciler.diff import diff  # noqa: PLC0415
     from reconciler.expand import expand  # noqa: PLC0415
 
-    return diff(expand(result.plans), state)
+    return planning.submissions(diff(expand(result.plans), state))

@@ -6,6 +6,7 @@ order, names unique across the repo) run on documents the schema accepted.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import itertools
@@ -24,6 +25,7 @@ from reconciler import providers
 from reconciler.domain import JSON, Plan, day, merge_spans, range_span
 from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
+from reconciler.providers.protocol import Provider
 
 if TYPE_CHECKING:
     from jsonschema import TypeChecker, ValidationError
@@ -43,10 +45,36 @@ makes one per DAG per run of days): each is planned, journaled and sent with its
 and 1000 calls are 50 s of WeData's 20 calls/s. `chunk: 1` over years would be many more."""
 
 
-@functools.cache
 def plan_schema() -> dict[str, Any]:
+    """The plan schema as the registered providers make it: `schemas/backfill-plan.schema.json`,
+    whose `spec` takes each registered provider's name and then its `spec_schema` (the file
+    says the same for the built-in providers, for editors; a test holds it to that)."""
+    return _composed(_registered())
+
+
+def _registered() -> tuple[Provider, ...]:
+    return tuple(providers.REGISTRY.values())
+
+
+@functools.cache
+def _schema_file() -> dict[str, Any]:
     text = resources.files("reconciler.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _composed(registered: tuple[Provider, ...]) -> dict[str, Any]:
+    schema = copy.deepcopy(_schema_file())
+    spec = schema["$defs"]["spec"]
+    spec["properties"]["provider"]["enum"] = [p.name for p in registered]
+    spec["allOf"] = [
+        {
+            "if": {"properties": {"provider": {"const": p.name}}, "required": ["provider"]},
+            "then": dict(p.spec_schema),
+        }
+        for p in registered
+    ]
     return schema
 
 
@@ -56,11 +84,15 @@ def _whole_number(checker: TypeChecker, instance: object) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-@functools.cache
 def _validator() -> Validator:
-    """The reference implementation: it reports every error with its path. Loaded only to
-    explain a document the fast check rejected: most runs (a pre-commit hook on valid plans)
-    never need it."""
+    """The reference implementation: it reports every error with its path."""
+    return _validator_of(_registered())
+
+
+@functools.cache
+def _validator_of(registered: tuple[Provider, ...]) -> Validator:
+    """Loaded only to explain a document the fast check rejected: most runs (a pre-commit hook
+    on valid plans) never need it."""
     from jsonschema import Draft202012Validator, validators  # noqa: PLC0415
 
     # jsonschema's `extend` is its documented way to change a type, and has no annotations.
@@ -68,15 +100,20 @@ def _validator() -> Validator:
         Draft202012Validator,
         type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole_number),
     )
-    return plan_validator(plan_schema())
+    return plan_validator(_composed(registered))
 
 
-@functools.cache
 def _fast_check() -> Any:
     """The same schema compiled to Python code: ~15x faster at saying "valid", which is the
     answer for nearly every file in a repo. Only documents it rejects are explained by the
     reference validator, so error quality does not depend on it."""
-    return fastjsonschema.compile(plan_schema())
+    return _fast_check_of(_registered())
+
+
+@functools.cache
+def _fast_check_of(registered: tuple[Provider, ...]) -> Any:
+    # A copy: compiling rewrites every `$ref` of the schema it is given in place.
+    return fastjsonschema.compile(copy.deepcopy(_composed(registered)))
 
 
 def _passes_fast_check(data: JSON) -> bool:
@@ -143,7 +180,7 @@ def validate(loaded: LoadResult) -> Validated:
             continue
         plan = _plan(doc)
         # Every call covers a cell: only a plan of more cells than that may make too many.
-        if _cells(plan.spec) > MAX_CALLS_PER_PLAN:
+        if _cells(plan) > MAX_CALLS_PER_PLAN:
             calls = providers.get(plan.provider).calls(plan)
             if calls > MAX_CALLS_PER_PLAN:
                 diagnostics.append(_too_many_calls(doc, plan, calls))
@@ -154,11 +191,11 @@ def validate(loaded: LoadResult) -> Validated:
     return Validated(tuple(plans), tuple(diagnostics), loaded.files, len(loaded.documents))
 
 
-def _cells(spec: Mapping[str, Any]) -> int:
-    """Targets times days of a valid plan's `spec`."""
-    ranges = (range_span(r["start"], r.get("end", r["start"])) for r in spec["dates"])
+def _cells(plan: Plan) -> int:
+    """Targets times days of a valid plan."""
+    ranges = (range_span(r["start"], r.get("end", r["start"])) for r in plan.spec["dates"])
     days = sum(last - first + 1 for first, last in merge_spans(ranges))
-    return len(spec.get("taskIds", spec.get("dagIds", ()))) * days
+    return len(providers.get(plan.provider).targets(plan)) * days
 
 
 def _too_many_calls(doc: Document, plan: Plan, calls: int) -> Diagnostic:
@@ -446,7 +483,8 @@ def _size_problems(
             _field(path),
         )
         return
-    ids = spec.get("taskIds", spec.get("dagIds"))
+    provider = providers.REGISTRY.get(str(spec.get("provider")))
+    ids = spec.get(provider.targets_field) if provider else None
     targets = len({str(target) for target in ids}) if isinstance(ids, list) else 0
     if targets * days > MAX_CELLS_PER_PLAN:
         yield Diagnostic(

@@ -34,7 +34,9 @@ from figures import report
 
 from reconciler.cli import cli
 from reconciler.domain import days
-from reconciler.emulator import DmsService, Emulator, FaultConfig, Latency
+from reconciler.emulator.app import Emulator
+from reconciler.emulator.dms import DmsService
+from reconciler.emulator.faults import FaultConfig, Latency
 from reconciler.emulator.server import EmulatorServer, start_in_thread
 from reconciler.errors import StateError
 from reconciler.providers import dms, wedata
@@ -459,7 +461,7 @@ def workspace(
 ) -> Callable[[FaultConfig], Workspace]:
     def make(faults: FaultConfig) -> Workspace:
         # DMS has no documented limit: the emulator enforces none, the client paces at 20/s.
-        emulator, url = serve_emulator(faults=faults, aliyun_rate_limit=None)
+        emulator, url = serve_emulator(faults=faults, rate_limits={dms.NAME: None})
         return Workspace(tmp_path, emulator, url, cli_env)
 
     return make
@@ -803,7 +805,7 @@ def test_ambiguous_lookups_across_state_directories_never_settle_on_another_run(
     rng: random.Random,
     emulator_clock: Any,
 ) -> None:
-    emulator, url = serve_emulator(clock=emulator_clock, aliyun_rate_limit=None)
+    emulator, url = serve_emulator(clock=emulator_clock, rate_limits={dms.NAME: None})
     backfills = Backfills(tmp_path, emulator, url, cli_env)
     # Four groups of DAGs; the state directories below back-fill overlapping sets of them.
     one, two, three, four = ([16_000 + 10 * g + d for d in range(SCALE)] for g in range(1, 5))

@@ -463,3 +463,24 @@ def test_a_takeover_of_the_plan_itself_or_of_one_plan_twice_is_refused(tmp_path:
 
     assert "spec.takeover[0].plan: a plan cannot take over its own submissions" in itself
     assert "spec.takeover[2].plan: 'old' is listed twice (also at index 1)" in twice
+
+
+def test_the_schema_file_says_what_the_registered_providers_make_the_contract() -> None:
+    # Editors read the file; the validator dispatches `spec` on the providers' registry.
+    from reconciler.validate import plan_schema
+
+    shipped = json.loads((REPO / "schemas" / "backfill-plan.schema.json").read_text("utf-8"))
+    assert plan_schema() == shipped
+
+
+def test_a_missing_field_defined_elsewhere_in_the_schema_is_explained_by_that_definition(
+    tmp_path: Path,
+) -> None:
+    from reconciler.validate import plan_schema
+
+    plan = wedata_plan()
+    del plan["spec"]
+    for path in (write(tmp_path / "first.yaml", plan), write(tmp_path / "again.yaml", plan)):
+        [problem] = messages(path)  # and again, once the schema has been compiled
+        description = plan_schema()["$defs"]["spec"]["description"]
+        assert problem.endswith(f"missing required field 'spec': {description}")

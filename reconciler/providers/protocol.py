@@ -1,9 +1,10 @@
 """What every platform adapter provides: cells of a plan, how missing cells batch into calls,
-the request for a batch, and a client that sends it and classifies the reply."""
+the request for a batch, and a client that sends it and classifies the reply; and the plumbing
+they share (`send`, `every_page`, `chunked`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -21,6 +22,9 @@ from reconciler.domain import (
 if TYPE_CHECKING:
     import httpx
 
+    from reconciler.emulator.app import ServiceFactory
+    from reconciler.state import SubmissionRecord
+
 EMULATOR_HEADER = "X-Backfill-Emulator"
 """The built-in emulator marks every reply with it, so that a client can record that it talked
 to the emulator (a state written against it must never pass for real runs)."""
@@ -33,6 +37,19 @@ class Connection:
     endpoint: str
     transport: httpx.BaseTransport | None = None
     timeout: float = 30.0
+
+    def http(self, auth: httpx.Auth) -> httpx.Client:
+        """An HTTP client to the endpoint that signs every request with `auth`."""
+        # Imported by the first client: the plan side of the providers (what `validate` and
+        # `plan` use) must not load an HTTP client.
+        import httpx  # noqa: PLC0415
+
+        return httpx.Client(
+            base_url=self.endpoint,
+            auth=auth,
+            transport=self.transport,
+            timeout=httpx.Timeout(self.timeout, connect=10.0),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +150,12 @@ class Provider(Protocol):
 
     targets_field: str
     """The `spec` field that lists the targets (WeData tasks, DMS DAGs)."""
+    credentials_prefix: str
+    """What the names of the environment variables its credentials come from start with:
+    nothing else the tool runs (git and its hooks) is given them."""
+    spec_schema: Mapping[str, JSON]
+    """The JSON Schema a plan's `spec` meets when it names this provider, within the plan
+    schema (so `{"$ref": "#/$defs/..."}` reaches its definitions)."""
 
     def region(self, plan: Plan) -> str: ...
 
@@ -161,23 +184,32 @@ class Provider(Protocol):
         """A client using credentials from the environment; BackfillError if there are none."""
         ...
 
+    def remote_name(self, request: Mapping[str, JSON]) -> str:
+        """What the platform calls the backfill that `request` created, for a person to search
+        for; empty where the API takes no name."""
+        ...
+
     def look_up(
         self,
-        record: Any,
+        record: SubmissionRecord,
         request: Mapping[str, JSON],
         connection: Connection,
         others: Sequence[Claim],
     ) -> Lookup:
-        """Settle an unknown outcome (a SubmissionRecord, which sent `request`) remotely where
-        the API allows it, never with what `others` claim; otherwise say what a person must
-        check."""
+        """Settle an unknown outcome (of `record`, which sent `request`) remotely where the API
+        allows it, never with what `others` claim; otherwise say what a person must check."""
         ...
 
     def progress(
-        self, record: Any, request: Mapping[str, JSON], connection: Connection
+        self, record: SubmissionRecord, request: Mapping[str, JSON], connection: Connection
     ) -> Progress:
-        """The remote progress of a submitted backfill (a SubmissionRecord, which sent
-        `request`), read-only."""
+        """The remote progress of a submitted backfill (`record`, which sent `request`),
+        read-only."""
+        ...
+
+    def emulated(self) -> ServiceFactory:
+        """How the built-in emulator makes this API (`backfill emulator`, the tests); its code
+        is loaded only when an emulator is made."""
         ...
 
 
@@ -189,9 +221,7 @@ def send(http: httpx.Client, url: str, **request: Any) -> httpx.Response | Outco
 
     A connection that cannot be made to the endpoint cannot be made for any other call either:
     such an outcome says so (`halt`), and the run stops sending there."""
-    # Imported by the first call: the plan side of the providers (what `validate` and `plan`
-    # use) must not load an HTTP client.
-    import httpx  # noqa: PLC0415
+    import httpx  # noqa: PLC0415 - loaded with the client (see Connection.http)
 
     try:
         response = http.post(url, **request)
@@ -222,6 +252,27 @@ def send(http: httpx.Client, url: str, **request: Any) -> httpx.Response | Outco
             emulator=emulator,
         )
     return response
+
+
+def every_page(
+    read: Callable[[int], Outcome],
+    items: Callable[[Mapping[str, JSON]], Sequence[Mapping[str, Any]]],
+    last: Callable[[Mapping[str, JSON], int], bool],
+) -> list[Mapping[str, Any]] | Outcome:
+    """Every item of a paged listing, reading pages 1, 2, ... until one is empty or `last`
+    (given the reply's data and the page number) says it was the last one; or the outcome of
+    the read that failed, for the caller to say so."""
+    found: list[Mapping[str, Any]] = []
+    page = 1
+    while True:
+        reply = read(page)
+        if reply.kind is not OutcomeKind.SUBMITTED:
+            return reply
+        listed = items(reply.detail)
+        found.extend(listed)
+        if not listed or last(reply.detail, page):
+            return found
+        page += 1
 
 
 def unreadable(response: httpx.Response, api: str) -> Outcome:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from reconciler.domain import (
@@ -22,25 +23,15 @@ from reconciler.domain import (
     range_span,
 )
 from reconciler.errors import BackfillError
-from reconciler.providers.protocol import (
-    Claim,
-    Connection,
-    Instance,
-    Lookup,
-    Phase,
-    Progress,
-    call_count,
-    chunked,
-    from_emulator,
-    overall,
-    send,
-    unreadable,
-)
+from reconciler.providers import protocol
+from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
 
 if TYPE_CHECKING:
     import httpx
 
+    from reconciler.emulator.app import ServiceFactory
     from reconciler.providers.tc3 import TencentCredentials
+    from reconciler.state import SubmissionRecord
 
 NAME = "tencent-wedata"
 SERVICE = "wedata"
@@ -124,6 +115,8 @@ class WeDataProvider:
     action = ACTION
     rate_limit = RATE_LIMIT
     targets_field = "taskIds"
+    credentials_prefix = "TENCENTCLOUD_"
+    spec_schema: Mapping[str, JSON] = {"$ref": "#/$defs/tencentSpec"}
 
     def region(self, plan: Plan) -> str:
         return str(plan.spec["region"])
@@ -183,12 +176,13 @@ class WeDataProvider:
         return [
             Batch(targets=tuple(targets), dates=chunk)
             for dates, targets in sorted(by_dates.items())
-            for chunk in chunked(dates, plan, len(targets))
+            for chunk in protocol.chunked(dates, plan, len(targets))
         ]
 
     def calls(self, plan: Plan) -> int:
         return sum(
-            call_count(group.days, plan, len(group.targets)) for group in self.cell_groups(plan)
+            protocol.call_count(group.days, plan, len(group.targets))
+            for group in self.cell_groups(plan)
         )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
@@ -246,30 +240,35 @@ class WeDataProvider:
             )
         return WeDataClient(credentials, connection)
 
+    def remote_name(self, request: Mapping[str, JSON]) -> str:
+        return str(request.get("DataBackfillPlanName") or "")
+
     def look_up(
         self,
-        record: Any,
+        record: SubmissionRecord,
         request: Mapping[str, JSON],
         connection: Connection,
         others: Sequence[Claim],
     ) -> Lookup:
         # WeData offers no lookup of a backfill plan by name: a person has to look.
-        name = request.get("DataBackfillPlanName", "")
         return Lookup(
             "unclear",
             how=f"WeData cannot be searched by plan name through the API: look in the WeData "
             f"console (project {request.get('ProjectId', '?')}, region {record.region}) "
-            f"for a backfill plan named {name!r} created after {record.intent_time}",
+            f"for a backfill plan named {self.remote_name(request)!r} created after "
+            f"{record.intent_time}",
         )
 
     def progress(
-        self, record: Any, request: Mapping[str, JSON], connection: Connection
+        self, record: SubmissionRecord, request: Mapping[str, JSON], connection: Connection
     ) -> Progress:
-        client = self.client(connection)
-        try:
+        with closing(self.client(connection)) as client:
             return client.progress(record, request)
-        finally:
-            client.close()
+
+    def emulated(self) -> ServiceFactory:
+        from reconciler.emulator.wedata import WeDataService  # noqa: PLC0415 - see Provider.emulated
+
+        return WeDataService
 
 
 def remote_name(plan: Plan, key: str) -> str:
@@ -300,16 +299,9 @@ class WeDataClient:
     """Sends CreateDataBackfillPlan and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: TencentCredentials, connection: Connection) -> None:
-        import httpx  # noqa: PLC0415 (see WeDataProvider.client)
+        from reconciler.providers.tc3 import TC3Auth  # noqa: PLC0415 - see WeDataProvider.client
 
-        from reconciler.providers.tc3 import TC3Auth  # noqa: PLC0415
-
-        self._http = httpx.Client(
-            base_url=connection.endpoint,
-            auth=TC3Auth(credentials, service=SERVICE),
-            transport=connection.transport,
-            timeout=httpx.Timeout(connection.timeout, connect=10.0),
-        )
+        self._http = connection.http(TC3Auth(credentials, service=SERVICE))
         self.credential_id = credentials.secret_id
 
     def submit(self, submission: Submission) -> Outcome:
@@ -325,12 +317,12 @@ class WeDataClient:
             "X-TC-Version": VERSION,
             "X-TC-Region": region,
         }
-        response = send(self._http, "/", content=payload, headers=headers)
+        response = protocol.send(self._http, "/", content=payload, headers=headers)
         if isinstance(response, Outcome):
             return response
         return _outcome(response, create=create)
 
-    def progress(self, record: Any, request: Mapping[str, JSON]) -> Progress:
+    def progress(self, record: SubmissionRecord, request: Mapping[str, JSON]) -> Progress:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
         ListDataBackfillInstances for the state of each task on each date."""
         plan = {
@@ -340,32 +332,20 @@ class WeDataClient:
         got = self.call("GetDataBackfillPlan", record.region, plan)
         if got.kind is not OutcomeKind.SUBMITTED:
             return Progress("unknown", error=_failure("GetDataBackfillPlan", got))
-        instances: list[Instance] = []
-        page = 1
-        while True:
-            listed = self.call(
+        listed = protocol.every_page(
+            lambda page: self.call(
                 "ListDataBackfillInstances",
                 record.region,
                 {**plan, "PageNumber": page, "PageSize": LIST_PAGE_SIZE},
-            )
-            if listed.kind is not OutcomeKind.SUBMITTED:
-                return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
-            items = listed.detail.get("Items") or []
-            for item in items:
-                state = str(item.get("State") or "")
-                instances.append(
-                    Instance(
-                        target=str(item.get("TaskId", "")),
-                        date=str(item.get("CurRunDate") or "")[:10],
-                        state=state,
-                        phase=INSTANCE_PHASES.get(state, "running"),
-                    )
-                )
-            if not items or page >= int(listed.detail.get("TotalPageNumber") or 0):
-                break
-            page += 1
+            ),
+            items=lambda data: data.get("Items") or [],
+            last=lambda data, page: page >= int(data.get("TotalPageNumber") or 0),
+        )
+        if isinstance(listed, Outcome):
+            return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
+        instances = [_instance(item) for item in listed]
         return Progress(
-            overall(instances, len(record.targets) * len(record.dates)),
+            protocol.overall(instances, len(record.targets) * len(record.dates)),
             instances=tuple(instances),
             complete_percent=_percent(got.detail.get("CompletePercent")),
             success_percent=_percent(got.detail.get("SuccessPercent")),
@@ -373,6 +353,16 @@ class WeDataClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _instance(item: Mapping[str, Any]) -> Instance:
+    state = str(item.get("State") or "")
+    return Instance(
+        target=str(item.get("TaskId", "")),
+        date=str(item.get("CurRunDate") or "")[:10],
+        state=state,
+        phase=INSTANCE_PHASES.get(state, "running"),
+    )
 
 
 def _refused_credentials(code: str) -> str:
@@ -394,12 +384,12 @@ def _percent(value: JSON) -> int | None:
 
 
 def _outcome(response: httpx.Response, *, create: bool) -> Outcome:
-    emulator = from_emulator(response)
+    emulator = protocol.from_emulator(response)
     try:
         envelope = response.json()["Response"]
         request_id = str(envelope.get("RequestId", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
-        return unreadable(response, "Tencent Cloud API")
+        return protocol.unreadable(response, "Tencent Cloud API")
     error = envelope.get("Error")
     if isinstance(error, Mapping):
         code = str(error.get("Code", "")) or "UnknownError"
