@@ -21,7 +21,14 @@ from reconciler.domain import JSON, Outcome, Submission
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
 from reconciler.providers.acs3 import AliyunCredentials
-from reconciler.providers.protocol import Claim, Client, Connection, Lookup, Provider
+from reconciler.providers.protocol import (
+    Claim,
+    Client,
+    Connection,
+    Lookup,
+    Progress,
+    Provider,
+)
 from reconciler.providers.tc3 import TencentCredentials
 from reconciler.reports import Finding
 from reconciler.state import SubmissionRecord, init_state, load_state
@@ -75,6 +82,15 @@ class Repo:
         others: Sequence[Claim],
     ) -> Lookup:
         return provider.look_up(record, request, self.mount(connection), others)
+
+    def progress(
+        self,
+        provider: Provider,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+    ) -> Progress:
+        return provider.progress(record, request, self.mount(connection))
 
     def apply(self, **options: Any) -> int:
         defaults: dict[str, Any] = {

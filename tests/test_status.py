@@ -27,15 +27,7 @@ SECONDS_PER_INSTANCE = 2.0
 
 
 def progress_of(repo: Repo, plan: str | None = None) -> StatusReport:
-    def ask(
-        provider: Provider,
-        record: SubmissionRecord,
-        request: Mapping[str, JSON],
-        connection: Connection,
-    ) -> Progress:
-        return provider.progress(record, request, repo.mount(connection))
-
-    return report(load_state(repo.state), {ALL: LOOPBACK}, plan=plan, ask=ask)
+    return report(load_state(repo.state), {ALL: LOOPBACK}, plan=plan, ask=repo.progress)
 
 
 def test_wedata_progress_advances_from_running_to_succeeded(
