@@ -13,65 +13,55 @@ import dataclasses
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
 from reconciler import actor, providers
 from reconciler.commands import recover
 from reconciler.commands.branch import StateBranch
-from reconciler.domain import ordinal
+from reconciler.domain import JSON, ordinal
 from reconciler.execute import Pacer
 from reconciler.providers.protocol import Claim, Connection, Observation, Pace, Provider
+from reconciler.reports import Refreshed, Seen
 from reconciler.state import (
     EventType,
     State,
     StateWriter,
     SubmissionRecord,
     SubmissionStatus,
+    intent_details,
     open_state,
 )
-from reconciler.state.records import HealthRun, health_to_json, observe
-
-Observe = Callable[[Provider, SubmissionRecord, Connection, Sequence[Claim], Pace], Observation]
+from reconciler.state.records import health_to_json, observe
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """What one read said of one submission: the cells whose health or word changed since the
-    state's last observation (none: nothing new), or why it could not be read."""
+class Observe(Protocol):
+    """How to ask a platform about a submission (`Provider.observe`; tests mount the emulator
+    here)."""
 
-    record: SubmissionRecord
-    changed: tuple[HealthRun, ...] = ()
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Refreshed:
-    """What a refresh did: how many submissions it asked about, and what each said."""
-
-    asked: int
-    seen: tuple[Seen, ...]
-    final: int
-    """Submitted backfills already final before it began: not asked."""
-
-    @property
-    def changed(self) -> int:
-        return sum(1 for s in self.seen if s.changed)
-
-    @property
-    def errors(self) -> tuple[Seen, ...]:
-        return tuple(s for s in self.seen if s.error)
+    def __call__(
+        self,
+        provider: Provider,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
+        *,
+        pace: Pace,
+    ) -> Observation: ...
 
 
 def _default(
     provider: Provider,
     record: SubmissionRecord,
+    request: Mapping[str, JSON],
     connection: Connection,
     others: Sequence[Claim],
+    *,
     pace: Pace,
 ) -> Observation:
-    return provider.observe(record, connection, others, pace)
+    return provider.observe(record, request, connection, others, pace=pace)
 
 
 def open_records(state: State, plans: Collection[str] | None = None) -> list[SubmissionRecord]:
@@ -133,6 +123,8 @@ def read(
     look = look or _default
     every = recover.claims(state)
     paces = _Pace()
+    asked = open_records(state, plans)
+    sent = intent_details(state, asked)
 
     def ask(record: SubmissionRecord) -> Seen:
         provider = providers.get(record.provider)
@@ -141,16 +133,17 @@ def read(
             # its remote id means nothing to the real platform, which would answer "not found"
             return Seen(
                 record,
-                error=f"submitted to the built-in emulator at {record.endpoint}; pass "
-                "--endpoint to ask an emulator",
+                error=f"submitted to the built-in emulator at {sent[record.key].endpoint}; "
+                "pass --endpoint to ask an emulator",
             )
         others = [c for c in every.get(record.provider, []) if c.key != record.key]
-        observation = look(
-            provider, record, Connection(url, timeout=timeout), others, paces.of(provider)
+        connection = Connection(url, timeout=timeout)
+        request = sent[record.key].request
+        return changes(
+            record, look(provider, record, request, connection, others, pace=paces.of(provider))
         )
-        return changes(record, observation)
 
-    records = iter(open_records(state, plans))
+    records = iter(asked)
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="refresh") as pool:
         running: set[Future[Seen]] = set()
         try:

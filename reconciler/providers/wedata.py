@@ -9,8 +9,6 @@ from collections.abc import Mapping, Sequence
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from reconciler.domain import (
     JSON,
     Batch,
@@ -20,6 +18,7 @@ from reconciler.domain import (
     OutcomeKind,
     Plan,
     Submission,
+    contiguous_runs,
     fingerprint,
     merge_spans,
     range_span,
@@ -35,11 +34,13 @@ from reconciler.providers.protocol import (
     Pace,
     Progress,
 )
-from reconciler.providers.tc3 import TC3Auth, TencentCredentials
-from reconciler.state import SubmissionRecord
 
 if TYPE_CHECKING:
+    import httpx
+
     from reconciler.emulator.app import ServiceFactory
+    from reconciler.providers.tc3 import TencentCredentials
+    from reconciler.state import SubmissionRecord
 
 NAME = "tencent-wedata"
 SERVICE = "wedata"
@@ -210,7 +211,7 @@ class WeDataProvider:
         params = group.params
         window = params.get("executionWindow")
         ranges: list[dict[str, JSON]] = []
-        for start, end in protocol.contiguous_runs(batch.dates):
+        for start, end in contiguous_runs(batch.dates):
             entry: dict[str, JSON] = {"StartDate": start, "EndDate": end}
             if isinstance(window, Mapping):
                 entry["ExecutionStartTime"] = window["start"]
@@ -250,6 +251,9 @@ class WeDataProvider:
         return DEFAULT_ENDPOINT
 
     def client(self, connection: Connection) -> WeDataClient:
+        # The client's modules (httpx, the signer) load with the first call, not with `validate`.
+        from reconciler.providers.tc3 import TencentCredentials  # noqa: PLC0415
+
         credentials = TencentCredentials.from_env()
         if credentials is None:
             raise BackfillError(
@@ -258,35 +262,47 @@ class WeDataProvider:
             )
         return WeDataClient(credentials, connection)
 
-    def remote_name(self, record: SubmissionRecord) -> str:
-        return str(record.request.get("DataBackfillPlanName") or "")
+    def remote_name(self, request: Mapping[str, JSON]) -> str:
+        return str(request.get("DataBackfillPlanName") or "")
 
     def look_up(
-        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
     ) -> Lookup:
         # WeData offers no lookup of a backfill plan by name: a person has to look.
         return Lookup(
             "unclear",
             how=f"WeData cannot be searched by plan name through the API: look in the WeData "
-            f"console (project {record.request.get('ProjectId', '?')}, region {record.region}) "
-            f"for a backfill plan named {self.remote_name(record)!r} created after "
+            f"console (project {request.get('ProjectId', '?')}, region {record.region}) "
+            f"for a backfill plan named {self.remote_name(request)!r} created after "
             f"{record.intent_time}",
         )
 
-    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
+    def progress(
+        self, record: SubmissionRecord, request: Mapping[str, JSON], connection: Connection
+    ) -> Progress:
         with closing(self.client(connection)) as client:
-            return client.progress(record)
+            return client.progress(record, request)
 
     @property
     def read_limits(self) -> Mapping[str, float]:
         return dict.fromkeys(READ_ACTIONS, RATE_LIMIT)
 
     def observe(
-        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim], pace: Pace
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
+        *,
+        pace: Pace,
     ) -> Observation:
         # a WeData plan id is the submission's own: no other submission's instances are listed
         with closing(self.client(connection)) as client:
-            return client.observe(record, pace)
+            return client.observe(record, request, pace)
 
     def emulated(self) -> ServiceFactory:
         from reconciler.emulator.wedata import WeDataService  # noqa: PLC0415 - see Provider.emulated
@@ -322,6 +338,8 @@ class WeDataClient:
     """Sends CreateDataBackfillPlan and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: TencentCredentials, connection: Connection) -> None:
+        from reconciler.providers.tc3 import TC3Auth  # noqa: PLC0415 - see WeDataProvider.client
+
         self._http = connection.http(TC3Auth(credentials, service=SERVICE))
         self.credential_id = credentials.secret_id
 
@@ -343,16 +361,16 @@ class WeDataClient:
             return response
         return _outcome(response, create=create)
 
-    def progress(self, record: SubmissionRecord) -> Progress:
+    def progress(self, record: SubmissionRecord, request: Mapping[str, JSON]) -> Progress:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
         ListDataBackfillInstances of each task (the API lists one task at a time) for its state
         on each date."""
-        got = self._plan(record, protocol.unpaced)
+        got = self._plan(record, request, protocol.unpaced)
         if got.kind is not OutcomeKind.SUBMITTED:
             return Progress(Health.UNKNOWN, error=_failure("GetDataBackfillPlan", got))
         instances: list[Instance] = []
         for task in record.targets:
-            listed = self._instances(record, task, protocol.unpaced)
+            listed = self._instances(record, request, task, protocol.unpaced)
             if isinstance(listed, Outcome):
                 return Progress(Health.UNKNOWN, error=_failure("ListDataBackfillInstances", listed))
             instances += listed
@@ -363,12 +381,14 @@ class WeDataClient:
             success_percent=_percent(got.detail.get("SuccessPercent")),
         )
 
-    def observe(self, record: SubmissionRecord, pace: Pace) -> Observation:
+    def observe(
+        self, record: SubmissionRecord, request: Mapping[str, JSON], pace: Pace
+    ) -> Observation:
         """The health of the record's cells that are not final: GetDataBackfillPlan first (a
         plan it says fully succeeded is not listed), then ListDataBackfillInstances of each
         task that has such a cell; a cell without an instance is waiting."""
         open_cells = protocol.unfinished(record)
-        got = self._plan(record, pace)
+        got = self._plan(record, request, pace)
         if got.kind is not OutcomeKind.SUBMITTED:
             return Observation(error=_failure("GetDataBackfillPlan", got))
         if _percent(got.detail.get("SuccessPercent")) == 100:
@@ -377,7 +397,7 @@ class WeDataClient:
             )
         seen: dict[tuple[str, str], Instance] = {}
         for task in dict.fromkeys(task for task, _ in open_cells):
-            listed = self._instances(record, task, pace)
+            listed = self._instances(record, request, task, pace)
             if isinstance(listed, Outcome):
                 return Observation(error=_failure("ListDataBackfillInstances", listed))
             seen.update(((i.target, i.date), i) for i in listed)
@@ -385,20 +405,20 @@ class WeDataClient:
             tuple(seen.get(cell) or Instance(*cell, "", Health.WAITING) for cell in open_cells)
         )
 
-    def _plan(self, record: SubmissionRecord, pace: Pace) -> Outcome:
+    def _plan(self, record: SubmissionRecord, request: Mapping[str, JSON], pace: Pace) -> Outcome:
         pace("GetDataBackfillPlan")
         return self.call(
             "GetDataBackfillPlan",
             record.region,
-            {"ProjectId": str(record.request["ProjectId"]), "DataBackfillPlanId": record.remote_id},
+            {"ProjectId": str(request["ProjectId"]), "DataBackfillPlanId": record.remote_id},
         )
 
     def _instances(
-        self, record: SubmissionRecord, task: str, pace: Pace
+        self, record: SubmissionRecord, request: Mapping[str, JSON], task: str, pace: Pace
     ) -> list[Instance] | Outcome:
         """Every page of ListDataBackfillInstances for one plan and task."""
         query: dict[str, JSON] = {
-            "ProjectId": str(record.request["ProjectId"]),
+            "ProjectId": str(request["ProjectId"]),
             "DataBackfillPlanId": record.remote_id,
             "TaskId": task,
             "PageSize": LIST_PAGE_SIZE,

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from reconciler.commands.refresh import Refreshed, Seen
-from reconciler.commands.wait import INTERRUPTED, TIMED_OUT, CellHealth, Followed
 from reconciler.domain import FINAL_HEALTH, Health
-from reconciler.state.records import health_to_json
+from reconciler.reports import WAIT_INTERRUPTED, WAIT_TIMED_OUT
 from reconciler.views import text
-from reconciler.views.progress import Mode
+
+if TYPE_CHECKING:
+    from reconciler.reports import CellHealth, Followed, Refreshed, Seen
+    from reconciler.views.progress import Mode
 
 _ORDER: tuple[Health | None, ...] = (
     Health.FAILED,
@@ -58,6 +59,9 @@ def refresh_json(result: Refreshed) -> dict[str, Any]:
 
 
 def _runs(seen: Seen) -> list[list[str]]:
+    # as the journal has them; the state package loads only with a command that reads a state
+    from reconciler.state.records import health_to_json  # noqa: PLC0415
+
     return health_to_json(seen.changed)
 
 
@@ -79,30 +83,32 @@ def failed_lines(cells: tuple[CellHealth, ...]) -> list[str]:
     ]
 
 
-def wait_text(result: Followed, code: int, style: text.Style) -> str:
+def wait_text(result: Followed, style: text.Style) -> str:
+    code = result.exit_code
     lines = [plan_counts(result, "\n")]
     if result.failed:
         lines.append(style(f"{text.plural(len(result.failed), 'cell')} did not succeed:", fg="red"))
         lines += failed_lines(result.failed)
-    if code == TIMED_OUT:
+    if code == WAIT_TIMED_OUT:
         open_cells = sum(1 for c in result.cells if c.health not in FINAL_HEALTH)
         lines.append(
             style(
-                f"Timed out with {text.plural(open_cells, 'cell')} not final (exit {TIMED_OUT}); "
-                "the backfills go on: `backfill status --wait` follows them again.",
+                f"Timed out with {text.plural(open_cells, 'cell')} not final (exit "
+                f"{WAIT_TIMED_OUT}); the backfills go on: `backfill status --wait` follows them "
+                "again.",
                 fg="yellow",
             )
         )
-    elif code == INTERRUPTED:
+    elif code == WAIT_INTERRUPTED:
         lines.append("Stopped waiting; the backfills go on. The state keeps what was read.")
     elif code == 0:
         lines.append(style("Every cell succeeded.", fg="green"))
     return "\n".join(lines)
 
 
-def wait_json(result: Followed, code: int) -> dict[str, Any]:
+def wait_json(result: Followed) -> dict[str, Any]:
     return {
-        "exit_code": code,
+        "exit_code": result.exit_code,
         "final": result.final,
         "plans": {
             plan: {str(h) if h else "not_observed": n for h, n in counts.items()}
