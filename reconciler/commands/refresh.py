@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from types import MappingProxyType
 from typing import Protocol
 
 from reconciler import actor, providers
@@ -210,11 +209,7 @@ def preview(state: State, seen: Sequence[Seen]) -> State:
         for s in seen
         if s.changed
     }
-    if not updated:
-        return state
-    return dataclasses.replace(
-        state, submissions=MappingProxyType({**state.submissions, **updated})
-    )
+    return state.amended(updated)
 
 
 def run(
