@@ -209,6 +209,45 @@ def test_a_refresh_killed_halfway_loses_nothing_and_the_next_asks_only_what_is_o
     assert sorted(observed_keys) == sorted(state.submissions)  # each once: nothing twice
 
 
+def test_a_wait_killed_mid_round_loses_nothing_and_the_next_wait_ends_it(
+    tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
+) -> None:
+    dags = list(range(15001, 15033))  # four rounds of reads in flight (8 at a time)
+    faults = FaultConfig(latency=Latency(200, 200), instance_seconds=1.0, seed=5)
+    emulator, url = serve_emulator(clock=emulator_clock, faults=faults)
+    write(tmp_path / "plans" / "flows.yaml", dms_plan("flows", dags=dags, dates=[DATES]))
+    applied(tmp_path, url, cli_env)
+    emulator_clock.advance(200)
+    journal = tmp_path / "state" / "journal.jsonl"
+    size = len(journal.read_text().splitlines())
+    wait = ("status", "--wait", "--wait-interval", "0.1", "--endpoint", url)
+
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", *wait],
+        cwd=tmp_path,
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(journal.read_text().splitlines()) < size + 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(waiting.pid, signal.SIGKILL)
+    waiting.wait()
+    final = sum(r.final for r in load_state(tmp_path / "state").submissions.values())
+    assert 2 <= final < len(dags)
+
+    done = cli(*wait, "--wait-timeout", "60", cwd=tmp_path, env=cli_env)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert cli("audit", "verify", cwd=tmp_path, env=cli_env).returncode == 0
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    observed = [e["data"]["key"] for e in events if e["type"] == EventType.OBSERVED]
+    state = load_state(tmp_path / "state")
+    assert sorted(observed) == sorted(state.submissions)  # each once, none lost
+    assert all(r.final for r in state.submissions.values())
+    assert len(emulator.calls.all()) == len(dags)  # the creates of the apply: nothing sent again
+
+
 def failed_cells(stdout: str) -> set[tuple[str, str, str]]:
     """(plan, target, date) of the lines `--wait` lists as not succeeded."""
     found = re.findall(r"^\s+(\S+)\s+target (\S+)\s+(\d{4}-\d\d-\d\d)\s+failed", stdout, re.M)
