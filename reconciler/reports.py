@@ -16,9 +16,8 @@ if TYPE_CHECKING:
     from reconciler.diff import Changeset
     from reconciler.domain import JSON
     from reconciler.execute import Result
-    from reconciler.providers.protocol import Lookup, Progress
+    from reconciler.providers.protocol import Instance, Lookup, Progress
     from reconciler.state import IntentDetails, State, SubmissionRecord
-    from reconciler.state.records import HealthRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,30 +150,34 @@ class StatusReport:
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """What one refresh read said of one submission: the cells whose health or word changed
-    since the state's last observation (none: nothing new), or why it could not be read."""
+    """What one refresh read of one submission: the health of its cells not final yet, or why
+    it could not be read."""
 
     record: SubmissionRecord
-    changed: tuple[HealthRun, ...] = ()
+    cells: tuple[Instance, ...] = ()
     error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
+class Observed:
+    """An `observed` event a refresh journaled: the cells of one submission whose health or
+    word changed, as journaled (`[target, dates, health, raw]` runs)."""
+
+    key: str
+    plan: str
+    cells: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Refreshed:
-    """`backfill refresh`: how many submissions it asked about, and what each said."""
+    """`backfill refresh`: how many submissions it asked about and what it journaled."""
 
     asked: int
-    seen: tuple[Seen, ...]
     final: int
     """Submitted backfills already final before it began: not asked."""
-
-    @property
-    def changed(self) -> int:
-        return sum(1 for s in self.seen if s.changed)
-
-    @property
-    def errors(self) -> tuple[Seen, ...]:
-        return tuple(s for s in self.seen if s.error)
+    observed: tuple[Observed, ...] = ()
+    errors: tuple[Seen, ...] = ()
+    """The submissions it could not read (their `error`)."""
 
 
 WAIT_TIMED_OUT = 4

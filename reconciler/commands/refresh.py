@@ -22,9 +22,8 @@ from reconciler.commands.branch import StateBranch
 from reconciler.domain import JSON, ordinal
 from reconciler.execute import Pacer
 from reconciler.providers.protocol import Claim, Connection, Observation, Pace, Provider
-from reconciler.reports import Refreshed, Seen
+from reconciler.reports import Observed, Refreshed, Seen
 from reconciler.state import (
-    EventType,
     State,
     StateWriter,
     SubmissionRecord,
@@ -32,7 +31,7 @@ from reconciler.state import (
     intent_details,
     open_state,
 )
-from reconciler.state.records import health_to_json, observe
+from reconciler.state.records import observe
 
 
 class Observe(Protocol):
@@ -96,18 +95,6 @@ class _Pace:
         return pace
 
 
-def changes(record: SubmissionRecord, observation: Observation) -> Seen:
-    """The cells whose health or word differs from what the record holds, as merged runs."""
-    if observation.error:
-        return Seen(record, error=observation.error)
-    new = [
-        (cell.target, ordinal(cell.date), ordinal(cell.date), cell.phase, cell.state)
-        for cell in observation.cells
-        if record.health_of(cell.target, cell.date) != (cell.phase, cell.state)
-    ]
-    return Seen(record, changed=observe((), new))
-
-
 def read(
     state: State,
     endpoints: Mapping[str, str],
@@ -138,9 +125,8 @@ def read(
         others = [c for c in every.get(record.provider, []) if c.key != record.key]
         connection = Connection(url, timeout=timeout)
         request = sent[record.key].request
-        return changes(
-            record, look(provider, record, request, connection, others, pace=paces.of(provider))
-        )
+        read = look(provider, record, request, connection, others, pace=paces.of(provider))
+        return Seen(record, read.cells, read.error)
 
     records = iter(asked)
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="refresh") as pool:
@@ -159,15 +145,6 @@ def read(
         finally:
             for future in running:
                 future.cancel()
-
-
-def journal(writer: StateWriter, seen: Seen) -> None:
-    """One `observed` event for a submission of which something new was seen."""
-    if seen.changed:
-        writer.append(
-            EventType.OBSERVED,
-            {"key": seen.record.key, "cells": health_to_json(seen.changed)},
-        )
 
 
 def refresh(
@@ -191,23 +168,40 @@ def refresh(
         for r in state.submissions.values()
         if r.status is SubmissionStatus.SUBMITTED and r.final and (plans is None or r.plan in plans)
     )
-    seen: list[Seen] = []
-    for each in read(state, endpoints, plans=plans, timeout=timeout, parallel=parallel, look=look):
-        journal(writer, each)
-        seen.append(each)
+    observed: list[Observed] = []
+    errors: list[Seen] = []
+    answers = read(state, endpoints, plans=plans, timeout=timeout, parallel=parallel, look=look)
+    for asked, seen in enumerate(answers, start=1):
+        if seen.error:
+            errors.append(seen)
+        else:
+            cells = [(c.target, c.date, c.phase, c.state) for c in seen.cells]
+            event = writer.record_observed(seen.record.key, cells)
+            if event is not None:
+                journaled = event["data"]["cells"]
+                observed.append(
+                    Observed(seen.record.key, seen.record.plan, tuple(map(tuple, journaled)))
+                )
         if progress:
-            progress(len(seen), total)
+            progress(asked, total)
         if stop is not None and stop.is_set():
             break
-    return Refreshed(total, tuple(seen), final)
+    return Refreshed(total, final, tuple(observed), tuple(errors))
 
 
 def preview(state: State, seen: Sequence[Seen]) -> State:
-    """The state as it would be after `journal`, for a `plan` that must not write."""
+    """The state as it would be after `refresh` journaled what was `seen`, for a `plan` that
+    must not write."""
     updated = {
-        s.record.key: dataclasses.replace(s.record, health=observe(s.record.health, s.changed))
+        s.record.key: dataclasses.replace(
+            s.record,
+            health=observe(
+                s.record.health,
+                [(c.target, ordinal(c.date), ordinal(c.date), c.phase, c.state) for c in s.cells],
+            ),
+        )
         for s in seen
-        if s.changed
+        if s.cells
     }
     return state.amended(updated)
 
@@ -233,6 +227,6 @@ def run(
         lock_timeout=lock_timeout,
     ) as writer:
         result = refresh(writer, endpoints, timeout=timeout, parallel=parallel, progress=progress)
-    if branch and result.changed:
+    if branch and result.observed:
         branch.publish("backfill: what the platforms said (refresh)", journal_only=False)
     return result

@@ -15,7 +15,7 @@ from reconciler.reports import WAIT_INTERRUPTED, WAIT_TIMED_OUT
 from reconciler.views import text
 
 if TYPE_CHECKING:
-    from reconciler.reports import CellHealth, Followed, Refreshed, Seen
+    from reconciler.reports import CellHealth, Followed, Refreshed
     from reconciler.views.progress import Mode
 
 _ORDER: tuple[Health | None, ...] = (
@@ -31,7 +31,7 @@ _ORDER: tuple[Health | None, ...] = (
 def refresh_text(result: Refreshed, style: text.Style) -> str:
     lines = [
         f"Refreshed {text.plural(result.asked, 'backfill')}: "
-        f"{result.changed} with news journaled, "
+        f"{len(result.observed)} with news journaled, "
         f"{result.final} already final (not asked)."
     ]
     for seen in result.errors:
@@ -45,24 +45,16 @@ def refresh_text(result: Refreshed, style: text.Style) -> str:
 def refresh_json(result: Refreshed) -> dict[str, Any]:
     return {
         "asked": result.asked,
-        "changed": result.changed,
+        "changed": len(result.observed),
         "final": result.final,
         "observed": [
-            {"key": s.record.key, "plan": s.record.plan, "cells": _runs(s)}
-            for s in result.seen
-            if s.changed
+            {"key": o.key, "plan": o.plan, "cells": [list(run) for run in o.cells]}
+            for o in result.observed
         ],
         "errors": [
             {"key": s.record.key, "plan": s.record.plan, "error": s.error} for s in result.errors
         ],
     }
-
-
-def _runs(seen: Seen) -> list[list[str]]:
-    # as the journal has them; the state package loads only with a command that reads a state
-    from reconciler.state.records import health_to_json  # noqa: PLC0415
-
-    return health_to_json(seen.changed)
 
 
 def plan_counts(result: Followed, separator: str = "; ") -> str:
