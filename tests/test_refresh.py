@@ -168,6 +168,24 @@ def test_plan_refresh_writes_nothing_and_apply_refresh_journals_first(
     assert record.final
 
 
+def killed_after(events: int, root: Path, env: dict[str, str], *args: str) -> None:
+    """`backfill ARGS` killed with -9 once it has journaled `events` more events."""
+    journal = root / "state" / "journal.jsonl"
+    size = len(journal.read_text().splitlines())
+    running = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(journal.read_text().splitlines()) < size + events and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(running.pid, signal.SIGKILL)
+    running.wait()
+
+
 def test_a_refresh_killed_halfway_loses_nothing_and_the_next_asks_only_what_is_open(
     tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
 ) -> None:
@@ -178,20 +196,8 @@ def test_a_refresh_killed_halfway_loses_nothing_and_the_next_asks_only_what_is_o
     applied(tmp_path, url, cli_env)
     emulator_clock.advance(200)
     journal = tmp_path / "state" / "journal.jsonl"
-    size = len(journal.read_text().splitlines())
 
-    refresh = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "refresh", "--parallel", "1", "--endpoint", url],
-        cwd=tmp_path,
-        env=cli_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while len(journal.read_text().splitlines()) < size + 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(refresh.pid, signal.SIGKILL)
-    refresh.wait()
+    killed_after(3, tmp_path, cli_env, "refresh", "--parallel", "1", "--endpoint", url)
     kept = load_state(tmp_path / "state")
     done_before = {k for k, r in kept.submissions.items() if r.final}
     assert 3 <= len(done_before) < len(dags)
@@ -219,21 +225,9 @@ def test_a_wait_killed_mid_round_loses_nothing_and_the_next_wait_ends_it(
     applied(tmp_path, url, cli_env)
     emulator_clock.advance(200)
     journal = tmp_path / "state" / "journal.jsonl"
-    size = len(journal.read_text().splitlines())
     wait = ("status", "--wait", "--wait-interval", "0.1", "--endpoint", url)
 
-    waiting = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", *wait],
-        cwd=tmp_path,
-        env=cli_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while len(journal.read_text().splitlines()) < size + 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(waiting.pid, signal.SIGKILL)
-    waiting.wait()
+    killed_after(2, tmp_path, cli_env, *wait)
     final = sum(r.final for r in load_state(tmp_path / "state").submissions.values())
     assert 2 <= final < len(dags)
 
