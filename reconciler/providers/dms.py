@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from reconciler.contract import DmsSpec
 from reconciler.domain import (
     JSON,
     Batch,
@@ -44,7 +45,7 @@ from reconciler.providers.protocol import (
     unreadable,
 )
 
-NAME = "aliyun-dms"
+NAME = DmsSpec.provider_name()
 ACTION = "BackFill"
 VERSION = "2018-11-01"
 ENDPOINT = "https://dms-enterprise.{region}.aliyuncs.com"
@@ -78,9 +79,6 @@ CLOCK_SKEW_SECONDS = 60.0
 run that started more than this before the intent cannot be the intent's; one that started
 less long before it (or in the intent's own second) may or may not be, so it leaves the lookup
 unclear rather than be counted or ignored."""
-
-DEFAULTS: dict[str, JSON] = {"triggerSubTree": True, "intervalHours": 24, "order": "chronological"}
-OPTIONAL = ("tenantId", "historyDagId", "startNodeIds", "filterNodeIds")
 
 # Outcome table (README "Outcomes"). Gateway refusals come before DMS executes anything;
 # `Success: false` with a validation code is a refusal too. Codes not listed are UNKNOWN.
@@ -141,32 +139,31 @@ def rate_limit() -> float:
     return value
 
 
+def _spec(plan: Plan) -> DmsSpec:
+    if not isinstance(plan.spec, DmsSpec):
+        raise TypeError(f"plan {plan.name!r} is a {plan.provider} plan, not a {NAME} one")
+    return plan.spec
+
+
 class DmsProvider:
     name = NAME
     action = ACTION
-    targets_field = "dagIds"
+    targets_field = DmsSpec.key(DmsSpec.TARGETS)
 
     @property
     def rate_limit(self) -> float:
         return rate_limit()
 
     def region(self, plan: Plan) -> str:
-        return str(plan.spec["region"])
+        return _spec(plan).region
 
     def targets(self, plan: Plan) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(str(int(t)) for t in plan.spec[self.targets_field]))
+        return tuple(dict.fromkeys(str(t) for t in _spec(plan).dag_ids))
 
     def cell_groups(self, plan: Plan) -> list[CellGroup]:
-        spec = plan.spec
-        params: dict[str, JSON] = {key: spec.get(key, default) for key, default in DEFAULTS.items()}
-        params["region"] = spec["region"]
-        for key in OPTIONAL:
-            if key in spec:
-                value = spec[key]
-                params[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
-        spans = merge_spans(
-            range_span(entry["start"], entry.get("end", entry["start"])) for entry in spec["dates"]
-        )
+        spec = _spec(plan)
+        params = spec.fingerprinted()
+        spans = merge_spans(range_span(entry.start, entry.last) for entry in spec.dates)
         targets = self.targets(plan)
         return [
             CellGroup(
@@ -196,7 +193,7 @@ class DmsProvider:
         )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
-        params = group.params
+        spec = _spec(plan)
         (target,) = batch.targets
         request: dict[str, JSON] = {"DagId": int(target)}
         if len(batch.dates) == 1:
@@ -204,17 +201,17 @@ class DmsProvider:
         else:
             request["BackFillDateBegin"] = batch.dates[0]
             request["BackFillDateEnd"] = batch.dates[-1]
-        request["IsTriggerSubTree"] = params["triggerSubTree"]
-        request["Interval"] = params["intervalHours"]
-        request["Asc"] = params["order"] == "chronological"
-        for field, name in (
-            ("tenantId", "Tid"),
-            ("historyDagId", "HistoryDagId"),
-            ("startNodeIds", "StartNodeIds"),
-            ("filterNodeIds", "FilterNodeIds"),
+        request["IsTriggerSubTree"] = spec.trigger_sub_tree
+        request["Interval"] = spec.interval_hours
+        request["Asc"] = spec.order.api
+        for value, name in (
+            (spec.tenant_id, "Tid"),
+            (spec.history_dag_id, "HistoryDagId"),
+            (spec.start_node_ids, "StartNodeIds"),
+            (spec.filter_node_ids, "FilterNodeIds"),
         ):
-            if field in params:
-                request[name] = params[field]
+            if value is not None:
+                request[name] = value
         return request
 
     def default_endpoint(self, region: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from reconciler.contract import ComputeConfigMapping, ExecutionWindow, WeDataSpec
 from reconciler.domain import (
     JSON,
     Batch,
@@ -40,7 +41,7 @@ from reconciler.providers.protocol import (
 )
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
 
-NAME = "tencent-wedata"
+NAME = WeDataSpec.provider_name()
 SERVICE = "wedata"
 ACTION = "CreateDataBackfillPlan"
 VERSION = "2025-08-06"
@@ -49,18 +50,8 @@ ENDPOINT_VARIABLE = "BACKFILL_TENCENT_ENDPOINT"
 RATE_LIMIT = 20.0
 """Documented: at most 20 requests per second for CreateDataBackfillPlan."""
 NAME_LIMIT = 128
-
-# Documented defaults, filled in so that writing a default explicitly is not an edit.
-DEFAULTS: dict[str, JSON] = {
-    "timeZone": "UTC+8",
-    "checkParents": "none",
-    "skipEventListening": True,
-    "order": "normal",
-}
-
-CHECK_PARENT_TYPE = {"none": "NONE", "all": "ALL", "in-plan": "MAKE_SCOPE"}
-DATA_TIME_ORDER = {"normal": "NORMAL", "chronological": "ORDER", "reverse": "REVERSE"}
-CYCLE_TYPE = {"monthly": "MONTH_CYCLE"}
+WINDOW = WeDataSpec.key("execution_window")
+"""A cell group's execution window, in its parameters: its ranges' own, or the plan's."""
 
 # Outcome table (README "Outcomes"). Codes match on their prefix before the first dot.
 # Anything not listed is UNKNOWN: an error we cannot classify may hide a created plan.
@@ -113,52 +104,40 @@ def classify(code: str) -> OutcomeKind:
     return OutcomeKind.UNKNOWN
 
 
-def _id(value: JSON) -> str:
-    return str(value)
+def _spec(plan: Plan) -> WeDataSpec:
+    if not isinstance(plan.spec, WeDataSpec):
+        raise TypeError(f"plan {plan.name!r} is a {plan.provider} plan, not a {NAME} one")
+    return plan.spec
 
 
 class WeDataProvider:
     name = NAME
     action = ACTION
     rate_limit = RATE_LIMIT
-    targets_field = "taskIds"
+    targets_field = WeDataSpec.key(WeDataSpec.TARGETS)
 
     def region(self, plan: Plan) -> str:
-        return str(plan.spec["region"])
+        return _spec(plan).region
 
     def targets(self, plan: Plan) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(_id(t) for t in plan.spec[self.targets_field]))
+        return tuple(dict.fromkeys(_spec(plan).task_ids))
 
     def cell_groups(self, plan: Plan) -> list[CellGroup]:
-        spec = plan.spec
+        spec = _spec(plan)
         targets = self.targets(plan)
-        common = {key: spec.get(key, default) for key, default in DEFAULTS.items()}
-        for key in (
-            "remoteName",
-            "selfDependency",
-            "parallelism",
-            "schedulerResourceGroupId",
-            "integrationResourceGroupId",
-            "parameters",
-            "instanceCycle",
-            "computeConfigMappings",
-        ):
-            if key in spec:
-                common[key] = spec[key]
-        common["region"] = spec["region"]
-        common["projectId"] = _id(spec["projectId"])
-        # Ranges with the same execution window share every parameter, so they form one group.
-        by_window: dict[tuple[str, str] | None, tuple[JSON, list[tuple[int, int]]]] = {}
-        for entry in spec["dates"]:
-            window = entry.get("executionWindow", spec.get("executionWindow"))
-            same = (window["start"], window["end"]) if window else None
-            slot = by_window.setdefault(same, (window, []))
-            slot[1].append(range_span(entry["start"], entry.get("end", entry["start"])))
+        # The plan's execution window is that of each range without its own: a parameter of
+        # the ranges, and ranges with the same window share every parameter, hence one group.
+        common = spec.fingerprinted()
+        common.pop(WINDOW, None)
+        by_window: dict[ExecutionWindow | None, list[tuple[int, int]]] = {}
+        for entry in spec.dates:
+            window = entry.execution_window or spec.execution_window
+            by_window.setdefault(window, []).append(range_span(entry.start, entry.last))
         groups = []
-        for window, spans in by_window.values():
+        for window, spans in by_window.items():
             params = dict(common)
             if window is not None:
-                params["executionWindow"] = window
+                params[WINDOW] = window.model_dump(mode="json", by_alias=True)
             groups.append(
                 CellGroup(
                     plan=plan.name,
@@ -190,8 +169,8 @@ class WeDataProvider:
         )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
-        params = group.params
-        window = params.get("executionWindow")
+        spec = _spec(plan)
+        window = group.params.get(WINDOW)
         ranges: list[dict[str, JSON]] = []
         for start, end in contiguous_runs(batch.dates):
             entry: dict[str, JSON] = {"StartDate": start, "EndDate": end}
@@ -200,32 +179,32 @@ class WeDataProvider:
                 entry["ExecutionEndTime"] = window["end"]
             ranges.append(entry)
         request: dict[str, JSON] = {
-            "ProjectId": params["projectId"],
+            "ProjectId": spec.project_id,
             "TaskIds": list(batch.targets),
             "DataBackfillRangeList": ranges,
-            "DataBackfillPlanName": params.get("remoteName") or remote_name(plan, key),
-            "TimeZone": params["timeZone"],
-            "CheckParentType": CHECK_PARENT_TYPE[str(params["checkParents"])],
-            "SkipEventListening": params["skipEventListening"],
-            "DataTimeOrder": DATA_TIME_ORDER[str(params["order"])],
+            "DataBackfillPlanName": spec.remote_name or remote_name(plan, key),
+            "TimeZone": spec.time_zone,
+            "CheckParentType": spec.check_parents.api,
+            "SkipEventListening": spec.skip_event_listening,
+            "DataTimeOrder": spec.order.api,
         }
-        if "selfDependency" in params:
-            request["RedefineSelfWorkflowDependency"] = "yes" if params["selfDependency"] else "no"
-        if "parallelism" in params:
-            request["RedefineParallelNum"] = params["parallelism"]
-        if "schedulerResourceGroupId" in params:
-            request["SchedulerResourceGroupId"] = params["schedulerResourceGroupId"]
-        if "integrationResourceGroupId" in params:
-            request["IntegrationResourceGroupId"] = params["integrationResourceGroupId"]
-        if "parameters" in params:
+        if spec.self_dependency is not None:
+            request["RedefineSelfWorkflowDependency"] = "yes" if spec.self_dependency else "no"
+        if spec.parallelism is not None:
+            request["RedefineParallelNum"] = spec.parallelism
+        if spec.scheduler_resource_group_id is not None:
+            request["SchedulerResourceGroupId"] = spec.scheduler_resource_group_id
+        if spec.integration_resource_group_id is not None:
+            request["IntegrationResourceGroupId"] = spec.integration_resource_group_id
+        if spec.parameters is not None:
             request["RedefineParamList"] = [
-                {"K": k, "V": _param_text(v)} for k, v in dict(params["parameters"]).items()
+                {"K": k, "V": _param_text(v)} for k, v in spec.parameters.items()
             ]
-        if "instanceCycle" in params:
-            request["RedefineCycleType"] = CYCLE_TYPE[str(params["instanceCycle"])]
-        if "computeConfigMappings" in params:
+        if spec.instance_cycle is not None:
+            request["RedefineCycleType"] = spec.instance_cycle.api
+        if spec.compute_config_mappings is not None:
             request["ComputeConfigMappings"] = [
-                _compute_mapping(m) for m in params["computeConfigMappings"]
+                _compute_mapping(m) for m in spec.compute_config_mappings
             ]
         return request
 
@@ -271,15 +250,15 @@ def _param_text(value: JSON) -> str:
     return str(value)
 
 
-def _compute_mapping(mapping: Mapping[str, Any]) -> dict[str, JSON]:
+def _compute_mapping(mapping: ComputeConfigMapping) -> dict[str, JSON]:
     out: dict[str, JSON] = {
-        "TaskTypeId": mapping["taskTypeId"],
-        "ComputeConfigItem": mapping["item"],
-        "SourceValue": mapping["sourceValue"],
-        "TargetValue": mapping["targetValue"],
+        "TaskTypeId": mapping.task_type_id,
+        "ComputeConfigItem": str(mapping.item),
+        "SourceValue": mapping.source_value,
+        "TargetValue": mapping.target_value,
     }
-    if "taskIds" in mapping:
-        out["TaskIds"] = [_id(t) for t in mapping["taskIds"]]
+    if mapping.task_ids is not None:
+        out["TaskIds"] = [str(t) for t in mapping.task_ids]
     return out
 
 
