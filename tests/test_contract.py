@@ -1,5 +1,6 @@
-"""The plan contract: the models are the one source of the schema files, and plans written
-before keep their fingerprints."""
+"""The plan contract: the models are the one source of the schema files, every field of a
+provider's spec reaches the API call (or says why not), and plans written before keep their
+fingerprints."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from factories import dms_plan, wedata_plan, write
+from pydantic import Field
 from scenarios import clean_env
 
-from reconciler import schemagen
+from reconciler import providers, schemagen
+from reconciler.contract import SPECS, Maybe, Spec, WeDataSpec
+from reconciler.domain import Plan, canonical_json
+from reconciler.errors import Location
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,6 +47,117 @@ def test_make_schemas_writes_what_differs_and_check_mode_only_says_so(tmp_path: 
     assert stale.returncode == 1
     assert f"{plan_schema}: differs from the models" in stale.stdout
     assert plan_schema.read_text() == "{}\n"
+
+
+# --- every field of a spec reaches the call ---------------------------------------------------
+
+
+class _Absent:
+    """The value of an optional field that is left out."""
+
+    def __repr__(self) -> str:
+        return "left out"
+
+
+ABSENT = _Absent()
+
+
+def _candidates(schema: dict[str, Any], required: bool) -> list[Any]:
+    """Every value the schema itself offers for a property: its constant, its examples, its
+    default, each enum value, both booleans, and leaving it out if that is allowed and is not
+    the default."""
+    values: list[Any] = [schema["const"]] if "const" in schema else []
+    values += schema.get("examples", [])
+    if "default" in schema:
+        values.append(schema["default"])
+    values += schema.get("enum", [])
+    if schema.get("type") == "boolean":
+        values += [True, False]
+    if not required and "default" not in schema:
+        values.append(ABSENT)
+    distinct: list[Any] = []
+    for value in values:
+        if value not in distinct:
+            distinct.append(value)
+    return distinct
+
+
+def _calls(model: type[Spec], spec: dict[str, Any]) -> tuple[list[str], set[str]]:
+    """What a plan with this spec sends on an empty state (region and request of each call),
+    and the fingerprints of its cells."""
+    typed: Any = model.model_validate({k: v for k, v in spec.items() if v is not ABSENT})
+    plan = Plan(name="coverage", spec=typed, location=Location("coverage.yaml"))
+    provider = providers.get(plan.provider)
+    sent, fingerprints = [], set()
+    for group in provider.cell_groups(plan):
+        fingerprints.add(group.fingerprint)
+        missing = {target: list(group.dates) for target in group.targets}
+        for batch in provider.batches(plan, missing):
+            request = provider.request(plan, group, batch, "0123456789abcdef0123")
+            sent.append(canonical_json([provider.region(plan), request]))
+    return sent, fingerprints
+
+
+def uncovered(model: type[Spec]) -> list[str]:
+    """The properties of a spec's schema that are neither declared unsent (`NOT_SENT`) nor
+    proven to reach the call: each value the schema offers must send what no other one sends
+    and, unless the property lists the targets or the dates, give its own fingerprint. Leaving
+    out a property with a default must be writing the default: the same calls and cells."""
+    schema = schemagen.document("spec", model)
+    required = set(schema.get("required", []))
+    choices = {
+        key: _candidates(value, key in required) for key, value in schema["properties"].items()
+    }
+    base = {key: values[0] for key, values in choices.items()}
+    unsent = {model.key(name) for name in model.NOT_SENT}
+    cells = {model.key(model.TARGETS), model.key("dates")}
+    problems = []
+    for key, values in choices.items():
+        if key in unsent:
+            continue
+        if len(values) < 2:
+            problems.append(f"{key}: give it two examples, so that a change can be tried")
+        default = schema["properties"][key].get("default", ABSENT)
+        if default is not ABSENT:
+            written = _calls(model, {**base, key: default})
+            if _calls(model, {**base, key: ABSENT}) != written:
+                problems.append(f"{key}: left out differs from its default {default!r}")
+        seen: list[tuple[Any, list[str], set[str]]] = []
+        for value in values:
+            sent, fingerprints = _calls(model, {**base, key: value})
+            for other, other_sent, other_fingerprints in seen:
+                if sent == other_sent:
+                    problems.append(f"{key}: {value!r} sends what {other!r} sends")
+                    break
+                if key not in cells and fingerprints == other_fingerprints:
+                    problems.append(f"{key}: {value!r} has the fingerprint of {other!r}")
+                    break
+            seen.append((value, sent, fingerprints))
+    return problems
+
+
+@pytest.mark.parametrize("model", SPECS, ids=[spec.provider_name() for spec in SPECS])
+def test_every_field_of_a_spec_reaches_the_request_and_the_fingerprint(model: type[Spec]) -> None:
+    assert uncovered(model) == []
+
+
+class WithAFieldSentNowhere(WeDataSpec):
+    """What adding a field to the contract alone looks like: valid in plan files, part of the
+    fingerprint (every field is), but no request field of the API."""
+
+    surprise: Maybe[str] = Field(None, examples=["a", "b"])
+
+
+class WithAFieldSaidToBeUnsent(WithAFieldSentNowhere):
+    NOT_SENT: ClassVar[dict[str, str]] = {**WeDataSpec.NOT_SENT, "surprise": "a local note"}
+
+
+def test_a_field_added_to_the_contract_alone_is_found() -> None:
+    assert uncovered(WithAFieldSentNowhere) == [
+        "surprise: 'b' sends what 'a' sends",
+        "surprise: left out sends what 'a' sends",
+    ]
+    assert uncovered(WithAFieldSaidToBeUnsent) == []
 
 
 # --- nothing planned before changes -----------------------------------------------------------
