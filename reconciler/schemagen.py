@@ -1,5 +1,5 @@
 """The JSON Schemas in `schemas/`, generated from the models of the files they describe: plan
-files (`contract`).
+files (`contract`), the state directory (`state.formats`).
 
 `make schemas` writes them; tests/test_contract.py fails while a committed file differs from
 what the models generate. Nothing reads the models' schemas at run time: `validate` loads the
@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, JsonRef, JsonSchemaMode, JsonSchemaValue
+from pydantic.json_schema import (
+    GenerateJsonSchema,
+    JsonRef,
+    JsonSchemaMode,
+    JsonSchemaValue,
+    models_json_schema,
+)
 from pydantic_core import CoreSchema, core_schema
 
 from reconciler.contract import SCHEMAS, BackfillPlan
+from reconciler.state import formats
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -177,9 +184,44 @@ def document(file: str, model: type[BaseModel]) -> dict[str, Any]:
     return {"$schema": DRAFT, "$id": SCHEMAS + file, **generated}
 
 
+def either(
+    file: str,
+    heading: tuple[str, str],
+    models: Sequence[type[BaseModel]],
+    referenced: Sequence[type[BaseModel]] = (),
+) -> dict[str, Any]:
+    """The schema file `file`, titled and described by `heading`, for a value that is one of
+    `models`; `referenced` are models their schemas refer to by name."""
+    _, generated = models_json_schema(
+        [(model, "validation") for model in (*models, *referenced)], schema_generator=Generator
+    )
+    definitions = _sorted(_inline_enums(generated), None)["$defs"]
+    return {
+        "$schema": DRAFT,
+        "$id": SCHEMAS + file,
+        "title": heading[0],
+        "description": heading[1],
+        "oneOf": [{"$ref": f"#/$defs/{model.__name__}"} for model in models],
+        "$defs": definitions,
+    }
+
+
 def documents() -> dict[str, dict[str, Any]]:
     """Every generated schema file by name."""
-    return {"backfill-plan.schema.json": document("backfill-plan.schema.json", BackfillPlan)}
+    state = "state.schema.json"
+    return {
+        "backfill-plan.schema.json": document("backfill-plan.schema.json", BackfillPlan),
+        state: either(
+            state,
+            (
+                "BackfillState",
+                "The state directory's files: snapshot.json is a `Snapshot`; each line of "
+                "journal.jsonl is an `Event`, whose `data` is the payload its `type` names.",
+            ),
+            [formats.Snapshot, formats.Event],
+            referenced=list(formats.PAYLOADS.values()),
+        ),
+    }
 
 
 def text(schema: dict[str, Any]) -> str:

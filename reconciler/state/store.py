@@ -20,7 +20,8 @@ from reconciler.domain import JSON, canonical_json
 from reconciler.errors import Diagnostic, Location, StateError
 from reconciler.state import committed, journal, snapshot
 from reconciler.state.chain import Chain, Vouched, torn_data
-from reconciler.state.fold import Event, FoldError, Replay, check_data
+from reconciler.state.fold import Event, FoldError, Replay
+from reconciler.state.formats import check_data
 from reconciler.state.journal import JOURNAL_FILE, Journal
 from reconciler.state.lock import Lock
 from reconciler.state.records import (
