@@ -6,6 +6,7 @@ Exit codes: 0 success (for `plan --detailed-exitcode`: nothing to do), 1 error, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from reconciler.commands import recover as recover_command
 from reconciler.commands import saved as saved_command
 from reconciler.commands import state as state_command
 from reconciler.commands import status as status_command
+from reconciler.emulator.faults import FaultConfig, Latency
 from reconciler.errors import BackfillError, InvalidPlans
 from reconciler.providers import ALL, check_endpoint, dms, wedata
 from reconciler.state import (
@@ -703,6 +705,31 @@ def audit_verify(state_dir: Path, output: str) -> int:
     return 0 if result.intact else 1
 
 
+def fault_options(command: F) -> F:
+    """One option per field of the emulator's FaultConfig: its flag, bounds and help come
+    from the field, so that the flags and `POST /_emulator/faults` take the same settings."""
+    for setting in reversed(dataclasses.fields(FaultConfig)):
+        default = setting.default
+        command = click.option(
+            "--" + setting.name.replace("_", "-"),
+            setting.name,
+            type=_fault_type(default, setting.metadata["bounds"]),
+            default=str(default) if isinstance(default, Latency) else default,
+            show_default=default is not None,
+            metavar=setting.metadata["metavar"],
+            help=setting.metadata["help"],
+        )(command)
+    return command
+
+
+def _fault_type(default: object, bounds: tuple[float, float | None] | None) -> Any:
+    if isinstance(default, float):
+        return click.FloatRange(*bounds) if bounds else float
+    if isinstance(default, Latency):
+        return str  # as text: FaultConfig parses it as `POST /_emulator/faults` does
+    return int  # the seed
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -717,66 +744,8 @@ def audit_verify(state_dir: Path, output: str) -> int:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the URL here once listening (for scripts).",
 )
-@click.option(
-    "--latency",
-    default="0",
-    show_default=True,
-    metavar="MS|LOW-HIGH",
-    help="Delay before every API request is handled: 200, or uniform in 50-400 (milliseconds).",
-)
-@click.option(
-    "--throttle-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Chance that a create gets the API's own throttling reply (nothing created).",
-)
-@click.option(
-    "--error-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Chance that a create gets HTTP 503 before it runs (nothing created).",
-)
-@click.option(
-    "--timeout-after-commit-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Chance that a create runs, then its reply is held back (--hang-ms) and never sent.",
-)
-@click.option(
-    "--reset-after-commit-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Chance that a create runs, then its connection is reset without a reply.",
-)
-@click.option(
-    "--slow-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Chance that a create is answered late (--slow-ms) but normally.",
-)
-@click.option("--slow-ms", type=click.FloatRange(0), default=2000.0, show_default=True)
-@click.option(
-    "--hang-ms",
-    type=click.FloatRange(0, 600_000),
-    default=60_000.0,
-    show_default=True,
-    help="How long a reply lost after commit holds its connection (past the client's timeout).",
-)
-@click.option("--seed", type=int, help="Seed of the fault draws (default: random, printed).")
-def emulator(
-    host: str,
-    port: int,
-    ready_file: Path | None,
-    latency: str,
-    throttle_rate: float,
-    error_rate: float,
-    timeout_after_commit_rate: float,
-    reset_after_commit_rate: float,
-    slow_rate: float,
-    slow_ms: float,
-    hang_ms: float,
-    seed: int | None,
-) -> int:
+@fault_options
+def emulator(host: str, port: int, ready_file: Path | None, **settings: Any) -> int:
     """Serve the built-in emulator of both APIs (WeData and DMS) on one port.
 
     It verifies signatures against the TENCENTCLOUD_* and ALIBABA_CLOUD_* credentials in its
@@ -789,30 +758,20 @@ def emulator(
     injected faults, GET/POST /_emulator/faults shows or replaces the fault settings (JSON).
     """
     # Here, not at the top: every other command starts without loading the emulated APIs.
-    from reconciler.emulator import FaultConfig, Latency, create_app  # noqa: PLC0415
+    from reconciler.emulator.app import create_app  # noqa: PLC0415
     from reconciler.emulator.server import serve_forever  # noqa: PLC0415
 
     try:
-        faults = FaultConfig(
-            latency=Latency.parse(latency),
-            throttle_rate=throttle_rate,
-            error_rate=error_rate,
-            timeout_after_commit_rate=timeout_after_commit_rate,
-            reset_after_commit_rate=reset_after_commit_rate,
-            slow_rate=slow_rate,
-            slow_ms=slow_ms,
-            hang_ms=hang_ms,
-            seed=seed,
-        )
+        faults = FaultConfig.from_json(settings)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     app = create_app(faults=faults)
 
     def ready(url: str) -> None:
         click.echo(f"Emulator listening on {url} (Ctrl-C to stop)")
-        if faults != FaultConfig(seed=seed):
-            settings = app.faults.config.to_json()
-            click.echo("Faults: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+        if faults != FaultConfig(seed=faults.seed):
+            shown = app.faults.config.to_json()
+            click.echo("Faults: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         if ready_file:
             ready_file.write_text(url + "\n", encoding="utf-8")
 

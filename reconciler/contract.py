@@ -10,9 +10,10 @@ takes them, each enum value with its API word beside it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, Union, get_args
 
 from pydantic import (
     BaseModel,
@@ -22,6 +23,7 @@ from pydantic import (
     PlainValidator,
     StringConstraints,
     TypeAdapter,
+    create_model,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
@@ -97,7 +99,7 @@ Maybe = Annotated[T | None, BeforeValidator(_given)]
 does not allow null anywhere."""
 
 
-def _unique(items: object) -> object:
+def unique(items: object) -> object:
     """The schema's `uniqueItems`, for the model too: the same value listed twice."""
     if isinstance(items, list) and any(item in items[:index] for index, item in enumerate(items)):
         raise PydanticCustomError("unique", "lists the same item twice")
@@ -159,6 +161,8 @@ DATES = (
 
 
 class Metadata(Contract):
+    """Which plan this is, who answers for it and why it runs."""
+
     name: str = Field(
         pattern=NAME_PATTERN,
         description="Identifies the plan; unique across the repo. Lower-case letters, digits, "
@@ -237,7 +241,7 @@ class Spec(Contract):
         examples=[1, 31],
     )
     dates: Sequence[DayRange]
-    takeover: Maybe[Annotated[list[Takeover], BeforeValidator(_unique)]] = Field(
+    takeover: Maybe[Annotated[list[Takeover], BeforeValidator(unique)]] = Field(
         None,
         min_length=1,
         description="Plans whose submissions cover the same targets and dates as this one, and "
@@ -272,6 +276,11 @@ class Spec(Contract):
         """A field's key in a plan file."""
         return cls.model_fields[field].alias or field
 
+    @classmethod
+    def targets_key(cls) -> str:
+        """The key of the targets in a plan file."""
+        return cls.key(cls.TARGETS)
+
     def fingerprinted(self) -> dict[str, JSON]:
         """Every request field but the targets and the dates, with the defaults filled in,
         under its key in the plan file: the parameters a fingerprint is computed over."""
@@ -283,307 +292,7 @@ class Spec(Contract):
         )
 
 
-# --- Tencent Cloud WeData ---------------------------------------------------------------------
-
-
-class ExecutionWindow(Contract):
-    """Daily execution window: backfill instances run only between these times
-    (ExecutionStartTime / ExecutionEndTime)."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [{"start": "01:00", "end": "06:00"}]})
-
-    start: TimeOfDay
-    end: TimeOfDay
-
-
-class WeDataRange(DayRange):
-    """An inclusive range of data dates; `end` defaults to `start` (one day)."""
-
-    execution_window: Maybe[ExecutionWindow] = Field(
-        None, description="This range's own execution window, instead of the plan's."
-    )
-
-
-class CheckParents(ApiEnum):
-    NONE = "none", "NONE"
-    ALL = "all", "ALL"
-    IN_PLAN = "in-plan", "MAKE_SCOPE"
-
-
-class DataTimeOrder(ApiEnum):
-    NORMAL = "normal", "NORMAL"
-    CHRONOLOGICAL = "chronological", "ORDER"
-    REVERSE = "reverse", "REVERSE"
-
-
-class CycleType(ApiEnum):
-    MONTHLY = "monthly", "MONTH_CYCLE"
-
-
-class ComputeConfigItem(StrEnum):
-    COMPUTE_ENGINE = "COMPUTE_ENGINE"
-    DLC_ENGINE_RESOURCE_GROUP = "DLC_ENGINE_RESOURCE_GROUP"
-
-
-TASK_ID = Field(
-    description="A WeData task id; quote ids of more than 19 digits.",
-    examples=["20250827115253729"],
-)
-
-
-class ComputeConfigMapping(Contract):
-    task_type_id: int = Field(
-        ge=0,
-        le=INTEGER,
-        description="Task type: 32 DLC_SQL, 46 DLC_SPARK, 50 DLC_PYSPARK (TaskTypeId).",
-    )
-    item: ComputeConfigItem = Field(
-        strict=False, description="What to override (ComputeConfigItem)."
-    )
-    # Kept as written (text or number): the fingerprint has always been computed over them so.
-    task_ids: Maybe[list[Annotated[WEDATA_ID_AS_WRITTEN, TASK_ID]]] = Field(
-        None, description="Only these tasks (TaskIds); empty means all."
-    )
-    source_value: str = Field(description="Original engine or resource group (SourceValue).")
-    target_value: str = Field(description="Engine or resource group to use instead (TargetValue).")
-
-
-class WeDataSpec(Spec):
-    # The options in the order plans have always listed them (the Markdown plan shows them so).
-    model_config = ConfigDict(
-        title="Tencent Cloud WeData backfill (CreateDataBackfillPlan, 2025-08-06)"
-    )
-    TARGETS: ClassVar[str] = "task_ids"
-
-    provider: Literal["tencent-wedata"] = Field(description="Which platform runs the backfill.")
-    time_zone: str = Field(
-        "UTC+8",
-        min_length=1,
-        description="Time zone of the dates (TimeZone).",
-        examples=["UTC+8", "UTC+0"],
-    )
-    check_parents: CheckParents = Field(
-        CheckParents.NONE,
-        strict=False,
-        description="Check upstream parent tasks (CheckParentType): none (NONE), all (ALL), or "
-        "only parents that are part of this backfill (MAKE_SCOPE).",
-    )
-    skip_event_listening: bool = Field(
-        True, description="Ignore event dependencies (SkipEventListening)."
-    )
-    order: DataTimeOrder = Field(
-        DataTimeOrder.NORMAL,
-        strict=False,
-        description="Execution order by data time (DataTimeOrder NORMAL / ORDER / REVERSE).",
-    )
-    remote_name: Maybe[str] = Field(
-        None,
-        min_length=1,
-        max_length=128,
-        description="Name of the backfill plan in WeData (DataBackfillPlanName). When unset, one "
-        "is derived from metadata.name and the submission key, so every remote plan can be "
-        "traced back to its YAML.",
-        examples=["orders-late-arrivals", "orders-late-arrivals-again"],
-    )
-    self_dependency: Maybe[bool] = Field(
-        None,
-        description="Redefine the workflow self-dependency (RedefineSelfWorkflowDependency "
-        "yes/no). Unset keeps the workflow's own.",
-    )
-    parallelism: Maybe[int] = Field(
-        None,
-        ge=1,
-        le=INTEGER,
-        description="Instances that may run at once (RedefineParallelNum, a 32-bit Integer). "
-        "Unset keeps the task's own.",
-        examples=[2, 4],
-    )
-    scheduler_resource_group_id: Maybe[str] = Field(
-        None,
-        min_length=1,
-        description="Scheduling resource group (SchedulerResourceGroupId). Unset uses the task's "
-        "own.",
-        examples=["rg-batch", "rg-nightly"],
-    )
-    integration_resource_group_id: Maybe[str] = Field(
-        None,
-        min_length=1,
-        description="Integration resource group (IntegrationResourceGroupId). Unset uses the "
-        "task's own.",
-        examples=["rg-integration", "rg-sync"],
-    )
-    parameters: Maybe[dict[str, str | int | float | bool]] = Field(
-        None,
-        description="Task parameters redefined for the backfilled instances (RedefineParamList, "
-        "as K/V pairs, in this order).",
-        examples=[{"bizdate": "${yyyyMMdd}", "mode": "repair"}, {"mode": "restate"}],
-    )
-    instance_cycle: Maybe[CycleType] = Field(
-        None,
-        strict=False,
-        description="Regenerate daily instances as monthly ones on the 1st (RedefineCycleType "
-        "MONTH_CYCLE).",
-    )
-    compute_config_mappings: Maybe[list[ComputeConfigMapping]] = Field(
-        None,
-        min_length=1,
-        description="Storage/compute engine overrides (ComputeConfigMappings).",
-        examples=[
-            [
-                {
-                    "taskTypeId": 32,
-                    "item": "COMPUTE_ENGINE",
-                    "sourceValue": "engine-a",
-                    "targetValue": "engine-b",
-                }
-            ],
-            [
-                {
-                    "taskTypeId": 46,
-                    "item": "DLC_ENGINE_RESOURCE_GROUP",
-                    "taskIds": ["20250827115253729"],
-                    "sourceValue": "rg-a",
-                    "targetValue": "rg-b",
-                }
-            ],
-        ],
-    )
-    region: str = Field(
-        min_length=1,
-        max_length=63,
-        pattern=REGION_PATTERN,
-        description="Tencent Cloud region of the WeData project (X-TC-Region), at most 63 "
-        "characters.",
-        examples=["ap-guangzhou", "ap-singapore"],
-    )
-    project_id: WeDataId = Field(
-        description="WeData project id (ProjectId); quote ids of more than 19 digits.",
-        examples=["1460947878944567296", "1460947878944567297"],
-    )
-    task_ids: Annotated[list[Annotated[WeDataId, TASK_ID]], BeforeValidator(_unique)] = Field(
-        min_length=1,
-        max_length=MAX_TARGETS,
-        description=f"Tasks to re-run (TaskIds), at most {MAX_TARGETS}. Quote long ids or leave "
-        "them bare.",
-        examples=[["20250827115253729"], ["20250827115253729", "20250827115253730"]],
-        json_schema_extra=UNIQUE,
-    )
-    dates: list[WeDataRange] = Field(
-        min_length=1,
-        description="Data dates to re-run (DataBackfillRangeList): one or more ranges, "
-        f"inclusive. {DATES}",
-        examples=[
-            [{"start": "2025-09-01", "end": "2025-09-14"}],
-            [{"start": "2025-09-01"}, {"start": "2025-09-20", "end": "2025-09-21"}],
-        ],
-    )
-    execution_window: Maybe[ExecutionWindow] = Field(
-        None,
-        description="Daily execution window of every range that does not set its own "
-        "(ExecutionStartTime / ExecutionEndTime).",
-        examples=[{"start": "01:00", "end": "06:00"}, {"start": "22:00", "end": "23:30"}],
-    )
-
-
-# --- Alibaba Cloud DMS Enterprise -------------------------------------------------------------
-
-
-class DmsOrder(ApiEnum):
-    CHRONOLOGICAL = "chronological", True
-    REVERSE = "reverse", False
-
-
-NODE_ID = Field(description="A node id (a 64-bit Long: at most 19 digits).", examples=[4301])
-
-
-class DmsSpec(Spec):
-    # The options in the order plans have always listed them (the Markdown plan shows them so).
-    model_config = ConfigDict(
-        title="Alibaba Cloud DMS Enterprise task-flow backfill (BackFill, 2018-11-01)"
-    )
-    TARGETS: ClassVar[str] = "dag_ids"
-
-    provider: Literal["aliyun-dms"] = Field(description="Which platform runs the backfill.")
-    trigger_sub_tree: bool = Field(
-        True, description="Also run the descendants of the start nodes (IsTriggerSubTree)."
-    )
-    interval_hours: int = Field(
-        24,
-        ge=1,
-        le=INTEGER,
-        description="Interval between backfilled runs, in hours (Interval, a 32-bit integer).",
-        examples=[24, 12],
-    )
-    order: DmsOrder = Field(
-        DmsOrder.CHRONOLOGICAL,
-        strict=False,
-        description="Run dates oldest first or newest first (Asc true / false).",
-    )
-    region: str = Field(
-        max_length=63,
-        pattern=REGION_PATTERN,
-        description="Region of the DMS instance: the endpoint is "
-        "dms-enterprise.<region>.aliyuncs.com, so at most 63 characters (a part of a host name).",
-        examples=["cn-hangzhou", "ap-southeast-1"],
-    )
-    tenant_id: Maybe[DmsId] = Field(
-        None,
-        description="DMS tenant id (Tid, a 64-bit Long: at most 19 digits). Unset uses the "
-        "caller's default tenant.",
-        examples=[3000, 3001],
-    )
-    history_dag_id: Maybe[DmsId] = Field(
-        None,
-        description="Id of the historical task flow to run (HistoryDagId, a 64-bit Long: at "
-        "most 19 digits).",
-        examples=[16001, 16002],
-    )
-    start_node_ids: Maybe[list[Annotated[DmsId, NODE_ID]]] = Field(
-        None,
-        min_length=1,
-        description="Run from these nodes of the task flow (StartNodeIds).",
-        examples=[[4301], [4301, 4302]],
-    )
-    filter_node_ids: Maybe[list[Annotated[DmsId, NODE_ID]]] = Field(
-        None,
-        min_length=1,
-        description="Nodes that must not be re-run (FilterNodeIds).",
-        examples=[[4302], [4302, 4303]],
-    )
-    dag_ids: Annotated[
-        list[
-            Annotated[
-                DmsId,
-                Field(
-                    description="A DMS task flow id (a 64-bit Long: at most 19 digits).",
-                    examples=[15001],
-                ),
-            ]
-        ],
-        BeforeValidator(_unique),
-    ] = Field(
-        min_length=1,
-        max_length=MAX_TARGETS,
-        description=f"Task flows (DAGs) to re-run (DagId), at most {MAX_TARGETS}: one BackFill "
-        "call per DAG per contiguous run of dates.",
-        examples=[[15001], [15001, 15002]],
-        json_schema_extra=UNIQUE,
-    )
-    dates: list[DayRange] = Field(
-        min_length=1,
-        description="Business dates to re-run: one or more inclusive ranges. A one-day run is "
-        f"sent as BackFillDate, a longer one as BackFillDateBegin/BackFillDateEnd. {DATES}",
-        examples=[
-            [{"start": "2025-08-01", "end": "2025-08-15"}],
-            [{"start": "2025-08-01"}, {"start": "2025-08-20", "end": "2025-08-21"}],
-        ],
-    )
-
-
-SPECS: tuple[type[Spec], ...] = (WeDataSpec, DmsSpec)
-"""Every provider's spec; `providers` has an adapter for each."""
-
-AnySpec = Annotated[WeDataSpec | DmsSpec, Field(discriminator="provider")]
+SPEC = "What to re-run. The fields depend on `provider`."
 
 
 class BackfillPlan(Contract):
@@ -597,9 +306,21 @@ class BackfillPlan(Contract):
     )
     kind: Literal["BackfillPlan"]
     metadata: Metadata
-    spec: AnySpec = Field(description="What to re-run. The fields depend on `provider`.")
+    spec: Spec = Field(description=SPEC)
 
 
-def read_plan(document: Any) -> BackfillPlan:
-    """A document the schema accepted, as the typed plan it is."""
-    return BackfillPlan.model_validate(document)
+@functools.cache
+def plan_model(specs: tuple[type[Spec], ...]) -> type[BackfillPlan]:
+    """The plan document whose `spec` is one of `specs` (each provider's, from the registry),
+    chosen by its `provider`."""
+    choice: Any = (
+        Annotated[Union[specs], Field(discriminator="provider")]  # noqa: UP007 (a tuple of types)
+        if len(specs) > 1
+        else specs[0]
+    )
+    return create_model(
+        "BackfillPlan",
+        __base__=BackfillPlan,
+        __doc__=BackfillPlan.__doc__,
+        spec=(choice, Field(description=SPEC)),
+    )

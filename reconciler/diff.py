@@ -1,4 +1,5 @@
-"""Fourth stage: desired cells against the state's coverage give the changeset.
+"""Fourth stage: desired cells against the state's coverage give the changeset. It classifies
+cells only: which API calls create the missing ones is the planning step's (`planning`).
 
 A cell not covered is created; covered with the same fingerprint it is in sync; covered with
 another fingerprint it is a conflict; covered by an unknown outcome it needs attention (never
@@ -16,15 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler import providers
-from reconciler.domain import (
-    JSON,
-    Cell,
-    CellGroup,
-    Plan,
-    Submission,
-    merge_spans,
-    submission_key,
-)
+from reconciler.domain import JSON, Cell, CellGroup, Plan, Submission, merge_spans
 from reconciler.errors import Location
 from reconciler.expand import Desired
 from reconciler.state import State, SubmissionRecord
@@ -80,13 +73,27 @@ class Orphan:
 
 
 @dataclass(frozen=True, slots=True)
+class Missing:
+    """Declared cells of one cell group that nothing covers: each target's dates to create."""
+
+    group: CellGroup
+    dates: Mapping[str, tuple[str, ...]]
+
+    @property
+    def cells(self) -> int:
+        return sum(len(dates) for dates in self.dates.values())
+
+
+@dataclass(frozen=True, slots=True)
 class PlanChanges:
     plan: Plan
     create_cells: int = 0
     in_sync_cells: int = 0
     conflict_cells: int = 0
     attention_cells: int = 0
+    missing: tuple[Missing, ...] = ()
     submissions: tuple[Submission, ...] = ()
+    """The calls that create the `missing` cells, once the planning step has made them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,17 +172,17 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
     declared_whole: set[tuple[str, int, str]] = set()
     """Targets whose every covered day is declared: none of their cells can be orphaned."""
     for item in desired:
-        plan, provider = item.plan, providers.get(item.plan.provider)
-        found.counts = counts = {"in_sync": 0, "conflict": 0, "attention": 0, "create": 0}
-        submissions: list[Submission] = []
+        plan = item.plan
+        found.counts = counts = {"in_sync": 0, "conflict": 0, "attention": 0}
+        gaps: list[Missing] = []
         for group in item.groups:
-            missing: dict[str, list[str]] = {}
+            missing: dict[str, tuple[str, ...]] = {}
             spans = list(group.spans)
             for target in group.targets:
                 covered = state.covered(plan.name, plan.revision, target)
-                others = state.others(provider.name, target, plan.name)
+                others = state.others(plan.provider, target, plan.name)
                 if not covered and not others:
-                    missing[target] = list(group.dates)
+                    missing[target] = group.dates
                 elif not others and covered.settled_with(group.fingerprint):
                     # the common case, counted by runs
                     inside, total = covered.count_within(spans)
@@ -183,41 +190,23 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
                         declared_whole.add((plan.name, plan.revision, target))
                     counts["in_sync"] += inside
                     if inside < group.days:
-                        missing[target] = [d for d in group.dates if covered.get(d) is None]
+                        missing[target] = tuple(d for d in group.dates if covered.get(d) is None)
                 else:
                     dates = _missing_dates(
                         plan, group, target=target, covered=covered, others=others, found=found
                     )
                     if dates:
-                        missing[target] = dates
-            for batch in provider.batches(plan, missing):
-                key = submission_key(
-                    plan.name, plan.revision, batch.targets, batch.dates, group.fingerprint
-                )
-                submissions.append(
-                    Submission(
-                        key=key,
-                        plan=plan.name,
-                        revision=plan.revision,
-                        provider=provider.name,
-                        action=provider.action,
-                        region=provider.region(plan),
-                        targets=batch.targets,
-                        dates=batch.dates,
-                        fingerprint=group.fingerprint,
-                        params=group.params,
-                        request=provider.request(plan, group, batch, key),
-                    )
-                )
-                counts["create"] += len(batch.targets) * len(batch.dates)
+                        missing[target] = tuple(dates)
+            if missing:
+                gaps.append(Missing(group, missing))
         changes.append(
             PlanChanges(
                 plan=plan,
-                create_cells=counts["create"],
+                create_cells=sum(gap.cells for gap in gaps),
                 in_sync_cells=counts["in_sync"],
                 conflict_cells=counts["conflict"],
                 attention_cells=counts["attention"],
-                submissions=tuple(submissions),
+                missing=tuple(gaps),
             )
         )
     return Changeset(
@@ -238,19 +227,8 @@ def _conflict(
     record: SubmissionRecord, cells: list[Cell], plan: Plan, params: Mapping[str, JSON]
 ) -> Conflict:
     dates = sorted(c.date for c in cells)
-    if record.plan != plan.name and plan.takeover.get(record.plan) != "rename":
-        return Conflict(
-            plan=plan.name,
-            revision=plan.revision,
-            key=record.key,
-            cells=len(cells),
-            first_date=dates[0],
-            last_date=dates[-1],
-            changes=(),
-            location=plan.locate("spec"),
-            other_plan=record.plan,
-        )
-    changed = sorted(set(record.params) | set(params))
+    # Another plan's submission, not taken over: not an edit, so no fields to compare.
+    other = record.plan != plan.name and plan.takeover.get(record.plan) != "rename"
     return Conflict(
         plan=plan.name,
         revision=plan.revision,
@@ -258,24 +236,28 @@ def _conflict(
         cells=len(cells),
         first_date=dates[0],
         last_date=dates[-1],
-        changes=tuple(
-            FieldChange(name, record.params.get(name), params.get(name))
-            for name in changed
-            if record.params.get(name) != params.get(name)
-        ),
+        changes=() if other else _changes(record.params, params),
         location=plan.locate("spec"),
+        other_plan=record.plan if other else "",
+    )
+
+
+def _changes(old: Mapping[str, JSON], new: Mapping[str, JSON]) -> tuple[FieldChange, ...]:
+    return tuple(
+        FieldChange(name, old.get(name), new.get(name))
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
     )
 
 
 def _attention(record: SubmissionRecord, cells: int) -> Attention:
-    name = record.request.get("DataBackfillPlanName")
     return Attention(
         plan=record.plan,
         key=record.key,
         status=str(record.shown_status),
         cells=cells,
         provider=record.provider,
-        remote_name=str(name) if name else "",
+        remote_name=providers.get(record.provider).remote_name(record),
     )
 
 

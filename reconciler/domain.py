@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.errors import Location
 
 if TYPE_CHECKING:  # the contract's models need pydantic, which only plan files need
-    from reconciler.contract import DmsSpec, WeDataSpec
+    from reconciler.contract import Spec
 
 JSON = Any
 """A value that `json.dumps` accepts: what YAML and the APIs exchange."""
@@ -95,7 +95,7 @@ class Plan:
     """One validated `BackfillPlan` document."""
 
     name: str
-    spec: WeDataSpec | DmsSpec
+    spec: Spec
     """The validated `spec`, typed by provider, defaults filled in; the provider interprets it."""
     location: Location
     owner: str = ""
@@ -215,7 +215,7 @@ def submission_key(
 
 class OutcomeKind(StrEnum):
     SUBMITTED = "submitted"
-    """The API created it."""
+    """The API created it (a read: the API answered it, with its data in `detail`)."""
     REJECTED = "rejected"
     """Definitely not created (validation, authentication, permission)."""
     RETRYABLE = "retryable"
@@ -228,6 +228,9 @@ class OutcomeKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What one API call came to, as every provider classifies its reply: a create's, or a
+    read's (`status`, `recover`)."""
+
     kind: OutcomeKind
     remote_id: str = ""
     request_id: str = ""

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from reconciler import providers
 from reconciler.errors import BackfillError
 
 TIMEOUT = 120.0
 """Seconds one git command may take: a fetch or a push over a slow network, never forever."""
 
-_SECRETS = ("TENCENTCLOUD_", "ALIBABA_CLOUD_")
 # A pushed branch GitHub refuses names its rule: GH006 protected branch, GH013 rulesets.
 _REFUSED = re.compile(
     r"\[remote rejected\]|GH0\d\d|denied|403|protected branch|hook declined", re.IGNORECASE
@@ -33,7 +33,8 @@ class GitError(BackfillError):
 def _environment() -> dict[str, str]:
     # Git runs hooks and credential helpers: the cloud credentials of an apply are no business
     # of theirs. And never a prompt for a password in CI: fail instead.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRETS)}
+    secrets = tuple(p.credentials_prefix for p in providers.REGISTRY.values())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(secrets)}
     env["GIT_TERMINAL_PROMPT"] = "0"
     return env
 

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconciler import planning
 from reconciler.diff import Changeset, diff
 from reconciler.errors import InvalidPlans
 from reconciler.expand import expand
@@ -35,4 +36,5 @@ def plans(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> V
 
 
 def changeset(result: Validated, state: State) -> Changeset:
-    return diff(expand(result.plans), state)
+    """expand -> diff -> plan submissions: the changeset with the calls that apply would make."""
+    return planning.submissions(diff(expand(result.plans), state))

@@ -52,8 +52,10 @@ def look_up(provider: str, remote_name: str, code: Code = backticks) -> str:
     """Where to find out whether an unknown submission ran."""
     if provider == "aliyun-dms":
         return f"Run {code('backfill recover')}: it looks the DAG's instances up on DMS."
-    if remote_name:
+    if provider == "tencent-wedata" and remote_name:
         return f"Look in the WeData console for a backfill plan named {code(remote_name)}."
+    if remote_name:
+        return f"Look on the platform for a backfill named {code(remote_name)}."
     return "Look on the platform for the backfill."
 
 

@@ -25,10 +25,12 @@ from pydantic.json_schema import (
 )
 from pydantic_core import CoreSchema, core_schema
 
-from reconciler.contract import SCHEMAS, BackfillPlan
+from reconciler import providers
+from reconciler.contract import SCHEMAS, Spec, plan_model
 from reconciler.state import formats
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
+PLAN_FILE = "backfill-plan.schema.json"
 
 _KEYWORDS = {
     "string": {"pattern", "minLength", "maxLength", "format"},
@@ -184,6 +186,11 @@ def document(file: str, model: type[BaseModel]) -> dict[str, Any]:
     return {"$schema": DRAFT, "$id": SCHEMAS + file, **generated}
 
 
+def plan_document(specs: Sequence[type[Spec]]) -> dict[str, Any]:
+    """The plan schema for a plan whose `spec` is one of `specs`."""
+    return document(PLAN_FILE, plan_model(tuple(specs)))
+
+
 def either(
     file: str,
     heading: tuple[str, str],
@@ -210,7 +217,7 @@ def documents() -> dict[str, dict[str, Any]]:
     """Every generated schema file by name."""
     state = "state.schema.json"
     return {
-        "backfill-plan.schema.json": document("backfill-plan.schema.json", BackfillPlan),
+        PLAN_FILE: plan_document(providers.spec_models()),
         state: either(
             state,
             (

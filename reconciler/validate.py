@@ -25,7 +25,7 @@ from jsonschema import Draft202012Validator, TypeChecker, ValidationError, valid
 from jsonschema.protocols import Validator
 
 from reconciler import contract, providers
-from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN
+from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN, Spec
 from reconciler.domain import JSON, Plan, day, merge_spans, range_span
 from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
@@ -39,11 +39,29 @@ makes one per DAG per run of days): each is planned, journaled and sent with its
 and 1000 calls are 50 s of WeData's 20 calls/s. `chunk: 1` over years would be many more."""
 
 
-@functools.cache
 def plan_schema() -> dict[str, Any]:
+    """The plan schema of the registered providers: the committed file, generated for the
+    built-in ones (as editors read it), or for another registry the same generated from its
+    spec models."""
+    return _schema_of(providers.spec_models())
+
+
+@functools.cache
+def _schema_file() -> dict[str, Any]:
     text = resources.files("reconciler.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
+
+
+@functools.cache
+def _schema_of(specs: tuple[type[Spec], ...]) -> dict[str, Any]:
+    schema = _schema_file()
+    written = schema["properties"]["spec"]["properties"]["provider"]["enum"]
+    if written == [spec.provider_name() for spec in specs]:
+        return schema
+    from reconciler import schemagen  # noqa: PLC0415 (only a registry of other providers)
+
+    return schemagen.plan_document(specs)
 
 
 def _whole_number(checker: TypeChecker, instance: object) -> bool:
@@ -59,10 +77,14 @@ _PlanValidator: type[Validator] = validators.extend(  # type: ignore[no-untyped-
 )
 
 
-@functools.cache
 def _validator() -> Validator:
     """The reference implementation: it reports every error with its path."""
-    return _PlanValidator(plan_schema())
+    return _validator_of(providers.spec_models())
+
+
+@functools.cache
+def _validator_of(specs: tuple[type[Spec], ...]) -> Validator:
+    return _PlanValidator(_schema_of(specs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +204,7 @@ def _read(doc: Document) -> tuple[contract.BackfillPlan | None, list[Diagnostic]
     file in a repo; a document they reject is explained by the reference validator on the
     schema generated from them, which names each problem with its path."""
     try:
-        return contract.read_plan(doc.data), []
+        return contract.plan_model(providers.spec_models()).model_validate(doc.data), []
     except pydantic.ValidationError as rejected:
         problems = list(_schema_problems(doc))
         if not problems:  # tests/test_validate.py holds the two to the same answers
@@ -319,7 +341,7 @@ def _unknown_field(key: str, allowed: Sequence[str], data: JSON) -> str:
 def _provider_owning(key: str, data: JSON) -> str | None:
     spec = data.get("spec") if isinstance(data, dict) else None
     current = spec.get("provider") if isinstance(spec, dict) else None
-    for model in contract.SPECS:
+    for model in providers.spec_models():
         keys = {model.key(name) for name in model.model_fields}
         if model.provider_name() != current and key in keys:
             return model.provider_name()
@@ -411,7 +433,8 @@ def _size_problems(
             _field(path),
         )
         return
-    ids = spec.get("taskIds", spec.get("dagIds"))
+    provider = providers.REGISTRY.get(str(spec.get("provider")))
+    ids = spec.get(provider.spec_model.targets_key()) if provider else None
     targets = len({str(target) for target in ids}) if isinstance(ids, list) else 0
     if targets * days > MAX_CELLS_PER_PLAN:
         yield Diagnostic(
@@ -516,7 +539,7 @@ def _overlaps(plans: Sequence[Plan]) -> Iterator[Diagnostic]:
 
 
 def _overlap(plan: Plan, other: Plan, targets: dict[str, list[tuple[int, int]]]) -> Diagnostic:
-    field = providers.get(plan.provider).targets_field
+    field = providers.get(plan.provider).spec_model.targets_key()
     shown = [
         f"{target} on "
         + ", ".join(

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Repo
+from harness import Repo, credentials_environ
 from scenarios import clean_env
 
-from reconciler.emulator import create_app
-from reconciler.emulator.app import Emulator
+from reconciler.emulator.app import Emulator, create_app
 from reconciler.emulator.server import EmulatorServer, start_in_thread
 from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
@@ -67,7 +66,9 @@ def emulator(
     aliyun_credentials: AliyunCredentials,
     emulator_clock: FakeClock,
 ) -> Emulator:
-    return create_app(tencent=tencent_credentials, aliyun=aliyun_credentials, clock=emulator_clock)
+    return create_app(
+        environ=credentials_environ(tencent_credentials, aliyun_credentials), clock=emulator_clock
+    )
 
 
 @pytest.fixture
@@ -135,8 +136,7 @@ def serve_emulator(
     servers: list[EmulatorServer] = []
 
     def serve(**options: Any) -> tuple[Emulator, str]:
-        options.setdefault("tencent", tencent_credentials)
-        options.setdefault("aliyun", aliyun_credentials)
+        options.setdefault("environ", credentials_environ(tencent_credentials, aliyun_credentials))
         app = create_app(**options)
         server, url = start_in_thread(app)
         servers.append(server)
@@ -165,12 +165,7 @@ def cli_env(
 ) -> dict[str, str]:
     """The environment of `backfill` as a subprocess: the emulator's credentials, nothing else
     of ours."""
-    return clean_env(
-        TENCENTCLOUD_SECRET_ID=tencent_credentials.secret_id,
-        TENCENTCLOUD_SECRET_KEY=tencent_credentials.secret_key,
-        ALIBABA_CLOUD_ACCESS_KEY_ID=aliyun_credentials.access_key_id,
-        ALIBABA_CLOUD_ACCESS_KEY_SECRET=aliyun_credentials.access_key_secret,
-    )
+    return clean_env(**credentials_environ(tencent_credentials, aliyun_credentials))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -7,6 +7,10 @@ from typing import Any
 
 import yaml
 
+from reconciler.domain import Submission
+from reconciler.providers import dms
+from reconciler.providers.protocol import Provider
+
 TASKS = ["20250827115253729", "20250827115253730"]
 
 
@@ -87,3 +91,25 @@ def dms_plan(
     }
     body.update(spec)
     return _document(name, body)
+
+
+def submission(provider: Provider) -> Submission:
+    """One create call of `provider` for target 1 on 2025-09-01, for tests of its client."""
+    request = (
+        {"DagId": 1, "BackFillDate": "2025-09-01"}
+        if provider is dms.PROVIDER
+        else {"ProjectId": "1", "TaskIds": ["1"]}
+    )
+    return Submission(
+        key="k",
+        plan="p",
+        revision=1,
+        provider=provider.name,
+        action=provider.action,
+        region="cn-hangzhou",
+        targets=("1",),
+        dates=("2025-09-01",),
+        fingerprint="f",
+        params={},
+        request=request,
+    )

@@ -19,11 +19,31 @@ from reconciler.diff import Changeset
 from reconciler.domain import Outcome, Submission
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
+from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.protocol import Claim, Client, Connection, Lookup, Provider
+from reconciler.providers.tc3 import TencentCredentials
 from reconciler.state import SubmissionRecord, init_state, load_state
 
 LOOPBACK = "http://127.0.0.1:9"
 """Any loopback URL: the requests go to the emulator through WSGITransport, not the network."""
+
+
+def credentials_environ(
+    tencent: TencentCredentials | None = None, aliyun: AliyunCredentials | None = None
+) -> dict[str, str]:
+    """The variables the product and the emulator read these credentials from."""
+    environ = {}
+    if tencent:
+        environ["TENCENTCLOUD_SECRET_ID"] = tencent.secret_id
+        environ["TENCENTCLOUD_SECRET_KEY"] = tencent.secret_key
+        if tencent.token:
+            environ["TENCENTCLOUD_SESSION_TOKEN"] = tencent.token
+    if aliyun:
+        environ["ALIBABA_CLOUD_ACCESS_KEY_ID"] = aliyun.access_key_id
+        environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] = aliyun.access_key_secret
+        if aliyun.security_token:
+            environ["ALIBABA_CLOUD_SECURITY_TOKEN"] = aliyun.security_token
+    return environ
 
 
 class Repo:

@@ -16,8 +16,9 @@ from alibabacloud_dms_enterprise20181101 import models
 from alibabacloud_dms_enterprise20181101.client import Client
 from alibabacloud_tea_openapi.utils import get_canonical_query_string
 from alibabacloud_tea_openapi.utils_models import Config
+from harness import credentials_environ
 
-from reconciler.emulator.app import CallLog, Emulator, EmulatorRequest
+from reconciler.emulator.app import CallLog, Emulator, EmulatorRequest, Settings
 from reconciler.emulator.dms import DmsService
 from reconciler.emulator.server import EmulatorServer, start_in_thread
 from reconciler.providers import acs3
@@ -54,7 +55,7 @@ class Endpoint:
 @contextmanager
 def _serve(credentials: AliyunCredentials) -> Iterator[Endpoint]:
     calls = CallLog()
-    app = Emulator([DmsService(calls, credentials)], calls)
+    app = Emulator([DmsService(Settings(calls, credentials_environ(aliyun=credentials)))], calls)
     server: EmulatorServer
     server, url = start_in_thread(app)
     try:

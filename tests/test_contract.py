@@ -16,9 +16,10 @@ from pydantic import Field
 from scenarios import clean_env
 
 from reconciler import providers, schemagen
-from reconciler.contract import SPECS, Maybe, Spec, WeDataSpec
+from reconciler.contract import Maybe, Spec
 from reconciler.domain import Plan, canonical_json
 from reconciler.errors import Location
+from reconciler.providers.wedata import WeDataSpec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -134,6 +135,9 @@ def uncovered(model: type[Spec]) -> list[str]:
                     break
             seen.append((value, sent, fingerprints))
     return problems
+
+
+SPECS = providers.spec_models()
 
 
 @pytest.mark.parametrize("model", SPECS, ids=[spec.provider_name() for spec in SPECS])

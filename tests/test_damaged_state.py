@@ -221,6 +221,22 @@ def test_a_commit_that_removed_events_is_caught_by_the_next_run(checkout: Checko
     assert_nothing_sent_again(checkout)
 
 
+def test_committed_events_are_found_again_after_harmless_changes_to_their_bytes(
+    checkout: Checkout,
+) -> None:
+    checkout.git("init", "-q")
+    checkout.commit("state after the first apply")
+    lines = checkout.journal.read_bytes().splitlines(keepends=True)
+    # a blank line in the middle, and line endings converted: no event lost or changed
+    changed = [line.replace(b"\n", b"\r\n") for line in [*lines[:2], b"\n", *lines[2:]]]
+    checkout.journal.write_bytes(b"".join(changed))
+
+    done = checkout.apply()
+
+    assert done.returncode == 0, done.stderr
+    assert_nothing_sent_again(checkout)
+
+
 def test_a_torn_last_line_is_acknowledged_not_cut_and_nothing_is_sent_twice(
     checkout: Checkout,
 ) -> None:

@@ -7,21 +7,24 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from conftest import FakeClock
-from factories import DAGS, dms_plan, wedata_plan, write
-from harness import Crash, Repo, cli
+from factories import DAGS, dms_plan, submission, wedata_plan, write
+from harness import Crash, Repo, cli, credentials_environ
 
+from reconciler import execute
 from reconciler.domain import OutcomeKind
-from reconciler.emulator import DmsService, Emulator, FaultConfig, create_app
+from reconciler.emulator.app import Emulator, create_app
+from reconciler.emulator.dms import DmsService
+from reconciler.emulator.faults import FaultConfig
 from reconciler.errors import BackfillError
 from reconciler.providers import dms
+from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.protocol import Connection
-from reconciler.state import SubmissionStatus, init_state, load_state
+from reconciler.state import SubmissionStatus, init_state, load_state, open_state
 
 Serve = Callable[..., tuple[Emulator, str]]
 AUGUST = [("2025-08-01", "2025-08-03")]
@@ -226,9 +229,12 @@ def test_throttled_replies_are_retried_not_failed(
     monkeypatch: pytest.MonkeyPatch,
     emulator_clock: Any,
     capsys: pytest.CaptureFixture[str],
+    aliyun_credentials: AliyunCredentials,
 ) -> None:
     repo.emulator = create_app(
-        tencent=None, aliyun=_aliyun(), clock=emulator_clock, aliyun_rate_limit=1.0
+        environ=credentials_environ(aliyun=aliyun_credentials),
+        clock=emulator_clock,
+        rate_limits={dms.NAME: 1.0},
     )
     monkeypatch.setattr("reconciler.execute._backoff", lambda attempt: 0.3)
     # The first call to the endpoint goes alone; the other two then leave at once, over 1/s.
@@ -238,12 +244,6 @@ def test_throttled_replies_are_retried_not_failed(
     statuses = {r.status for r in load_state(repo.state).submissions.values()}
     assert statuses == {SubmissionStatus.SUBMITTED}
     assert "(after 2 attempts)" in capsys.readouterr().out  # "[3/3] submitted ... -> ID ..."
-
-
-def _aliyun() -> Any:
-    from reconciler.providers.acs3 import AliyunCredentials
-
-    return AliyunCredentials.from_env()
 
 
 # --- the recovery lookup: only runs this request could have made ----------------------------
@@ -391,7 +391,7 @@ def test_a_run_two_unknown_submissions_could_have_made_settles_neither(repo: Rep
 def test_a_run_of_an_earlier_backfill_still_waiting_to_start_proves_nothing(
     repo: Repo, emulator_clock: FakeClock
 ) -> None:
-    repo.emulator = create_app(clock=emulator_clock, aliyun_instance_seconds=600)
+    repo.emulator = create_app(clock=emulator_clock, instance_seconds=600)
     repo.write("dms", dms_plan("earlier", dags=[15001], dates=AUGUST))
     assert repo.apply() == 0  # 2025-08-01 runs now; 08-02 and 08-03 wait their turn
     (repo.plans / "dms.yaml").unlink()
@@ -413,7 +413,7 @@ def test_a_run_of_an_earlier_backfill_still_waiting_to_start_proves_nothing(
 
 
 def test_a_run_that_does_not_say_how_it_was_triggered_is_not_ruled_out(
-    aliyun_credentials: Any,
+    aliyun_credentials: Any, tmp_path: Path
 ) -> None:
     # A stand-in for a DMS that leaves TriggerType out: taking the run for a scheduled one
     # would find nothing and, in time, conclude "did not run".
@@ -423,18 +423,16 @@ def test_a_run_that_does_not_say_how_it_was_triggered_is_not_ruled_out(
     def respond(request: httpx.Request) -> httpx.Response:
         run = {
             "Id": 470009,
-            "BusinessTime": "2025-08-01 00:00:00",
+            "BusinessTime": "2025-09-01 00:00:00",
             "startTime": started.strftime(dms.INSTANCE_TIME_FORMAT),
         }
         body = {"Success": True, "TotalCount": 1, "DAGInstanceList": {"DAGInstance": [run]}}
         return httpx.Response(200, json=body)
 
-    record = SimpleNamespace(
-        targets=("15001",),
-        dates=("2025-08-01",),
-        intent_time=intent.isoformat(),
-        request={"DagId": 15001, "BackFillDate": "2025-08-01"},
-    )
+    init_state(tmp_path, actor={"user": "test"})
+    with open_state(tmp_path, actor={"user": "test"}, command="test", clock=lambda: intent) as w:
+        w.append("intent", execute.intent(submission(dms.PROVIDER), "http://127.0.0.1:9"))
+        record = w.state.submissions["k"]
     connection = Connection("http://127.0.0.1:9", transport=httpx.MockTransport(respond))
     client = dms.DmsClient(aliyun_credentials, connection)
     lookup = client.find(record, [])

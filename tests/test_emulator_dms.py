@@ -16,9 +16,10 @@ from alibabacloud_dms_enterprise20181101 import models
 from alibabacloud_dms_enterprise20181101.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException, ThrottlingException
 from alibabacloud_tea_openapi.utils_models import Config
+from harness import credentials_environ
 
-from reconciler.emulator.app import CallLog, Emulator
-from reconciler.emulator.dms import DmsService
+from reconciler.emulator.app import CallLog, Emulator, Settings
+from reconciler.emulator.dms import PROVIDER, DmsService
 from reconciler.emulator.server import start_in_thread
 from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials
 
@@ -81,7 +82,13 @@ def _serve(
     clock = FakeClock()
     calls = CallLog()
     service = DmsService(
-        calls, credentials, clock=clock, rate_limit=rate_limit, instance_seconds=RUN_SECONDS
+        Settings(
+            calls,
+            credentials_environ(aliyun=credentials),
+            clock=clock,
+            rate_limits={PROVIDER: rate_limit},
+            instance_seconds=RUN_SECONDS,
+        )
     )
     server, url = start_in_thread(Emulator([service], calls))
     try:

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from reconciler.emulator import create_app
-from reconciler.emulator.app import Emulator
+from reconciler.emulator.app import Emulator, create_app
 from reconciler.emulator.server import serve_forever, start_in_thread
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
 
@@ -428,7 +427,7 @@ def test_an_unsigned_request_is_refused(emulator: Emulator) -> None:
 def test_without_credentials_every_request_is_refused(
     tencent_credentials: TencentCredentials,
 ) -> None:
-    emulator = create_app(tencent=None)
+    emulator = create_app(environ={})
     auth = TC3Auth(tencent_credentials, service="wedata")
     with httpx.Client(transport=httpx.WSGITransport(app=emulator), base_url="http://e") as client:
         reply = _reply(client.post("/", json=_plan(), headers=_headers(CREATE), auth=auth))

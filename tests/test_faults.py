@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from reconciler.domain import Outcome, OutcomeKind, Submission
-from reconciler.emulator import Emulator, Fault, FaultConfig, Latency
+from reconciler.emulator.app import Emulator
+from reconciler.emulator.faults import Fault, FaultConfig, Latency
 from reconciler.providers import dms, wedata
 from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials
 from reconciler.providers.protocol import Client, Connection
@@ -180,8 +181,8 @@ def test_reads_are_never_faulted(
     listed = dms_client.call(
         "ListTaskFlowInstance", {"DagId": 15001, "PageIndex": 1, "PageSize": 10}
     )
-    assert listed.outcome.kind is OutcomeKind.SUBMITTED
-    assert listed.body["TotalCount"] == 2
+    assert listed.kind is OutcomeKind.SUBMITTED
+    assert listed.detail["TotalCount"] == 2
     assert app.stats()["faults"]["error"] == 0
 
 
@@ -205,7 +206,7 @@ def test_injected_throttling_is_each_apis_own_throttling_reply(
     # throttles every other, however long the machine takes between them.
     emulator_clock.freeze()
     _limited, limited_url = serve_emulator(
-        tencent_rate_limit=1, aliyun_rate_limit=1.0, clock=emulator_clock
+        rate_limits={wedata.NAME: 1, dms.NAME: 1.0}, clock=emulator_clock
     )
     _faulty, faulty_url = serve_emulator(faults=FaultConfig(throttle_rate=1.0))
     tc3 = TC3Auth(tencent_credentials, service="wedata")
@@ -303,7 +304,7 @@ def _sequence(
     serve: Serve, connect: Callable[..., Client], config: FaultConfig
 ) -> tuple[list[str], dict[str, int]]:
     # The API's own rate limit depends on timing: off, so that only the seed decides.
-    app, url = serve(faults=config, tencent_rate_limit=1000)
+    app, url = serve(faults=config, rate_limits={wedata.NAME: 1000})
     client = connect(wedata.NAME, url)
     codes = [create(client, wedata.NAME).code or "ok" for _ in range(40)]
     lost = sum(code in ("ReadError", "RemoteProtocolError") for code in codes)
@@ -371,7 +372,7 @@ def test_faults_can_be_read_and_replaced_on_a_running_server(
 def test_reset_starts_the_seed_over_and_clears_the_counts(
     serve_emulator: Serve, connect: Callable[..., Client]
 ) -> None:
-    app, url = serve_emulator(faults=MIXED, tencent_rate_limit=1000)
+    app, url = serve_emulator(faults=MIXED, rate_limits={wedata.NAME: 1000})
     client = connect(wedata.NAME, url)
     first = [create(client, wedata.NAME).code for _ in range(10)]
     httpx.post(f"{url}/_emulator/reset").raise_for_status()

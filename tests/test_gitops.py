@@ -21,7 +21,8 @@ from factories import wedata_plan
 from gitops import GitHub, PullRequest, Run, creates, git, triggers
 
 from reconciler.domain import days
-from reconciler.emulator import Emulator, FaultConfig
+from reconciler.emulator.app import Emulator
+from reconciler.emulator.faults import FaultConfig
 from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
 
@@ -526,7 +527,7 @@ def test_the_action_plans_applies_and_publishes_the_state_as_the_workflow_does(
 
 
 def _latency(ms: int) -> Any:
-    from reconciler.emulator import Latency
+    from reconciler.emulator.faults import Latency
 
     return Latency(ms, ms)
 

@@ -14,8 +14,9 @@ from factories import dms_plan, wedata_plan, write
 from scenarios import clean_env
 
 from reconciler import pipeline
-from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN, SPECS
+from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN
 from reconciler.domain import MAX_CELLS_PER_CALL
+from reconciler.providers import spec_models
 from reconciler.state import State
 from reconciler.validate import plan_schema
 
@@ -81,7 +82,7 @@ def test_a_plan_declares_at_most_100000_cells(tmp_path: Path) -> None:
 
 def test_the_schema_states_the_limits_the_rules_enforce() -> None:
     defs = plan_schema()["$defs"]
-    for spec in SPECS:
+    for spec in spec_models():
         properties = defs[spec.__name__]["properties"]
         targets = spec.key(spec.TARGETS)
         assert properties["chunk"]["maximum"] == MAX_DAYS_PER_PLAN

@@ -7,33 +7,13 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from factories import submission
 
-from reconciler.domain import OutcomeKind, Submission
+from reconciler.domain import OutcomeKind
 from reconciler.providers import dms, wedata
 from reconciler.providers.protocol import Client, Connection, Provider
 
 Respond = Callable[[httpx.Request], httpx.Response]
-
-
-def submission(provider: Provider) -> Submission:
-    request = (
-        {"DagId": 1, "BackFillDate": "2025-09-01"}
-        if provider is dms.PROVIDER
-        else {"ProjectId": "1", "TaskIds": ["1"]}
-    )
-    return Submission(
-        key="k",
-        plan="p",
-        revision=1,
-        provider=provider.name,
-        action=provider.action,
-        region="cn-hangzhou",
-        targets=("1",),
-        dates=("2025-09-01",),
-        fingerprint="f",
-        params={},
-        request=request,
-    )
 
 
 def client(provider: Provider, respond: Respond) -> Client:

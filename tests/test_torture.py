@@ -34,7 +34,9 @@ from figures import report
 
 from reconciler.cli import cli
 from reconciler.domain import days
-from reconciler.emulator import DmsService, Emulator, FaultConfig, Latency
+from reconciler.emulator.app import Emulator
+from reconciler.emulator.dms import DmsService
+from reconciler.emulator.faults import FaultConfig, Latency
 from reconciler.emulator.server import EmulatorServer, start_in_thread
 from reconciler.errors import StateError
 from reconciler.providers import dms, wedata
@@ -448,7 +450,7 @@ def workspace(
 ) -> Callable[[FaultConfig], Workspace]:
     def make(faults: FaultConfig) -> Workspace:
         # DMS has no documented limit: the emulator enforces none, the client paces at 20/s.
-        emulator, url = serve_emulator(faults=faults, aliyun_rate_limit=None)
+        emulator, url = serve_emulator(faults=faults, rate_limits={dms.NAME: None})
         return Workspace(tmp_path, emulator, url, cli_env)
 
     return make
@@ -795,7 +797,7 @@ def test_ambiguous_lookups_across_state_directories_never_settle_on_another_run(
     rng: random.Random,
     emulator_clock: Any,
 ) -> None:
-    emulator, url = serve_emulator(clock=emulator_clock, aliyun_rate_limit=None)
+    emulator, url = serve_emulator(clock=emulator_clock, rate_limits={dms.NAME: None})
     backfills = Backfills(tmp_path, emulator, url, cli_env)
     # Four groups of DAGs; the state directories below back-fill overlapping sets of them.
     one, two, three, four = ([16_000 + 10 * g + d for d in range(SCALE)] for g in range(1, 5))
@@ -856,6 +858,164 @@ def test_ambiguous_lookups_across_state_directories_never_settle_on_another_run(
 # --- concurrent applies -----------------------------------------------------------------------
 
 LOCKED = re.compile(r"is (?:still )?locked by `backfill apply` \(pid (\d+), user ")
+
+
+# --- damaged state between runs ---------------------------------------------------------------
+
+
+def committed(ws: Workspace, *args: str) -> str:
+    """git in the workspace, which is a repository whose commits hold the plans and the state."""
+    done = subprocess.run(
+        ["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", *args],
+        cwd=ws.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def _snapshot_lines(ws: Workspace, edit: Callable[[list[str]], list[str]]) -> None:
+    path = ws.state / "snapshot.json"
+    if not path.exists():
+        return  # a run killed before its first checkpoint leaves none
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([lines[0], *edit(lines[1:-1]), lines[-1]]))
+
+
+def _mangle_a_snapshot_line(ws: Workspace, rng: random.Random) -> None:
+    """A merge that dropped a submission, shrank its dates or changed its status."""
+
+    def edit(lines: list[str]) -> list[str]:
+        if len(lines) < 2:
+            return lines
+        at = rng.randrange(len(lines))
+        how = rng.randrange(3)
+        if how == 0:
+            kept = [line for i, line in enumerate(lines) if i != at]
+            return [
+                *(line.rstrip(",\n") + ",\n" for line in kept[:-1]),
+                kept[-1].rstrip(",\n") + "\n",
+            ]
+        if how == 1:
+            lines[at] = re.sub(r'"dates":\["[^"]*"', '"dates":["2025-01-01"', lines[at])
+            return lines
+        lines[at] = lines[at].replace('"status":"submitted"', '"status":"forgotten"')
+        return lines
+
+    _snapshot_lines(ws, edit)
+
+
+def _delete_the_snapshot(ws: Workspace, rng: random.Random) -> None:
+    (ws.state / "snapshot.json").unlink(missing_ok=True)
+
+
+def _tear_the_journal(ws: Workspace, rng: random.Random) -> None:
+    """A write cut short: part of a line, no newline."""
+    with (ws.state / "journal.jsonl").open("ab") as handle:
+        handle.write(b'{"actor":{"user":"ci"},"data":{"key":"'[: rng.randrange(5, 38)])
+
+
+def _insert_blank_lines(ws: Workspace, rng: random.Random) -> None:
+    path = ws.state / "journal.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    at = rng.randrange(len(lines) + 1)
+    path.write_bytes(b"".join([*lines[:at], b"\n", *lines[at:]]))
+
+
+def _edit_a_journal_line(ws: Workspace, rng: random.Random) -> None:
+    path = ws.state / "journal.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    at = rng.randrange(len(lines))
+    lines[at] = lines[at].replace(b'"submitted"', b'"forgotten"', 1).replace(b"7", b"8", 1)
+    path.write_bytes(b"".join(lines))
+
+
+def _swap_journal_lines(ws: Workspace, rng: random.Random) -> None:
+    path = ws.state / "journal.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    at = rng.randrange(len(lines) - 1)
+    lines[at], lines[at + 1] = lines[at + 1], lines[at]
+    path.write_bytes(b"".join(lines))
+
+
+def _cut_the_journal_and_its_snapshot(ws: Workspace, rng: random.Random) -> None:
+    """A bad merge or a restore that took an older journal (and no snapshot): events lost."""
+    path = ws.state / "journal.jsonl"
+    data = path.read_bytes()
+    path.write_bytes(data[: rng.randrange(len(data) // 3, len(data))])
+    (ws.state / "snapshot.json").unlink(missing_ok=True)
+
+
+def _an_older_state_wholesale(ws: Workspace, rng: random.Random) -> None:
+    """Journal and snapshot both from an earlier commit: consistent, but events are missing."""
+    commits = committed(ws, "log", "--format=%H", "--", "state/journal.jsonl").split()
+    if len(commits) > 1:
+        older = rng.choice(commits[1:])
+        (ws.state / "snapshot.json").unlink(missing_ok=True)
+        listed = committed(ws, "ls-tree", "--name-only", older, "state/")
+        committed(ws, "checkout", older, "--", *listed.split())
+
+
+DAMAGES: tuple[Callable[[Workspace, random.Random], None], ...] = (
+    _mangle_a_snapshot_line,
+    _delete_the_snapshot,
+    _tear_the_journal,
+    _insert_blank_lines,
+    _edit_a_journal_line,
+    _swap_journal_lines,
+    _cut_the_journal_and_its_snapshot,
+    _an_older_state_wholesale,
+)
+
+
+def test_a_state_damaged_between_runs_is_refused_or_rebuilt_and_never_sends_twice(
+    workspace: Callable[[FaultConfig], Workspace], rng: random.Random
+) -> None:
+    ws = workspace(FaultConfig(latency=Latency(5, 30), seed=SEED))
+    ws.declare_wedata(plans=3 * SCALE, days_each=8)
+    ws.declare_dms(plans=3 * SCALE, days_each=6)
+    committed(ws, "init", "-q")
+    committed(ws, "add", "-A")
+    committed(ws, "commit", "-q", "-m", "plans and an empty state")
+    figures = Figures("damaged state")
+    outcomes: Counter[str] = Counter()
+    for trial in range(len(DAMAGES) * SCALE):
+        # some of the work, then the state committed as the flow (or a person) does
+        running = ws.start("apply", "--yes", "--quiet")
+        time.sleep(rng.uniform(0.5, 2.0))
+        if running.running():
+            running.kill()
+            figures.kills += 1
+        running.wait()
+        audit(ws, figures)
+        committed(ws, "add", "-A", "state")
+        committed(ws, "commit", "-q", "--allow-empty", "-m", f"state after trial {trial}")
+        damage = DAMAGES[trial] if trial < len(DAMAGES) else rng.choice(DAMAGES)
+        damage(ws, rng)
+        done = ws.apply()
+        figures.applies += 1
+        refused = "error: " in done.stderr and str(ws.state) in done.stderr
+        outcomes[f"{damage.__name__.strip('_')}:{'refused' if refused else 'went on'}"] += 1
+        if refused:
+            # what the refusal says to do: restore the state from git
+            committed(ws, "checkout", "HEAD", "--", "state")
+        audit(ws, figures)
+        figures.trials += 1
+        if trial % 4 == 3:
+            settle(ws, figures)
+    converge(ws, figures)
+    audit(ws, figures, final=True)
+    figures.extra["outcomes"] = dict(sorted(outcomes.items()))
+    figures.show()
+    assert not any(
+        k.startswith(("edit_a", "swap_", "cut_", "an_older")) and k.endswith("went on")
+        for k in outcomes
+    ), outcomes
+    assert not any(
+        k.startswith(("mangle", "delete_the", "tear_", "insert_")) and k.endswith("refused")
+        for k in outcomes
+    ), outcomes
 
 
 def test_concurrent_applies_take_turns_on_one_state_directory(

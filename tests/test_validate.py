@@ -185,12 +185,13 @@ def test_the_contract_models_and_the_generated_schema_accept_the_same_documents(
     import pydantic
     from factories import dms_plan
 
-    from reconciler.contract import read_plan
+    from reconciler import providers
+    from reconciler.contract import plan_model
     from reconciler.validate import _validator
 
     def model_ok(doc: object) -> bool:
         try:
-            read_plan(doc)
+            plan_model(providers.spec_models()).model_validate(doc)
         except pydantic.ValidationError:
             return False
         return True
@@ -326,7 +327,7 @@ def test_each_missing_field_and_each_wrong_shape_is_named_once(tmp_path: Path) -
 
 def _integer_fields() -> list[tuple[str, tuple[str | int, ...]]]:
     """(provider, path under spec) of every value the schema types as an integer."""
-    from reconciler.contract import SPECS
+    from reconciler.providers import spec_models
     from reconciler.validate import plan_schema
 
     defs = plan_schema()["$defs"]
@@ -343,7 +344,9 @@ def _integer_fields() -> list[tuple[str, tuple[str | int, ...]]]:
         return found
 
     return [
-        (spec.provider_name(), path) for spec in SPECS for path in walk(defs[spec.__name__], ())
+        (spec.provider_name(), path)
+        for spec in spec_models()
+        for path in walk(defs[spec.__name__], ())
     ]
 
 
@@ -492,3 +495,24 @@ def test_a_takeover_of_the_plan_itself_or_of_one_plan_twice_is_refused(tmp_path:
 
     assert "spec.takeover[0].plan: a plan cannot take over its own submissions" in itself
     assert "spec.takeover[2].plan: 'old' is listed twice (also at index 1)" in twice
+
+
+def test_the_schema_file_says_what_the_registered_providers_make_the_contract() -> None:
+    # Editors read the file; the validator dispatches `spec` on the providers' registry.
+    from reconciler.validate import plan_schema
+
+    shipped = json.loads((REPO / "schemas" / "backfill-plan.schema.json").read_text("utf-8"))
+    assert plan_schema() == shipped
+
+
+def test_a_missing_field_defined_elsewhere_in_the_schema_is_explained_by_that_definition(
+    tmp_path: Path,
+) -> None:
+    from reconciler.validate import plan_schema
+
+    plan = wedata_plan()
+    del plan["metadata"]
+    for path in (write(tmp_path / "first.yaml", plan), write(tmp_path / "again.yaml", plan)):
+        [problem] = messages(path)  # and again, once the schema has been compiled
+        description = plan_schema()["$defs"]["Metadata"]["description"]
+        assert problem.endswith(f"missing required field 'metadata': {description}")

@@ -1,21 +1,24 @@
-"""The emulator's WSGI app: routes each request to the service that speaks its API.
+"""The emulator's WSGI app: one emulated API per registered provider (`create_app`), each
+request routed to the service whose API it names an action of, and the plumbing every service
+shares (the record of accepted creates, the rate limit, the reset).
 
-WeData requests carry `X-TC-Action`; DMS requests are RPC style with `Action` in the query.
 `/_emulator/...` is the admin surface for tests (what was accepted, faults, stats, reset).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from reconciler import __version__
+from reconciler import __version__, providers
 from reconciler.emulator.faults import Fault, FaultConfig, FaultInjector
 from reconciler.providers.protocol import EMULATOR_HEADER
 
@@ -49,17 +52,144 @@ class EmulatorResponse:
 class Service(Protocol):
     """One emulated API."""
 
-    def handles(self, request: EmulatorRequest) -> bool: ...
+    create_action: str
+    """The action that creates a backfill: the one faults apply to."""
+
+    def action(self, request: EmulatorRequest) -> str | None:
+        """The action `request` names if it is a request of this API (known or not), else None."""
+        ...
 
     def handle(self, request: EmulatorRequest) -> EmulatorResponse: ...
-
-    def creates(self, request: EmulatorRequest) -> bool:
-        """The request is the API's create action (the one faults apply to)."""
-        ...
 
     def throttled(self, request: EmulatorRequest) -> EmulatorResponse:
         """The reply the API gives a request over its rate limit: same status, headers, fields."""
         ...
+
+    def reset(self) -> None:
+        """Forget every backfill and every request counted against the rate limit."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What every emulated API is made with (see `create_app`)."""
+
+    calls: CallLog
+    """Where the creates it accepts are recorded (one log for every API)."""
+    environ: Mapping[str, str]
+    """Where its credentials are read from, under the names the product reads them from."""
+    clock: Clock = time.time
+    rate_limits: Mapping[str, float | None] = field(default_factory=dict)
+    """Requests per second of each action, by provider name (None: no limit); an API not
+    named keeps its own."""
+    instance_seconds: float = 2.0
+    """How long each instance a backfill makes runs."""
+
+
+ServiceFactory = Callable[[Settings], Service]
+"""An emulated API's class: made from the settings alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """A request over the rate limit."""
+
+    count: int
+    """Requests of its action in the window, itself included."""
+    limit: float
+    """Requests per second of its action."""
+    retry_after: float
+    """Seconds until a request of its action would be let through."""
+
+
+class RateLimit:
+    """At most `per_second` requests of each action in any one second by the emulator's clock
+    (a limit under one: one request per 1/limit seconds); None is no limit. Thread-safe."""
+
+    def __init__(self, per_second: float | None, clock: Clock) -> None:
+        self.per_second = per_second
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._recent: dict[str, deque[float]] = {}
+
+    def admit(self, action: str) -> Throttled | None:
+        """Count a request of `action`, or say how it is over the limit (then not counted)."""
+        if self.per_second is None:
+            return None
+        window = max(1.0, 1.0 / self.per_second)
+        allowed = max(1, int(self.per_second))
+        now = self._clock()
+        with self._lock:
+            recent = self._recent.setdefault(action, deque())
+            while recent and recent[0] <= now - window:
+                recent.popleft()
+            if len(recent) >= allowed:
+                return Throttled(len(recent) + 1, self.per_second, recent[0] + window - now)
+            recent.append(now)
+            return None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._recent.clear()
+
+
+class EmulatedApi(ABC):
+    """What the emulated APIs share: the record of accepted creates, the clock their backfills
+    progress by, how long each instance runs, and the rate limit of their actions. A service
+    adds its credentials and wire (`action`, `handle`, `throttled`) and what it keeps
+    (`forget`)."""
+
+    provider: str
+    """The provider whose API this is (`spec.provider`), as the call log names it."""
+    create_action: str
+    default_rate_limit: float | None
+    """Requests per second of each action unless the settings say otherwise."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.calls = settings.calls
+        self.clock = settings.clock
+        self.instance_seconds = settings.instance_seconds
+        rate_limit = settings.rate_limits.get(self.provider, self.default_rate_limit)
+        self.limit = RateLimit(rate_limit, settings.clock)
+        self._lock = threading.Lock()
+        """Guards what the service keeps (backfills, instances)."""
+
+    @property
+    def rate_limit(self) -> float | None:
+        return self.limit.per_second
+
+    @abstractmethod
+    def action(self, request: EmulatorRequest) -> str | None: ...
+
+    @abstractmethod
+    def handle(self, request: EmulatorRequest) -> EmulatorResponse: ...
+
+    @abstractmethod
+    def throttled(self, request: EmulatorRequest) -> EmulatorResponse: ...
+
+    @abstractmethod
+    def forget(self) -> None:
+        """Drop every backfill the service keeps (called holding its lock)."""
+
+    def accepted(
+        self, params: Mapping[str, Any], *, remote_id: str, request_id: str, time: float
+    ) -> None:
+        """Record a create the API accepted at `time`, for `/_emulator/calls`."""
+        self.calls.record(
+            {
+                "provider": self.provider,
+                "action": self.create_action,
+                "params": params,
+                "remote_id": remote_id,
+                "request_id": request_id,
+                "time": time,
+            }
+        )
+
+    def reset(self) -> None:
+        self.limit.reset()
+        with self._lock:
+            self.forget()
 
 
 CONNECTION = "backfill.emulator.connection"
@@ -203,15 +333,21 @@ class Emulator:
         if request.path.startswith("/_emulator/"):
             return self._admin(request)
         for service in self.services:
-            if service.handles(request):
-                return self._serve(service, request, connection)
+            action = service.action(request)
+            if action is not None:
+                create = action == service.create_action
+                return self._serve(service, request, connection, create=create)
         return EmulatorResponse.json(404, {"error": "no emulated API handles this request"})
 
     def _serve(
-        self, service: Service, request: EmulatorRequest, connection: Connection | None
+        self,
+        service: Service,
+        request: EmulatorRequest,
+        connection: Connection | None,
+        *,
+        create: bool,
     ) -> EmulatorResponse | None:
         closing = connection.closing if connection is not None else None
-        create = service.creates(request)
         self._traffic.arrived(create=create)
         try:
             fault, response = self._answer(service, request, closing, create=create)
@@ -273,9 +409,7 @@ class Emulator:
             with self._recent_lock:
                 self._recent.clear()
             for service in self.services:
-                reset = getattr(service, "reset", None)
-                if callable(reset):
-                    reset()
+                service.reset()
             return EmulatorResponse.json(200, {"reset": True})
         if request.path == "/_emulator/health":
             return EmulatorResponse.json(200, {"ok": True, "version": __version__})
@@ -292,6 +426,34 @@ class Emulator:
         elif request.method != "GET":
             return EmulatorResponse.json(405, {"error": "use GET or POST"})
         return EmulatorResponse.json(200, self.faults.config.to_json())
+
+
+def create_app(
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock = time.time,
+    rate_limits: Mapping[str, float | None] | None = None,
+    instance_seconds: float = 2.0,
+    faults: FaultConfig | None = None,
+) -> Emulator:
+    """The emulator of every registered provider's API, each made by the provider's
+    `emulated` factory. A service finds its credentials in `environ` (default: this process's
+    environment) as the product does; without them it refuses every request, as a real
+    endpoint refuses unknown keys. `rate_limits` overrides an API's own limit (by provider
+    name).
+
+    `faults` makes it misbehave (latency, throttling, 5xx, lost replies), reproducibly from its
+    seed; `POST /_emulator/faults` replaces it while serving.
+    """
+    settings = Settings(
+        calls=CallLog(),
+        environ=os.environ if environ is None else environ,
+        clock=clock,
+        rate_limits=rate_limits or {},
+        instance_seconds=instance_seconds,
+    )
+    services = [p.emulated()(settings) for p in providers.REGISTRY.values()]
+    return Emulator(services, settings.calls, faults=FaultInjector(faults))
 
 
 def _pause(seconds: float, closing: threading.Event | None) -> None:

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import IntEnum
 from typing import Any
 
-from reconciler.emulator.app import CallLog, Clock, EmulatorRequest, EmulatorResponse
+from reconciler.emulator.app import (
+    EmulatedApi,
+    EmulatorRequest,
+    EmulatorResponse,
+    Settings,
+)
 from reconciler.providers import acs3
 
 PROVIDER = "aliyun-dms"
@@ -25,6 +28,7 @@ PRODUCT = "dms-enterprise"
 API_VERSION = "2018-11-01"
 
 CREATE_ACTION = "BackFill"
+LIST_ACTION = "ListTaskFlowInstance"
 THROTTLED = "Throttling.User"
 INVALID_VERSION = "InvalidVersion"
 API_NOT_FOUND = "InvalidApi.NotFound"
@@ -95,40 +99,41 @@ def _business(message: str) -> _Rejected:
     return _Rejected(INVALID_PARAMETER, message)
 
 
-# The parameter types the gateway checks before DMS sees a request, per action.
+# The parameter types the gateway checks before DMS sees a request, and the required ones.
 _LONG, _INT, _BOOL, _STR, _LONG_ARRAY = "long", "integer", "boolean", "string", "array"
-_ACTIONS: Mapping[str, tuple[Mapping[str, str], tuple[str, ...]]] = {
-    CREATE_ACTION: (
-        {
-            "Tid": _LONG,
-            "DagId": _LONG,
-            "StartNodeIds": _LONG_ARRAY,
-            "FilterNodeIds": _LONG_ARRAY,
-            "IsTriggerSubTree": _BOOL,
-            "BackFillDate": _STR,
-            "BackFillDateBegin": _STR,
-            "BackFillDateEnd": _STR,
-            "Interval": _INT,
-            "Asc": _BOOL,
-            "HistoryDagId": _LONG,
-        },
-        ("DagId",),
-    ),
-    "ListTaskFlowInstance": (
-        {
-            "Tid": _LONG,
-            "DagId": _LONG,
-            "TriggerType": _INT,
-            "StartTimeBegin": _STR,
-            "StartTimeEnd": _STR,
-            "PageIndex": _INT,
-            "PageSize": _INT,
-            "UseBizDate": _BOOL,
-            "Status": _INT,
-        },
-        ("DagId", "PageIndex", "PageSize"),
-    ),
-}
+_Params = tuple[Mapping[str, str], tuple[str, ...]]
+BACK_FILL_PARAMS: _Params = (
+    {
+        "Tid": _LONG,
+        "DagId": _LONG,
+        "StartNodeIds": _LONG_ARRAY,
+        "FilterNodeIds": _LONG_ARRAY,
+        "IsTriggerSubTree": _BOOL,
+        "BackFillDate": _STR,
+        "BackFillDateBegin": _STR,
+        "BackFillDateEnd": _STR,
+        "Interval": _INT,
+        "Asc": _BOOL,
+        "HistoryDagId": _LONG,
+    },
+    ("DagId",),
+)
+LIST_PARAMS: _Params = (
+    {
+        "Tid": _LONG,
+        "DagId": _LONG,
+        "TriggerType": _INT,
+        "StartTimeBegin": _STR,
+        "StartTimeEnd": _STR,
+        "PageIndex": _INT,
+        "PageSize": _INT,
+        "UseBizDate": _BOOL,
+        "Status": _INT,
+    },
+    ("DagId", "PageIndex", "PageSize"),
+)
+_Handler = Callable[[dict[str, Any], str], dict[str, Any]]
+"""An action: decoded parameters and the RequestId in, the reply's fields out."""
 
 
 def _decode(name: str, kind: str, raw: str) -> Any:
@@ -216,41 +221,33 @@ def _request_id() -> str:
     return str(uuid.uuid4()).upper()
 
 
-class DmsService:
+class DmsService(EmulatedApi):
     """DMS Enterprise as its gateway and service answer on the wire.
 
-    Every request must carry a valid ACS3 signature by `credentials`; with None every request is
-    refused, as a real endpoint refuses unknown keys. `rate_limit` is requests per second (a token
-    bucket holding that many); `instance_seconds` is how long each backfilled DAG instance runs.
+    Every request must carry a valid ACS3 signature by the `ALIBABA_CLOUD_*` credentials of the
+    settings' environment; without them every request is refused, as a real endpoint refuses
+    unknown keys. DMS documents no rate limit, so none is enforced unless the settings give one.
     """
 
-    def __init__(
-        self,
-        calls: CallLog,
-        credentials: acs3.AliyunCredentials | None,
-        *,
-        clock: Clock = time.time,
-        rate_limit: float | None = None,
-        instance_seconds: float = 2.0,
-    ) -> None:
-        self.calls = calls
-        self.credentials = credentials
-        self.clock = clock
-        self.rate_limit = rate_limit
-        self.instance_seconds = instance_seconds
-        self._lock = threading.Lock()
+    provider = PROVIDER
+    create_action = CREATE_ACTION
+    default_rate_limit = None
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.credentials = acs3.AliyunCredentials.from_env(settings.environ)
         self._nonces = acs3.NonceWindow()
         self._instances: list[DagInstance] = []
         self._next_id = _FIRST_INSTANCE_ID
-        self._tokens = 0.0
-        self._refilled_at: float | None = None
+        self._actions: dict[str, tuple[_Params, _Handler]] = {
+            CREATE_ACTION: (BACK_FILL_PARAMS, self._back_fill),
+            LIST_ACTION: (LIST_PARAMS, self._list_task_flow_instance),
+        }
 
-    def handles(self, request: EmulatorRequest) -> bool:
-        return "x-acs-action" in request.headers or "Action" in request.query()
-
-    def creates(self, request: EmulatorRequest) -> bool:
-        action = request.headers.get("x-acs-action") or request.query().get("Action")
-        return action == CREATE_ACTION
+    def action(self, request: EmulatorRequest) -> str | None:
+        if "x-acs-action" in request.headers:
+            return request.headers["x-acs-action"]
+        return request.query().get("Action")
 
     def throttled(self, request: EmulatorRequest) -> EmulatorResponse:
         """What `_throttle` answers, for a request the fault injector throttles."""
@@ -258,11 +255,9 @@ class DmsService:
         rejected = _Rejected(THROTTLED, gateway=True, retry_after=retry_after)
         return self._error(rejected, request, _request_id())
 
-    def reset(self) -> None:
-        with self._lock:
-            self._instances.clear()
-            self._nonces.clear()
-            self._refilled_at = None
+    def forget(self) -> None:
+        self._instances.clear()
+        self._nonces.clear()
 
     def run_on_schedule(self, dag_id: int, business_date: date) -> int:
         """What the task flow's own periodic schedule does: one run for the business date,
@@ -286,12 +281,9 @@ class DmsService:
         request_id = _request_id()
         try:
             self._authenticate(request)
-            self._throttle()
-            action, params = self._route(request)
-            if action == CREATE_ACTION:
-                body = self._back_fill(params, request_id)
-            else:
-                body = self._list_task_flow_instance(params, request_id)
+            self._throttle(self.action(request) or "")
+            run, params = self._route(request)
+            body = run(params, request_id)
         except _Rejected as rejected:
             return self._error(rejected, request, request_id)
         return _reply(200, {"RequestId": request_id, "Success": True, **body}, request_id)
@@ -313,43 +305,31 @@ class DmsService:
         if code is not None:
             raise _Rejected(code, gateway=True)
 
-    def _throttle(self) -> None:
-        if self.rate_limit is None:
-            return
-        now = self.clock()
-        capacity = max(1.0, self.rate_limit)
-        with self._lock:
-            if self._refilled_at is None:
-                self._tokens = capacity
-            else:
-                elapsed = max(0.0, now - self._refilled_at)
-                self._tokens = min(capacity, self._tokens + elapsed * self.rate_limit)
-            self._refilled_at = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return
-            wait = (1.0 - self._tokens) / self.rate_limit
-        raise _Rejected(THROTTLED, gateway=True, retry_after=wait)
+    def _throttle(self, action: str) -> None:
+        throttled = self.limit.admit(action)
+        if throttled is not None:
+            raise _Rejected(THROTTLED, gateway=True, retry_after=throttled.retry_after)
 
-    def _route(self, request: EmulatorRequest) -> tuple[str, dict[str, Any]]:
+    def _route(self, request: EmulatorRequest) -> tuple[_Handler, dict[str, Any]]:
+        """The action's handler and its parameters, decoded as the gateway checks them."""
         query = request.query()
         version = request.headers.get("x-acs-version") or query.get("Version", "")
         if version != API_VERSION:
             raise _Rejected(INVALID_VERSION, gateway=True)
-        action = request.headers.get("x-acs-action") or query.get("Action", "")
-        if action not in _ACTIONS:
+        action = self.action(request)
+        if action not in self._actions:
             raise _Rejected(API_NOT_FOUND, gateway=True)
         raw = dict(acs3.parse_query(request.query_string))
         if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             raw.update(acs3.parse_query(request.body.decode()))
-        types, required = _ACTIONS[action]
+        (types, required), run = self._actions[action]
         for name in required:
             if not raw.get(name):
                 raise _missing(name)
         params = {
             name: _decode(name, kind, raw[name]) for name, kind in types.items() if name in raw
         }
-        return action, params
+        return run, params
 
     def _back_fill(self, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         single: str | None = params.get("BackFillDate")
@@ -389,16 +369,7 @@ class DmsService:
                 self._next_id += 1
             self._instances.extend(created)
         dag_instance_id = created[0].id
-        self.calls.record(
-            {
-                "provider": PROVIDER,
-                "action": CREATE_ACTION,
-                "params": params,
-                "remote_id": str(dag_instance_id),
-                "request_id": request_id,
-                "time": now,
-            }
-        )
+        self.accepted(params, remote_id=str(dag_instance_id), request_id=request_id, time=now)
         start_nodes = params.get("StartNodeIds") or [None]
         return {"DagInstanceId": dag_instance_id, "NodeId": start_nodes[0]}
 

@@ -7,7 +7,7 @@ import random
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -59,6 +59,26 @@ class Latency:
         return f"{self.low_ms:g}-{self.high_ms:g}"
 
 
+def _about(
+    help: str,
+    *,
+    bounds: tuple[float, float | None] | None = None,
+    expect: str = "",
+    metavar: str | None = None,
+) -> dict[str, Any]:
+    """What a person is told of a setting (`backfill emulator --help`), and for a number its
+    bounds and how to say what it takes: a FaultConfig field's metadata."""
+    return {"help": help, "bounds": bounds, "expect": expect, "metavar": metavar}
+
+
+def _rate(help: str) -> Any:
+    """A field of a fault's rate, off by default."""
+    return field(
+        default=0.0,
+        metadata=_about(help, bounds=(0.0, 1.0), expect="a probability between 0 and 1"),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class FaultConfig:
     """How the emulator misbehaves. The rates are the chances that one create request meets each
@@ -66,31 +86,61 @@ class FaultConfig:
 
     `seed` None means a fresh random seed, chosen when the config is installed and reported by
     `GET /_emulator/faults`, so that any run can be repeated.
+
+    Each field is a setting of `POST /_emulator/faults` and an option of `backfill emulator`
+    under the same name, explained by its metadata.
     """
 
-    latency: Latency = Latency()
-    throttle_rate: float = 0.0
-    error_rate: float = 0.0
-    timeout_after_commit_rate: float = 0.0
-    reset_after_commit_rate: float = 0.0
-    slow_rate: float = 0.0
-    slow_ms: float = 2000.0
-    hang_ms: float = 60_000.0
-    """How long a reply lost after commit holds the connection before it is closed: longer than
-    the client's timeout (30 s by default) so that the client gives up first."""
-    seed: int | None = None
+    latency: Latency = field(
+        default=Latency(),
+        metadata=_about(
+            "Delay before every API request is handled: 200, or uniform in 50-400 (milliseconds).",
+            metavar="MS|LOW-HIGH",
+        ),
+    )
+    throttle_rate: float = _rate(
+        "Chance that a create gets the API's own throttling reply (nothing created)."
+    )
+    error_rate: float = _rate(
+        "Chance that a create gets HTTP 503 before it runs (nothing created)."
+    )
+    timeout_after_commit_rate: float = _rate(
+        "Chance that a create runs, then its reply is held back (--hang-ms) and never sent."
+    )
+    reset_after_commit_rate: float = _rate(
+        "Chance that a create runs, then its connection is reset without a reply."
+    )
+    slow_rate: float = _rate("Chance that a create is answered late (--slow-ms) but normally.")
+    slow_ms: float = field(
+        default=2000.0,
+        metadata=_about(
+            "How late a slow reply is, in milliseconds.",
+            bounds=(0.0, None),
+            expect="a number of milliseconds >= 0",
+        ),
+    )
+    hang_ms: float = field(
+        default=60_000.0,
+        metadata=_about(
+            "How long a reply lost after commit holds its connection (past the client's timeout).",
+            bounds=(0.0, MAX_HANG_MS),
+            expect=f"0 to {MAX_HANG_MS:g} milliseconds",
+        ),
+    )
+    """Longer than the client's timeout (30 s by default) so that the client gives up first."""
+    seed: int | None = field(
+        default=None, metadata=_about("Seed of the fault draws (default: random, printed).")
+    )
 
     def __post_init__(self) -> None:
-        for fault, rate in self.rates().items():
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{fault}_rate {rate:g}: give a probability between 0 and 1")
+        for setting in fields(self):
+            bounds = setting.metadata["bounds"]
+            value = getattr(self, setting.name)
+            if bounds and not (bounds[0] <= value and (bounds[1] is None or value <= bounds[1])):
+                raise ValueError(f"{setting.name} {value:g}: give {setting.metadata['expect']}")
         total = sum(self.rates().values())
         if total > 1.0 + 1e-9:
             raise ValueError(f"the fault rates add up to {total:g}: they must add up to at most 1")
-        if self.slow_ms < 0:
-            raise ValueError(f"slow_ms {self.slow_ms:g}: give a number of milliseconds >= 0")
-        if not 0 <= self.hang_ms <= MAX_HANG_MS:
-            raise ValueError(f"hang_ms {self.hang_ms:g}: give 0 to {MAX_HANG_MS:g} milliseconds")
 
     def rates(self) -> dict[Fault, float]:
         """In the order a draw tries them."""

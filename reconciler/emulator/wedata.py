@@ -7,22 +7,27 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from reconciler.emulator.app import CallLog, EmulatorRequest, EmulatorResponse
+from reconciler.emulator.app import (
+    EmulatedApi,
+    EmulatorRequest,
+    EmulatorResponse,
+    Settings,
+)
 from reconciler.providers import tc3
 
 PROVIDER = "tencent-wedata"
 SERVICE = "wedata"
 VERSION = "2025-08-06"
+RATE_LIMIT = 20.0
+"""Documented: 20 requests per second of each action."""
 DEFAULT_TIME_ZONE = "UTC+8"
 ACCOUNT_UIN = "100000000001"
 """The emulator has one account; real plans name the creator's UIN."""
@@ -275,26 +280,19 @@ def _check_ranges(ranges: list[Mapping[str, str]]) -> None:
             )
 
 
-class WeDataService:
-    """The WeData backfill actions; plans and instances live in memory and progress with `clock`."""
+class WeDataService(EmulatedApi):
+    """The WeData backfill actions, signed with the `TENCENTCLOUD_*` credentials of the
+    settings' environment (without them every request is refused); plans and instances live in
+    memory and progress with the clock."""
 
-    def __init__(
-        self,
-        calls: CallLog,
-        credentials: tc3.TencentCredentials | None,
-        *,
-        clock: Callable[[], float] = time.time,
-        rate_limit: float = 20.0,
-        instance_seconds: float = 2.0,
-    ) -> None:
-        self.calls = calls
-        self.credentials = credentials
-        self.clock = clock
-        self.rate_limit = rate_limit
-        self.instance_seconds = instance_seconds
-        self._lock = threading.Lock()
+    provider = PROVIDER
+    create_action = CREATE_ACTION
+    default_rate_limit = RATE_LIMIT
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.credentials = tc3.TencentCredentials.from_env(settings.environ)
         self._plans: dict[str, _Plan] = {}
-        self._recent_by_action: dict[str, deque[float]] = {}
         self._actions: dict[str, tuple[Mapping[str, Param], _Handler]] = {
             CREATE_ACTION: (CREATE_PARAMS, self._create),
             "GetDataBackfillPlan": (GET_PARAMS, self._get),
@@ -302,16 +300,11 @@ class WeDataService:
             "DeleteDataBackfillPlanAsync": (DELETE_PARAMS, self._delete),
         }
 
-    def handles(self, request: EmulatorRequest) -> bool:
-        return "x-tc-action" in request.headers
+    def action(self, request: EmulatorRequest) -> str | None:
+        return request.headers.get("x-tc-action")
 
-    def creates(self, request: EmulatorRequest) -> bool:
-        return request.headers.get("x-tc-action") == CREATE_ACTION
-
-    def reset(self) -> None:
-        with self._lock:
-            self._plans.clear()
-            self._recent_by_action.clear()
+    def forget(self) -> None:
+        self._plans.clear()
 
     def handle(self, request: EmulatorRequest) -> EmulatorResponse:
         request_id = str(uuid.uuid4())
@@ -323,8 +316,8 @@ class WeDataService:
 
     def throttled(self, request: EmulatorRequest) -> EmulatorResponse:
         """What `_throttle` answers, for a request the fault injector throttles."""
-        error = _limit_exceeded(self.rate_limit + 1, self.rate_limit)
-        return _error_reply(error, str(uuid.uuid4()))
+        limit = RATE_LIMIT if self.rate_limit is None else self.rate_limit
+        return _error_reply(_limit_exceeded(limit + 1, limit), str(uuid.uuid4()))
 
     def _answer(self, request: EmulatorRequest, request_id: str) -> Any:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -373,14 +366,9 @@ class WeDataService:
             raise ApiError(rejection.code, rejection.message)
 
     def _throttle(self, action: str) -> None:
-        now = self.clock()
-        with self._lock:
-            recent = self._recent_by_action.setdefault(action, deque())
-            while recent and recent[0] <= now - 1.0:
-                recent.popleft()
-            if len(recent) >= self.rate_limit:
-                raise _limit_exceeded(len(recent) + 1, self.rate_limit)
-            recent.append(now)
+        throttled = self.limit.admit(action)
+        if throttled is not None:
+            raise _limit_exceeded(throttled.count, throttled.limit)
 
     def _create(self, params: dict[str, Any], request_id: str) -> Any:
         ranges: list[Mapping[str, str]] = params["DataBackfillRangeList"]
@@ -403,16 +391,7 @@ class WeDataService:
         )
         with self._lock:
             self._plans[plan.plan_id] = plan
-        self.calls.record(
-            {
-                "provider": PROVIDER,
-                "action": "CreateDataBackfillPlan",
-                "params": params,
-                "remote_id": plan.plan_id,
-                "request_id": request_id,
-                "time": now,
-            }
-        )
+        self.accepted(params, remote_id=plan.plan_id, request_id=request_id, time=now)
         return {"DataBackfillPlanId": plan.plan_id}
 
     def _get(self, params: dict[str, Any], request_id: str) -> Any:

@@ -7,13 +7,27 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import httpx
+from pydantic import BeforeValidator, ConfigDict, Field
 
-from reconciler.contract import DmsSpec
+from reconciler.contract import (
+    DATES,
+    INTEGER,
+    MAX_TARGETS,
+    REGION_PATTERN,
+    UNIQUE,
+    ApiEnum,
+    DayRange,
+    DmsId,
+    Maybe,
+    Spec,
+    unique,
+)
 from reconciler.domain import (
     JSON,
     Batch,
@@ -28,22 +42,110 @@ from reconciler.domain import (
     range_span,
 )
 from reconciler.errors import BackfillError
+from reconciler.providers import protocol
 from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials, encode_query, rpc_params
-from reconciler.providers.protocol import (
-    Claim,
-    Connection,
-    Instance,
-    Lookup,
-    Phase,
-    Progress,
-    call_count,
-    chunked,
-    contiguous_runs,
-    from_emulator,
-    overall,
-    send,
-    unreadable,
-)
+from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
+from reconciler.state import SubmissionRecord
+
+if TYPE_CHECKING:
+    from reconciler.emulator.app import ServiceFactory
+
+# --- the spec: what a plan file says, with the defaults of the API ----------------------------
+
+
+class DmsOrder(ApiEnum):
+    CHRONOLOGICAL = "chronological", True
+    REVERSE = "reverse", False
+
+
+NODE_ID = Field(description="A node id (a 64-bit Long: at most 19 digits).", examples=[4301])
+
+
+class DmsSpec(Spec):
+    # The options in the order plans have always listed them (the Markdown plan shows them so).
+    model_config = ConfigDict(
+        title="Alibaba Cloud DMS Enterprise task-flow backfill (BackFill, 2018-11-01)"
+    )
+    TARGETS: ClassVar[str] = "dag_ids"
+
+    provider: Literal["aliyun-dms"] = Field(description="Which platform runs the backfill.")
+    trigger_sub_tree: bool = Field(
+        True, description="Also run the descendants of the start nodes (IsTriggerSubTree)."
+    )
+    interval_hours: int = Field(
+        24,
+        ge=1,
+        le=INTEGER,
+        description="Interval between backfilled runs, in hours (Interval, a 32-bit integer).",
+        examples=[24, 12],
+    )
+    order: DmsOrder = Field(
+        DmsOrder.CHRONOLOGICAL,
+        strict=False,
+        description="Run dates oldest first or newest first (Asc true / false).",
+    )
+    region: str = Field(
+        max_length=63,
+        pattern=REGION_PATTERN,
+        description="Region of the DMS instance: the endpoint is "
+        "dms-enterprise.<region>.aliyuncs.com, so at most 63 characters (a part of a host name).",
+        examples=["cn-hangzhou", "ap-southeast-1"],
+    )
+    tenant_id: Maybe[DmsId] = Field(
+        None,
+        description="DMS tenant id (Tid, a 64-bit Long: at most 19 digits). Unset uses the "
+        "caller's default tenant.",
+        examples=[3000, 3001],
+    )
+    history_dag_id: Maybe[DmsId] = Field(
+        None,
+        description="Id of the historical task flow to run (HistoryDagId, a 64-bit Long: at "
+        "most 19 digits).",
+        examples=[16001, 16002],
+    )
+    start_node_ids: Maybe[list[Annotated[DmsId, NODE_ID]]] = Field(
+        None,
+        min_length=1,
+        description="Run from these nodes of the task flow (StartNodeIds).",
+        examples=[[4301], [4301, 4302]],
+    )
+    filter_node_ids: Maybe[list[Annotated[DmsId, NODE_ID]]] = Field(
+        None,
+        min_length=1,
+        description="Nodes that must not be re-run (FilterNodeIds).",
+        examples=[[4302], [4302, 4303]],
+    )
+    dag_ids: Annotated[
+        list[
+            Annotated[
+                DmsId,
+                Field(
+                    description="A DMS task flow id (a 64-bit Long: at most 19 digits).",
+                    examples=[15001],
+                ),
+            ]
+        ],
+        BeforeValidator(unique),
+    ] = Field(
+        min_length=1,
+        max_length=MAX_TARGETS,
+        description=f"Task flows (DAGs) to re-run (DagId), at most {MAX_TARGETS}: one BackFill "
+        "call per DAG per contiguous run of dates.",
+        examples=[[15001], [15001, 15002]],
+        json_schema_extra=UNIQUE,
+    )
+    dates: list[DayRange] = Field(
+        min_length=1,
+        description="Business dates to re-run: one or more inclusive ranges. A one-day run is "
+        f"sent as BackFillDate, a longer one as BackFillDateBegin/BackFillDateEnd. {DATES}",
+        examples=[
+            [{"start": "2025-08-01", "end": "2025-08-15"}],
+            [{"start": "2025-08-01"}, {"start": "2025-08-20", "end": "2025-08-21"}],
+        ],
+    )
+
+
+# --- the API -------------------------------------------------------------------------------
 
 NAME = DmsSpec.provider_name()
 ACTION = "BackFill"
@@ -148,7 +250,8 @@ def _spec(plan: Plan) -> DmsSpec:
 class DmsProvider:
     name = NAME
     action = ACTION
-    targets_field = DmsSpec.key(DmsSpec.TARGETS)
+    credentials_prefix = "ALIBABA_CLOUD_"
+    spec_model = DmsSpec
 
     @property
     def rate_limit(self) -> float:
@@ -180,14 +283,14 @@ class DmsProvider:
         # BackFill takes one DAG and one date or one contiguous range per call.
         batches: list[Batch] = []
         for target in sorted(missing, key=int):
-            for start, end in contiguous_runs(sorted(missing[target])):
-                for chunk in chunked(days(start, end), plan, 1):
+            for start, end in protocol.contiguous_runs(sorted(missing[target])):
+                for chunk in protocol.chunked(days(start, end), plan, 1):
                     batches.append(Batch(targets=(target,), dates=chunk))
         return batches
 
     def calls(self, plan: Plan) -> int:
         return sum(
-            len(group.targets) * call_count(last - first + 1, plan, 1)
+            len(group.targets) * protocol.call_count(last - first + 1, plan, 1)
             for group in self.cell_groups(plan)
             for first, last in group.spans
         )
@@ -226,47 +329,39 @@ class DmsProvider:
             )
         return DmsClient(credentials, connection)
 
-    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
-        client = self.client(connection)
-        try:
+    def remote_name(self, record: SubmissionRecord) -> str:
+        return ""  # BackFill takes no name: a run is found by its DAG and dates (`look_up`)
+
+    def look_up(
+        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+    ) -> Lookup:
+        with closing(self.client(connection)) as client:
             return client.find(record, others)
-        finally:
-            client.close()
 
-    def progress(self, record: Any, connection: Connection) -> Progress:
-        client = self.client(connection)
-        try:
+    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
+        with closing(self.client(connection)) as client:
             return client.progress(record)
-        finally:
-            client.close()
 
+    def emulated(self) -> ServiceFactory:
+        from reconciler.emulator.dms import DmsService  # noqa: PLC0415 - see Provider.emulated
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    outcome: Outcome
-    body: Mapping[str, Any]
+        return DmsService
 
 
 class DmsClient:
     """Sends DMS RPC actions signed with ACS3 and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: AliyunCredentials, connection: Connection) -> None:
-        self._http = httpx.Client(
-            base_url=connection.endpoint,
-            auth=ACS3Auth(credentials),
-            transport=connection.transport,
-            timeout=httpx.Timeout(connection.timeout, connect=10.0),
-        )
+        self._http = connection.http(ACS3Auth(credentials))
         self.credential_id = credentials.access_key_id
 
     def submit(self, submission: Submission) -> Outcome:
         # Called just after the intent was journaled: see CREATE_DELAY_SECONDS.
         sleep(CREATE_DELAY_SECONDS)
-        reply = self.call(ACTION, submission.request)
-        outcome = reply.outcome
+        outcome = self.call(ACTION, submission.request)
         if outcome.kind is not OutcomeKind.SUBMITTED:
             return outcome
-        instance = reply.body.get("DagInstanceId")
+        instance = outcome.detail.get("DagInstanceId")
         if instance in (None, ""):
             return Outcome(
                 OutcomeKind.UNKNOWN,
@@ -279,19 +374,20 @@ class DmsClient:
             OutcomeKind.SUBMITTED,
             remote_id=str(instance),
             request_id=outcome.request_id,
-            detail={"DagInstanceId": instance, "NodeId": reply.body.get("NodeId")},
+            detail={"DagInstanceId": instance, "NodeId": outcome.detail.get("NodeId")},
             emulator=outcome.emulator,
         )
 
-    def call(self, action: str, params: Mapping[str, JSON]) -> Reply:
+    def call(self, action: str, params: Mapping[str, JSON]) -> Outcome:
+        """One RPC action; a reply DMS accepted has its whole body in `detail`."""
         query = encode_query(rpc_params(params))
         headers = {"x-acs-action": action, "x-acs-version": VERSION, "accept": "application/json"}
-        response = send(self._http, f"/?{query}", headers=headers)
+        response = protocol.send(self._http, f"/?{query}", headers=headers)
         if isinstance(response, Outcome):
-            return Reply(response, {})
-        return _reply(response)
+            return response
+        return _outcome(response)
 
-    def find(self, record: Any, others: Sequence[Claim]) -> Lookup:
+    def find(self, record: SubmissionRecord, others: Sequence[Claim]) -> Lookup:
         """Settle an unknown BackFill from the DAG's manual runs of its business dates.
 
         Only a run this request could have made counts: the same DAG and one of its dates,
@@ -306,16 +402,7 @@ class DmsClient:
         (target,) = record.targets
         dates = sorted(record.dates)
         intent = datetime.fromisoformat(record.intent_time).timestamp()
-        params: dict[str, JSON] = {
-            "DagId": int(target),
-            "UseBizDate": True,
-            "StartTimeBegin": dates[0],
-            "StartTimeEnd": dates[-1],
-            "PageSize": LIST_PAGE_SIZE,
-        }
-        if "Tid" in record.request:
-            params["Tid"] = record.request["Tid"]
-        listed = self._list(params)
+        listed = self._runs(record)
         if isinstance(listed, Outcome):
             return Lookup(
                 "unclear",
@@ -399,37 +486,33 @@ class DmsClient:
             f"running at DMS: look again {SETTLE_SECONDS:.0f}s after it",
         )
 
-    def _list(self, params: Mapping[str, JSON]) -> list[Mapping[str, Any]] | Outcome:
-        """Every page of ListTaskFlowInstance, or the outcome of the call that failed."""
-        items: list[Mapping[str, Any]] = []
-        page = 1
-        while True:
-            reply = self.call("ListTaskFlowInstance", {**params, "PageIndex": page})
-            if reply.outcome.kind is not OutcomeKind.SUBMITTED:
-                return reply.outcome
-            listed = reply.body.get("DAGInstanceList", {}).get("DAGInstance", []) or []
-            items.extend(listed)
-            if page * LIST_PAGE_SIZE >= int(reply.body.get("TotalCount", 0) or 0) or not listed:
-                return items
-            page += 1
+    def _runs(self, record: SubmissionRecord) -> list[Mapping[str, Any]] | Outcome:
+        """Every run ListTaskFlowInstance lists of the submission's DAG for its business dates
+        (in its tenant, if it names one), or the outcome of the call that failed."""
+        (target,) = record.targets
+        params: dict[str, JSON] = {
+            "DagId": int(target),
+            "UseBizDate": True,
+            "StartTimeBegin": min(record.dates),
+            "StartTimeEnd": max(record.dates),
+            "PageSize": LIST_PAGE_SIZE,
+        }
+        if "Tid" in record.request:
+            params["Tid"] = record.request["Tid"]
+        return protocol.every_page(
+            lambda page: self.call("ListTaskFlowInstance", {**params, "PageIndex": page}),
+            items=lambda body: body.get("DAGInstanceList", {}).get("DAGInstance", []) or [],
+            last=lambda body, page: page * LIST_PAGE_SIZE >= int(body.get("TotalCount", 0) or 0),
+        )
 
-    def progress(self, record: Any) -> Progress:
+    def progress(self, record: SubmissionRecord) -> Progress:
         """The DAG's instances for the submission's business dates (UseBizDate), each date's
         being the first one DMS created at or after the submission's DagInstanceId: a later
         backfill of the same dates makes newer instances, an earlier one older ones."""
         (target,) = record.targets
         wanted = set(record.dates)
         first_id = int(record.remote_id) if record.remote_id.isdigit() else 0
-        params: dict[str, JSON] = {
-            "DagId": int(target),
-            "UseBizDate": True,
-            "StartTimeBegin": min(wanted),
-            "StartTimeEnd": max(wanted),
-            "PageSize": LIST_PAGE_SIZE,
-        }
-        if "Tid" in record.request:
-            params["Tid"] = record.request["Tid"]
-        listed = self._list(params)
+        listed = self._runs(record)
         if isinstance(listed, Outcome):
             failure = f"ListTaskFlowInstance: {listed.code} {listed.message}"
             return Progress("unknown", error=failure.strip())
@@ -451,7 +534,7 @@ class DmsClient:
         succeeded = sum(1 for i in instances if i.phase == "succeeded")
         finished = succeeded + sum(1 for i in instances if i.phase == "failed")
         return Progress(
-            overall(instances, len(wanted)),
+            protocol.overall(instances, len(wanted)),
             instances=instances,
             complete_percent=100 * finished // len(wanted),
             success_percent=100 * succeeded // len(wanted),
@@ -493,7 +576,7 @@ def _epoch(iso: str) -> float:
 
 
 def _span(dates: Sequence[str]) -> str:
-    return ", ".join(a if a == b else f"{a}..{b}" for a, b in contiguous_runs(dates))
+    return ", ".join(a if a == b else f"{a}..{b}" for a, b in protocol.contiguous_runs(dates))
 
 
 def _instance(target: str, day: str, item: Mapping[str, Any]) -> Instance:
@@ -503,47 +586,39 @@ def _instance(target: str, day: str, item: Mapping[str, Any]) -> Instance:
     return Instance(target=target, date=day, state=f"{name}({status})", phase=phase)
 
 
-def _reply(response: httpx.Response) -> Reply:
-    emulator = from_emulator(response)
+def _outcome(response: httpx.Response) -> Outcome:
+    emulator = protocol.from_emulator(response)
     try:
         body = response.json()
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        return Reply(unreadable(response, "DMS"), {})
+        return protocol.unreadable(response, "DMS")
     request_id = str(body.get("RequestId", ""))
+    halt = ""
     if response.status_code >= 400:
         # The API gateway refused the request before DMS ran it.
         code = str(body.get("Code") or f"HTTP{response.status_code}")
-        refused = code.startswith(AUTH_FAILURE_PREFIXES)
-        return Reply(
-            Outcome(
-                classify(code),
-                request_id=request_id,
-                code=code,
-                message=str(body.get("Message", "")),
-                emulator=emulator,
-                halt=f"the credentials were refused ({code}): check "
-                "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (and "
-                "ALIBABA_CLOUD_SECURITY_TOKEN for STS ones), and this machine's clock"
-                if refused
-                else "",
-            ),
-            body,
-        )
-    if body.get("Success") is not True:
+        message = str(body.get("Message", ""))
+        if code.startswith(AUTH_FAILURE_PREFIXES):
+            halt = (
+                f"the credentials were refused ({code}): check ALIBABA_CLOUD_ACCESS_KEY_ID and "
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS "
+                "ones), and this machine's clock"
+            )
+    elif body.get("Success") is not True:
         code = str(body.get("ErrorCode") or "UnknownError")
-        return Reply(
-            Outcome(
-                classify(code),
-                request_id=request_id,
-                code=code,
-                message=str(body.get("ErrorMessage", "")),
-                emulator=emulator,
-            ),
-            body,
-        )
-    return Reply(Outcome(OutcomeKind.SUBMITTED, request_id=request_id, emulator=emulator), body)
+        message = str(body.get("ErrorMessage", ""))
+    else:
+        return Outcome(OutcomeKind.SUBMITTED, request_id=request_id, detail=body, emulator=emulator)
+    return Outcome(
+        classify(code),
+        request_id=request_id,
+        code=code,
+        message=message,
+        emulator=emulator,
+        halt=halt,
+    )
 
 
 PROVIDER = DmsProvider()

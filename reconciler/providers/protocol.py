@@ -1,11 +1,12 @@
 """What every platform adapter provides: cells of a plan, how missing cells batch into calls,
-the request for a batch, and a client that sends it and classifies the reply."""
+the request for a batch, and a client that sends it and classifies the reply; and the plumbing
+they share (`send`, `every_page`, `chunked`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 
@@ -21,6 +22,11 @@ from reconciler.domain import (
     day,
     runs,
 )
+from reconciler.state import SubmissionRecord
+
+if TYPE_CHECKING:
+    from reconciler.contract import Spec
+    from reconciler.emulator.app import ServiceFactory
 
 EMULATOR_HEADER = "X-Backfill-Emulator"
 """The built-in emulator marks every reply with it, so that a client can record that it talked
@@ -34,6 +40,15 @@ class Connection:
     endpoint: str
     transport: httpx.BaseTransport | None = None
     timeout: float = 30.0
+
+    def http(self, auth: httpx.Auth) -> httpx.Client:
+        """An HTTP client to the endpoint that signs every request with `auth`."""
+        return httpx.Client(
+            base_url=self.endpoint,
+            auth=auth,
+            transport=self.transport,
+            timeout=httpx.Timeout(self.timeout, connect=10.0),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +147,15 @@ class Provider(Protocol):
         """Creates per second the API allows (documented or configured)."""
         ...
 
-    targets_field: str
-    """The `spec` field that lists the targets (WeData tasks, DMS DAGs)."""
+    credentials_prefix: str
+    """What the names of the environment variables its credentials come from start with:
+    nothing else the tool runs (git and its hooks) is given them."""
+
+    @property
+    def spec_model(self) -> type[Spec]:
+        """What a plan's `spec` is when it names this provider: the plan schema's branch for it
+        is generated from this model, and validated plans carry an instance of it."""
+        ...
 
     def region(self, plan: Plan) -> str: ...
 
@@ -162,13 +184,25 @@ class Provider(Protocol):
         """A client using credentials from the environment; BackfillError if there are none."""
         ...
 
-    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
-        """Settle an unknown outcome (a SubmissionRecord) remotely where the API allows it,
-        never with what `others` claim; otherwise say what a person must check."""
+    def remote_name(self, record: SubmissionRecord) -> str:
+        """What the platform calls the backfill a submission created, for a person to search
+        for; empty where the API takes no name."""
         ...
 
-    def progress(self, record: Any, connection: Connection) -> Progress:
-        """The remote progress of a submitted backfill (a SubmissionRecord), read-only."""
+    def look_up(
+        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+    ) -> Lookup:
+        """Settle an unknown outcome remotely where the API allows it, never with what `others`
+        claim; otherwise say what a person must check."""
+        ...
+
+    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
+        """The remote progress of a submitted backfill, read-only."""
+        ...
+
+    def emulated(self) -> ServiceFactory:
+        """How the built-in emulator makes this API (`backfill emulator`, the tests); its code
+        is loaded only when an emulator is made."""
         ...
 
 
@@ -209,6 +243,27 @@ def send(http: httpx.Client, url: str, **request: Any) -> httpx.Response | Outco
             emulator=emulator,
         )
     return response
+
+
+def every_page(
+    read: Callable[[int], Outcome],
+    items: Callable[[Mapping[str, JSON]], Sequence[Mapping[str, Any]]],
+    last: Callable[[Mapping[str, JSON], int], bool],
+) -> list[Mapping[str, Any]] | Outcome:
+    """Every item of a paged listing, reading pages 1, 2, ... until one is empty or `last`
+    (given the reply's data and the page number) says it was the last one; or the outcome of
+    the read that failed, for the caller to say so."""
+    found: list[Mapping[str, Any]] = []
+    page = 1
+    while True:
+        reply = read(page)
+        if reply.kind is not OutcomeKind.SUBMITTED:
+            return reply
+        listed = items(reply.detail)
+        found.extend(listed)
+        if not listed or last(reply.detail, page):
+            return found
+        page += 1
 
 
 def unreadable(response: httpx.Response, api: str) -> Outcome:

@@ -6,11 +6,29 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from contextlib import closing
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import httpx
+from pydantic import BeforeValidator, ConfigDict, Field
 
-from reconciler.contract import ComputeConfigMapping, ExecutionWindow, WeDataSpec
+from reconciler.contract import (
+    DATES,
+    INTEGER,
+    MAX_TARGETS,
+    REGION_PATTERN,
+    UNIQUE,
+    WEDATA_ID_AS_WRITTEN,
+    ApiEnum,
+    Contract,
+    DayRange,
+    Maybe,
+    Spec,
+    TimeOfDay,
+    WeDataId,
+    unique,
+)
 from reconciler.domain import (
     JSON,
     Batch,
@@ -24,22 +42,217 @@ from reconciler.domain import (
     range_span,
 )
 from reconciler.errors import BackfillError
-from reconciler.providers.protocol import (
-    Claim,
-    Connection,
-    Instance,
-    Lookup,
-    Phase,
-    Progress,
-    call_count,
-    chunked,
-    contiguous_runs,
-    from_emulator,
-    overall,
-    send,
-    unreadable,
-)
+from reconciler.providers import protocol
+from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
+from reconciler.state import SubmissionRecord
+
+if TYPE_CHECKING:
+    from reconciler.emulator.app import ServiceFactory
+
+# --- the spec: what a plan file says, with the defaults of the API ----------------------------
+
+
+class ExecutionWindow(Contract):
+    """Daily execution window: backfill instances run only between these times
+    (ExecutionStartTime / ExecutionEndTime)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"start": "01:00", "end": "06:00"}]})
+
+    start: TimeOfDay
+    end: TimeOfDay
+
+
+class WeDataRange(DayRange):
+    """An inclusive range of data dates; `end` defaults to `start` (one day)."""
+
+    execution_window: Maybe[ExecutionWindow] = Field(
+        None, description="This range's own execution window, instead of the plan's."
+    )
+
+
+class CheckParents(ApiEnum):
+    NONE = "none", "NONE"
+    ALL = "all", "ALL"
+    IN_PLAN = "in-plan", "MAKE_SCOPE"
+
+
+class DataTimeOrder(ApiEnum):
+    NORMAL = "normal", "NORMAL"
+    CHRONOLOGICAL = "chronological", "ORDER"
+    REVERSE = "reverse", "REVERSE"
+
+
+class CycleType(ApiEnum):
+    MONTHLY = "monthly", "MONTH_CYCLE"
+
+
+class ComputeConfigItem(StrEnum):
+    COMPUTE_ENGINE = "COMPUTE_ENGINE"
+    DLC_ENGINE_RESOURCE_GROUP = "DLC_ENGINE_RESOURCE_GROUP"
+
+
+TASK_ID = Field(
+    description="A WeData task id; quote ids of more than 19 digits.",
+    examples=["20250827115253729"],
+)
+
+
+class ComputeConfigMapping(Contract):
+    task_type_id: int = Field(
+        ge=0,
+        le=INTEGER,
+        description="Task type: 32 DLC_SQL, 46 DLC_SPARK, 50 DLC_PYSPARK (TaskTypeId).",
+    )
+    item: ComputeConfigItem = Field(
+        strict=False, description="What to override (ComputeConfigItem)."
+    )
+    # Kept as written (text or number): the fingerprint has always been computed over them so.
+    task_ids: Maybe[list[Annotated[WEDATA_ID_AS_WRITTEN, TASK_ID]]] = Field(
+        None, description="Only these tasks (TaskIds); empty means all."
+    )
+    source_value: str = Field(description="Original engine or resource group (SourceValue).")
+    target_value: str = Field(description="Engine or resource group to use instead (TargetValue).")
+
+
+class WeDataSpec(Spec):
+    # The options in the order plans have always listed them (the Markdown plan shows them so).
+    model_config = ConfigDict(
+        title="Tencent Cloud WeData backfill (CreateDataBackfillPlan, 2025-08-06)"
+    )
+    TARGETS: ClassVar[str] = "task_ids"
+
+    provider: Literal["tencent-wedata"] = Field(description="Which platform runs the backfill.")
+    time_zone: str = Field(
+        "UTC+8",
+        min_length=1,
+        description="Time zone of the dates (TimeZone).",
+        examples=["UTC+8", "UTC+0"],
+    )
+    check_parents: CheckParents = Field(
+        CheckParents.NONE,
+        strict=False,
+        description="Check upstream parent tasks (CheckParentType): none (NONE), all (ALL), or "
+        "only parents that are part of this backfill (MAKE_SCOPE).",
+    )
+    skip_event_listening: bool = Field(
+        True, description="Ignore event dependencies (SkipEventListening)."
+    )
+    order: DataTimeOrder = Field(
+        DataTimeOrder.NORMAL,
+        strict=False,
+        description="Execution order by data time (DataTimeOrder NORMAL / ORDER / REVERSE).",
+    )
+    remote_name: Maybe[str] = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="Name of the backfill plan in WeData (DataBackfillPlanName). When unset, one "
+        "is derived from metadata.name and the submission key, so every remote plan can be "
+        "traced back to its YAML.",
+        examples=["orders-late-arrivals", "orders-late-arrivals-again"],
+    )
+    self_dependency: Maybe[bool] = Field(
+        None,
+        description="Redefine the workflow self-dependency (RedefineSelfWorkflowDependency "
+        "yes/no). Unset keeps the workflow's own.",
+    )
+    parallelism: Maybe[int] = Field(
+        None,
+        ge=1,
+        le=INTEGER,
+        description="Instances that may run at once (RedefineParallelNum, a 32-bit Integer). "
+        "Unset keeps the task's own.",
+        examples=[2, 4],
+    )
+    scheduler_resource_group_id: Maybe[str] = Field(
+        None,
+        min_length=1,
+        description="Scheduling resource group (SchedulerResourceGroupId). Unset uses the task's "
+        "own.",
+        examples=["rg-batch", "rg-nightly"],
+    )
+    integration_resource_group_id: Maybe[str] = Field(
+        None,
+        min_length=1,
+        description="Integration resource group (IntegrationResourceGroupId). Unset uses the "
+        "task's own.",
+        examples=["rg-integration", "rg-sync"],
+    )
+    parameters: Maybe[dict[str, str | int | float | bool]] = Field(
+        None,
+        description="Task parameters redefined for the backfilled instances (RedefineParamList, "
+        "as K/V pairs, in this order).",
+        examples=[{"bizdate": "${yyyyMMdd}", "mode": "repair"}, {"mode": "restate"}],
+    )
+    instance_cycle: Maybe[CycleType] = Field(
+        None,
+        strict=False,
+        description="Regenerate daily instances as monthly ones on the 1st (RedefineCycleType "
+        "MONTH_CYCLE).",
+    )
+    compute_config_mappings: Maybe[list[ComputeConfigMapping]] = Field(
+        None,
+        min_length=1,
+        description="Storage/compute engine overrides (ComputeConfigMappings).",
+        examples=[
+            [
+                {
+                    "taskTypeId": 32,
+                    "item": "COMPUTE_ENGINE",
+                    "sourceValue": "engine-a",
+                    "targetValue": "engine-b",
+                }
+            ],
+            [
+                {
+                    "taskTypeId": 46,
+                    "item": "DLC_ENGINE_RESOURCE_GROUP",
+                    "taskIds": ["20250827115253729"],
+                    "sourceValue": "rg-a",
+                    "targetValue": "rg-b",
+                }
+            ],
+        ],
+    )
+    region: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=REGION_PATTERN,
+        description="Tencent Cloud region of the WeData project (X-TC-Region), at most 63 "
+        "characters.",
+        examples=["ap-guangzhou", "ap-singapore"],
+    )
+    project_id: WeDataId = Field(
+        description="WeData project id (ProjectId); quote ids of more than 19 digits.",
+        examples=["1460947878944567296", "1460947878944567297"],
+    )
+    task_ids: Annotated[list[Annotated[WeDataId, TASK_ID]], BeforeValidator(unique)] = Field(
+        min_length=1,
+        max_length=MAX_TARGETS,
+        description=f"Tasks to re-run (TaskIds), at most {MAX_TARGETS}. Quote long ids or leave "
+        "them bare.",
+        examples=[["20250827115253729"], ["20250827115253729", "20250827115253730"]],
+        json_schema_extra=UNIQUE,
+    )
+    dates: list[WeDataRange] = Field(
+        min_length=1,
+        description="Data dates to re-run (DataBackfillRangeList): one or more ranges, "
+        f"inclusive. {DATES}",
+        examples=[
+            [{"start": "2025-09-01", "end": "2025-09-14"}],
+            [{"start": "2025-09-01"}, {"start": "2025-09-20", "end": "2025-09-21"}],
+        ],
+    )
+    execution_window: Maybe[ExecutionWindow] = Field(
+        None,
+        description="Daily execution window of every range that does not set its own "
+        "(ExecutionStartTime / ExecutionEndTime).",
+        examples=[{"start": "01:00", "end": "06:00"}, {"start": "22:00", "end": "23:30"}],
+    )
+
+
+# --- the API -------------------------------------------------------------------------------
 
 NAME = WeDataSpec.provider_name()
 SERVICE = "wedata"
@@ -114,7 +327,8 @@ class WeDataProvider:
     name = NAME
     action = ACTION
     rate_limit = RATE_LIMIT
-    targets_field = WeDataSpec.key(WeDataSpec.TARGETS)
+    credentials_prefix = "TENCENTCLOUD_"
+    spec_model = WeDataSpec
 
     def region(self, plan: Plan) -> str:
         return _spec(plan).region
@@ -160,19 +374,20 @@ class WeDataProvider:
         return [
             Batch(targets=tuple(targets), dates=chunk)
             for dates, targets in sorted(by_dates.items())
-            for chunk in chunked(dates, plan, len(targets))
+            for chunk in protocol.chunked(dates, plan, len(targets))
         ]
 
     def calls(self, plan: Plan) -> int:
         return sum(
-            call_count(group.days, plan, len(group.targets)) for group in self.cell_groups(plan)
+            protocol.call_count(group.days, plan, len(group.targets))
+            for group in self.cell_groups(plan)
         )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
         spec = _spec(plan)
         window = group.params.get(WINDOW)
         ranges: list[dict[str, JSON]] = []
-        for start, end in contiguous_runs(batch.dates):
+        for start, end in protocol.contiguous_runs(batch.dates):
             entry: dict[str, JSON] = {"StartDate": start, "EndDate": end}
             if isinstance(window, Mapping):
                 entry["ExecutionStartTime"] = window["start"]
@@ -220,22 +435,29 @@ class WeDataProvider:
             )
         return WeDataClient(credentials, connection)
 
-    def look_up(self, record: Any, connection: Connection, others: Sequence[Claim]) -> Lookup:
+    def remote_name(self, record: SubmissionRecord) -> str:
+        return str(record.request.get("DataBackfillPlanName") or "")
+
+    def look_up(
+        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+    ) -> Lookup:
         # WeData offers no lookup of a backfill plan by name: a person has to look.
-        name = record.request.get("DataBackfillPlanName", "")
         return Lookup(
             "unclear",
             how=f"WeData cannot be searched by plan name through the API: look in the WeData "
             f"console (project {record.request.get('ProjectId', '?')}, region {record.region}) "
-            f"for a backfill plan named {name!r} created after {record.intent_time}",
+            f"for a backfill plan named {self.remote_name(record)!r} created after "
+            f"{record.intent_time}",
         )
 
-    def progress(self, record: Any, connection: Connection) -> Progress:
-        client = self.client(connection)
-        try:
+    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
+        with closing(self.client(connection)) as client:
             return client.progress(record)
-        finally:
-            client.close()
+
+    def emulated(self) -> ServiceFactory:
+        from reconciler.emulator.wedata import WeDataService  # noqa: PLC0415 - see Provider.emulated
+
+        return WeDataService
 
 
 def remote_name(plan: Plan, key: str) -> str:
@@ -266,12 +488,7 @@ class WeDataClient:
     """Sends CreateDataBackfillPlan and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: TencentCredentials, connection: Connection) -> None:
-        self._http = httpx.Client(
-            base_url=connection.endpoint,
-            auth=TC3Auth(credentials, service=SERVICE),
-            transport=connection.transport,
-            timeout=httpx.Timeout(connection.timeout, connect=10.0),
-        )
+        self._http = connection.http(TC3Auth(credentials, service=SERVICE))
         self.credential_id = credentials.secret_id
 
     def submit(self, submission: Submission) -> Outcome:
@@ -287,12 +504,12 @@ class WeDataClient:
             "X-TC-Version": VERSION,
             "X-TC-Region": region,
         }
-        response = send(self._http, "/", content=payload, headers=headers)
+        response = protocol.send(self._http, "/", content=payload, headers=headers)
         if isinstance(response, Outcome):
             return response
         return _outcome(response, create=create)
 
-    def progress(self, record: Any) -> Progress:
+    def progress(self, record: SubmissionRecord) -> Progress:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
         ListDataBackfillInstances for the state of each task on each date."""
         plan = {
@@ -302,32 +519,20 @@ class WeDataClient:
         got = self.call("GetDataBackfillPlan", record.region, plan)
         if got.kind is not OutcomeKind.SUBMITTED:
             return Progress("unknown", error=_failure("GetDataBackfillPlan", got))
-        instances: list[Instance] = []
-        page = 1
-        while True:
-            listed = self.call(
+        listed = protocol.every_page(
+            lambda page: self.call(
                 "ListDataBackfillInstances",
                 record.region,
                 {**plan, "PageNumber": page, "PageSize": LIST_PAGE_SIZE},
-            )
-            if listed.kind is not OutcomeKind.SUBMITTED:
-                return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
-            items = listed.detail.get("Items") or []
-            for item in items:
-                state = str(item.get("State") or "")
-                instances.append(
-                    Instance(
-                        target=str(item.get("TaskId", "")),
-                        date=str(item.get("CurRunDate") or "")[:10],
-                        state=state,
-                        phase=INSTANCE_PHASES.get(state, "running"),
-                    )
-                )
-            if not items or page >= int(listed.detail.get("TotalPageNumber") or 0):
-                break
-            page += 1
+            ),
+            items=lambda data: data.get("Items") or [],
+            last=lambda data, page: page >= int(data.get("TotalPageNumber") or 0),
+        )
+        if isinstance(listed, Outcome):
+            return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
+        instances = [_instance(item) for item in listed]
         return Progress(
-            overall(instances, len(record.targets) * len(record.dates)),
+            protocol.overall(instances, len(record.targets) * len(record.dates)),
             instances=tuple(instances),
             complete_percent=_percent(got.detail.get("CompletePercent")),
             success_percent=_percent(got.detail.get("SuccessPercent")),
@@ -335,6 +540,16 @@ class WeDataClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _instance(item: Mapping[str, Any]) -> Instance:
+    state = str(item.get("State") or "")
+    return Instance(
+        target=str(item.get("TaskId", "")),
+        date=str(item.get("CurRunDate") or "")[:10],
+        state=state,
+        phase=INSTANCE_PHASES.get(state, "running"),
+    )
 
 
 def _refused_credentials(code: str) -> str:
@@ -356,12 +571,12 @@ def _percent(value: JSON) -> int | None:
 
 
 def _outcome(response: httpx.Response, *, create: bool) -> Outcome:
-    emulator = from_emulator(response)
+    emulator = protocol.from_emulator(response)
     try:
         envelope = response.json()["Response"]
         request_id = str(envelope.get("RequestId", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
-        return unreadable(response, "Tencent Cloud API")
+        return protocol.unreadable(response, "Tencent Cloud API")
     error = envelope.get("Error")
     if isinstance(error, Mapping):
         code = str(error.get("Code", "")) or "UnknownError"

@@ -209,7 +209,7 @@ def hostile_files(runs: int, work: Path) -> list[Row]:
 
 def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> list[Row]:
     """1,000 submissions against the emulator with `latency` per request, at WeData's limit."""
-    from reconciler.emulator import create_app
+    from reconciler.emulator.app import create_app
     from reconciler.emulator.faults import FaultConfig, Latency
     from reconciler.emulator.server import start_in_thread
     from reconciler.providers.tc3 import TencentCredentials
@@ -217,7 +217,11 @@ def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> 
 
     credentials = TencentCredentials("AKIDbench000000000000000000000000", "bench-secret-key")
     delay = Latency(latency * 1000, latency * 1000)
-    emulator = create_app(tencent=credentials, aliyun=None, faults=FaultConfig(latency=delay))
+    environ = {
+        "TENCENTCLOUD_SECRET_ID": credentials.secret_id,
+        "TENCENTCLOUD_SECRET_KEY": credentials.secret_key,
+    }
+    emulator = create_app(environ=environ, faults=FaultConfig(latency=delay))
     server, url = start_in_thread(emulator)
     try:
         plans = work / "rate-plans"
