@@ -1,9 +1,10 @@
 """The JSON Schemas in `schemas/`, generated from the models of the files they describe: plan
-files (`contract`), the state directory (`state.formats`).
+files (`contract` and each provider's spec model), saved plans (`commands.saved`), the state
+directory (`state.formats`).
 
 `make schemas` writes them; tests/test_contract.py fails while a committed file differs from
-what the models generate. Nothing reads the models' schemas at run time: `validate` loads the
-committed file, as an editor does.
+what the models generate. `validate` loads the committed plan schema, as an editor does; only a
+registry of other providers than the file's (a test's made-up one) has its schema generated.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic.json_schema import (
 from pydantic_core import CoreSchema, core_schema
 
 from reconciler import providers
+from reconciler.commands.saved import SavedPlanDocument
 from reconciler.contract import SCHEMAS, Spec, plan_model
 from reconciler.state import formats
 
@@ -218,6 +220,7 @@ def documents() -> dict[str, dict[str, Any]]:
     state = "state.schema.json"
     return {
         PLAN_FILE: plan_document(providers.spec_models()),
+        "saved-plan.schema.json": document("saved-plan.schema.json", SavedPlanDocument),
         state: either(
             state,
             (
