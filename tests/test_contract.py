@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 
 import pytest
 from factories import dms_plan, wedata_plan, write
+from harness import cli
 from pydantic import Field
 from scenarios import clean_env
 
 from reconciler import providers, schemagen
-from reconciler.contract import Maybe, Spec
+from reconciler.contract import ApiEnum, Maybe, Spec
 from reconciler.domain import Plan, canonical_json
 from reconciler.errors import Location
 from reconciler.providers.wedata import WeDataSpec
@@ -164,6 +165,16 @@ def test_a_field_added_to_the_contract_alone_is_found() -> None:
     assert uncovered(WithAFieldSaidToBeUnsent) == []
 
 
+def test_an_enum_value_cannot_be_added_without_the_word_the_api_takes_for_it() -> None:
+    """A plan's enum values are not the API's words (`checkParents: in-plan` is MAKE_SCOPE): a
+    value added without its word fails where it is written, never later as a KeyError."""
+    with pytest.raises(TypeError):
+
+        class CheckParentsWithANewValue(ApiEnum):
+            NONE = "none", "NONE"
+            UPSTREAM = "upstream"
+
+
 # --- nothing planned before changes -----------------------------------------------------------
 
 
@@ -215,23 +226,8 @@ def test_plans_written_before_the_contract_models_keep_their_keys_and_fingerprin
     for plan in plans:
         write(tmp_path / "plans" / f"{plan['metadata']['name']}.yaml", plan)
     (tmp_path / "state").mkdir()
-    subprocess.run(
-        [sys.executable, "-m", "reconciler", "init"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "plan", "--format", "json"],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    assert cli("init", cwd=tmp_path, env=clean_env()).returncode == 0
+    done = cli("plan", "--format", "json", cwd=tmp_path, env=clean_env())
     output = json.loads(done.stdout)
     submissions = {s["key"]: s["fingerprint"] for p in output["plans"] for s in p["submissions"]}
     assert submissions == {

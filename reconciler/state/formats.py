@@ -112,23 +112,25 @@ class Submitted(Payload):
     emulator: bool = Field(description="The reply came from the built-in emulator.")
 
 
-class Rejected(Payload):
+class Failed(Payload):
+    """What an error outcome carries: the API's error, or why the request never left."""
+
+    key: Key
+    code: str
+    message: str
+
+
+class Rejected(Failed):
     """Definitely not created: its cells stay missing and may be submitted again."""
 
     type = EventType.REJECTED
-    key: Key
-    code: str
-    message: str
     request_id: str
 
 
-class Unknown(Payload):
+class Unknown(Failed):
     """May have been created: quarantined until a lookup or a person settles it."""
 
     type = EventType.UNKNOWN
-    key: Key
-    code: str
-    message: str
 
 
 class Resolved(Payload):
@@ -158,14 +160,11 @@ class Forgotten(Payload):
     reason: str
 
 
-class Unsent(Payload):
+class Unsent(Failed):
     """The request never left the process (no connection could be made): nothing was
     created, its cells stay missing and the next apply submits them."""
 
     type = EventType.UNSENT
-    key: Key
-    code: str
-    message: str
 
 
 PAYLOADS: Mapping[EventType, type[Payload]] = {
