@@ -39,6 +39,7 @@ from reconciler.state import (
     store,
     verify_journal,
 )
+from reconciler.state.fold import FoldError
 from reconciler.state.store import CHECKPOINT_EVERY
 
 ACTOR = {"user": "alice", "commit": "0123abcd", "pr": 42, "tool_version": "0.1.0"}
@@ -1201,6 +1202,52 @@ def test_the_checks_on_the_hot_paths_read_the_fields_the_models_define() -> None
         name: json_type(field.annotation) for name, field in formats.Record.model_fields.items()
     }
     assert expected == records._RECORD_TYPES
+
+
+def test_every_read_checks_an_events_data_as_its_model_does() -> None:
+    """Loading checks each event's `data` with checks compiled from the generated schema, not
+    with pydantic (every load reads every new line); they must answer as the models do, for
+    every field of every payload and values of every kind."""
+    from reconciler.state import schema
+
+    valid: dict[EventType, dict[str, Any]] = {
+        EventType.INITIALIZED: {"state_id": "0123456789abcdef"},
+        EventType.TORN: {"length": 5, "sha256": ZEROS},
+        EventType.INTENT: intent("k"),
+        EventType.SUBMITTED: submitted("k"),
+        EventType.REJECTED: rejected("k"),
+        EventType.UNKNOWN: unknown("k"),
+        EventType.RESOLVED: {"key": "k", "status": "missing", "remote_id": "", "how": "h"},
+        EventType.IMPORTED: {"key": "k", "remote_id": "r", "reason": "x"},
+        EventType.FORGOTTEN: {"key": "k", "reason": "x"},
+        EventType.UNSENT: {"key": "k", "code": "c", "message": "m"},
+    }
+    assert set(valid) == set(EventType)
+    values: list[Any] = [None, "", "x", "submitted", "0123456789abcdef", ZEROS, "Z" * 64]
+    values += [0, -1, 1, 2.0, True, False, [], ["a"], [1], [""], {}, {"a": 1}]
+
+    def verdicts(kind: EventType, data: Any) -> tuple[bool, bool]:
+        answers = []
+        for check in (schema.check_data, formats.check_data):
+            try:
+                check(kind, data)
+            except FoldError:
+                answers.append(False)
+            else:
+                answers.append(True)
+        return answers[0], answers[1]
+
+    tried = 0
+    for kind, data in valid.items():
+        assert verdicts(kind, data) == (True, True), kind
+        cases: list[Any] = [[], None, {**data, "extra": 1}]
+        cases += [{k: v for k, v in data.items() if k != name} for name in data]
+        cases += [{**data, name: value} for name in data for value in values]
+        for case in cases:
+            fast, model = verdicts(kind, case)
+            assert fast == model, (kind, case)
+            tried += 1
+    assert tried > 800
 
 
 # --- scale -------------------------------------------------------------------------------------

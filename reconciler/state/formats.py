@@ -1,15 +1,16 @@
 """What the state's files hold, as pydantic models: each journal event and its payload, the
 snapshot and its records. `schemas/state.schema.json` is generated from them (`make schemas`).
 
-Every event's `data` is checked against its payload's model when it is appended and when it is
-read back. The event's envelope and the snapshot are checked by hand-written code on the hot
-path of every load (journal.py, records.py, snapshot.py), which tests hold to these models.
+Every event's `data` is checked against its payload's model when it is appended. Reading a state
+(every load) needs no pydantic: `schema` checks each event's `data` with checks compiled from
+the generated schema, and the envelope and the snapshot are checked by hand-written code on the
+hot path (journal.py, records.py, snapshot.py); tests hold all of these to the models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf
@@ -217,12 +218,6 @@ def _sentence(kind: EventType, invalid: pydantic.ValidationError) -> str:
     if expected:
         return f"`{field}` of a `{kind}` event is not {expected}"
     return f"`{field}` of a `{kind}` event cannot be {repr(first['input'])[:80]}"
-
-
-def version(model: type[BaseModel], field: str) -> int:
-    """The one value a version field of a file's model allows."""
-    (value,) = get_args(model.model_fields[field].annotation)
-    return int(value)
 
 
 # --- the envelope of every event, and the snapshot --------------------------------------------

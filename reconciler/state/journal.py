@@ -16,12 +16,12 @@ from typing import Any
 
 from reconciler.domain import JSON, canonical_json, digest
 from reconciler.errors import Location, StateError
-from reconciler.state import formats
+from reconciler.state import schema
 from reconciler.state.fold import Event, FoldError
 from reconciler.state.records import EventType
 
-JOURNAL_VERSION = formats.version(formats.Event, "v")
-EVENT_FIELDS = frozenset(formats.Event.model_fields)
+JOURNAL_VERSION = schema.version("Event", "v")
+EVENT_FIELDS = schema.fields("Event")
 
 _DAMAGE_HINT = (
     "the journal is the audit trail and is never edited by hand: restore it from git"
@@ -123,7 +123,7 @@ def decode_event(raw: bytes, where: Location) -> dict[str, JSON]:
     if not isinstance(event["actor"], dict):
         raise damage(where, "`actor` is not a JSON object")
     try:
-        formats.check_data(kind, event["data"])
+        schema.check_data(kind, event["data"])
     except FoldError as error:
         raise damage(where, str(error)) from None
     return event
