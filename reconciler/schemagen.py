@@ -156,7 +156,7 @@ def _inline_enums(schema: JsonSchemaValue) -> JsonSchemaValue:
     enums = {
         f"#/$defs/{name}": {"enum": body["enum"]}
         for name, body in definitions.items()
-        if set(body) <= {"enum", "title"}
+        if set(body) <= {"enum", "title", "description"}  # the field says what it is
     }
 
     def inline(value: Any) -> Any:

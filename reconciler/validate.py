@@ -18,17 +18,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
-from jsonschema import Draft202012Validator, TypeChecker, ValidationError, validators
-from jsonschema.protocols import Validator
 
 from reconciler import contract, providers
 from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN, Spec
 from reconciler.domain import JSON, Plan, day, merge_spans, range_span
 from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
+
+if TYPE_CHECKING:
+    from jsonschema import TypeChecker, ValidationError
+    from jsonschema.protocols import Validator
 
 SCHEMA_FILE = "backfill-plan.schema.json"
 """Generated from `contract` (`make schemas`): what editors validate against, and `validate`."""
@@ -70,13 +72,6 @@ def _whole_number(checker: TypeChecker, instance: object) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-# jsonschema's `extend` is its documented way to change a type, and has no annotations.
-_PlanValidator: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole_number),
-)
-
-
 def _validator() -> Validator:
     """The reference implementation: it reports every error with its path."""
     return _validator_of(providers.spec_models())
@@ -84,7 +79,16 @@ def _validator() -> Validator:
 
 @functools.cache
 def _validator_of(specs: tuple[type[Spec], ...]) -> Validator:
-    return _PlanValidator(_schema_of(specs))
+    """Loaded only to explain a document the models rejected: most runs (a pre-commit hook on
+    valid plans) never need it."""
+    from jsonschema import Draft202012Validator, validators  # noqa: PLC0415
+
+    # jsonschema's `extend` is its documented way to change a type, and has no annotations.
+    plan_validator: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator,
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole_number),
+    )
+    return plan_validator(_schema_of(specs))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,12 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler import __version__
 from reconciler.diff import Changeset
 from reconciler.domain import canonical_json
 from reconciler.errors import BackfillError
 from reconciler.load import discover
 from reconciler.state import State
+from reconciler.version import VERSION
 from reconciler.views import json as json_view
 
 Format = Literal[1]
@@ -105,7 +105,7 @@ def _files(paths: Sequence[Path]) -> dict[str, str]:
 def save(out: Path, paths: Sequence[Path], changes: Changeset, state: State) -> None:
     document = SavedPlanDocument(
         saved_plan_format=FORMAT,
-        tool_version=__version__,
+        tool_version=VERSION,
         plan_files=PlanFiles(paths=[str(p) for p in paths], sha256=_files(paths)),
         state=StatePosition(seq=state.seq, hash=state.head_hash, state_id=state.state_id),
         plan=SavedChanges.model_validate(json_view.changeset(changes)),

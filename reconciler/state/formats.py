@@ -15,8 +15,9 @@ from typing import Annotated, Any, ClassVar, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 
+from reconciler.domain import SubmissionStatus
 from reconciler.state.fold import FoldError
-from reconciler.state.records import EventType, SubmissionStatus
+from reconciler.state.records import EventType
 
 Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="A sha256 hex digest.")]
 Time = Annotated[
