@@ -54,6 +54,17 @@ class Part(BaseModel):
 # --- the payload of each event ----------------------------------------------------------------
 
 
+class Submission(Part):
+    """What an intent and the record folded from it both say of a submission."""
+
+    key: Key
+    plan: str
+    revision: int = Field(ge=1)
+    provider: str
+    action: str
+    region: str
+
+
 class Payload(Part):
     type: ClassVar[EventType]
 
@@ -78,17 +89,11 @@ class Torn(Payload):
     sha256: Hash = Field(description="sha256 of those bytes.")
 
 
-class Intent(Payload):
+class Intent(Payload, Submission):
     """Journaled before the request leaves the process: what is about to be sent, and the cells
     it covers."""
 
     type = EventType.INTENT
-    key: Key
-    plan: str
-    revision: int = Field(ge=1)
-    provider: str
-    action: str
-    region: str
     endpoint: str = Field(
         description="Where the request goes (the emulator's loopback address in a demo)."
     )
@@ -255,17 +260,11 @@ class Event(Part):
     hash: Hash
 
 
-class Record(Part):
+class Record(Submission):
     """One submission key folded from the journal: its latest intent and what became of it.
     Endpoint, parameters, request and actor are not repeated here: they are in the journal, in
     the intent event at `intent_seq`."""
 
-    key: Key
-    plan: str
-    revision: int = Field(ge=1)
-    provider: str
-    action: str
-    region: str
     targets: list[str] = Field(min_length=1)
     dates: list[
         Annotated[
