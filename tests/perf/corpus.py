@@ -60,8 +60,10 @@ def _wedata(rng: random.Random, name: str, team: str) -> str:
     return "\n".join(_envelope(name, team, rng.randrange(1000, 9999)) + lines) + "\n"
 
 
-def _dms(rng: random.Random, name: str, team: str) -> str:
-    dags = [str(15000 + rng.randrange(5000)) for _ in range(rng.randint(1, 3))]
+def _dms(rng: random.Random, name: str, team: str, index: int) -> str:
+    # Each plan its own DAGs: a DAG on a date belongs to one plan at a time, and validate
+    # refuses two plans that declare it (the draws stay those of the corpus before that rule).
+    dags = [str(15000 + 5000 * index + rng.randrange(5000)) for _ in range(rng.randint(1, 3))]
     lines = [
         "spec:",
         "  provider: aliyun-dms",
@@ -100,7 +102,7 @@ def write_plans(root: Path, count: int, seed: int = 7) -> Path:
     for index in range(count):
         team = TEAMS[index % len(TEAMS)]
         name = f"{team}-backfill-{index:05d}"
-        text = _wedata(rng, name, team) if rng.random() < 0.6 else _dms(rng, name, team)
+        text = _wedata(rng, name, team) if rng.random() < 0.6 else _dms(rng, name, team, index)
         folder = plans / team
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
