@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from reconciler.errors import InvalidPlans
 from reconciler.expand import expand
 from reconciler.load import load_paths
 from reconciler.state import State
-from reconciler.validate import Validated, validate
+from reconciler.validate import Validated, check_document, check_repo
 
 
 def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> Validated:
@@ -21,10 +20,10 @@ def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) 
     The documents of `changed` files (resolved) are checked last, so that a problem between two
     files (a name used twice) is reported on the file a change touched, not the one it left."""
     loaded = load_paths(paths)
+    checked = [check_document(document) for document in loaded.documents]
     if changed:
-        ordered = sorted(loaded.documents, key=lambda d: Path(d.file).resolve() in changed)
-        loaded = dataclasses.replace(loaded, documents=tuple(ordered))
-    return validate(loaded)
+        checked.sort(key=lambda item: Path(item.document.file).resolve() in changed)
+    return check_repo(checked, loaded.diagnostics, loaded.files)
 
 
 def plans(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> Validated:

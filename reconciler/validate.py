@@ -1,7 +1,9 @@
 """Second stage: loaded documents -> typed plans, or every problem found, each at file:line:col.
 
 The JSON Schema is the contract and runs first; the rules it cannot say (real dates, ranges in
-order, names unique across the repo) run on documents the schema accepted.
+order, names unique across the repo) run on documents the schema accepted. Each document is
+judged on its own first (`check_document`, where it was loaded), then the repo as a whole
+(`check_repo`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from jsonschema.protocols import Validator
 from reconciler import providers
 from reconciler.domain import JSON, Plan, day, merge_spans, range_span
 from reconciler.errors import Diagnostic
-from reconciler.load import Document, LoadResult
+from reconciler.load import Document
 from reconciler.providers.protocol import Provider
 
 SCHEMA_FILE = "backfill-plan.schema.json"
@@ -150,12 +152,40 @@ class Validated:
         return not self.diagnostics
 
 
-def validate(loaded: LoadResult) -> Validated:
-    diagnostics = list(loaded.diagnostics)
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One document judged on its own (schema, rules, limits): its plan, or its problems. What
+    is judged across documents (unique names, overlapping plans) is `check_repo`'s."""
+
+    document: Document
+    plan: Plan | None
+    problems: tuple[Diagnostic, ...]
+
+
+def check_document(doc: Document) -> Checked:
+    """Independent of every other document, so documents can be checked where they are loaded."""
+    problems = [*_schema_problems(doc), *_semantic_problems(doc)]
+    if problems:
+        return Checked(doc, None, tuple(problems))
+    plan = _plan(doc)
+    # Every call covers a cell: only a plan of more cells than that may make too many.
+    if _cells(plan) > MAX_CALLS_PER_PLAN:
+        calls = providers.get(plan.provider).calls(plan)
+        if calls > MAX_CALLS_PER_PLAN:
+            return Checked(doc, None, (_too_many_calls(doc, plan, calls),))
+    return Checked(doc, plan, ())
+
+
+def check_repo(
+    checked: Sequence[Checked], load_problems: Sequence[Diagnostic], files: int
+) -> Validated:
+    """The documents' own problems and the rules across them, in document order: a name used
+    twice is the problem of its later document."""
+    diagnostics = list(load_problems)
     plans: list[Plan] = []
     names: dict[str, Document] = {}
-    for doc in loaded.documents:
-        problems = list(_schema_problems(doc))
+    for item in checked:
+        doc, problems = item.document, list(item.problems)
         name = _name_of(doc.data)
         if name is not None:
             if name in names:
@@ -170,21 +200,13 @@ def validate(loaded: LoadResult) -> Validated:
                 )
             else:
                 names[name] = doc
-        problems.extend(_semantic_problems(doc))
         if problems:
             diagnostics.extend(problems)
-            continue
-        plan = _plan(doc)
-        # Every call covers a cell: only a plan of more cells than that may make too many.
-        if _cells(plan) > MAX_CALLS_PER_PLAN:
-            calls = providers.get(plan.provider).calls(plan)
-            if calls > MAX_CALLS_PER_PLAN:
-                diagnostics.append(_too_many_calls(doc, plan, calls))
-                continue
-        plans.append(plan)
+        elif item.plan is not None:
+            plans.append(item.plan)
     diagnostics.extend(_overlaps(plans))
     diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
-    return Validated(tuple(plans), tuple(diagnostics), loaded.files, len(loaded.documents))
+    return Validated(tuple(plans), tuple(diagnostics), files, len(checked))
 
 
 def _cells(plan: Plan) -> int:
