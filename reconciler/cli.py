@@ -276,13 +276,16 @@ def plan(
     """
     changed = git.changed_files(Path.cwd(), changed_since) if changed_since else None
     try:
-        result = pipeline.plans(plan_paths, changed=changed or frozenset())
+        result, current = pipeline.plans_while(
+            plan_paths,
+            lambda: load_state(state_dir, missing_ok=True).indexed(),
+            changed=changed or frozenset(),
+        )
     except InvalidPlans as error:
         if output == "markdown":  # so a sticky comment never shows a plan older than the files
             click.echo(markdown.invalid(error.diagnostics), nl=False)
         raise
     urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
-    current = load_state(state_dir, missing_ok=True)
     if recover and out:
         raise BackfillError(
             "--out cannot be used with --recover: save plans of the journaled state"
