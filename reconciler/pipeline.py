@@ -7,7 +7,9 @@ big repo are shared with forked helpers, one per spare core (`parallel`); what s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import gc
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -63,6 +65,20 @@ def _reading(files: Sequence[Path], *, expanding: bool) -> Shared[Path, list[_Fi
     return Shared(partial(_read, expanding=expanding), files, per_process=FILES_PER_PROCESS)
 
 
+@contextmanager
+def _bulk() -> Iterator[None]:
+    """The stages build hundreds of thousands of objects that live until the command ends, none
+    in a reference cycle: a cyclic collection would walk them all, again and again, and free
+    nothing (an eighth of a no-op `plan` of 10,000 plans, a growing share of a bigger repo)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _checked_repo(
     files: list[Path],
     found: list[Diagnostic],
@@ -82,8 +98,9 @@ def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) 
 
     The documents of `changed` files (resolved) are checked last, so that a problem between two
     files (a name used twice) is reported on the file a change touched, not the one it left."""
-    files, found = discover(paths)
-    return _checked_repo(files, found, _reading(files, expanding=False), changed)[1]
+    with _bulk():
+        files, found = discover(paths)
+        return _checked_repo(files, found, _reading(files, expanding=False), changed)[1]
 
 
 def plans_while(
@@ -91,34 +108,35 @@ def plans_while(
 ) -> tuple[Planned, T]:
     """Like `plans`, and what `meanwhile` returns, run while helpers read the files (`plan`
     loads the state then). Its errors count only if the plans are valid, as if it ran after."""
-    files, found = discover(paths)
-    reading = _reading(files, expanding=True)
-    try:
+    with _bulk():
+        files, found = discover(paths)
+        reading = _reading(files, expanding=True)
         try:
-            other = meanwhile()
-            failure: Exception | None = None
-        except Exception as error:  # news only if the plans are valid, as if it ran after
-            failure = error
-        read, result = _checked_repo(files, found, reading, changed)
-    finally:
-        reading.close()
-    if not result.ok:
-        raise InvalidPlans(list(result.diagnostics))
-    if failure is not None:
-        raise failure
-    groups = {
-        id(item.plan): group
-        for file in read
-        for item, group in zip(file.checked, file.groups, strict=True)
-    }
-    planned = Planned(
-        plans=result.plans,
-        diagnostics=result.diagnostics,
-        files=result.files,
-        documents=result.documents,
-        desired=tuple(Desired(plan, groups[id(plan)]) for plan in result.plans),
-    )
-    return planned, other
+            try:
+                other = meanwhile()
+                failure: Exception | None = None
+            except Exception as error:  # news only if the plans are valid, as if it ran after
+                failure = error
+            read, result = _checked_repo(files, found, reading, changed)
+        finally:
+            reading.close()
+        if not result.ok:
+            raise InvalidPlans(list(result.diagnostics))
+        if failure is not None:
+            raise failure
+        groups = {
+            id(item.plan): group
+            for file in read
+            for item, group in zip(file.checked, file.groups, strict=True)
+        }
+        planned = Planned(
+            plans=result.plans,
+            diagnostics=result.diagnostics,
+            files=result.files,
+            documents=result.documents,
+            desired=tuple(Desired(plan, groups[id(plan)]) for plan in result.plans),
+        )
+        return planned, other
 
 
 def plans(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> Planned:
@@ -128,5 +146,6 @@ def plans(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> P
 
 def changeset(result: Validated, state: State) -> Changeset:
     """expand -> diff -> plan submissions: the changeset with the calls that apply would make."""
-    desired = result.desired if isinstance(result, Planned) else expand(result.plans)
-    return planning.submissions(diff(desired, state))
+    with _bulk():
+        desired = result.desired if isinstance(result, Planned) else expand(result.plans)
+        return planning.submissions(diff(desired, state))
