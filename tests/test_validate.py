@@ -165,6 +165,17 @@ def test_cli_validate_json_and_success(tmp_path: Path) -> None:
     assert report["plans"] == ["a"]
 
 
+def test_the_committed_fast_check_is_compiled_from_the_schema_and_used() -> None:
+    """validate uses reconciler/fast_check.py rather than compile the schema on every run (the
+    compiling takes longer than a pre-commit hook's plans): it must be the schema's own."""
+    from reconciler import fast_check, validate
+
+    assert validate.schema_digest(validate.plan_schema()) == fast_check.SCHEMA_DIGEST, (
+        "the schema changed: run python -m reconciler.validate and commit reconciler/fast_check.py"
+    )
+    assert validate._fast_check() is fast_check.check
+
+
 def test_the_fast_check_never_accepts_what_the_reference_validator_rejects() -> None:
     """fastjsonschema only answers "valid?"; if it ever said yes where jsonschema says no, an
     invalid plan would pass. Seeded mutations of every example plan, of every kind of value."""
