@@ -70,6 +70,14 @@ class Run:
     stdout: str
 
 
+def user_env() -> dict[str, str]:
+    """The environment of a run: this one's, but with Python's bytecode cache, as an installed
+    package has it (a session may have turned it off, and each run would compile the tool)."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def run(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> Run:
     """Wall time and peak RSS of one subprocess (via wait4: its largest process, helpers
     included, not their sum)."""
@@ -206,7 +214,7 @@ NOT_INSTALLED = "not installed (pip install check-jsonschema)"
 def small_repo(runs: int, work: Path) -> list[Row]:
     """A pre-commit hook or a pull request check: the shipped plans, each document in a file
     of its own, as check-jsonschema reads them (one shipped file holds two plans)."""
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = user_env()
     files = []
     for path in sorted((REPO / "plans").rglob("*.yaml")):
         text = path.read_text(encoding="utf-8")
@@ -215,6 +223,7 @@ def small_repo(runs: int, work: Path) -> list[Row]:
             Path(files[-1]).parent.mkdir(exist_ok=True)
             Path(files[-1]).write_text(document.lstrip("\n"), encoding="utf-8")
     scenarios = {"validate": lambda: run(backfill("validate", *files), work, env)}
+    scenarios["validate"]()  # writes the bytecode cache (a checkout's first run)
     checker = peer(files, work, env)
     if checker is not None:
         scenarios["peer"] = checker
@@ -239,7 +248,7 @@ def small_repo(runs: int, work: Path) -> list[Row]:
 
 
 def repo_scale(corpus: Corpus, runs: int, work: Path) -> tuple[list[Row], dict[str, Any]]:
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = user_env()
     plan = backfill("plan", "--plans", corpus.plans, "--state-dir", corpus.state)
     done = interleaved(
         runs,
@@ -353,7 +362,7 @@ snapshot's digest and journal digest, the committed versions), and the commit th
 def integrity_cost(corpus: Corpus, runs: int, work: Path) -> list[Row]:
     """The no-op plan of the tool before and after the integrity checks: each tree extracted
     from git, with a state its own corpus code wrote for the same plan files, taking turns."""
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = user_env()
     scenarios: dict[str, Callable[[], Run]] = {}
     for commit in INTEGRITY:
         tree = work / f"tool-{commit}"
@@ -410,7 +419,7 @@ def integrity_cost(corpus: Corpus, runs: int, work: Path) -> list[Row]:
 
 def growth(reference: dict[str, Any], corpus: Corpus, runs: int, work: Path) -> list[Row]:
     """The same commands on a bigger corpus: their cost should grow no faster than the work."""
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = user_env()
     plan = backfill("plan", "--plans", corpus.plans, "--state-dir", corpus.state)
     done = interleaved(
         runs,
@@ -518,10 +527,9 @@ def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> 
         )
         init_state(work / "rate-state", actor={"user": "bench"})
         env = {
-            **os.environ,
+            **user_env(),
             "TENCENTCLOUD_SECRET_ID": credentials.secret_id,
             "TENCENTCLOUD_SECRET_KEY": credentials.secret_key,
-            "NO_COLOR": "1",
         }
         result = run(
             [
@@ -644,7 +652,7 @@ def main() -> int:
     rows: list[Row] = []
     facts: dict[str, Any] = {}
     load = os.getloadavg()[0]
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = user_env()
     with tempfile.TemporaryDirectory(prefix="backfill-bench-") as temp:
         work = Path(temp)
         if "small" not in args.skip:
