@@ -12,7 +12,6 @@ import dataclasses
 import gc
 import io
 import os
-import pickle
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -28,19 +27,6 @@ R = TypeVar("R")
 
 CHUNKS_PER_PROCESS = 16
 """Small enough that the processes finish within a chunk of each other."""
-
-
-class _Pickler(pickle.Pickler):
-    """Dataclasses travel as their class and field values, rebuilt by their `__init__`: the
-    default way, a state set field by field through `dataclasses.fields`, takes twice as long
-    on both ends (most of what a helper's results cost to send)."""
-
-    def reducer_override(self, obj: Any) -> Any:
-        kind = type(obj)
-        if kind not in _FIELD_VALUES:
-            _FIELD_VALUES[kind] = _field_values(kind)
-        values = _FIELD_VALUES[kind]
-        return NotImplemented if values is None else (kind, values(obj))
 
 
 _FIELD_VALUES: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
@@ -59,8 +45,21 @@ def _field_values(kind: type) -> Callable[[Any], tuple[Any, ...]] | None:
 
 
 def _dumps(value: Any) -> bytes:
+    """Dataclasses travel as their class and field values, rebuilt by their `__init__`: the
+    default way, a state set field by field through `dataclasses.fields`, takes twice as long
+    on both ends (most of what a helper's results cost to send)."""
+    import pickle  # noqa: PLC0415 (helpers only: a small repo's run never loads it)
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            kind = type(obj)
+            if kind not in _FIELD_VALUES:
+                _FIELD_VALUES[kind] = _field_values(kind)
+            values = _FIELD_VALUES[kind]
+            return NotImplemented if values is None else (kind, values(obj))
+
     buffer = io.BytesIO()
-    _Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(value)
+    Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(value)
     return buffer.getvalue()
 
 
@@ -155,7 +154,10 @@ class Shared(Generic[T, R]):
 
     def _receive(self, *, wait: bool) -> None:
         """What the helpers have sent; with `wait`, everything until the last one is gone."""
-        from multiprocessing.connection import wait as ready  # noqa: PLC0415 (as above)
+        if not self._pipes:
+            return
+        import pickle  # noqa: PLC0415 (as multiprocessing: only where there are helpers)
+        from multiprocessing.connection import wait as ready  # noqa: PLC0415
 
         while self._pipes:
             found = ready(self._pipes, timeout=None if wait else 0)
