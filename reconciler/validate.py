@@ -9,9 +9,9 @@ judged on its own first (`check_document`, where it was loaded), then the repo a
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import hashlib
+import importlib
 import itertools
 import json
 import re
@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import fastjsonschema
@@ -59,7 +59,11 @@ def _registered() -> tuple[Provider, ...]:
 
 @functools.cache
 def _schema_file() -> dict[str, Any]:
-    text = resources.files("reconciler.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
+    # A file beside the package's module (importlib.resources would load more modules than
+    # validating a small repo's plans takes); the package maps it from the repo's schemas/.
+    module = importlib.import_module("reconciler.schemas").__file__
+    assert module is not None
+    text = Path(module).with_name(SCHEMA_FILE).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -422,6 +426,8 @@ def _unknown_field(key: str, allowed: Sequence[str], data: JSON) -> str:
     owner = _provider_owning(key, data)
     if owner:
         return f"{message}: it belongs to provider {owner!r}, not to this plan's provider"
+    import difflib  # noqa: PLC0415 (only to explain an unknown key)
+
     close = difflib.get_close_matches(str(key), allowed, n=1)
     if close:
         return f"{message}; did you mean {close[0]!r}?"
@@ -664,6 +670,4 @@ def _overlap(plan: Plan, other: Plan, targets: dict[str, list[tuple[int, int]]])
 
 
 if __name__ == "__main__":
-    from pathlib import Path
-
     Path(__file__).with_name(FAST_CHECK_FILE).write_text(fast_check_source(), encoding="utf-8")
