@@ -20,7 +20,7 @@ from reconciler import providers
 from reconciler.domain import JSON, Cell, CellGroup, Plan, Submission, merge_spans
 from reconciler.errors import Location
 from reconciler.expand import Desired
-from reconciler.state import State, SubmissionRecord
+from reconciler.state import IntentDetails, State, SubmissionRecord, intent_details
 from reconciler.state.records import DateCoverage
 
 
@@ -209,14 +209,19 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
                 missing=tuple(gaps),
             )
         )
+    # What a person must be told of a conflict or an unknown outcome is in the journal: read
+    # once, and only when there is one.
+    named = {key for _, key in (*found.conflicts, *found.attention)}
+    details = intent_details(state, (state.submissions[key] for key in named))
     return Changeset(
         plans=tuple(changes),
         conflicts=tuple(
-            _conflict(state.submissions[key], cells, *found.context[(name, key)])
+            _conflict(state.submissions[key], details[key], cells, *found.context[(name, key)])
             for (name, key), cells in found.conflicts.items()
         ),
         attention=tuple(
-            _attention(state.submissions[key], cells) for (_, key), cells in found.attention.items()
+            _attention(state.submissions[key], details[key], cells)
+            for (_, key), cells in found.attention.items()
         ),
         orphans=_orphans(desired, state, declared_whole),
         warnings=tuple(state.warnings),
@@ -224,7 +229,11 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
 
 
 def _conflict(
-    record: SubmissionRecord, cells: list[Cell], plan: Plan, params: Mapping[str, JSON]
+    record: SubmissionRecord,
+    sent: IntentDetails,
+    cells: list[Cell],
+    plan: Plan,
+    params: Mapping[str, JSON],
 ) -> Conflict:
     dates = sorted(c.date for c in cells)
     # Another plan's submission, not taken over: not an edit, so no fields to compare.
@@ -236,7 +245,7 @@ def _conflict(
         cells=len(cells),
         first_date=dates[0],
         last_date=dates[-1],
-        changes=() if other else _changes(record.params, params),
+        changes=() if other else _changes(sent.params, params),
         location=plan.locate("spec"),
         other_plan=record.plan if other else "",
     )
@@ -250,14 +259,14 @@ def _changes(old: Mapping[str, JSON], new: Mapping[str, JSON]) -> tuple[FieldCha
     )
 
 
-def _attention(record: SubmissionRecord, cells: int) -> Attention:
+def _attention(record: SubmissionRecord, sent: IntentDetails, cells: int) -> Attention:
     return Attention(
         plan=record.plan,
         key=record.key,
         status=str(record.shown_status),
         cells=cells,
         provider=record.provider,
-        remote_name=providers.get(record.provider).remote_name(record),
+        remote_name=providers.get(record.provider).remote_name(sent.request),
     )
 
 

@@ -59,6 +59,11 @@ def runs(dates: Iterable[str]) -> list[tuple[int, int]]:
     return merge_spans((number, number) for number in map(ordinal, dates))
 
 
+def contiguous_runs(dates: Iterable[str]) -> list[tuple[str, str]]:
+    """ISO dates -> inclusive (start, end) runs of consecutive days."""
+    return [(day(first), day(last)) for first, last in runs(dates)]
+
+
 def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Runs of days, sorted and merged where they overlap or touch."""
     merged: list[tuple[int, int]] = []
@@ -211,6 +216,21 @@ class OutcomeKind(StrEnum):
     """May have been created: never resubmitted without a person or a remote lookup."""
     UNSENT = "unsent"
     """Provably never left the process (no connection could be made): nothing was created."""
+
+
+class SubmissionStatus(StrEnum):
+    """What became of a submission, as the state folds its journal events."""
+
+    PENDING = "pending"
+    """An intent without an outcome; seen on load, its process died in between: treat as unknown."""
+    SUBMITTED = "submitted"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+    MISSING = "missing"
+    """A remote lookup found it was not created."""
+    FORGOTTEN = "forgotten"
+    UNSENT = "unsent"
+    """Never sent: its cells stay missing, and the next apply submits them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,17 +13,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from reconciler import planning
-from reconciler.diff import Changeset, diff
 from reconciler.domain import CellGroup
 from reconciler.errors import Diagnostic, InvalidPlans
 from reconciler.expand import Desired, expand
 from reconciler.load import discover, load_file
 from reconciler.parallel import Shared
-from reconciler.state import State
 from reconciler.validate import Checked, Validated, check_document, check_repo
+
+if TYPE_CHECKING:
+    from reconciler.diff import Changeset
+    from reconciler.state import State
 
 T = TypeVar("T")
 
@@ -146,6 +147,11 @@ def plans(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> P
 
 def changeset(result: Validated, state: State) -> Changeset:
     """expand -> diff -> plan submissions: the changeset with the calls that apply would make."""
+    # The later stages load here, not with the module: `validate` runs the first two alone
+    # (a pre-commit hook), without the diff and the state store behind it.
+    from reconciler import planning  # noqa: PLC0415
+    from reconciler.diff import diff  # noqa: PLC0415
+
     with _bulk():
         desired = result.desired if isinstance(result, Planned) else expand(result.plans)
         return planning.submissions(diff(desired, state))

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.domain import runs
-from reconciler.state.records import (
-    EventType,
-    IntentDetails,
-    State,
-    SubmissionRecord,
-    SubmissionStatus,
-)
+from reconciler.domain import SubmissionStatus, runs
+from reconciler.state.records import EventType, State, SubmissionRecord
 
 Event = Mapping[str, Any]
 """One journal line, parsed and checked by `journal.parse_event` (or built by `journal.seal`)."""
@@ -142,9 +137,6 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             intent_time=time,
             updated_seq=seq,
             updated_time=time,
-            details=IntentDetails(
-                data["endpoint"], data["params"], data["request"], event["actor"]
-            ),
         )
     if record is None:
         raise FoldError(f"`{kind}` for submission {key}, which has no intent")
@@ -213,8 +205,9 @@ def _refusal(record: SubmissionRecord) -> str:
 class Replay:
     """Folds events one at a time onto a state. Mutable and O(1) per event; `state()` freezes it."""
 
-    def __init__(self, start: State | None = None) -> None:
+    def __init__(self, start: State | None = None, *, journal: Path | None = None) -> None:
         start = start or State()
+        self.journal = journal
         self.seq = start.seq
         self.head_hash = start.head_hash
         self.state_id = start.state_id
@@ -261,5 +254,6 @@ class Replay:
                 emulator=self.emulator,
                 submissions=MappingProxyType(dict(self._submissions)),
                 warnings=warnings,
+                journal=self.journal,
             )
         return self._frozen

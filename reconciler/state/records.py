@@ -5,7 +5,6 @@ A record's JSON form is what `snapshot.json` stores; `record_from_json` checks i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -14,8 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.domain import JSON, Cell, day, merge_spans, ordinal
-from reconciler.errors import StateError
+from reconciler.domain import JSON, Cell, SubmissionStatus, day, merge_spans, ordinal
 
 ZERO_HASH = "0" * 64
 """The `prev` of the first event, and the hash of an empty journal."""
@@ -43,19 +41,6 @@ class EventType(StrEnum):
     """The request never left the process (no connection could be made)."""
 
 
-class SubmissionStatus(StrEnum):
-    PENDING = "pending"
-    """An intent without an outcome; seen on load, its process died in between: treat as unknown."""
-    SUBMITTED = "submitted"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"
-    MISSING = "missing"
-    """A remote lookup found it was not created."""
-    FORGOTTEN = "forgotten"
-    UNSENT = "unsent"
-    """Never sent: its cells stay missing, and the next apply submits them."""
-
-
 COVERING = frozenset(
     {SubmissionStatus.PENDING, SubmissionStatus.SUBMITTED, SubmissionStatus.UNKNOWN}
 )
@@ -63,62 +48,11 @@ COVERING = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class IntentDetails:
-    """What a submission's intent says beyond what the diff reads: where it went, its request
-    and parameters, and who journaled it."""
-
-    endpoint: str
-    params: Mapping[str, JSON]
-    request: Mapping[str, JSON]
-    actor: Mapping[str, JSON]
-
-
-class JournalDetails:
-    """The details of a record loaded from the snapshot, which leaves them in the journal:
-    read from the intent's line the first time a view asks (most runs never do)."""
-
-    __slots__ = ("journal", "seq")
-
-    def __init__(self, journal: Path, seq: int) -> None:
-        self.journal, self.seq = journal, seq
-
-    def get(self) -> IntentDetails:
-        return _intent_details(self.journal, self.seq)
-
-
-_INTENTS: dict[tuple[Path, int, int], dict[int, IntentDetails]] = {}
-
-
-def _intent_details(journal: Path, seq: int) -> IntentDetails:
-    """One scan of the journal reads the details of every intent (a view that needs one
-    usually needs many), kept for as long as the file is unchanged."""
-    stat = journal.stat()
-    version = (journal.resolve(), stat.st_size, stat.st_mtime_ns)
-    known = _INTENTS.get(version, {})
-    if seq not in known:
-        known = {}
-        with journal.open("rb") as lines:
-            for raw in lines:
-                if b'"type":"intent"' not in raw:
-                    continue
-                try:
-                    event = json.loads(raw)
-                except ValueError:
-                    continue  # a torn line; loading has checked every event's line
-                data = event["data"]
-                known[event["seq"]] = IntentDetails(
-                    data["endpoint"], data["params"], data["request"], event["actor"]
-                )
-        _INTENTS.clear()  # one journal at a time is what a command reads
-        _INTENTS[version] = known
-    if seq not in known:
-        raise StateError(f"{journal}: event {seq} is not the intent the snapshot says it is")
-    return known[seq]
-
-
-@dataclass(frozen=True, slots=True)
 class SubmissionRecord:
-    """One submission key as the journal has it now: its latest intent and what became of it."""
+    """One submission key as the journal has it now: its latest intent and what became of it.
+
+    What the intent says beyond this (endpoint, parameters, request, actor) stays in the
+    journal: `intent_details` reads it for the commands that show or weigh it."""
 
     key: str
     plan: str
@@ -147,29 +81,6 @@ class SubmissionRecord:
     intent_time: str
     updated_seq: int
     updated_time: str
-    details: IntentDetails | JournalDetails = field(compare=False, repr=False)
-    """Endpoint, parameters, request and actor of the latest intent (in the journal)."""
-
-    def _details(self) -> IntentDetails:
-        details = self.details
-        return details if isinstance(details, IntentDetails) else details.get()
-
-    @property
-    def endpoint(self) -> str:
-        return self._details().endpoint
-
-    @property
-    def params(self) -> Mapping[str, JSON]:
-        return self._details().params
-
-    @property
-    def request(self) -> Mapping[str, JSON]:
-        return self._details().request
-
-    @property
-    def actor(self) -> Mapping[str, JSON]:
-        """Who journaled the latest intent."""
-        return self._details().actor
 
     @property
     def covers_cells(self) -> bool:
@@ -219,6 +130,9 @@ class State:
         default_factory=lambda: MappingProxyType({})
     )
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    journal: Path | None = field(default=None, compare=False, repr=False)
+    """The journal it was folded from, where `intent_details` reads what the records leave out
+    (None for a state that was never journaled)."""
     _coverage: dict[tuple[str, int, str], DateCoverage] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -427,20 +341,14 @@ _RECORD_TYPES: Mapping[str, type] = {
 _STATUSES = {str(status): status for status in SubmissionStatus}
 _record: Callable[..., SubmissionRecord] = SubmissionRecord
 """Positional construction from the JSON values in field order (checked just before)."""
-_NAMES = tuple(
-    "dates" if f.name == "spans" else f.name
-    for f in fields(SubmissionRecord)
-    if f.name != "details"
-)
+_NAMES = tuple("dates" if f.name == "spans" else f.name for f in fields(SubmissionRecord))
 """The record's JSON fields in the order of the dataclass's fields (spans are `dates` there)."""
 _GET = itemgetter(*_NAMES)
 _TYPES = tuple(_RECORD_TYPES[name] for name in _NAMES)
-_TARGETS, _SPANS, _STATUS, _INTENT_SEQ = (
-    _NAMES.index(name) for name in ("targets", "dates", "status", "intent_seq")
-)
+_TARGETS, _SPANS, _STATUS = (_NAMES.index(name) for name in ("targets", "dates", "status"))
 
 
-def record_from_json(value: Any, journal: Path) -> SubmissionRecord:
+def record_from_json(value: Any) -> SubmissionRecord:
     """Raises ValueError with a sentence naming the field when `value` is not a record.
 
     Runs once per submission on every load, so the checks are whole-tuple comparisons in C;
@@ -460,7 +368,7 @@ def record_from_json(value: Any, journal: Path) -> SubmissionRecord:
     if status is None:
         raise ValueError(f"unknown status {values[_STATUS]!r}")
     values[_TARGETS], values[_SPANS], values[_STATUS] = targets, parse_spans(dates), status
-    return _record(*values, details=JournalDetails(journal, values[_INTENT_SEQ]))
+    return _record(*values)
 
 
 def _shape_problem(value: Any) -> str:
