@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import io
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -130,6 +131,9 @@ class Shared(Generic[T, R]):
     def _help(self, sending: Connection) -> None:
         """A helper's life: chunks until none are left, each sent back as soon as it is done."""
         gc.disable()  # it builds nothing cyclic, and a collection would copy pages it shares
+        # Ctrl-C reaches every process of the terminal's group: this process stops its helpers
+        # (and says so once); a helper interrupted on its own would print a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             while (index := self._take()) is not None:
                 sending.send_bytes(_dumps((index, self._work(self._chunks[index]))))

@@ -3,7 +3,9 @@ whatever goes wrong in a helper ends up done, or raised, by the process that ask
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,6 +84,39 @@ def test_an_error_in_a_helper_is_raised_here_and_printed_by_nobody(
 
     with pytest.raises(ValueError, match="item 500"):
         Shared(fails, range(1000), per_process=10).results()
+    assert capfd.readouterr().err == ""
+
+
+def test_ctrl_c_in_a_helper_is_ignored_quietly(
+    two_cores: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C signals every process of the terminal's group: a helper goes on, without a
+    traceback of its own (the process that forked it is the one that answers)."""
+    parent = os.getpid()
+
+    def interrupted(chunk: Sequence[int]) -> list[Doubled]:
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGINT)
+        return doubled(chunk)
+
+    results = Shared(interrupted, range(1000), per_process=10).results()
+    assert [item.value for chunk in results for item in chunk] == [n * 2 for n in range(1000)]
+    assert capfd.readouterr().err == ""
+
+
+def test_ctrl_c_here_stops_the_helpers_and_leaves_none_behind(
+    two_cores: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    parent = os.getpid()
+
+    def interrupted(chunk: Sequence[int]) -> list[Doubled]:
+        if os.getpid() == parent and 0 not in chunk:  # the first chunk after forking
+            raise KeyboardInterrupt
+        return doubled(chunk)
+
+    with pytest.raises(KeyboardInterrupt):
+        Shared(interrupted, range(1000), per_process=10).results()
+    assert multiprocessing.active_children() == []  # stopped and reaped: no zombie
     assert capfd.readouterr().err == ""
 
 
