@@ -247,8 +247,10 @@ def small_repo(runs: int, work: Path) -> list[Row]:
     ]
 
 
-def repo_scale(corpus: Corpus, runs: int, work: Path) -> tuple[list[Row], dict[str, Any]]:
-    env = user_env()
+def _floor_validate_plan(
+    corpus: Corpus, runs: int, work: Path, env: dict[str, str]
+) -> tuple[list[str], dict[str, list[Run]]]:
+    """The floor, `validate` and a no-op `plan` of `corpus`, taking turns; plan's command."""
     plan = backfill("plan", "--plans", corpus.plans, "--state-dir", corpus.state)
     done = interleaved(
         runs,
@@ -258,8 +260,14 @@ def repo_scale(corpus: Corpus, runs: int, work: Path) -> tuple[list[Row], dict[s
             "plan": lambda: run(plan, work, env),
         },
     )
-    floor, validate, planned = (median(done[name]) for name in ("floor", "validate", "plan"))
     assert "No changes." in done["plan"][0].stdout
+    return plan, done
+
+
+def repo_scale(corpus: Corpus, runs: int, work: Path) -> tuple[list[Row], dict[str, Any]]:
+    env = user_env()
+    plan, done = _floor_validate_plan(corpus, runs, work, env)
+    floor, validate, planned = (median(done[name]) for name in ("floor", "validate", "plan"))
     summary = json.loads(run([*plan, "--format", "json"], work, env).stdout)["summary"]
     load = statistics.median(
         float(run([PYTHON, "-c", LOAD, str(corpus.state)], work, env).stdout.split()[0])
@@ -420,17 +428,8 @@ def integrity_cost(corpus: Corpus, runs: int, work: Path) -> list[Row]:
 def growth(reference: dict[str, Any], corpus: Corpus, runs: int, work: Path) -> list[Row]:
     """The same commands on a bigger corpus: their cost should grow no faster than the work."""
     env = user_env()
-    plan = backfill("plan", "--plans", corpus.plans, "--state-dir", corpus.state)
-    done = interleaved(
-        runs,
-        {
-            "floor": lambda: run([PYTHON, "-c", FLOOR, str(corpus.plans)], work, env),
-            "validate": lambda: run(backfill("validate", corpus.plans), work, env),
-            "plan": lambda: run(plan, work, env),
-        },
-    )
+    plan, done = _floor_validate_plan(corpus, runs, work, env)
     floor, validate, planned = (median(done[name]) for name in ("floor", "validate", "plan"))
-    assert "No changes." in done["plan"][0].stdout
     memory = peak_memory(plan, work, env)
     work_ratio = len(corpus.files) / reference["plans"]
     n = f"{len(corpus.files):,}"
