@@ -7,10 +7,10 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from factories import dms_plan, wedata_plan, write
@@ -20,6 +20,9 @@ from reconciler.errors import InvalidPlans, StateError
 from reconciler.load import load_file
 from reconciler.parallel import Shared
 from reconciler.state import State
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @pytest.fixture
@@ -38,8 +41,27 @@ def doubled(chunk: Sequence[int]) -> list[Doubled]:
     return [Doubled(item * 2, os.getpid()) for item in chunk]
 
 
+def waiting_for_a_helper(work: Callable[[T], R]) -> Callable[[T], R]:
+    """`work`, but after its first call (before the helpers are forked) this process waits for
+    a helper to do some: on a busy machine a helper may start when every chunk is taken."""
+    parent = os.getpid()
+    helped = multiprocessing.get_context("fork").Event()
+    calls = [0]
+
+    def waiting(item: T) -> R:
+        if os.getpid() != parent:
+            helped.set()
+        else:
+            calls[0] += 1
+            if calls[0] > 1:
+                helped.wait(timeout=300)  # not a measure: a bound on a hang
+        return work(item)
+
+    return waiting
+
+
 def test_helpers_share_the_work_and_the_results_come_back_in_order(two_cores: None) -> None:
-    results = Shared(doubled, range(1000), per_process=10).results()
+    results = Shared(waiting_for_a_helper(doubled), range(1000), per_process=10).results()
     flat = [item for chunk in results for item in chunk]
     assert [item.value for item in flat] == [item * 2 for item in range(1000)]
     assert len({item.by for item in flat}) == 2  # this process and one helper
@@ -157,7 +179,7 @@ def test_a_repo_read_by_helpers_validates_exactly_as_read_by_one_process(
             out.write(f"{os.getpid()}\n")
         return load_file(path)
 
-    monkeypatch.setattr(pipeline, "load_file", noting_the_reader)
+    monkeypatch.setattr(pipeline, "load_file", waiting_for_a_helper(noting_the_reader))
     monkeypatch.setattr(pipeline, "FILES_PER_PROCESS", 5)
     shared = pipeline.validated([repo], changed=frozenset({(repo / "p001.yaml").resolve()}))
     assert len(set(readers.read_text().split())) == 2
