@@ -2,14 +2,15 @@
 
 The contract (`contract`, and the JSON Schema generated from it) runs first: its models read a
 document, and the schema explains one they reject. The rules it cannot say (real dates, ranges
-in order, names unique across the repo) run on every document.
+in order, names unique across the repo) run on every document. Each document is judged on its
+own first (`check_document`, where it was loaded), then the repo as a whole (`check_repo`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
+import importlib
 import itertools
 import json
 import re
@@ -17,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -26,7 +27,7 @@ from reconciler import contract, providers
 from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN, Spec
 from reconciler.domain import JSON, Plan, day, merge_spans, range_span
 from reconciler.errors import Diagnostic
-from reconciler.load import Document, LoadResult
+from reconciler.load import Document
 
 if TYPE_CHECKING:
     from jsonschema import TypeChecker, ValidationError
@@ -50,7 +51,11 @@ def plan_schema() -> dict[str, Any]:
 
 @functools.cache
 def _schema_file() -> dict[str, Any]:
-    text = resources.files("reconciler.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
+    # A file beside the package's module (importlib.resources would load more modules than
+    # validating a small repo's plans takes); the package maps it from the repo's schemas/.
+    module = importlib.import_module("reconciler.schemas").__file__
+    assert module is not None
+    text = Path(module).with_name(SCHEMA_FILE).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -103,12 +108,41 @@ class Validated:
         return not self.diagnostics
 
 
-def validate(loaded: LoadResult) -> Validated:
-    diagnostics = list(loaded.diagnostics)
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One document judged on its own (schema, rules, limits): its plan, or its problems. What
+    is judged across documents (unique names, overlapping plans) is `check_repo`'s."""
+
+    document: Document
+    plan: Plan | None
+    problems: tuple[Diagnostic, ...]
+
+
+def check_document(doc: Document) -> Checked:
+    """Independent of every other document, so documents can be checked where they are loaded."""
+    document, problems = _read(doc)
+    problems.extend(_semantic_problems(doc))
+    if document is None or problems:
+        return Checked(doc, None, tuple(problems))
+    plan = _plan(doc, document)
+    # Every call covers a cell: only a plan of more cells than that may make too many.
+    if _cells(plan) > MAX_CALLS_PER_PLAN:
+        calls = providers.get(plan.provider).calls(plan)
+        if calls > MAX_CALLS_PER_PLAN:
+            return Checked(doc, None, (_too_many_calls(doc, plan, calls),))
+    return Checked(doc, plan, ())
+
+
+def check_repo(
+    checked: Sequence[Checked], load_problems: Sequence[Diagnostic], files: int
+) -> Validated:
+    """The documents' own problems and the rules across them, in document order: a name used
+    twice is the problem of its later document."""
+    diagnostics = list(load_problems)
     plans: list[Plan] = []
     names: dict[str, Document] = {}
-    for doc in loaded.documents:
-        document, problems = _read(doc)
+    for item in checked:
+        doc, problems = item.document, list(item.problems)
         name = _name_of(doc.data)
         if name is not None:
             if name in names:
@@ -123,21 +157,13 @@ def validate(loaded: LoadResult) -> Validated:
                 )
             else:
                 names[name] = doc
-        problems.extend(_semantic_problems(doc))
-        if document is None or problems:
+        if problems:
             diagnostics.extend(problems)
-            continue
-        plan = _plan(doc, document)
-        # Every call covers a cell: only a plan of more cells than that may make too many.
-        if _cells(plan) > MAX_CALLS_PER_PLAN:
-            calls = providers.get(plan.provider).calls(plan)
-            if calls > MAX_CALLS_PER_PLAN:
-                diagnostics.append(_too_many_calls(doc, plan, calls))
-                continue
-        plans.append(plan)
+        elif item.plan is not None:
+            plans.append(item.plan)
     diagnostics.extend(_overlaps(plans))
     diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
-    return Validated(tuple(plans), tuple(diagnostics), loaded.files, len(loaded.documents))
+    return Validated(tuple(plans), tuple(diagnostics), files, len(checked))
 
 
 def _cells(plan: Plan) -> int:
@@ -336,6 +362,8 @@ def _unknown_field(key: str, allowed: Sequence[str], data: JSON) -> str:
     owner = _provider_owning(key, data)
     if owner:
         return f"{message}: it belongs to provider {owner!r}, not to this plan's provider"
+    import difflib  # noqa: PLC0415 (only to explain an unknown key)
+
     close = difflib.get_close_matches(str(key), allowed, n=1)
     if close:
         return f"{message}; did you mean {close[0]!r}?"

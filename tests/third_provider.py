@@ -47,7 +47,6 @@ PAGE_SIZE = 2
 """Small, so that a few dates already take several pages."""
 
 
-
 class Priority(StrEnum):
     LOW = "low"
     HIGH = "high"
