@@ -8,7 +8,7 @@ LOCK   := requirements/dev.txt
 LOCKED := $(VENV)/.locked
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo test lint bench lock clean schemas
 
 # A new venv each time (--clear): a package the lock no longer lists must not linger.
 $(LOCKED): $(LOCK)
@@ -33,6 +33,10 @@ test: $(STAMP)
 # Figures, not pass/fail: see tests/perf/bench.py --help (BENCH_ARGS="--write" updates RESULTS.md).
 bench: $(STAMP)
 	$(PY) tests/perf/bench.py $(BENCH_ARGS)
+
+# The JSON Schemas from the models of the files they describe; tests fail while they differ.
+schemas: $(STAMP)
+	$(PY) -m reconciler.schemagen schemas
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -11,9 +11,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import Location
+
+if TYPE_CHECKING:  # the contract's models need pydantic, which only plan files need
+    from reconciler.contract import Spec
 
 JSON = Any
 """A value that `json.dumps` accepts: what YAML and the APIs exchange."""
@@ -97,21 +100,31 @@ class Plan:
     """One validated `BackfillPlan` document."""
 
     name: str
-    provider: str
-    revision: int
-    spec: Mapping[str, JSON]
-    """The validated `spec` mapping, dates as ISO strings; the provider interprets it."""
+    spec: Spec
+    """The validated `spec`, typed by provider, defaults filled in; the provider interprets it."""
     location: Location
     owner: str = ""
     reason: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
-    chunk: int | None = None
     takeover: Mapping[str, str] = field(default_factory=dict)
-    """Other plans whose submissions cover this plan's cells: name -> `rename` or `rerun`."""
+    """`spec.takeover` as other plans whose submissions cover this plan's cells: name ->
+    `rename` or `rerun` (looked up cell by cell)."""
     locator: Callable[[Sequence[str | int]], Location] | None = field(
         default=None, compare=False, repr=False
     )
     """Finds where a field was written, for messages that point at it (positions are lazy)."""
+
+    @property
+    def provider(self) -> str:
+        return self.spec.provider
+
+    @property
+    def revision(self) -> int:
+        return self.spec.revision
+
+    @property
+    def chunk(self) -> int | None:
+        return self.spec.chunk
 
     def locate(self, *path: str | int) -> Location:
         return self.locator(path) if self.locator else self.location

@@ -1,14 +1,16 @@
 """Second stage: loaded documents -> typed plans, or every problem found, each at file:line:col.
 
-The JSON Schema is the contract and runs first; the rules it cannot say (real dates, ranges in
-order, names unique across the repo) run on documents the schema accepted.
+The contract (`contract`, and the JSON Schema generated from it) runs first: its models read a
+document, and the schema explains one they reject. The rules it cannot say (real dates, ranges
+in order, names unique across the repo) run on every document. Each document is judged on its
+own first (`check_document`, where it was loaded), then the repo as a whole (`check_repo`).
 """
 
 from __future__ import annotations
 
-import copy
-import difflib
+import dataclasses
 import functools
+import importlib
 import itertools
 import json
 import re
@@ -16,29 +18,24 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fastjsonschema
+import pydantic
 
-from reconciler import providers
+from reconciler import contract, providers
+from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN, Spec
 from reconciler.domain import JSON, Plan, day, merge_spans, range_span
 from reconciler.errors import Diagnostic
-from reconciler.load import Document, LoadResult
-from reconciler.providers.protocol import Provider
+from reconciler.load import Document
 
 if TYPE_CHECKING:
     from jsonschema import TypeChecker, ValidationError
     from jsonschema.protocols import Validator
 
 SCHEMA_FILE = "backfill-plan.schema.json"
+"""Generated from `contract` (`make schemas`): what editors validate against, and `validate`."""
 
-MAX_DAYS_PER_PLAN = 3653
-"""Ten years of daily data, the longest history one reviewed plan re-runs; more is several
-plans. The schema says it too (`chunk` goes no higher, and the `dates` description)."""
-MAX_CELLS_PER_PLAN = 100_000
-"""Cells (targets x days) of one plan: a plan is reviewed, planned and journaled cell by cell,
-so its size bounds the memory and the time of `plan` and `apply`."""
 MAX_CALLS_PER_PLAN = 1000
 """API calls one plan makes on an empty state (`spec.chunk` and the ranges decide, and DMS
 makes one per DAG per run of days): each is planned, journaled and sent with its own request,
@@ -46,36 +43,32 @@ and 1000 calls are 50 s of WeData's 20 calls/s. `chunk: 1` over years would be m
 
 
 def plan_schema() -> dict[str, Any]:
-    """The plan schema as the registered providers make it: `schemas/backfill-plan.schema.json`,
-    whose `spec` takes each registered provider's name and then its `spec_schema` (the file
-    says the same for the built-in providers, for editors; a test holds it to that)."""
-    return _composed(_registered())
-
-
-def _registered() -> tuple[Provider, ...]:
-    return tuple(providers.REGISTRY.values())
+    """The plan schema of the registered providers: the committed file, generated for the
+    built-in ones (as editors read it), or for another registry the same generated from its
+    spec models."""
+    return _schema_of(providers.spec_models())
 
 
 @functools.cache
 def _schema_file() -> dict[str, Any]:
-    text = resources.files("reconciler.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
+    # A file beside the package's module (importlib.resources would load more modules than
+    # validating a small repo's plans takes); the package maps it from the repo's schemas/.
+    module = importlib.import_module("reconciler.schemas").__file__
+    assert module is not None
+    text = Path(module).with_name(SCHEMA_FILE).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
 @functools.cache
-def _composed(registered: tuple[Provider, ...]) -> dict[str, Any]:
-    schema = copy.deepcopy(_schema_file())
-    spec = schema["$defs"]["spec"]
-    spec["properties"]["provider"]["enum"] = [p.name for p in registered]
-    spec["allOf"] = [
-        {
-            "if": {"properties": {"provider": {"const": p.name}}, "required": ["provider"]},
-            "then": dict(p.spec_schema),
-        }
-        for p in registered
-    ]
-    return schema
+def _schema_of(specs: tuple[type[Spec], ...]) -> dict[str, Any]:
+    schema = _schema_file()
+    written = schema["properties"]["spec"]["properties"]["provider"]["enum"]
+    if written == [spec.provider_name() for spec in specs]:
+        return schema
+    from reconciler import schemagen  # noqa: PLC0415 (only a registry of other providers)
+
+    return schemagen.plan_document(specs)
 
 
 def _whole_number(checker: TypeChecker, instance: object) -> bool:
@@ -86,13 +79,13 @@ def _whole_number(checker: TypeChecker, instance: object) -> bool:
 
 def _validator() -> Validator:
     """The reference implementation: it reports every error with its path."""
-    return _validator_of(_registered())
+    return _validator_of(providers.spec_models())
 
 
 @functools.cache
-def _validator_of(registered: tuple[Provider, ...]) -> Validator:
-    """Loaded only to explain a document the fast check rejected: most runs (a pre-commit hook
-    on valid plans) never need it."""
+def _validator_of(specs: tuple[type[Spec], ...]) -> Validator:
+    """Loaded only to explain a document the models rejected: most runs (a pre-commit hook on
+    valid plans) never need it."""
     from jsonschema import Draft202012Validator, validators  # noqa: PLC0415
 
     # jsonschema's `extend` is its documented way to change a type, and has no annotations.
@@ -100,46 +93,7 @@ def _validator_of(registered: tuple[Provider, ...]) -> Validator:
         Draft202012Validator,
         type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole_number),
     )
-    return plan_validator(_composed(registered))
-
-
-def _fast_check() -> Any:
-    """The same schema compiled to Python code: ~15x faster at saying "valid", which is the
-    answer for nearly every file in a repo. Only documents it rejects are explained by the
-    reference validator, so error quality does not depend on it."""
-    return _fast_check_of(_registered())
-
-
-@functools.cache
-def _fast_check_of(registered: tuple[Provider, ...]) -> Any:
-    # A copy: compiling rewrites every `$ref` of the schema it is given in place.
-    return fastjsonschema.compile(copy.deepcopy(_composed(registered)))
-
-
-def _passes_fast_check(data: JSON) -> bool:
-    """The fast check's "valid", believed only where it cannot differ from the reference
-    validator: it takes a float with nothing after the point for an integer."""
-    try:
-        _fast_check()(data)
-    except fastjsonschema.JsonSchemaException:
-        return False
-    return not _has_whole_float(data)
-
-
-def _has_whole_float(data: JSON) -> bool:
-    # Exact type tests: the loader builds plain dicts, lists and floats, and this runs on
-    # every document.
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        kind = type(value)
-        if kind is dict:
-            stack.extend(value.values())
-        elif kind is list:
-            stack.extend(value)
-        elif kind is float and value.is_integer():
-            return True
-    return False
+    return plan_validator(_schema_of(specs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +108,41 @@ class Validated:
         return not self.diagnostics
 
 
-def validate(loaded: LoadResult) -> Validated:
-    diagnostics = list(loaded.diagnostics)
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One document judged on its own (schema, rules, limits): its plan, or its problems. What
+    is judged across documents (unique names, overlapping plans) is `check_repo`'s."""
+
+    document: Document
+    plan: Plan | None
+    problems: tuple[Diagnostic, ...]
+
+
+def check_document(doc: Document) -> Checked:
+    """Independent of every other document, so documents can be checked where they are loaded."""
+    document, problems = _read(doc)
+    problems.extend(_semantic_problems(doc))
+    if document is None or problems:
+        return Checked(doc, None, tuple(problems))
+    plan = _plan(doc, document)
+    # Every call covers a cell: only a plan of more cells than that may make too many.
+    if _cells(plan) > MAX_CALLS_PER_PLAN:
+        calls = providers.get(plan.provider).calls(plan)
+        if calls > MAX_CALLS_PER_PLAN:
+            return Checked(doc, None, (_too_many_calls(doc, plan, calls),))
+    return Checked(doc, plan, ())
+
+
+def check_repo(
+    checked: Sequence[Checked], load_problems: Sequence[Diagnostic], files: int
+) -> Validated:
+    """The documents' own problems and the rules across them, in document order: a name used
+    twice is the problem of its later document."""
+    diagnostics = list(load_problems)
     plans: list[Plan] = []
     names: dict[str, Document] = {}
-    for doc in loaded.documents:
-        problems = list(_schema_problems(doc))
+    for item in checked:
+        doc, problems = item.document, list(item.problems)
         name = _name_of(doc.data)
         if name is not None:
             if name in names:
@@ -174,28 +157,23 @@ def validate(loaded: LoadResult) -> Validated:
                 )
             else:
                 names[name] = doc
-        problems.extend(_semantic_problems(doc))
         if problems:
             diagnostics.extend(problems)
-            continue
-        plan = _plan(doc)
-        # Every call covers a cell: only a plan of more cells than that may make too many.
-        if _cells(plan) > MAX_CALLS_PER_PLAN:
-            calls = providers.get(plan.provider).calls(plan)
-            if calls > MAX_CALLS_PER_PLAN:
-                diagnostics.append(_too_many_calls(doc, plan, calls))
-                continue
-        plans.append(plan)
+        elif item.plan is not None:
+            plans.append(item.plan)
     diagnostics.extend(_overlaps(plans))
     diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
-    return Validated(tuple(plans), tuple(diagnostics), loaded.files, len(loaded.documents))
+    return Validated(tuple(plans), tuple(diagnostics), files, len(checked))
 
 
 def _cells(plan: Plan) -> int:
     """Targets times days of a valid plan."""
-    ranges = (range_span(r["start"], r.get("end", r["start"])) for r in plan.spec["dates"])
-    days = sum(last - first + 1 for first, last in merge_spans(ranges))
+    days = sum(last - first + 1 for first, last in _spans(plan))
     return len(providers.get(plan.provider).targets(plan)) * days
+
+
+def _spans(plan: Plan) -> list[tuple[int, int]]:
+    return merge_spans(range_span(entry.start, entry.last) for entry in plan.spec.dates)
 
 
 def _too_many_calls(doc: Document, plan: Plan, calls: int) -> Diagnostic:
@@ -216,21 +194,18 @@ def _name_of(data: JSON) -> str | None:
     return None
 
 
-def _plan(doc: Document) -> Plan:
-    data = doc.data
-    metadata, spec = data["metadata"], data["spec"]
+def _plan(doc: Document, document: contract.BackfillPlan) -> Plan:
+    metadata, spec = document.metadata, document.spec
     return Plan(
-        name=metadata["name"],
-        provider=spec["provider"],
-        revision=int(spec.get("revision", 1)),
+        name=metadata.name,
         spec=spec,
         location=doc.location,
-        owner=metadata.get("owner", ""),
-        reason=metadata.get("reason", ""),
-        labels=metadata.get("labels", {}),
-        chunk=spec.get("chunk"),
-        takeover={entry["plan"]: entry["mode"] for entry in spec.get("takeover", [])},
-        locator=doc.locate,
+        owner=metadata.owner,
+        reason=metadata.reason,
+        labels=metadata.labels,
+        takeover={entry.plan: entry.mode for entry in spec.takeover or ()},
+        # Positions only: the typed spec replaces the document's data, which is let go.
+        locator=dataclasses.replace(doc, data=None).locate,
     )
 
 
@@ -252,9 +227,25 @@ def _field(path: Sequence[str | int]) -> str:
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
+def _read(doc: Document) -> tuple[contract.BackfillPlan | None, list[Diagnostic]]:
+    """The document as the contract's models read it, or every problem with it.
+
+    The models answer "valid?" in compiled code, fast, which is the answer for nearly every
+    file in a repo; a document they reject is explained by the reference validator on the
+    schema generated from them, which names each problem with its path."""
+    try:
+        return contract.plan_model(providers.spec_models()).model_validate(doc.data), []
+    except pydantic.ValidationError as rejected:
+        problems = list(_schema_problems(doc))
+        if not problems:  # tests/test_validate.py holds the two to the same answers
+            raise RuntimeError(
+                f"{doc.location}: the plan models refuse a document their schema accepts: "
+                f"{rejected}"
+            ) from None
+        return None, problems
+
+
 def _schema_problems(doc: Document) -> Iterator[Diagnostic]:
-    if _passes_fast_check(doc.data):
-        return
     errors = sorted(_validator().iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
     # A value of the wrong type is that one problem, not also a number out of range.
     mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
@@ -308,7 +299,7 @@ def _sentence(error: ValidationError, schema: Mapping[str, Any], instance: JSON)
         return message
     if kind == "pattern":
         hint = _describe(schema)
-        if schema is plan_schema()["$defs"]["date"]:  # the form of a date also bounds its year
+        if schema.get("pattern") == contract.DATE_PATTERN:  # the form of a date bounds its year
             return f"{got} is not a date a plan takes: {hint}"
         return f"{got} is not in the expected form" + (f": {hint}" if hint else "")
     if kind == "minItems":
@@ -371,6 +362,8 @@ def _unknown_field(key: str, allowed: Sequence[str], data: JSON) -> str:
     owner = _provider_owning(key, data)
     if owner:
         return f"{message}: it belongs to provider {owner!r}, not to this plan's provider"
+    import difflib  # noqa: PLC0415 (only to explain an unknown key)
+
     close = difflib.get_close_matches(str(key), allowed, n=1)
     if close:
         return f"{message}; did you mean {close[0]!r}?"
@@ -380,12 +373,10 @@ def _unknown_field(key: str, allowed: Sequence[str], data: JSON) -> str:
 def _provider_owning(key: str, data: JSON) -> str | None:
     spec = data.get("spec") if isinstance(data, dict) else None
     current = spec.get("provider") if isinstance(spec, dict) else None
-    for name, definition in plan_schema()["$defs"].items():
-        if not name.endswith("Spec"):
-            continue
-        provider = definition.get("properties", {}).get("provider", {}).get("enum", [None])[0]
-        if provider != current and key in definition.get("properties", {}):
-            return str(provider)
+    for model in providers.spec_models():
+        keys = {model.key(name) for name in model.model_fields}
+        if model.provider_name() != current and key in keys:
+            return model.provider_name()
     return None
 
 
@@ -393,7 +384,7 @@ def _provider_owning(key: str, data: JSON) -> str | None:
 
 
 def _real_date(text: Any) -> date | None:
-    if not isinstance(text, str) or not _date_form().match(text):
+    if not isinstance(text, str) or not _DATE.match(text):
         return None
     try:
         return date.fromisoformat(text)
@@ -401,14 +392,10 @@ def _real_date(text: Any) -> date | None:
         return None
 
 
-@functools.cache
-def _date_form() -> re.Pattern[str]:
-    """The schema's form of a date, which also bounds its year: the rules below judge only
-    dates the schema let through."""
-    return re.compile(plan_schema()["$defs"]["date"]["pattern"])
-
-
-_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_DATE = re.compile(contract.DATE_PATTERN)
+"""The schema's form of a date, which also bounds its year: the rules below judge only dates
+the schema let through."""
+_TIME = re.compile(contract.TIME_PATTERN)
 
 
 def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
@@ -426,12 +413,7 @@ def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
         start_text, end_text = entry.get("start"), entry.get("end", entry.get("start"))
         start, end = _real_date(start_text), _real_date(end_text)
         for key, text, value in (("start", start_text, start), ("end", end_text, end)):
-            if (
-                value is None
-                and key in entry
-                and isinstance(text, str)
-                and _date_form().match(text)
-            ):
+            if value is None and key in entry and isinstance(text, str) and _DATE.match(text):
                 path: tuple[str | int, ...] = ("spec", "dates", index, key)
                 yield Diagnostic(
                     doc.locate(path),
@@ -484,7 +466,7 @@ def _size_problems(
         )
         return
     provider = providers.REGISTRY.get(str(spec.get("provider")))
-    ids = spec.get(provider.targets_field) if provider else None
+    ids = spec.get(provider.spec_model.targets_key()) if provider else None
     targets = len({str(target) for target in ids}) if isinstance(ids, list) else 0
     if targets * days > MAX_CELLS_PER_PLAN:
         yield Diagnostic(
@@ -566,10 +548,7 @@ def _overlaps(plans: Sequence[Plan]) -> Iterator[Diagnostic]:
     submit it. Each plan of a clashing pair gets the problem, naming the other."""
     spans: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
     for number, plan in enumerate(plans):
-        runs = merge_spans(
-            range_span(entry["start"], entry.get("end", entry["start"]))
-            for entry in plan.spec["dates"]
-        )
+        runs = _spans(plan)
         for target in providers.get(plan.provider).targets(plan):
             spans[(plan.provider, target)].extend((first, last, number) for first, last in runs)
     clashes: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = defaultdict(
@@ -592,7 +571,7 @@ def _overlaps(plans: Sequence[Plan]) -> Iterator[Diagnostic]:
 
 
 def _overlap(plan: Plan, other: Plan, targets: dict[str, list[tuple[int, int]]]) -> Diagnostic:
-    field = providers.get(plan.provider).targets_field
+    field = providers.get(plan.provider).spec_model.targets_key()
     shown = [
         f"{target} on "
         + ", ".join(

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from reconciler.contract import Spec
 from reconciler.domain import (
     Batch,
     Cell,
@@ -156,12 +157,11 @@ def test_a_submission_covers_every_target_on_every_date() -> None:
 
 def test_a_plan_points_at_its_document_until_it_can_point_at_the_field() -> None:
     where = Location("plans/orders.yaml", 3, 1)
-    plan = Plan(name="orders", provider="tencent-wedata", revision=1, spec={}, location=where)
+    spec = Spec.model_construct(provider="tencent-wedata", dates=[])  # what locating ignores
+    plan = Plan(name="orders", spec=spec, location=where)
     located = Plan(
         name="orders",
-        provider="tencent-wedata",
-        revision=1,
-        spec={},
+        spec=spec,
         location=where,
         locator=lambda path: Location("plans/orders.yaml", 9, len(path)),
     )

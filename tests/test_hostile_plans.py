@@ -24,10 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler import pipeline, providers
+from reconciler.contract import MAX_DAYS_PER_PLAN
 from reconciler.domain import MAX_CELLS_PER_CALL
 from reconciler.load import load_paths
 from reconciler.state import State
-from reconciler.validate import MAX_CALLS_PER_PLAN, MAX_DAYS_PER_PLAN, Validated
+from reconciler.validate import MAX_CALLS_PER_PLAN, Validated
 from reconciler.views import json as json_view
 from reconciler.views import markdown, text
 

@@ -14,9 +14,11 @@ from factories import dms_plan, wedata_plan, write
 from scenarios import clean_env
 
 from reconciler import pipeline
+from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN
 from reconciler.domain import MAX_CELLS_PER_CALL
+from reconciler.providers import spec_models
 from reconciler.state import State
-from reconciler.validate import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN, plan_schema
+from reconciler.validate import plan_schema
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,8 +82,9 @@ def test_a_plan_declares_at_most_100000_cells(tmp_path: Path) -> None:
 
 def test_the_schema_states_the_limits_the_rules_enforce() -> None:
     defs = plan_schema()["$defs"]
-    for spec, targets in (("tencentSpec", "taskIds"), ("aliyunSpec", "dagIds")):
-        properties = defs[spec]["properties"]
+    for spec in spec_models():
+        properties = defs[spec.__name__]["properties"]
+        targets = spec.key(spec.TARGETS)
         assert properties["chunk"]["maximum"] == MAX_DAYS_PER_PLAN
         assert f"at most {MAX_DAYS_PER_PLAN} days" in properties["dates"]["description"]
         assert f"at most {MAX_CELLS_PER_PLAN} cells" in properties["dates"]["description"]

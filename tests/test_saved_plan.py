@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 from factories import wedata_plan, write
 from harness import cli
+from jsonschema import Draft202012Validator
 
 from reconciler.emulator.app import Emulator
 
@@ -75,3 +77,24 @@ def test_something_that_is_not_a_saved_plan_is_refused_clearly(
     assert done.returncode == 1
     assert "x.json is not a saved plan" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_saved_plan_is_what_its_schema_documents(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan())
+    document = json.loads(saved(tmp_path, cli_env).read_text())
+    text = resources.files("reconciler.schemas").joinpath("saved-plan.schema.json").read_text()
+    Draft202012Validator(json.loads(text)).validate(document)
+    assert [s["key"] for p in document["plan"]["plans"] for s in p["submissions"]]
+
+
+def test_a_saved_plan_of_another_version_is_refused_naming_the_field(
+    tmp_path: Path, emulator: Emulator, emulator_url: str, cli_env: dict[str, str]
+) -> None:
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan())
+    path = saved(tmp_path, cli_env)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "saved_plan_format": 2}))
+    done = cli("apply", "reviewed.json", "--endpoint", emulator_url, cwd=tmp_path, env=cli_env)
+    assert done.returncode == 1
+    assert "reviewed.json is not a saved plan of this version (saved_plan_format" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert emulator.calls.all() == []

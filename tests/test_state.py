@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import jsonschema
 import pytest
@@ -28,17 +28,19 @@ from reconciler.state import (
     StateWriter,
     SubmissionStatus,
     force_unlock,
+    formats,
     init_state,
     intent_details,
     journal,
     load_state,
     open_state,
     read_lock_holder,
+    records,
     snapshot,
     store,
     verify_journal,
 )
-from reconciler.state.fold import DATA_FIELDS
+from reconciler.state.fold import FoldError
 from reconciler.state.store import CHECKPOINT_EVERY
 
 ACTOR = {"user": "alice", "commit": "0123abcd", "pr": 42, "tool_version": "0.1.0"}
@@ -1264,20 +1266,80 @@ def test_the_files_written_validate_against_the_state_schema(tmp_path: Path) -> 
     events = [json.loads(line) for line in journal_lines(tmp_path) if b'"se\n' not in line]
     assert {event["type"] for event in events} == set(EventType)
     for event in events:
-        validator("event").validate(event)
+        validator("Event").validate(event)
         jsonschema.validate(event, SCHEMA)
     snapshot = json.loads((tmp_path / "snapshot.json").read_text())
-    validator("snapshot").validate(snapshot)
+    validator("Snapshot").validate(snapshot)
     jsonschema.validate(snapshot, SCHEMA)
     assert {record["status"] for record in snapshot["submissions"].values()} == set(
         SubmissionStatus
     )
 
 
-def test_the_schema_and_the_store_agree_on_the_fields_of_every_event() -> None:
-    for kind, fields in DATA_FIELDS.items():
-        assert SCHEMA["$defs"][kind]["required"] == list(fields), kind
-        assert SCHEMA["$defs"][kind]["additionalProperties"] is False
+def test_the_checks_on_the_hot_paths_read_the_fields_the_models_define() -> None:
+    """Every load checks events and snapshot records by hand, for speed; the models, which the
+    schema is generated from, say what they must check."""
+    assert set(formats.PAYLOADS) == set(EventType)
+    written = snapshot.document(
+        seq=0, head_hash=ZEROS, state_id="", emulator=False, records=(), journal=(0, ZEROS)
+    )
+    assert {*written, "digest"} == formats.Snapshot.model_fields.keys()
+
+    def json_type(annotation: Any) -> type:
+        kind: type = get_origin(annotation) or annotation
+        return str if issubclass(kind, str) else kind
+
+    expected = {
+        name: json_type(field.annotation) for name, field in formats.Record.model_fields.items()
+    }
+    assert expected == records._RECORD_TYPES
+
+
+def test_every_read_checks_an_events_data_as_its_model_does() -> None:
+    """Loading checks each event's `data` with checks compiled from the generated schema, not
+    with pydantic (every load reads every new line); they must answer as the models do, for
+    every field of every payload and values of every kind."""
+    from reconciler.state import schema
+
+    valid: dict[EventType, dict[str, Any]] = {
+        EventType.INITIALIZED: {"state_id": "0123456789abcdef"},
+        EventType.TORN: {"length": 5, "sha256": ZEROS},
+        EventType.INTENT: intent("k"),
+        EventType.SUBMITTED: submitted("k"),
+        EventType.REJECTED: rejected("k"),
+        EventType.UNKNOWN: unknown("k"),
+        EventType.RESOLVED: {"key": "k", "status": "missing", "remote_id": "", "how": "h"},
+        EventType.IMPORTED: {"key": "k", "remote_id": "r", "reason": "x"},
+        EventType.FORGOTTEN: {"key": "k", "reason": "x"},
+        EventType.UNSENT: {"key": "k", "code": "c", "message": "m"},
+        EventType.OBSERVED: {"key": "k", "cells": [["t1", "2026-01-01", "running", "R"]]},
+    }
+    assert set(valid) == set(EventType)
+    values: list[Any] = [None, "", "x", "submitted", "0123456789abcdef", ZEROS, "Z" * 64]
+    values += [0, -1, 1, 2.0, True, False, [], ["a"], [1], [""], {}, {"a": 1}]
+
+    def verdicts(kind: EventType, data: Any) -> tuple[bool, bool]:
+        answers = []
+        for check in (schema.check_data, formats.check_data):
+            try:
+                check(kind, data)
+            except FoldError:
+                answers.append(False)
+            else:
+                answers.append(True)
+        return answers[0], answers[1]
+
+    tried = 0
+    for kind, data in valid.items():
+        assert verdicts(kind, data) == (True, True), kind
+        cases: list[Any] = [[], None, {**data, "extra": 1}]
+        cases += [{k: v for k, v in data.items() if k != name} for name in data]
+        cases += [{**data, name: value} for name in data for value in values]
+        for case in cases:
+            fast, model = verdicts(kind, case)
+            assert fast == model, (kind, case)
+            tried += 1
+    assert tried > 800
 
 
 # --- scale -------------------------------------------------------------------------------------

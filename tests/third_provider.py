@@ -1,6 +1,6 @@
 """A third platform, made by following the README's recipe for adding a provider: "Acme Jobs",
 an API that re-runs a job for a list of dates. Its adapter, its (trivial) signer, its emulated
-API and its spec schema are all here; `test_third_provider` wires it in through the providers'
+API and its spec model are all here; `test_third_provider` wires it in through the providers'
 registry alone and applies plans of it end to end."""
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ import json
 import os
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import closing
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
 
+from reconciler.contract import MAX_TARGETS, UNIQUE, DayRange, Spec, unique
 from reconciler.domain import (
     JSON,
     Batch,
@@ -47,33 +50,39 @@ from reconciler.providers.protocol import (
 )
 from reconciler.state import SubmissionRecord
 
-NAME = "acme-jobs"
 ACTION = "RerunJob"
 TOKEN_VARIABLE = "ACME_TOKEN"
 PAGE_SIZE = 2
 """Small, so that a few dates already take several pages."""
 
-SPEC_SCHEMA: Mapping[str, JSON] = {
-    "type": "object",
-    "title": "Acme Jobs re-run (RerunJob)",
-    "required": ["provider", "jobIds", "dates"],
-    "additionalProperties": False,
-    "properties": {
-        "provider": {"const": NAME},
-        "revision": {"type": "integer", "minimum": 1, "maximum": 9999},
-        "chunk": {"type": "integer", "minimum": 1, "maximum": 3653},
-        "jobIds": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 1000,
-            "uniqueItems": True,
-            "items": {"type": "string", "pattern": "^[a-z0-9-]{1,40}$"},
-        },
-        "dates": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/dmsDateRange"}},
-        "priority": {"enum": ["low", "high"], "description": "Queue priority; default low."},
-        "takeover": {"$ref": "#/$defs/takeover"},
-    },
-}
+
+class Priority(StrEnum):
+    LOW = "low"
+    HIGH = "high"
+
+
+class AcmeSpec(Spec):
+    """Its spec, a model like the built-in providers': the plan schema's branch for it is
+    generated from this, and its validated plans carry one."""
+
+    model_config = ConfigDict(title="Acme Jobs re-run (RerunJob)")
+    TARGETS: ClassVar[str] = "job_ids"
+
+    provider: Literal["acme-jobs"] = Field(description="Which platform runs the backfill.")
+    job_ids: Annotated[
+        list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")]],
+        BeforeValidator(unique),
+    ] = Field(min_length=1, max_length=MAX_TARGETS, json_schema_extra=UNIQUE)
+    dates: list[DayRange] = Field(min_length=1)
+    priority: Priority = Field(Priority.LOW, strict=False, description="Queue priority.")
+
+
+NAME = AcmeSpec.provider_name()
+
+
+def _spec(plan: Plan) -> AcmeSpec:
+    assert isinstance(plan.spec, AcmeSpec)
+    return plan.spec
 
 
 # --- the signer: a bearer token, as an httpx.Auth ----------------------------------------------
@@ -95,21 +104,19 @@ class AcmeProvider:
     name = NAME
     action = ACTION
     rate_limit = 5.0
-    targets_field = "jobIds"
     credentials_prefix = "ACME_"
-    spec_schema = SPEC_SCHEMA
+    spec_model = AcmeSpec
 
     def region(self, plan: Plan) -> str:
         return "global"  # one endpoint, no regions
 
     def targets(self, plan: Plan) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(plan.spec[self.targets_field]))
+        return tuple(dict.fromkeys(_spec(plan).job_ids))
 
     def cell_groups(self, plan: Plan) -> list[CellGroup]:
-        params = {"priority": plan.spec.get("priority", "low")}
-        spans = merge_spans(
-            range_span(r["start"], r.get("end", r["start"])) for r in plan.spec["dates"]
-        )
+        spec = _spec(plan)
+        params = spec.fingerprinted()
+        spans = merge_spans(range_span(r.start, r.last) for r in spec.dates)
         return [
             CellGroup(
                 plan=plan.name,

@@ -35,8 +35,11 @@ def run(options: PlanOptions) -> Planned:
     changed = (
         git.changed_files(Path.cwd(), options.changed_since) if options.changed_since else None
     )
-    result = pipeline.plans(options.paths, changed=changed or frozenset())
-    current = load_state(options.state_dir, missing_ok=True)
+    result, current = pipeline.plans_while(
+        options.paths,
+        lambda: load_state(options.state_dir, missing_ok=True).indexed(),
+        changed=changed or frozenset(),
+    )
     if options.recover and options.out:
         raise BackfillError(
             "--out cannot be used with --recover: save plans of the journaled state"

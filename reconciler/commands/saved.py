@@ -9,7 +9,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.diff import Changeset
 from reconciler.domain import canonical_json
@@ -19,7 +22,66 @@ from reconciler.state import State
 from reconciler.version import VERSION
 from reconciler.views import json as json_view
 
-FORMAT = 1
+Format = Literal[1]
+FORMAT: Format = 1
+"""Bumped (with `Format`) when a saved plan changes incompatibly: an older one is refused."""
+HASH = r"^[0-9a-f]{64}$"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _Planned(BaseModel):
+    """A part of `backfill plan --format json` (schemas/plan-output.schema.json): what a saved
+    plan is checked against is read; the rest is kept for people and tools."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+
+class SavedCall(_Planned):
+    key: str = Field(min_length=1, description="The submission key.")
+    request: dict[str, Any] = Field(description="The request exactly as it would be sent.")
+
+
+class SavedPlanEntry(_Planned):
+    submissions: list[SavedCall]
+
+
+class SavedChanges(_Planned):
+    """The plan as `backfill plan --format json` prints it (schemas/plan-output.schema.json)."""
+
+    plans: list[SavedPlanEntry]
+
+
+class PlanFiles(_Part):
+    paths: list[str] = Field(description="The paths `plan` was given (files or directories).")
+    sha256: dict[str, Annotated[str, Field(pattern=HASH)]] = Field(
+        description="Each plan file found under them, by path: the sha256 of its bytes."
+    )
+
+
+class StatePosition(_Part):
+    seq: int = Field(ge=0, description="The journal's last event when the plan was made.")
+    hash: str = Field(pattern=HASH, description="That event's hash.")
+    state_id: str = Field(
+        "",
+        description="Which state it was planned against: a state started anew has the same "
+        "first seq. Empty for a state made before `backfill init`.",
+    )
+
+
+class SavedPlanDocument(_Part):
+    """A saved plan (`backfill plan --out FILE`): exactly what a review saw. `backfill apply
+    FILE` makes those calls, or refuses when the plan files, the state or the calls differ."""
+
+    model_config = ConfigDict(title="SavedPlan")
+
+    saved_plan_format: Format = Field(description="Version of this file format.")
+    tool_version: str = Field(description="The version of backfill-reconciler that saved it.")
+    plan_files: PlanFiles
+    state: StatePosition
+    plan: SavedChanges
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +103,13 @@ def _files(paths: Sequence[Path]) -> dict[str, str]:
 
 
 def save(out: Path, paths: Sequence[Path], changes: Changeset, state: State) -> None:
-    document = {
-        "saved_plan_format": FORMAT,
-        "tool_version": VERSION,
-        "plan_files": {"paths": [str(p) for p in paths], "sha256": _files(paths)},
-        "state": {"seq": state.seq, "hash": state.head_hash, "state_id": state.state_id},
-        "plan": json_view.changeset(changes),
-    }
+    document = SavedPlanDocument(
+        saved_plan_format=FORMAT,
+        tool_version=VERSION,
+        plan_files=PlanFiles(paths=[str(p) for p in paths], sha256=_files(paths)),
+        state=StatePosition(seq=state.seq, hash=state.head_hash, state_id=state.state_id),
+        plan=SavedChanges.model_validate(json_view.changeset(changes)),
+    ).model_dump(mode="json")
     temp = out.with_name(f".{out.name}.tmp")
     try:
         temp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", "utf-8")
@@ -59,29 +121,29 @@ def save(out: Path, paths: Sequence[Path], changes: Changeset, state: State) -> 
 
 def load(source: Path) -> SavedPlan:
     try:
-        document: Any = json.loads(source.read_text("utf-8"))
-        if document.get("saved_plan_format") != FORMAT:
-            raise ValueError("not a saved plan of this version")
-        files = document["plan_files"]
-        return SavedPlan(
-            source=source,
-            paths=tuple(Path(p) for p in files["paths"]),
-            files=dict(files["sha256"]),
-            seq=int(document["state"]["seq"]),
-            head_hash=str(document["state"]["hash"]),
-            state_id=str(document["state"].get("state_id", "")),
-            calls={
-                s["key"]: canonical_json(s["request"])
-                for p in document["plan"]["plans"]
-                for s in p["submissions"]
-            },
-        )
+        document = SavedPlanDocument.model_validate_json(source.read_bytes())
     except OSError as error:
         raise BackfillError(f"cannot read the saved plan {source}: {error.strerror}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except pydantic.ValidationError as invalid:
+        first = invalid.errors(include_url=False)[0]
+        where = ".".join(map(str, first["loc"])) or "the file"
         raise BackfillError(
-            f"{source} is not a saved plan ({error}); make one with `backfill plan --out FILE`"
+            f"{source} is not a saved plan of this version ({where}: {first['msg']}); make one "
+            "with `backfill plan --out FILE`"
         ) from None
+    return SavedPlan(
+        source=source,
+        paths=tuple(Path(p) for p in document.plan_files.paths),
+        files=dict(document.plan_files.sha256),
+        seq=document.state.seq,
+        head_hash=document.state.hash,
+        state_id=document.state.state_id,
+        calls={
+            call.key: canonical_json(call.request)
+            for entry in document.plan.plans
+            for call in entry.submissions
+        },
+    )
 
 
 def check(saved: SavedPlan, state: State, changes: Changeset) -> None:

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from ipaddress import ip_address
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reconciler.errors import BackfillError
 from reconciler.providers import dms, wedata
 from reconciler.providers.protocol import Provider
 
+if TYPE_CHECKING:
+    from reconciler.contract import Spec
+
 _ALL_PROVIDERS: tuple[Provider, ...] = (wedata.PROVIDER, dms.PROVIDER)
 REGISTRY: dict[str, Provider] = {p.name: p for p in _ALL_PROVIDERS}
 
 ALL = "*"
 """Key of an endpoint override that applies to every provider (the emulator serves them all)."""
+
+
+def spec_models() -> tuple[type[Spec], ...]:
+    """Each registered provider's spec model: what a plan's `spec` may be, by its `provider`."""
+    return tuple(p.spec_model for p in REGISTRY.values())
 
 
 def get(name: str) -> Provider:

@@ -10,8 +10,23 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
+from pydantic import BeforeValidator, ConfigDict, Field
+
+from reconciler.contract import (
+    DATES,
+    INTEGER,
+    MAX_TARGETS,
+    REGION_PATTERN,
+    UNIQUE,
+    ApiEnum,
+    DayRange,
+    DmsId,
+    Maybe,
+    Spec,
+    unique,
+)
 from reconciler.domain import (
     JSON,
     Batch,
@@ -46,7 +61,104 @@ if TYPE_CHECKING:
     from reconciler.providers.acs3 import AliyunCredentials
     from reconciler.state import SubmissionRecord
 
-NAME = "aliyun-dms"
+# --- the spec: what a plan file says, with the defaults of the API ----------------------------
+
+
+class DmsOrder(ApiEnum):
+    CHRONOLOGICAL = "chronological", True
+    REVERSE = "reverse", False
+
+
+NODE_ID = Field(description="A node id (a 64-bit Long: at most 19 digits).", examples=[4301])
+
+
+class DmsSpec(Spec):
+    # The options in the order plans have always listed them (the Markdown plan shows them so).
+    model_config = ConfigDict(
+        title="Alibaba Cloud DMS Enterprise task-flow backfill (BackFill, 2018-11-01)"
+    )
+    TARGETS: ClassVar[str] = "dag_ids"
+
+    provider: Literal["aliyun-dms"] = Field(description="Which platform runs the backfill.")
+    trigger_sub_tree: bool = Field(
+        True, description="Also run the descendants of the start nodes (IsTriggerSubTree)."
+    )
+    interval_hours: int = Field(
+        24,
+        ge=1,
+        le=INTEGER,
+        description="Interval between backfilled runs, in hours (Interval, a 32-bit integer).",
+        examples=[24, 12],
+    )
+    order: DmsOrder = Field(
+        DmsOrder.CHRONOLOGICAL,
+        strict=False,
+        description="Run dates oldest first or newest first (Asc true / false).",
+    )
+    region: str = Field(
+        max_length=63,
+        pattern=REGION_PATTERN,
+        description="Region of the DMS instance: the endpoint is "
+        "dms-enterprise.<region>.aliyuncs.com, so at most 63 characters (a part of a host name).",
+        examples=["cn-hangzhou", "ap-southeast-1"],
+    )
+    tenant_id: Maybe[DmsId] = Field(
+        None,
+        description="DMS tenant id (Tid, a 64-bit Long: at most 19 digits). Unset uses the "
+        "caller's default tenant.",
+        examples=[3000, 3001],
+    )
+    history_dag_id: Maybe[DmsId] = Field(
+        None,
+        description="Id of the historical task flow to run (HistoryDagId, a 64-bit Long: at "
+        "most 19 digits).",
+        examples=[16001, 16002],
+    )
+    start_node_ids: Maybe[list[Annotated[DmsId, NODE_ID]]] = Field(
+        None,
+        min_length=1,
+        description="Run from these nodes of the task flow (StartNodeIds).",
+        examples=[[4301], [4301, 4302]],
+    )
+    filter_node_ids: Maybe[list[Annotated[DmsId, NODE_ID]]] = Field(
+        None,
+        min_length=1,
+        description="Nodes that must not be re-run (FilterNodeIds).",
+        examples=[[4302], [4302, 4303]],
+    )
+    dag_ids: Annotated[
+        list[
+            Annotated[
+                DmsId,
+                Field(
+                    description="A DMS task flow id (a 64-bit Long: at most 19 digits).",
+                    examples=[15001],
+                ),
+            ]
+        ],
+        BeforeValidator(unique),
+    ] = Field(
+        min_length=1,
+        max_length=MAX_TARGETS,
+        description=f"Task flows (DAGs) to re-run (DagId), at most {MAX_TARGETS}: one BackFill "
+        "call per DAG per contiguous run of dates.",
+        examples=[[15001], [15001, 15002]],
+        json_schema_extra=UNIQUE,
+    )
+    dates: list[DayRange] = Field(
+        min_length=1,
+        description="Business dates to re-run: one or more inclusive ranges. A one-day run is "
+        f"sent as BackFillDate, a longer one as BackFillDateBegin/BackFillDateEnd. {DATES}",
+        examples=[
+            [{"start": "2025-08-01", "end": "2025-08-15"}],
+            [{"start": "2025-08-01"}, {"start": "2025-08-20", "end": "2025-08-21"}],
+        ],
+    )
+
+
+# --- the API -------------------------------------------------------------------------------
+
+NAME = DmsSpec.provider_name()
 ACTION = "BackFill"
 VERSION = "2018-11-01"
 ENDPOINT = "https://dms-enterprise.{region}.aliyuncs.com"
@@ -80,9 +192,6 @@ CLOCK_SKEW_SECONDS = 60.0
 run that started more than this before the intent cannot be the intent's; one that started
 less long before it (or in the intent's own second) may or may not be, so it leaves the lookup
 unclear rather than be counted or ignored."""
-
-DEFAULTS: dict[str, JSON] = {"triggerSubTree": True, "intervalHours": 24, "order": "chronological"}
-OPTIONAL = ("tenantId", "historyDagId", "startNodeIds", "filterNodeIds")
 
 # Outcome table (README "Outcomes"). Gateway refusals come before DMS executes anything;
 # `Success: false` with a validation code is a refusal too. Codes not listed are UNKNOWN.
@@ -150,34 +259,32 @@ def rate_limit() -> float:
     return value
 
 
+def _spec(plan: Plan) -> DmsSpec:
+    if not isinstance(plan.spec, DmsSpec):
+        raise TypeError(f"plan {plan.name!r} is a {plan.provider} plan, not a {NAME} one")
+    return plan.spec
+
+
 class DmsProvider:
     name = NAME
     action = ACTION
-    targets_field = "dagIds"
     credentials_prefix = "ALIBABA_CLOUD_"
-    spec_schema: Mapping[str, JSON] = {"$ref": "#/$defs/aliyunSpec"}
+    spec_model = DmsSpec
 
     @property
     def rate_limit(self) -> float:
         return rate_limit()
 
     def region(self, plan: Plan) -> str:
-        return str(plan.spec["region"])
+        return _spec(plan).region
 
     def targets(self, plan: Plan) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(str(int(t)) for t in plan.spec[self.targets_field]))
+        return tuple(dict.fromkeys(str(t) for t in _spec(plan).dag_ids))
 
     def cell_groups(self, plan: Plan) -> list[CellGroup]:
-        spec = plan.spec
-        params: dict[str, JSON] = {key: spec.get(key, default) for key, default in DEFAULTS.items()}
-        params["region"] = spec["region"]
-        for key in OPTIONAL:
-            if key in spec:
-                value = spec[key]
-                params[key] = [int(v) for v in value] if isinstance(value, list) else int(value)
-        spans = merge_spans(
-            range_span(entry["start"], entry.get("end", entry["start"])) for entry in spec["dates"]
-        )
+        spec = _spec(plan)
+        params = spec.fingerprinted()
+        spans = merge_spans(range_span(entry.start, entry.last) for entry in spec.dates)
         targets = self.targets(plan)
         return [
             CellGroup(
@@ -207,7 +314,7 @@ class DmsProvider:
         )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
-        params = group.params
+        spec = _spec(plan)
         (target,) = batch.targets
         request: dict[str, JSON] = {"DagId": int(target)}
         if len(batch.dates) == 1:
@@ -215,17 +322,17 @@ class DmsProvider:
         else:
             request["BackFillDateBegin"] = batch.dates[0]
             request["BackFillDateEnd"] = batch.dates[-1]
-        request["IsTriggerSubTree"] = params["triggerSubTree"]
-        request["Interval"] = params["intervalHours"]
-        request["Asc"] = params["order"] == "chronological"
-        for field, name in (
-            ("tenantId", "Tid"),
-            ("historyDagId", "HistoryDagId"),
-            ("startNodeIds", "StartNodeIds"),
-            ("filterNodeIds", "FilterNodeIds"),
+        request["IsTriggerSubTree"] = spec.trigger_sub_tree
+        request["Interval"] = spec.interval_hours
+        request["Asc"] = spec.order.api
+        for value, name in (
+            (spec.tenant_id, "Tid"),
+            (spec.history_dag_id, "HistoryDagId"),
+            (spec.start_node_ids, "StartNodeIds"),
+            (spec.filter_node_ids, "FilterNodeIds"),
         ):
-            if field in params:
-                request[name] = params[field]
+            if value is not None:
+                request[name] = value
         return request
 
     def default_endpoint(self, region: str) -> str:

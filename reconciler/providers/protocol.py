@@ -24,6 +24,7 @@ from reconciler.domain import (
 if TYPE_CHECKING:
     import httpx
 
+    from reconciler.contract import Spec
     from reconciler.emulator.app import ServiceFactory
     from reconciler.state import SubmissionRecord
 
@@ -191,14 +192,15 @@ class Provider(Protocol):
         """Creates per second the API allows (documented or configured)."""
         ...
 
-    targets_field: str
-    """The `spec` field that lists the targets (WeData tasks, DMS DAGs)."""
     credentials_prefix: str
     """What the names of the environment variables its credentials come from start with:
     nothing else the tool runs (git and its hooks) is given them."""
-    spec_schema: Mapping[str, JSON]
-    """The JSON Schema a plan's `spec` meets when it names this provider, within the plan
-    schema (so `{"$ref": "#/$defs/..."}` reaches its definitions)."""
+
+    @property
+    def spec_model(self) -> type[Spec]:
+        """What a plan's `spec` is when it names this provider: the plan schema's branch for it
+        is generated from this model, and validated plans carry an instance of it."""
+        ...
 
     def region(self, plan: Plan) -> str: ...
 

@@ -7,8 +7,27 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
+from pydantic import BeforeValidator, ConfigDict, Field
+
+from reconciler.contract import (
+    DATES,
+    INTEGER,
+    MAX_TARGETS,
+    REGION_PATTERN,
+    UNIQUE,
+    WEDATA_ID_AS_WRITTEN,
+    ApiEnum,
+    Contract,
+    DayRange,
+    Maybe,
+    Spec,
+    TimeOfDay,
+    WeDataId,
+    unique,
+)
 from reconciler.domain import (
     JSON,
     Batch,
@@ -42,7 +61,211 @@ if TYPE_CHECKING:
     from reconciler.providers.tc3 import TencentCredentials
     from reconciler.state import SubmissionRecord
 
-NAME = "tencent-wedata"
+# --- the spec: what a plan file says, with the defaults of the API ----------------------------
+
+
+class ExecutionWindow(Contract):
+    """Daily execution window: backfill instances run only between these times
+    (ExecutionStartTime / ExecutionEndTime)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"start": "01:00", "end": "06:00"}]})
+
+    start: TimeOfDay
+    end: TimeOfDay
+
+
+class WeDataRange(DayRange):
+    """An inclusive range of data dates; `end` defaults to `start` (one day)."""
+
+    execution_window: Maybe[ExecutionWindow] = Field(
+        None, description="This range's own execution window, instead of the plan's."
+    )
+
+
+class CheckParents(ApiEnum):
+    NONE = "none", "NONE"
+    ALL = "all", "ALL"
+    IN_PLAN = "in-plan", "MAKE_SCOPE"
+
+
+class DataTimeOrder(ApiEnum):
+    NORMAL = "normal", "NORMAL"
+    CHRONOLOGICAL = "chronological", "ORDER"
+    REVERSE = "reverse", "REVERSE"
+
+
+class CycleType(ApiEnum):
+    MONTHLY = "monthly", "MONTH_CYCLE"
+
+
+class ComputeConfigItem(StrEnum):
+    COMPUTE_ENGINE = "COMPUTE_ENGINE"
+    DLC_ENGINE_RESOURCE_GROUP = "DLC_ENGINE_RESOURCE_GROUP"
+
+
+TASK_ID = Field(
+    description="A WeData task id; quote ids of more than 19 digits.",
+    examples=["20250827115253729"],
+)
+
+
+class ComputeConfigMapping(Contract):
+    task_type_id: int = Field(
+        ge=0,
+        le=INTEGER,
+        description="Task type: 32 DLC_SQL, 46 DLC_SPARK, 50 DLC_PYSPARK (TaskTypeId).",
+    )
+    item: ComputeConfigItem = Field(
+        strict=False, description="What to override (ComputeConfigItem)."
+    )
+    # Kept as written (text or number): the fingerprint has always been computed over them so.
+    task_ids: Maybe[list[Annotated[WEDATA_ID_AS_WRITTEN, TASK_ID]]] = Field(
+        None, description="Only these tasks (TaskIds); empty means all."
+    )
+    source_value: str = Field(description="Original engine or resource group (SourceValue).")
+    target_value: str = Field(description="Engine or resource group to use instead (TargetValue).")
+
+
+class WeDataSpec(Spec):
+    # The options in the order plans have always listed them (the Markdown plan shows them so).
+    model_config = ConfigDict(
+        title="Tencent Cloud WeData backfill (CreateDataBackfillPlan, 2025-08-06)"
+    )
+    TARGETS: ClassVar[str] = "task_ids"
+
+    provider: Literal["tencent-wedata"] = Field(description="Which platform runs the backfill.")
+    time_zone: str = Field(
+        "UTC+8",
+        min_length=1,
+        description="Time zone of the dates (TimeZone).",
+        examples=["UTC+8", "UTC+0"],
+    )
+    check_parents: CheckParents = Field(
+        CheckParents.NONE,
+        strict=False,
+        description="Check upstream parent tasks (CheckParentType): none (NONE), all (ALL), or "
+        "only parents that are part of this backfill (MAKE_SCOPE).",
+    )
+    skip_event_listening: bool = Field(
+        True, description="Ignore event dependencies (SkipEventListening)."
+    )
+    order: DataTimeOrder = Field(
+        DataTimeOrder.NORMAL,
+        strict=False,
+        description="Execution order by data time (DataTimeOrder NORMAL / ORDER / REVERSE).",
+    )
+    remote_name: Maybe[str] = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="Name of the backfill plan in WeData (DataBackfillPlanName). When unset, one "
+        "is derived from metadata.name and the submission key, so every remote plan can be "
+        "traced back to its YAML.",
+        examples=["orders-late-arrivals", "orders-late-arrivals-again"],
+    )
+    self_dependency: Maybe[bool] = Field(
+        None,
+        description="Redefine the workflow self-dependency (RedefineSelfWorkflowDependency "
+        "yes/no). Unset keeps the workflow's own.",
+    )
+    parallelism: Maybe[int] = Field(
+        None,
+        ge=1,
+        le=INTEGER,
+        description="Instances that may run at once (RedefineParallelNum, a 32-bit Integer). "
+        "Unset keeps the task's own.",
+        examples=[2, 4],
+    )
+    scheduler_resource_group_id: Maybe[str] = Field(
+        None,
+        min_length=1,
+        description="Scheduling resource group (SchedulerResourceGroupId). Unset uses the task's "
+        "own.",
+        examples=["rg-batch", "rg-nightly"],
+    )
+    integration_resource_group_id: Maybe[str] = Field(
+        None,
+        min_length=1,
+        description="Integration resource group (IntegrationResourceGroupId). Unset uses the "
+        "task's own.",
+        examples=["rg-integration", "rg-sync"],
+    )
+    parameters: Maybe[dict[str, str | int | float | bool]] = Field(
+        None,
+        description="Task parameters redefined for the backfilled instances (RedefineParamList, "
+        "as K/V pairs, in this order).",
+        examples=[{"bizdate": "${yyyyMMdd}", "mode": "repair"}, {"mode": "restate"}],
+    )
+    instance_cycle: Maybe[CycleType] = Field(
+        None,
+        strict=False,
+        description="Regenerate daily instances as monthly ones on the 1st (RedefineCycleType "
+        "MONTH_CYCLE).",
+    )
+    compute_config_mappings: Maybe[list[ComputeConfigMapping]] = Field(
+        None,
+        min_length=1,
+        description="Storage/compute engine overrides (ComputeConfigMappings).",
+        examples=[
+            [
+                {
+                    "taskTypeId": 32,
+                    "item": "COMPUTE_ENGINE",
+                    "sourceValue": "engine-a",
+                    "targetValue": "engine-b",
+                }
+            ],
+            [
+                {
+                    "taskTypeId": 46,
+                    "item": "DLC_ENGINE_RESOURCE_GROUP",
+                    "taskIds": ["20250827115253729"],
+                    "sourceValue": "rg-a",
+                    "targetValue": "rg-b",
+                }
+            ],
+        ],
+    )
+    region: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=REGION_PATTERN,
+        description="Tencent Cloud region of the WeData project (X-TC-Region), at most 63 "
+        "characters.",
+        examples=["ap-guangzhou", "ap-singapore"],
+    )
+    project_id: WeDataId = Field(
+        description="WeData project id (ProjectId); quote ids of more than 19 digits.",
+        examples=["1460947878944567296", "1460947878944567297"],
+    )
+    task_ids: Annotated[list[Annotated[WeDataId, TASK_ID]], BeforeValidator(unique)] = Field(
+        min_length=1,
+        max_length=MAX_TARGETS,
+        description=f"Tasks to re-run (TaskIds), at most {MAX_TARGETS}. Quote long ids or leave "
+        "them bare.",
+        examples=[["20250827115253729"], ["20250827115253729", "20250827115253730"]],
+        json_schema_extra=UNIQUE,
+    )
+    dates: list[WeDataRange] = Field(
+        min_length=1,
+        description="Data dates to re-run (DataBackfillRangeList): one or more ranges, "
+        f"inclusive. {DATES}",
+        examples=[
+            [{"start": "2025-09-01", "end": "2025-09-14"}],
+            [{"start": "2025-09-01"}, {"start": "2025-09-20", "end": "2025-09-21"}],
+        ],
+    )
+    execution_window: Maybe[ExecutionWindow] = Field(
+        None,
+        description="Daily execution window of every range that does not set its own "
+        "(ExecutionStartTime / ExecutionEndTime).",
+        examples=[{"start": "01:00", "end": "06:00"}, {"start": "22:00", "end": "23:30"}],
+    )
+
+
+# --- the API -------------------------------------------------------------------------------
+
+NAME = WeDataSpec.provider_name()
 SERVICE = "wedata"
 ACTION = "CreateDataBackfillPlan"
 VERSION = "2025-08-06"
@@ -51,18 +274,8 @@ ENDPOINT_VARIABLE = "BACKFILL_TENCENT_ENDPOINT"
 RATE_LIMIT = 20.0
 """Documented: at most 20 requests per second for CreateDataBackfillPlan."""
 NAME_LIMIT = 128
-
-# Documented defaults, filled in so that writing a default explicitly is not an edit.
-DEFAULTS: dict[str, JSON] = {
-    "timeZone": "UTC+8",
-    "checkParents": "none",
-    "skipEventListening": True,
-    "order": "normal",
-}
-
-CHECK_PARENT_TYPE = {"none": "NONE", "all": "ALL", "in-plan": "MAKE_SCOPE"}
-DATA_TIME_ORDER = {"normal": "NORMAL", "chronological": "ORDER", "reverse": "REVERSE"}
-CYCLE_TYPE = {"monthly": "MONTH_CYCLE"}
+WINDOW = WeDataSpec.key("execution_window")
+"""A cell group's execution window, in its parameters: its ranges' own, or the plan's."""
 
 # Outcome table (README "Outcomes"). Codes match on their prefix before the first dot.
 # Anything not listed is UNKNOWN: an error we cannot classify may hide a created plan.
@@ -128,54 +341,41 @@ def classify(code: str) -> OutcomeKind:
     return OutcomeKind.UNKNOWN
 
 
-def _id(value: JSON) -> str:
-    return str(value)
+def _spec(plan: Plan) -> WeDataSpec:
+    if not isinstance(plan.spec, WeDataSpec):
+        raise TypeError(f"plan {plan.name!r} is a {plan.provider} plan, not a {NAME} one")
+    return plan.spec
 
 
 class WeDataProvider:
     name = NAME
     action = ACTION
     rate_limit = RATE_LIMIT
-    targets_field = "taskIds"
     credentials_prefix = "TENCENTCLOUD_"
-    spec_schema: Mapping[str, JSON] = {"$ref": "#/$defs/tencentSpec"}
+    spec_model = WeDataSpec
 
     def region(self, plan: Plan) -> str:
-        return str(plan.spec["region"])
+        return _spec(plan).region
 
     def targets(self, plan: Plan) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(_id(t) for t in plan.spec[self.targets_field]))
+        return tuple(dict.fromkeys(_spec(plan).task_ids))
 
     def cell_groups(self, plan: Plan) -> list[CellGroup]:
-        spec = plan.spec
+        spec = _spec(plan)
         targets = self.targets(plan)
-        common = {key: spec.get(key, default) for key, default in DEFAULTS.items()}
-        for key in (
-            "remoteName",
-            "selfDependency",
-            "parallelism",
-            "schedulerResourceGroupId",
-            "integrationResourceGroupId",
-            "parameters",
-            "instanceCycle",
-            "computeConfigMappings",
-        ):
-            if key in spec:
-                common[key] = spec[key]
-        common["region"] = spec["region"]
-        common["projectId"] = _id(spec["projectId"])
-        # Ranges with the same execution window share every parameter, so they form one group.
-        by_window: dict[tuple[str, str] | None, tuple[JSON, list[tuple[int, int]]]] = {}
-        for entry in spec["dates"]:
-            window = entry.get("executionWindow", spec.get("executionWindow"))
-            same = (window["start"], window["end"]) if window else None
-            slot = by_window.setdefault(same, (window, []))
-            slot[1].append(range_span(entry["start"], entry.get("end", entry["start"])))
+        # The plan's execution window is that of each range without its own: a parameter of
+        # the ranges, and ranges with the same window share every parameter, hence one group.
+        common = spec.fingerprinted()
+        common.pop(WINDOW, None)
+        by_window: dict[ExecutionWindow | None, list[tuple[int, int]]] = {}
+        for entry in spec.dates:
+            window = entry.execution_window or spec.execution_window
+            by_window.setdefault(window, []).append(range_span(entry.start, entry.last))
         groups = []
-        for window, spans in by_window.values():
+        for window, spans in by_window.items():
             params = dict(common)
             if window is not None:
-                params["executionWindow"] = window
+                params[WINDOW] = window.model_dump(mode="json", by_alias=True)
             groups.append(
                 CellGroup(
                     plan=plan.name,
@@ -208,8 +408,8 @@ class WeDataProvider:
         )
 
     def request(self, plan: Plan, group: CellGroup, batch: Batch, key: str) -> dict[str, JSON]:
-        params = group.params
-        window = params.get("executionWindow")
+        spec = _spec(plan)
+        window = group.params.get(WINDOW)
         ranges: list[dict[str, JSON]] = []
         for start, end in contiguous_runs(batch.dates):
             entry: dict[str, JSON] = {"StartDate": start, "EndDate": end}
@@ -218,32 +418,32 @@ class WeDataProvider:
                 entry["ExecutionEndTime"] = window["end"]
             ranges.append(entry)
         request: dict[str, JSON] = {
-            "ProjectId": params["projectId"],
+            "ProjectId": spec.project_id,
             "TaskIds": list(batch.targets),
             "DataBackfillRangeList": ranges,
-            "DataBackfillPlanName": params.get("remoteName") or remote_name(plan, key),
-            "TimeZone": params["timeZone"],
-            "CheckParentType": CHECK_PARENT_TYPE[str(params["checkParents"])],
-            "SkipEventListening": params["skipEventListening"],
-            "DataTimeOrder": DATA_TIME_ORDER[str(params["order"])],
+            "DataBackfillPlanName": spec.remote_name or remote_name(plan, key),
+            "TimeZone": spec.time_zone,
+            "CheckParentType": spec.check_parents.api,
+            "SkipEventListening": spec.skip_event_listening,
+            "DataTimeOrder": spec.order.api,
         }
-        if "selfDependency" in params:
-            request["RedefineSelfWorkflowDependency"] = "yes" if params["selfDependency"] else "no"
-        if "parallelism" in params:
-            request["RedefineParallelNum"] = params["parallelism"]
-        if "schedulerResourceGroupId" in params:
-            request["SchedulerResourceGroupId"] = params["schedulerResourceGroupId"]
-        if "integrationResourceGroupId" in params:
-            request["IntegrationResourceGroupId"] = params["integrationResourceGroupId"]
-        if "parameters" in params:
+        if spec.self_dependency is not None:
+            request["RedefineSelfWorkflowDependency"] = "yes" if spec.self_dependency else "no"
+        if spec.parallelism is not None:
+            request["RedefineParallelNum"] = spec.parallelism
+        if spec.scheduler_resource_group_id is not None:
+            request["SchedulerResourceGroupId"] = spec.scheduler_resource_group_id
+        if spec.integration_resource_group_id is not None:
+            request["IntegrationResourceGroupId"] = spec.integration_resource_group_id
+        if spec.parameters is not None:
             request["RedefineParamList"] = [
-                {"K": k, "V": _param_text(v)} for k, v in dict(params["parameters"]).items()
+                {"K": k, "V": _param_text(v)} for k, v in spec.parameters.items()
             ]
-        if "instanceCycle" in params:
-            request["RedefineCycleType"] = CYCLE_TYPE[str(params["instanceCycle"])]
-        if "computeConfigMappings" in params:
+        if spec.instance_cycle is not None:
+            request["RedefineCycleType"] = spec.instance_cycle.api
+        if spec.compute_config_mappings is not None:
             request["ComputeConfigMappings"] = [
-                _compute_mapping(m) for m in params["computeConfigMappings"]
+                _compute_mapping(m) for m in spec.compute_config_mappings
             ]
         return request
 
@@ -322,15 +522,15 @@ def _param_text(value: JSON) -> str:
     return str(value)
 
 
-def _compute_mapping(mapping: Mapping[str, Any]) -> dict[str, JSON]:
+def _compute_mapping(mapping: ComputeConfigMapping) -> dict[str, JSON]:
     out: dict[str, JSON] = {
-        "TaskTypeId": mapping["taskTypeId"],
-        "ComputeConfigItem": mapping["item"],
-        "SourceValue": mapping["sourceValue"],
-        "TargetValue": mapping["targetValue"],
+        "TaskTypeId": mapping.task_type_id,
+        "ComputeConfigItem": str(mapping.item),
+        "SourceValue": mapping.source_value,
+        "TargetValue": mapping.target_value,
     }
-    if "taskIds" in mapping:
-        out["TaskIds"] = [_id(t) for t in mapping["taskIds"]]
+    if mapping.task_ids is not None:
+        out["TaskIds"] = [str(t) for t in mapping.task_ids]
     return out
 
 

@@ -29,40 +29,6 @@ class FoldError(ValueError):
     """The event cannot follow the state: the caller says where (journal line, or the append)."""
 
 
-DATA_FIELDS: Mapping[EventType, Mapping[str, type]] = {
-    EventType.INITIALIZED: {"state_id": str},
-    EventType.TORN: {"length": int, "sha256": str},
-    EventType.INTENT: {
-        "key": str,
-        "plan": str,
-        "revision": int,
-        "provider": str,
-        "action": str,
-        "region": str,
-        "endpoint": str,
-        "targets": list,
-        "dates": list,
-        "fingerprint": str,
-        "params": dict,
-        "request": dict,
-    },
-    EventType.SUBMITTED: {
-        "key": str,
-        "remote_id": str,
-        "request_id": str,
-        "detail": dict,
-        "emulator": bool,
-    },
-    EventType.REJECTED: {"key": str, "code": str, "message": str, "request_id": str},
-    EventType.UNKNOWN: {"key": str, "code": str, "message": str},
-    EventType.RESOLVED: {"key": str, "status": str, "remote_id": str, "how": str},
-    EventType.IMPORTED: {"key": str, "remote_id": str, "reason": str},
-    EventType.FORGOTTEN: {"key": str, "reason": str},
-    EventType.UNSENT: {"key": str, "code": str, "message": str},
-    EventType.OBSERVED: {"key": str, "cells": list},
-}
-"""Exactly the fields of each event's `data` (schemas/state.schema.json says the same)."""
-
 _S = SubmissionStatus
 _SETTLED_BY_A_PERSON = frozenset(_S) - {_S.SUBMITTED}
 ALLOWED_FROM: Mapping[EventType, frozenset[SubmissionStatus]] = {
@@ -82,40 +48,6 @@ ALLOWED_FROM: Mapping[EventType, frozenset[SubmissionStatus]] = {
 
 STATE_EVENTS = frozenset({EventType.INITIALIZED, EventType.TORN})
 """Events about the state itself, not a submission: they carry no `key`."""
-
-
-_JSON_NAMES = {str: "string", int: "integer", bool: "boolean", list: "list", dict: "JSON object"}
-
-
-def check_data(kind: EventType, data: Any) -> None:
-    """Raises FoldError naming the field when `data` is not what an event of `kind` carries."""
-    if not isinstance(data, dict):
-        raise FoldError(f"`data` of a `{kind}` event is not a JSON object")
-    fields = DATA_FIELDS[kind]
-    if data.keys() != fields.keys():
-        missing = sorted(fields.keys() - data.keys())
-        extra = sorted(data.keys() - fields.keys())
-        what = [f"has no {', '.join(f'`{name}`' for name in missing)}"] if missing else []
-        what += [f"has unexpected {', '.join(f'`{name}`' for name in extra)}"] if extra else []
-        raise FoldError(f"`{kind}` event {' and '.join(what)}")
-    for name, expected in fields.items():
-        value = data[name]
-        # bool is an int to isinstance, but never a revision
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise FoldError(f"`data.{name}` of a `{kind}` event is not a {_JSON_NAMES[expected]}")
-    if kind is EventType.INTENT:
-        for name in ("targets", "dates"):
-            if not data[name] or not all(isinstance(item, str) for item in data[name]):
-                raise FoldError(f"`data.{name}` of an intent is not a non-empty list of strings")
-    if kind is EventType.RESOLVED and data["status"] not in (_S.SUBMITTED, _S.MISSING):
-        raise FoldError(f"`data.status` of a resolved event is {data['status']!r}")
-    if kind is EventType.OBSERVED:
-        if not data["cells"]:
-            raise FoldError("`data.cells` of an observed event is empty")
-        try:
-            health_from_json(data["cells"])
-        except ValueError as error:
-            raise FoldError(f"`data.cells` of an observed event: {error}") from None
 
 
 def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
@@ -165,7 +97,12 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             f" (only a {allowed} submission can take it)"
         )
     if kind is EventType.OBSERVED:  # no outcome: the status and its time stay
-        cells = health_from_json(data["cells"])
+        try:
+            cells = health_from_json(data["cells"])
+        except ValueError as error:
+            raise FoldError(f"`data.cells` of an observed event: {error}") from None
+        if not cells:
+            raise FoldError("`data.cells` of an observed event is empty")
         for target, first, last, _, _ in cells:
             if target not in record.targets or not any(
                 start <= first and last <= end for start, end in record.spans

@@ -16,11 +16,12 @@ from typing import Any
 
 from reconciler.domain import JSON, canonical_json, digest
 from reconciler.errors import Location, StateError
-from reconciler.state.fold import Event, FoldError, check_data
+from reconciler.state import schema
+from reconciler.state.fold import Event, FoldError
 from reconciler.state.records import EventType
 
-JOURNAL_VERSION = 1
-EVENT_FIELDS = frozenset({"v", "seq", "time", "type", "actor", "data", "prev", "hash"})
+JOURNAL_VERSION = schema.version("Event", "v")
+EVENT_FIELDS = schema.fields("Event")
 
 _DAMAGE_HINT = (
     "the journal is the audit trail and is never edited by hand: restore it from git"
@@ -122,7 +123,7 @@ def decode_event(raw: bytes, where: Location) -> dict[str, JSON]:
     if not isinstance(event["actor"], dict):
         raise damage(where, "`actor` is not a JSON object")
     try:
-        check_data(kind, event["data"])
+        schema.check_data(kind, event["data"])
     except FoldError as error:
         raise damage(where, str(error)) from None
     return event

@@ -238,6 +238,31 @@ class State:
             return self
         return replace(self, submissions=MappingProxyType({**self.submissions, **records}))
 
+    def indexed(self) -> State:
+        """This state with the indexes of `covered` and `others` built now rather than on their
+        first call (`plan` builds them while its files are read); they are kept."""
+        if self._coverage is None:
+            coverage: dict[tuple[str, int, str], DateCoverage] = {}
+            by_target: dict[tuple[str, str], dict[str, list[SubmissionRecord]]] = {}
+            covering = sorted(
+                (record for record in self.submissions.values() if record.covers_cells),
+                key=lambda record: record.intent_seq,
+            )
+            for record in covering:
+                for each in record.targets:
+                    dates = coverage.setdefault(
+                        (record.plan, record.revision, each), DateCoverage()
+                    )
+                    for first, last in record.spans:
+                        dates.add(first, last, record)
+                    plans = by_target.setdefault((record.provider, each), {})
+                    plans.setdefault(record.plan, []).append(record)
+            for dates in coverage.values():
+                dates.merged()
+            object.__setattr__(self, "_by_target", by_target)
+            object.__setattr__(self, "_coverage", coverage)
+        return self
+
     def covered(self, plan: str, revision: int, target: str) -> DateCoverage:
         """Which dates of one target of one plan revision a pending, submitted or unknown
         submission covers, and which one does (where two do, the later intent wins).
@@ -245,37 +270,17 @@ class State:
         The index behind it is built on the first call (most readers of a state never ask) and
         kept. It holds runs of days, not cells: a repo-scale state covers millions of cells.
         """
-        if self._coverage is None:
-            index: dict[tuple[str, int, str], DateCoverage] = {}
-            covering = sorted(
-                (record for record in self.submissions.values() if record.covers_cells),
-                key=lambda record: record.intent_seq,
-            )
-            for record in covering:
-                for each in record.targets:
-                    coverage = index.setdefault(
-                        (record.plan, record.revision, each), DateCoverage()
-                    )
-                    for first, last in record.spans:
-                        coverage.add(first, last, record)
-            object.__setattr__(self, "_coverage", index)
-        assert self._coverage is not None
-        return self._coverage.get((plan, revision, target), _NOTHING)
+        coverage = self.indexed()._coverage
+        assert coverage is not None
+        return coverage.get((plan, revision, target), _NOTHING)
 
     def others(self, provider: str, target: str, plan: str) -> DateCoverage:
         """The dates of one target that submissions of plans other than `plan` cover, and which
         one does (the later intent wins): work another plan may already have done."""
-        if self._by_target is None:
-            index: dict[tuple[str, str], dict[str, list[SubmissionRecord]]] = {}
-            for record in self.submissions.values():
-                if record.covers_cells:
-                    for each in record.targets:
-                        plans = index.setdefault((record.provider, each), {})
-                        plans.setdefault(record.plan, []).append(record)
-            object.__setattr__(self, "_by_target", index)
-        assert self._by_target is not None
-        by_plan = self._by_target.get((provider, target))
-        if not by_plan or by_plan.keys() == {plan}:
+        by_target = self.indexed()._by_target
+        assert by_target is not None
+        by_plan = by_target.get((provider, target))
+        if not by_plan or (len(by_plan) == 1 and plan in by_plan):
             return _NOTHING
         coverage = DateCoverage()
         others = (r for name, records in by_plan.items() if name != plan for r in records)
@@ -287,10 +292,10 @@ class State:
     def coverage(self) -> dict[Cell, SubmissionRecord]:
         """Every covered cell and the submission that covers it (a convenience that makes one
         object a cell; `covered` is the form that scales)."""
-        self.covered("", 0, "")
-        assert self._coverage is not None
+        index = self.indexed()._coverage
+        assert index is not None
         cells: dict[Cell, SubmissionRecord] = {}
-        for (plan, revision, target), coverage in self._coverage.items():
+        for (plan, revision, target), coverage in index.items():
             for first, last, record in coverage.runs:
                 for number in range(first, last + 1):
                     cells[Cell(plan, revision, target, day(number))] = record
@@ -300,16 +305,19 @@ class State:
 class DateCoverage:
     """The submissions covering one target's dates, as runs of days in intent order."""
 
-    __slots__ = ("fingerprint", "runs")
+    __slots__ = ("_covered", "fingerprint", "runs")
 
     def __init__(self) -> None:
         self.runs: list[tuple[int, int, SubmissionRecord]] = []
         self.fingerprint: str | None = ""
         """The one fingerprint of every covering submission, all with a known outcome; None
         when they differ or one is unknown (then dates must be looked at one by one)."""
+        self._covered: tuple[list[tuple[int, int]], int] | None = None
+        """The runs merged, and their days: worked out once, for `count_within`."""
 
     def add(self, first: int, last: int, record: SubmissionRecord) -> None:
         self.runs.append((first, last, record))
+        self._covered = None
         settled = record.status is SubmissionStatus.SUBMITTED
         if not settled or self.fingerprint not in ("", record.fingerprint):
             self.fingerprint = None
@@ -331,10 +339,19 @@ class DateCoverage:
         in sync exactly when it is covered, and runs can be counted without walking dates."""
         return self.fingerprint == fingerprint
 
+    def merged(self) -> tuple[list[tuple[int, int]], int]:
+        """The covered days as sorted, merged runs, and how many: worked out once."""
+        if self._covered is None:
+            merged = merge_spans((first, last) for first, last, _ in self.runs)
+            self._covered = merged, sum(last - first + 1 for first, last in merged)
+        return self._covered
+
     def count_within(self, spans: list[tuple[int, int]]) -> tuple[int, int]:
         """How many days of `spans` (sorted, disjoint) some submission covers, and how many
         days are covered in all (more means some covered days are outside `spans`)."""
-        covered = merge_spans((first, last) for first, last, _ in self.runs)
+        covered, days = self.merged()
+        if covered == spans:  # the common case: exactly the declared days are covered
+            return days, days
         total, i = 0, 0
         for first, last in spans:
             while i < len(covered) and covered[i][1] < first:
@@ -343,7 +360,7 @@ class DateCoverage:
             while j < len(covered) and covered[j][0] <= last:
                 total += min(last, covered[j][1]) - max(first, covered[j][0]) + 1
                 j += 1
-        return total, sum(last - first + 1 for first, last in covered)
+        return total, days
 
 
 _NOTHING = DateCoverage()

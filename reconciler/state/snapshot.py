@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 from reconciler.domain import JSON
 from reconciler.errors import Location, StateError
+from reconciler.state import schema
 from reconciler.state.journal import fsync_directory
 from reconciler.state.records import (
     ZERO_HASH,
@@ -28,7 +29,7 @@ from reconciler.state.records import (
     record_to_json,
 )
 
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = schema.version("Snapshot", "format")
 """3: each record carries the health of its cells (`health`, `observed_time`). 2: `digest`,
 `state_id`, `journal_size` and `journal_sha256` added, `offset` dropped."""
 

@@ -20,7 +20,7 @@ from reconciler.domain import JSON, Health, canonical_json, ordinal
 from reconciler.errors import Diagnostic, Location, StateError
 from reconciler.state import committed, journal, snapshot
 from reconciler.state.chain import Chain, Vouched, torn_data
-from reconciler.state.fold import Event, FoldError, Replay, check_data
+from reconciler.state.fold import Event, FoldError, Replay
 from reconciler.state.journal import JOURNAL_FILE, Journal
 from reconciler.state.lock import Lock
 from reconciler.state.records import (
@@ -295,7 +295,11 @@ class StateWriter:
             )
         event_type = EventType(type)
         plain_data = journal.plain(data)
-        check_data(event_type, plain_data)
+        # The model itself, here where it is cheap (an event per call); pydantic loads with the
+        # first event appended, not with every read of a state.
+        from reconciler.state import formats  # noqa: PLC0415
+
+        formats.check_data(event_type, plain_data)
         event = journal.seal(
             seq=self._replay.seq + 1,
             time=journal.timestamp(self._clock()),

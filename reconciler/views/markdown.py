@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from reconciler import remedies
 from reconciler.domain import JSON, OutcomeKind
-from reconciler.reports import Tally
 from reconciler.views.text import date_span, plural
 
 if TYPE_CHECKING:
@@ -380,6 +379,8 @@ def apply_results(
     """What an apply did, for the job summary: counts, why the run failed beyond its calls
     (`reasons`), then every call that did not succeed first (they need someone), then the
     rest. `head` replaces the plan's heading (a comment on a pull request has its own)."""
+    from reconciler.reports import Tally  # noqa: PLC0415 (apply's: validate loads no reports)
+
     tally = Tally.of(results, planned)
     summary = (
         f"**Apply: {tally.submitted} submitted, {tally.not_created} not created, "

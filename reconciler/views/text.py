@@ -9,7 +9,6 @@ import click
 
 from reconciler import remedies
 from reconciler.domain import JSON, OutcomeKind, contiguous_runs
-from reconciler.reports import Tally
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset, Conflict, PlanChanges
@@ -236,6 +235,8 @@ def result_line(result: Result, done: int, total: int, style: Style = _plain) ->
 
 
 def apply_summary(results: Sequence[Result], planned: int, style: Style = _plain) -> str:
+    from reconciler.reports import Tally  # noqa: PLC0415 (apply's: validate loads no reports)
+
     tally = Tally.of(results, planned)
     failed = not tally.all_submitted
     head = "Apply complete:" if not failed else "Apply finished with problems:"

@@ -33,8 +33,9 @@ def _ranges(rng: random.Random, count: int) -> list[str]:
     return lines
 
 
-def _wedata(rng: random.Random, name: str, team: str) -> str:
-    tasks = [f'"{20250000000000000 + rng.randrange(10**9)}"' for _ in range(rng.randint(1, 4))]
+def _wedata(rng: random.Random, name: str, team: str, index: int) -> str:
+    base = 20250000000000000 + index * 10**9  # its own tasks, as each plan has its own DAGs
+    tasks = [f'"{base + rng.randrange(10**9)}"' for _ in range(rng.randint(1, 4))]
     lines = [
         "spec:",
         "  provider: tencent-wedata",
@@ -60,8 +61,11 @@ def _wedata(rng: random.Random, name: str, team: str) -> str:
     return "\n".join(_envelope(name, team, rng.randrange(1000, 9999)) + lines) + "\n"
 
 
-def _dms(rng: random.Random, name: str, team: str) -> str:
-    dags = [str(15000 + rng.randrange(5000)) for _ in range(rng.randint(1, 3))]
+def _dms(rng: random.Random, name: str, team: str, index: int) -> str:
+    # Each plan its own DAGs: a DAG on a date belongs to one plan at a time, and validate
+    # refuses two plans that declare it (the draws stay those of the corpus before that rule;
+    # at 50,000 plans, random ids over one range would meet).
+    dags = [str(15000 + 5000 * index + rng.randrange(5000)) for _ in range(rng.randint(1, 3))]
     lines = [
         "spec:",
         "  provider: aliyun-dms",
@@ -100,7 +104,9 @@ def write_plans(root: Path, count: int, seed: int = 7) -> Path:
     for index in range(count):
         team = TEAMS[index % len(TEAMS)]
         name = f"{team}-backfill-{index:05d}"
-        text = _wedata(rng, name, team) if rng.random() < 0.6 else _dms(rng, name, team)
+        text = (
+            _wedata(rng, name, team, index) if rng.random() < 0.6 else _dms(rng, name, team, index)
+        )
         folder = plans / team
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.yaml").write_text(text, encoding="utf-8")

@@ -1,0 +1,187 @@
+"""Independent work shared between this process and forked helpers, one per spare core.
+
+Helpers start at once and take chunks of the work from a shared counter; this process joins
+in when it has done what it had to do meanwhile (`plan` loads the state), so whichever process
+is free takes the next chunk and no core waits for another. Only the helpers' results cross a
+pipe: what this process computes itself is never copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import io
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+CHUNKS_PER_PROCESS = 16
+"""Small enough that the processes finish within a chunk of each other."""
+
+
+_FIELD_VALUES: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
+
+
+def _field_values(kind: type) -> Callable[[Any], tuple[Any, ...]] | None:
+    """How to get the `__init__` arguments of a dataclass; None for anything else."""
+    if not dataclasses.is_dataclass(kind):
+        return None
+    fields = dataclasses.fields(kind)
+    if not all(field.init and not field.kw_only for field in fields):
+        return None
+    names = [field.name for field in fields]
+    get = attrgetter(*names)
+    return get if len(names) > 1 else lambda obj: (get(obj),)
+
+
+def _dumps(value: Any) -> bytes:
+    """Dataclasses travel as their class and field values, rebuilt by their `__init__`: the
+    default way, a state set field by field through `dataclasses.fields`, takes twice as long
+    on both ends (most of what a helper's results cost to send)."""
+    import pickle  # noqa: PLC0415 (helpers only: a small repo's run never loads it)
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            kind = type(obj)
+            if kind not in _FIELD_VALUES:
+                _FIELD_VALUES[kind] = _field_values(kind)
+            values = _FIELD_VALUES[kind]
+            return NotImplemented if values is None else (kind, values(obj))
+
+    buffer = io.BytesIO()
+    Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity, where the system says), not the
+    machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _can_fork() -> bool:
+    # A process that runs other threads can fork with one of their locks held, forever, in the
+    # child; and macOS's system libraries do not survive a fork.
+    return hasattr(os, "fork") and sys.platform != "darwin" and threading.active_count() == 1
+
+
+class Shared(Generic[T, R]):
+    """`work` over `items` in chunks, results in the order of the items.
+
+    Helpers are forked only when each process would get at least `per_process` items (below
+    that, starting one costs more than it saves) and forking is safe; otherwise `results`
+    does all the work here. A helper that fails or dies leaves its chunks to this process, which
+    then raises whatever `work` raises, as if it had done everything itself.
+    """
+
+    def __init__(
+        self, work: Callable[[Sequence[T]], R], items: Sequence[T], *, per_process: int
+    ) -> None:
+        self._work = work
+        self._helpers: list[BaseProcess] = []
+        self._pipes: list[Connection] = []
+        """From the helpers still running."""
+        self._done: dict[int, R] = {}
+        processes = min(cores(), len(items) // per_process) if _can_fork() else 1
+        if processes < 2:
+            self._chunks: list[Sequence[T]] = [items]
+            self._taken: Any = None
+            return
+        import multiprocessing  # noqa: PLC0415 (only for repos that big: it costs start-up time)
+
+        # The first item is done here before forking: what the work prepares on first use (a
+        # compiled schema, modules imported late) is then prepared once, and shared.
+        self._chunks = [items[:1]]
+        self._done[0] = work(self._chunks[0])
+        size = -(-(len(items) - 1) // (processes * CHUNKS_PER_PROCESS))
+        self._chunks += [items[start : start + size] for start in range(1, len(items), size)]
+        context = multiprocessing.get_context("fork")
+        self._taken = context.Value("l", 1)
+        for _ in range(processes - 1):
+            receiving, sending = context.Pipe(duplex=False)
+            helper = context.Process(target=self._help, args=(sending,), daemon=True)
+            helper.start()
+            sending.close()  # the helper's end: this process sees EOF once the helper is gone
+            self._helpers.append(helper)
+            self._pipes.append(receiving)
+
+    def _take(self) -> int | None:
+        """The index of the next chunk nobody has taken yet."""
+        if self._taken is None:
+            index = len(self._done)
+        else:
+            with self._taken.get_lock():
+                index = self._taken.value
+                self._taken.value = index + 1
+        return index if index < len(self._chunks) else None
+
+    def _help(self, sending: Connection) -> None:
+        """A helper's life: chunks until none are left, each sent back as soon as it is done."""
+        gc.disable()  # it builds nothing cyclic, and a collection would copy pages it shares
+        # Ctrl-C reaches every process of the terminal's group: this process stops its helpers
+        # (and says so once); a helper interrupted on its own would print a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            while (index := self._take()) is not None:
+                sending.send_bytes(_dumps((index, self._work(self._chunks[index]))))
+        except Exception:  # noqa: S110 (what it was doing is redone, and raised, by the parent)
+            pass
+        finally:
+            sending.close()
+
+    def results(self) -> list[R]:
+        """Every chunk's result, this process helping with the chunks left."""
+        try:
+            while (index := self._take()) is not None:
+                self._done[index] = self._work(self._chunks[index])
+                self._receive(wait=False)
+            self._receive(wait=True)
+            for index in range(len(self._chunks)):  # chunks a helper took but never sent
+                if index not in self._done:
+                    self._done[index] = self._work(self._chunks[index])
+            return [self._done[index] for index in range(len(self._chunks))]
+        finally:
+            self.close()
+
+    def _receive(self, *, wait: bool) -> None:
+        """What the helpers have sent; with `wait`, everything until the last one is gone."""
+        if not self._pipes:
+            return
+        import pickle  # noqa: PLC0415 (as multiprocessing: only where there are helpers)
+        from multiprocessing.connection import wait as ready  # noqa: PLC0415
+
+        while self._pipes:
+            found = ready(self._pipes, timeout=None if wait else 0)
+            for pipe in [pipe for pipe in self._pipes if pipe in found]:
+                try:
+                    received: tuple[int, R] = pickle.loads(pipe.recv_bytes())  # noqa: S301 (from a helper forked from this process)
+                except EOFError:
+                    self._pipes.remove(pipe)
+                    pipe.close()
+                else:
+                    self._done[received[0]] = received[1]
+            if not wait:
+                return
+
+    def close(self) -> None:
+        """Stops the helpers: at once if an error ends the work early, else they are done."""
+        for helper in self._helpers:
+            helper.terminate()
+        for helper in self._helpers:
+            helper.join()
+        for pipe in self._pipes:
+            pipe.close()
+        self._helpers, self._pipes = [], []
