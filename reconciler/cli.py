@@ -240,7 +240,8 @@ def validate(paths: Sequence[Path], output: str) -> int:
     "--detailed-exitcode",
     is_flag=True,
     help="Exit 0 when there is nothing to do, 2 when calls are pending, 3 when cells need "
-    "attention (an unknown outcome to settle, whether or not calls are pending), 1 on errors.",
+    "attention (an unknown outcome to settle, or cells that failed every attempt, whether or "
+    "not calls are pending), 1 on errors.",
 )
 @recover_option
 @endpoint_options
@@ -309,7 +310,7 @@ def plan(
         return 1
     if not detailed_exitcode:
         return 0
-    if changes.attention:
+    if changes.attention or changes.exhausted:
         return 3
     return 2 if changes.has_changes else 0
 

@@ -87,6 +87,14 @@ def digest(value: JSON) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
+class Reprocess(StrEnum):
+    """`spec.reprocess`: what an apply sends again besides cells never submitted."""
+
+    NONE = "none"
+    FAILED = "failed"
+    """Cells whose latest attempt failed, as a new attempt, up to `spec.maxAttempts` in all."""
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """One validated `BackfillPlan` document."""
@@ -103,6 +111,10 @@ class Plan:
     chunk: int | None = None
     takeover: Mapping[str, str] = field(default_factory=dict)
     """Other plans whose submissions cover this plan's cells: name -> `rename` or `rerun`."""
+    reprocess: Reprocess = Reprocess.NONE
+    """`spec.reprocess`: whether failed cells are sent again (the schema's default here too)."""
+    max_attempts: int = 3
+    """`spec.maxAttempts`: attempts a cell gets in all (the schema's default here too)."""
     locator: Callable[[Sequence[str | int]], Location] | None = field(
         default=None, compare=False, repr=False
     )
@@ -179,6 +191,8 @@ class Submission:
     params: Mapping[str, JSON]
     request: Mapping[str, JSON]
     """The action's request parameters exactly as they will be sent (no credentials)."""
+    replaces: tuple[str, ...] = ()
+    """The keys of the failed attempts whose cells this one runs again (`reprocess: failed`)."""
 
     @property
     def size(self) -> int:
@@ -186,18 +200,30 @@ class Submission:
 
 
 def submission_key(
-    plan: str, revision: int, targets: tuple[str, ...], dates: tuple[str, ...], fp: str
+    plan: str,
+    revision: int,
+    targets: tuple[str, ...],
+    dates: tuple[str, ...],
+    fp: str,
+    *,
+    replaces: tuple[str, ...] = (),
 ) -> str:
-    """Deterministic: the same YAML and the same state always give the same keys."""
-    return digest(
-        {
-            "plan": plan,
-            "revision": revision,
-            "targets": sorted(targets),
-            "dates": sorted(dates),
-            "fingerprint": fp,
-        }
-    )[:20]
+    """Deterministic: the same YAML and the same state always give the same keys.
+
+    A retry's key names the attempts it replaces, so it is never the key of the first attempt
+    (whose intent would refuse it), and an apply killed after journaling it finds the same key
+    again, which then covers its cells: there is never a third attempt by accident.
+    """
+    identity: dict[str, JSON] = {
+        "plan": plan,
+        "revision": revision,
+        "targets": sorted(targets),
+        "dates": sorted(dates),
+        "fingerprint": fp,
+    }
+    if replaces:  # first attempts keep the keys they always had
+        identity["replaces"] = sorted(replaces)
+    return digest(identity)[:20]
 
 
 class Health(StrEnum):
@@ -216,6 +242,9 @@ class Health(StrEnum):
 
 FINAL_HEALTH = frozenset({Health.SUCCEEDED, Health.FAILED, Health.STOPPED})
 """A cell in one of these states is never asked about again."""
+
+NOT_OBSERVED = "not observed"
+"""What a submitted cell's health is called until `refresh` has reported on it."""
 
 
 class OutcomeKind(StrEnum):

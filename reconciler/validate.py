@@ -24,7 +24,7 @@ from jsonschema import Draft202012Validator, TypeChecker, ValidationError, valid
 from jsonschema.protocols import Validator
 
 from reconciler import providers
-from reconciler.domain import JSON, Plan, day, merge_spans, range_span
+from reconciler.domain import JSON, Plan, Reprocess, day, merge_spans, range_span
 from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
 from reconciler.providers.protocol import Provider
@@ -74,6 +74,11 @@ def _composed(registered: tuple[Provider, ...]) -> dict[str, Any]:
         for p in registered
     ]
     return schema
+
+
+def _default(name: str) -> Any:
+    """The default the contract gives a spec field defined once under `$defs`."""
+    return _schema_file()["$defs"][name]["default"]
 
 
 def _whole_number(checker: TypeChecker, instance: object) -> bool:
@@ -226,6 +231,8 @@ def _plan(doc: Document) -> Plan:
         labels=metadata.get("labels", {}),
         chunk=spec.get("chunk"),
         takeover={entry["plan"]: entry["mode"] for entry in spec.get("takeover", [])},
+        reprocess=Reprocess(spec.get("reprocess", _default("reprocess"))),
+        max_attempts=int(spec.get("maxAttempts", _default("maxAttempts"))),
         locator=doc.locate,
     )
 

@@ -96,19 +96,19 @@ def run(options: ApplyOptions) -> int:
                 options.branch.publish(
                     _message("outcomes of lookups", writer.actor), journal_only=False
                 )
-            if not changes.attention:
+            reasons = _attention(changes)
+            if not reasons:
                 return 0
-            reason = _attention(changes)
-            click.echo(f"error: {reason}", err=True)
-            github.report_apply([], 0, os.environ, reasons=[reason])
+            for reason in reasons:
+                click.echo(f"error: {reason}", err=True)
+            github.report_apply([], 0, os.environ, reasons=reasons)
             return 1
         if not reviewed:  # a saved plan is the approval: it was reviewed as it stands
             _confirm(creates, options)
         sources = actor.for_plans(writer.actor, [p.plan for p in changes.plans if p.submissions])
         results, failure, received = _send(creates, _Sourced(writer, sources), options, style)
     reasons = [str(failure)] if failure else []
-    if changes.attention:
-        reasons.append(_attention(changes))
+    reasons += _attention(changes)
     if options.output == "json":
         _print_json(changes, results)
     else:
@@ -190,13 +190,22 @@ def _check_saved(
         raise
 
 
-def _attention(changes: Changeset) -> str:
-    return (
-        f"{text.plural(changes.count('attention_cells'), 'cell')} of earlier submissions still"
-        " need attention: their outcome is unknown, so they are never resubmitted by"
-        " themselves. Settle them (`backfill recover`, `backfill state import` or `backfill"
-        " state forget`; in GitHub, the workflow's settle operations)"
-    )
+def _attention(changes: Changeset) -> list[str]:
+    """Why the run needs a person even when every call it made was submitted."""
+    reasons = []
+    if changes.attention:
+        reasons.append(
+            f"{text.plural(changes.count('attention_cells'), 'cell')} of earlier submissions"
+            " still need attention: their outcome is unknown, so they are never resubmitted by"
+            " themselves. Settle them (`backfill recover`, `backfill state import` or `backfill"
+            " state forget`; in GitHub, the workflow's settle operations)"
+        )
+    if changes.exhausted:
+        reasons.append(
+            f"{text.plural(changes.count('exhausted_cells'), 'cell')} failed in every attempt"
+            " spec.maxAttempts allows and are never sent again by themselves (see above)"
+        )
+    return reasons
 
 
 class _Sourced:

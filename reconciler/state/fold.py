@@ -62,7 +62,12 @@ DATA_FIELDS: Mapping[EventType, Mapping[str, type]] = {
     EventType.UNSENT: {"key": str, "code": str, "message": str},
     EventType.OBSERVED: {"key": str, "cells": list},
 }
-"""Exactly the fields of each event's `data` (schemas/state.schema.json says the same)."""
+"""The fields every event of a type has in its `data` (schemas/state.schema.json says the same)."""
+
+OPTIONAL_FIELDS: Mapping[EventType, Mapping[str, type]] = {
+    EventType.INTENT: {"replaces": list},
+}
+"""Fields only some events of a type have: a retry's intent names the attempts it replaces."""
 
 _S = SubmissionStatus
 _SETTLED_BY_A_PERSON = frozenset(_S) - {_S.SUBMITTED}
@@ -92,21 +97,23 @@ def check_data(kind: EventType, data: Any) -> None:
     """Raises FoldError naming the field when `data` is not what an event of `kind` carries."""
     if not isinstance(data, dict):
         raise FoldError(f"`data` of a `{kind}` event is not a JSON object")
-    fields = DATA_FIELDS[kind]
-    if data.keys() != fields.keys():
-        missing = sorted(fields.keys() - data.keys())
+    fields = {**DATA_FIELDS[kind], **OPTIONAL_FIELDS.get(kind, {})}
+    if not DATA_FIELDS[kind].keys() <= data.keys() <= fields.keys():
+        missing = sorted(DATA_FIELDS[kind].keys() - data.keys())
         extra = sorted(data.keys() - fields.keys())
         what = [f"has no {', '.join(f'`{name}`' for name in missing)}"] if missing else []
         what += [f"has unexpected {', '.join(f'`{name}`' for name in extra)}"] if extra else []
         raise FoldError(f"`{kind}` event {' and '.join(what)}")
-    for name, expected in fields.items():
-        value = data[name]
+    for name, value in data.items():
+        expected = fields[name]
         # bool is an int to isinstance, but never a revision
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise FoldError(f"`data.{name}` of a `{kind}` event is not a {_JSON_NAMES[expected]}")
     if kind is EventType.INTENT:
-        for name in ("targets", "dates"):
-            if not data[name] or not all(isinstance(item, str) for item in data[name]):
+        for name in ("targets", "dates", "replaces"):
+            if name in data and (
+                not data[name] or not all(isinstance(item, str) for item in data[name])
+            ):
                 raise FoldError(f"`data.{name}` of an intent is not a non-empty list of strings")
     if kind is EventType.RESOLVED and data["status"] not in (_S.SUBMITTED, _S.MISSING):
         raise FoldError(f"`data.status` of a resolved event is {data['status']!r}")
@@ -157,7 +164,11 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             health=(),
             observed_time="",
             details=IntentDetails(
-                data["endpoint"], data["params"], data["request"], event["actor"]
+                data["endpoint"],
+                data["params"],
+                data["request"],
+                event["actor"],
+                tuple(data.get("replaces", ())),
             ),
         )
     if record is None:

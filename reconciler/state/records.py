@@ -73,6 +73,8 @@ class IntentDetails:
     params: Mapping[str, JSON]
     request: Mapping[str, JSON]
     actor: Mapping[str, JSON]
+    replaces: tuple[str, ...] = ()
+    """A retry's: the keys of the attempts whose failed cells it runs again."""
 
 
 class JournalDetails:
@@ -109,7 +111,11 @@ def _intent_details(journal: Path, seq: int) -> IntentDetails:
                     continue  # a torn line; loading has checked every event's line
                 data = event["data"]
                 known[event["seq"]] = IntentDetails(
-                    data["endpoint"], data["params"], data["request"], event["actor"]
+                    data["endpoint"],
+                    data["params"],
+                    data["request"],
+                    event["actor"],
+                    tuple(data.get("replaces", ())),
                 )
         _INTENTS.clear()  # one journal at a time is what a command reads
         _INTENTS[version] = known
@@ -225,6 +231,11 @@ class SubmissionRecord:
     def actor(self) -> Mapping[str, JSON]:
         """Who journaled the latest intent."""
         return self._details().actor
+
+    @property
+    def replaces(self) -> tuple[str, ...]:
+        """A retry's: the keys of the failed attempts it runs again (from its latest intent)."""
+        return self._details().replaces
 
     @property
     def covers_cells(self) -> bool:
@@ -370,16 +381,19 @@ class State:
 class DateCoverage:
     """The submissions covering one target's dates, as runs of days in intent order."""
 
-    __slots__ = ("fingerprint", "runs")
+    __slots__ = ("fingerprint", "observed", "runs")
 
     def __init__(self) -> None:
         self.runs: list[tuple[int, int, SubmissionRecord]] = []
         self.fingerprint: str | None = ""
         """The one fingerprint of every covering submission, all with a known outcome; None
         when they differ or one is unknown (then dates must be looked at one by one)."""
+        self.observed = False
+        """Some covering submission has cells `refresh` observed: their health is per date."""
 
     def add(self, first: int, last: int, record: SubmissionRecord) -> None:
         self.runs.append((first, last, record))
+        self.observed = self.observed or bool(record.health)
         settled = record.status is SubmissionStatus.SUBMITTED
         if not settled or self.fingerprint not in ("", record.fingerprint):
             self.fingerprint = None
@@ -392,6 +406,12 @@ class DateCoverage:
             if first <= number <= last:
                 return record
         return None
+
+    def attempts(self, date: str) -> int:
+        """How many covering submissions include `date`: the attempts at that cell that may
+        have run (rejected, unsent or forgotten ones did not)."""
+        number = ordinal(date)
+        return sum(1 for first, last, _ in self.runs if first <= number <= last)
 
     def __bool__(self) -> bool:
         return bool(self.runs)

@@ -11,6 +11,7 @@ from reconciler.domain import Submission
 from reconciler.errors import Diagnostic, Location
 from reconciler.execute import Result
 from reconciler.state import SubmissionRecord
+from reconciler.state.records import compact_dates
 from reconciler.validate import Validated
 
 FORMAT_VERSION = 1
@@ -50,6 +51,7 @@ def submission(item: Submission) -> dict[str, Any]:
         "cells": item.size,
         "fingerprint": item.fingerprint,
         "request": dict(item.request),
+        "replaces": list(item.replaces),
     }
 
 
@@ -70,6 +72,7 @@ def changeset(changes: Changeset) -> dict[str, Any]:
             "conflicts": len(changes.conflicts),
             "attention_cells": changes.count("attention_cells"),
             "orphaned_cells": sum(o.cells for o in changes.orphans),
+            "exhausted_cells": changes.count("exhausted_cells"),
         },
         "plans": [
             {
@@ -84,6 +87,9 @@ def changeset(changes: Changeset) -> dict[str, Any]:
                 "in_sync_cells": p.in_sync_cells,
                 "conflict_cells": p.conflict_cells,
                 "attention_cells": p.attention_cells,
+                "exhausted_cells": p.exhausted_cells,
+                "retry_cells": p.retry_cells,
+                "health": dict(p.health),
                 "submissions": [submission(s) for s in p.submissions],
             }
             for p in changes.plans
@@ -103,6 +109,16 @@ def changeset(changes: Changeset) -> dict[str, Any]:
             for c in changes.conflicts
         ],
         "attention": [asdict(a) for a in changes.attention],
+        "exhausted": [
+            {
+                "plan": e.plan,
+                "revision": e.revision,
+                "target": e.target,
+                "dates": compact_dates(e.spans),
+                "attempts": e.attempts,
+            }
+            for e in changes.exhausted
+        ],
         "orphans": [asdict(o) for o in changes.orphans],
         "warnings": list(changes.warnings),
     }

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import remedies
-from reconciler.diff import Attention, Changeset, Conflict, Orphan, PlanChanges
+from reconciler.diff import Attention, Changeset, Conflict, Exhausted, Orphan, PlanChanges
 from reconciler.domain import JSON, OutcomeKind, Submission
 from reconciler.errors import Diagnostic
 from reconciler.execute import Result, Tally
-from reconciler.views.text import date_span, plural
+from reconciler.state.records import compact_dates
+from reconciler.views.text import date_span, plural, shown_apart
 
 MARKER = "<!-- backfill-reconciler:plan -->"
 """The first line of every report: a workflow finds its own sticky comment by it."""
@@ -87,9 +88,13 @@ def changeset(
 
     With `changed` (the files a pull request changed, resolved), the plans of those files come
     first, as the pull request's own calls, apart from the work already pending without it."""
-    fixed = [*_conflicts(changes.conflicts), *_attention(changes.attention)]
+    fixed = [
+        *_conflicts(changes.conflicts),
+        *_exhausted(changes.exhausted),
+        *_attention(changes.attention),
+    ]
     fixed += _warnings(changes.warnings)
-    busy = [p for p in changes.plans if p.submissions or p.conflict_cells or p.attention_cells]
+    busy = [p for p in changes.plans if shown_apart(p)]
     if changed is None:
         sections = [
             _plan_section(item, heading=("### Plans", "") if index == 0 else ())
@@ -182,6 +187,11 @@ def _counts(changes: Changeset) -> list[str]:
         plural(len(changes.conflicts), "conflict"),
         f"{plural(changes.count('attention_cells'), 'cell')} needing attention",
         plural(sum(o.cells for o in changes.orphans), "orphaned cell"),
+        *(
+            [f"{plural(changes.count('exhausted_cells'), 'cell')} failed every attempt"]
+            if changes.exhausted
+            else []
+        ),
     ]
 
 
@@ -201,6 +211,24 @@ def _conflicts(conflicts: Sequence[Conflict]) -> list[str]:
             f"- **{_code(conflict.plan)} r{conflict.revision}** at "
             f"{escape(str(conflict.location))}: "
             + remedies.conflict(conflict, code=inline_code, value=_value)
+        )
+    return lines
+
+
+def _exhausted(items: Sequence[Exhausted]) -> list[str]:
+    if not items:
+        return []
+    lines = ["", "### Failed every attempt", ""]
+    for item in items:
+        lines.append(
+            f"- **{_code(item.plan)} r{item.revision}**: "
+            + remedies.exhausted(
+                plan=f"{item.plan} r{item.revision}",
+                target=item.target,
+                dates=", ".join(compact_dates(item.spans)),
+                attempts=item.attempts,
+                code=inline_code,
+            )
         )
     return lines
 
