@@ -1,0 +1,292 @@
+"""`spec.reprocess: failed`: the cells the platform said failed are sent again, once, as a new
+attempt linked to the one it replaces, at most `spec.maxAttempts` times in all. Through the CLI
+against the emulator served on loopback, counting the creates it accepted.
+
+The health of the cells is journaled as `refresh` does it: `observed` events, written through
+the state's writer under the lock (`StateWriter.record_observed`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from factories import wedata_plan, write
+from harness import cli
+
+from reconciler.domain import Health, Plan, days
+from reconciler.emulator.app import Emulator
+from reconciler.emulator.faults import FaultConfig
+from reconciler.providers import dms, wedata
+from reconciler.state import SubmissionStatus, load_state, open_state
+
+Cell = tuple[str, str]
+TASKS = ["20250827115253729", "20250827115253730"]
+SEPTEMBER = [("2025-09-01", "2025-09-05")]
+
+
+def created_cells(call: Mapping[str, Any]) -> list[Cell]:
+    params = call["params"]
+    if call["provider"] == wedata.NAME:
+        dates = [
+            d for r in params["DataBackfillRangeList"] for d in days(r["StartDate"], r["EndDate"])
+        ]
+        return [(str(task), d) for task in params["TaskIds"] for d in dates]
+    single = params.get("BackFillDate")
+    first, last = (
+        (single, single) if single else (params["BackFillDateBegin"], params["BackFillDateEnd"])
+    )
+    return [(str(params["DagId"]), d) for d in days(str(first), str(last))]
+
+
+class Workspace:
+    """Plans, a state and the served emulator, driven as a person does: `backfill ...`."""
+
+    def __init__(self, root: Path, emulator: Emulator, url: str, env: dict[str, str]) -> None:
+        self.root, self.emulator, self.url, self.env = root, emulator, url, env
+        self.state = root / "state"
+        assert self.run("init").returncode == 0
+
+    def plan(self, document: dict[str, Any]) -> None:
+        write(self.root / "plans" / "plan.yaml", document)
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = cli(*args, cwd=self.root, env={**self.env, "BACKFILL_ENDPOINT": self.url})
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def apply(self) -> subprocess.CompletedProcess[str]:
+        return self.run("apply", "--yes", "--quiet")
+
+    def creates(self) -> list[Cell]:
+        return [cell for call in self.emulator.calls.all() for cell in created_cells(call)]
+
+    def observe(self, health: Callable[[str, str], Health]) -> None:
+        """What a refresh would journal: every cell of every submitted backfill not yet final,
+        with the health `health(target, date)` gives it."""
+        with open_state(self.state, actor={"user": "refresh"}, command="test refresh") as writer:
+            for record in list(writer.state.submissions.values()):
+                if record.status is not SubmissionStatus.SUBMITTED or record.final:
+                    continue
+                cells = [
+                    (target, date, health(target, date), health(target, date).upper())
+                    for target in record.targets
+                    for date in record.dates
+                ]
+                writer.record_observed(record.key, cells)
+
+
+@pytest.fixture
+def workspace(
+    tmp_path: Path, serve_emulator: Callable[..., tuple[Emulator, str]], cli_env: dict[str, str]
+) -> Callable[..., Workspace]:
+    def make(faults: FaultConfig | None = None) -> Workspace:
+        emulator, url = serve_emulator(faults=faults or FaultConfig(), rate_limits={dms.NAME: None})
+        return Workspace(tmp_path, emulator, url, {**cli_env, "BACKFILL_ALIYUN_RATE_LIMIT": "50"})
+
+    return make
+
+
+def failing(cells: Iterable[Cell]) -> Callable[[str, str], Health]:
+    bad = set(cells)
+    return lambda target, date: Health.FAILED if (target, date) in bad else Health.SUCCEEDED
+
+
+FAILED = {(TASKS[0], "2025-09-02"), (TASKS[0], "2025-09-03"), (TASKS[1], "2025-09-05")}
+
+
+def test_apply_sends_exactly_the_failed_cells_once_and_a_rerun_sends_nothing(
+    workspace: Callable[..., Workspace],
+) -> None:
+    ws = workspace()
+    ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER, reprocess="failed"))
+    assert ws.apply().returncode == 0
+    assert len(ws.creates()) == 10
+    ws.observe(failing(FAILED))
+
+    planned = ws.run("plan", "--detailed-exitcode", "--format", "json")
+    assert planned.returncode == 2
+    shown = json.loads(planned.stdout)
+    [plan] = shown["plans"]
+    assert plan["retry_cells"] == plan["create_cells"] == 3
+    assert plan["health"] == {"succeeded": 7}
+    first_key = next(iter(load_state(ws.state).submissions))
+    assert {k for s in plan["submissions"] for k in s["replaces"]} == {first_key}
+
+    assert ws.apply().returncode == 0
+    retried = Counter(ws.creates()[10:])
+    assert retried == Counter(FAILED)  # each failed cell once, nothing else
+    # grouped like any create: task 0's two days in one call, task 1's day in another
+    assert len(ws.emulator.calls.all()) == 3
+    retries = [r for r in load_state(ws.state).submissions.values() if r.replaces]
+    assert {r.replaces for r in retries} == {(first_key,)}
+
+    assert ws.apply().returncode == 0
+    assert ws.run("plan", "--detailed-exitcode").returncode == 0
+    assert len(ws.creates()) == 13
+
+
+def test_running_waiting_and_unknown_cells_are_never_sent_again(
+    workspace: Callable[..., Workspace],
+) -> None:
+    ws = workspace()
+    ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER, reprocess="failed"))
+    ws.apply()
+    said = [Health.RUNNING, Health.WAITING, Health.UNKNOWN, Health.STOPPED, Health.SUCCEEDED]
+    ws.observe(lambda target, date: said[int(date[-1]) % len(said)])
+    assert ws.run("plan", "--detailed-exitcode").returncode == 0
+    assert ws.apply().returncode == 0
+    assert len(ws.creates()) == 10
+
+
+def test_without_reprocess_failed_cells_are_shown_failed_and_left_alone(
+    workspace: Callable[..., Workspace],
+) -> None:
+    ws = workspace()
+    ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER))
+    ws.apply()
+    ws.observe(failing(FAILED))
+    planned = ws.run("plan", "--detailed-exitcode")
+    assert planned.returncode == 0
+    assert "3 failed" in planned.stdout
+    assert ws.apply().returncode == 0
+    assert len(ws.creates()) == 10
+
+
+def test_max_attempts_stops_the_loop_and_asks_for_attention(
+    workspace: Callable[..., Workspace],
+) -> None:
+    ws = workspace()
+    ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER, reprocess="failed", maxAttempts=2))
+    ws.apply()
+    always = failing([(TASKS[1], "2025-09-05")])
+    ws.observe(always)
+    assert ws.apply().returncode == 0  # the second attempt
+    assert Counter(ws.creates())[(TASKS[1], "2025-09-05")] == 2
+    ws.observe(always)  # fails again: two attempts of two
+
+    planned = ws.run("plan", "--detailed-exitcode", "--format", "json")
+    assert planned.returncode == 3
+    [exhausted] = json.loads(planned.stdout)["exhausted"]
+    assert exhausted == {
+        "plan": "orders-backfill",
+        "revision": 1,
+        "target": TASKS[1],
+        "dates": ["2025-09-05"],
+        "attempts": 2,
+    }
+    applied = ws.apply()
+    assert applied.returncode == 1
+    assert "maxAttempts" in applied.stderr + applied.stdout
+    assert Counter(ws.creates())[(TASKS[1], "2025-09-05")] == 2
+
+    # Raising the bound is how a person asks for one more try.
+    ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER, reprocess="failed", maxAttempts=3))
+    assert ws.apply().returncode == 0
+    assert Counter(ws.creates())[(TASKS[1], "2025-09-05")] == 3
+
+
+def test_a_bound_outside_the_contract_is_refused_at_its_line(
+    workspace: Callable[..., Workspace],
+) -> None:
+    ws = workspace()
+    ws.plan(wedata_plan(reprocess="failed", maxAttempts=0))
+    done = ws.run("validate", "plans")
+    assert done.returncode == 1
+    assert "plans/plan.yaml:" in done.stderr
+    assert "maxAttempts" in done.stderr
+
+
+MANY = [str(20250827115253740 + n) for n in range(6)]
+
+
+def settle(ws: Workspace) -> None:
+    """What a person does about the unknown outcomes a kill left: with the emulator's call log
+    as the console to check (WeData's plan name carries the submission key), import or forget."""
+    created = {c["params"]["DataBackfillPlanName"]: c for c in ws.emulator.calls.all()}
+    for record in load_state(ws.state).submissions.values():
+        if not record.needs_attention:
+            continue
+        call = created.get(str(record.request["DataBackfillPlanName"]))
+        if call is not None:
+            done = ws.run(
+                "state",
+                "import",
+                record.key,
+                "--remote-id",
+                call["remote_id"],
+                "--reason",
+                "the console lists it",
+            )
+        else:
+            done = ws.run("state", "forget", record.key, "--reason", "the console has no such plan")
+        assert done.returncode == 0, done.stderr
+
+
+def test_kill_9_during_an_apply_of_retries_loses_nothing_and_duplicates_nothing(
+    workspace: Callable[..., Workspace],
+) -> None:
+    ws = workspace()
+    ws.plan(wedata_plan(tasks=MANY, dates=[("2025-09-01", "2025-09-06")], reprocess="failed"))
+    assert ws.apply().returncode == 0
+    first = len(ws.emulator.calls.all())
+    # each task fails on its own day: six retries, one call each
+    bad = {(task, f"2025-09-0{n + 1}") for n, task in enumerate(MANY)}
+    ws.observe(failing(bad))
+    # every create now takes a while at the server, so that the kill finds calls in flight
+    slow = {"slow_rate": 1.0, "slow_ms": 400, "seed": 7}
+    httpx.post(f"{ws.url}/_emulator/faults", json=slow).raise_for_status()
+
+    running = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "apply", "--yes", "--quiet", "--parallel", "2"],
+        cwd=ws.root,
+        env={**ws.env, "BACKFILL_ENDPOINT": ws.url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while ws.emulator.stats()["requests"] < first + 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    running.kill()  # SIGKILL: calls in flight are journaled as intents only
+    running.wait()
+    while ws.emulator.stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed = load_state(ws.state)
+    assert any(r.needs_attention for r in killed.submissions.values()), "nothing was in flight"
+    assert len(ws.emulator.calls.all()) < first + len(bad), "the kill came after the last call"
+
+    httpx.post(f"{ws.url}/_emulator/faults", json={"seed": 7}).raise_for_status()
+    assert ws.apply().returncode == 1  # the unknown outcomes are never sent again by themselves
+    settle(ws)
+    assert ws.apply().returncode == 0
+    assert ws.apply().returncode == 0
+    assert ws.run("plan", "--detailed-exitcode").returncode == 0
+
+    creates = Counter(ws.creates())
+    assert {cell: n for cell, n in creates.items() if n != 1} == dict.fromkeys(bad, 2)
+    assert len(creates) == len(MANY) * 6
+    state = load_state(ws.state)
+    retries = [r for r in state.submissions.values() if r.replaces and r.covers_cells]
+    assert len(retries) == len(bad)
+
+
+def test_the_defaults_of_a_plan_are_the_contracts() -> None:
+    schema = json.loads(
+        (Path(__file__).parents[1] / "schemas" / "backfill-plan.schema.json").read_text("utf-8")
+    )
+    defaults = {f.name: f.default for f in dataclasses.fields(Plan)}
+    assert defaults["reprocess"] == schema["$defs"]["reprocess"]["default"]
+    assert defaults["max_attempts"] == schema["$defs"]["maxAttempts"]["default"]
+    for spec in ("tencentSpec", "aliyunSpec"):
+        properties = schema["$defs"][spec]["properties"]
+        assert properties["reprocess"] == {"$ref": "#/$defs/reprocess"}
+        assert properties["maxAttempts"] == {"$ref": "#/$defs/maxAttempts"}
