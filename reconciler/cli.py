@@ -38,6 +38,7 @@ from reconciler.state import (
 )
 from reconciler.views import audit as audit_view
 from reconciler.views import github, markdown, text
+from reconciler.views import grid as grid_view
 from reconciler.views import json as json_view
 from reconciler.views import status as status_view
 
@@ -452,8 +453,15 @@ def recover(
 
 @cli.command()
 @click.argument("name", required=False)
+@plans_option
 @state_option
 @format_option("text", "json", "markdown")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Ask the platforms now how far each submitted backfill has run (needs credentials), "
+    "instead of drawing what the state holds.",
+)
 @endpoint_options
 @click.option(
     "--timeout",
@@ -461,24 +469,43 @@ def recover(
     default=30.0,
     show_default=True,
     metavar="SECONDS",
-    help="How long to wait for each reply.",
+    help="With --live: how long to wait for each reply.",
 )
 def status(
     name: str | None,
+    plan_paths: Sequence[Path],
     state_dir: Path,
     output: str,
+    live: bool,
     endpoint: str | None,
     tencent_endpoint: str | None,
     aliyun_endpoint: str | None,
     timeout: float,
 ) -> int:
-    """Show how far the submitted backfills (all, or those of plan NAME) have run.
+    """Show each declared plan (all, or plan NAME): its sync and health, and a grid of
+    targets x dates with one mark per cell (succeeded, failed, running, waiting, stopped,
+    unknown, submitted but not refreshed yet, outcome unknown, not submitted).
 
-    Read-only: asks WeData GetDataBackfillPlan and ListDataBackfillInstances, and DMS
-    ListTaskFlowInstance; writes nothing. Needs the same credentials as apply. Exits 1 when a
-    platform could not be asked.
+    Reads the plan files and the state only: health is what `backfill refresh` last
+    journaled. A plan of up to two months is drawn day by day; a longer one as runs of days.
+    --format markdown fits a pull request comment or a job summary.
+
+    With --live it asks WeData GetDataBackfillPlan and ListDataBackfillInstances, and DMS
+    ListTaskFlowInstance, how far each submitted backfill has run; writes nothing. Needs the
+    same credentials as apply. Exits 1 when a platform could not be asked.
     """
     urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
+    if not live:
+        grids = status_command.grid_report(plan_paths, state_dir, plan=name)
+        for warning in grids.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if output == "json":
+            _emit(grid_view.json_report(grids))
+        elif output == "markdown":
+            click.echo(grid_view.markdown(grids), nl=False)
+        else:
+            click.echo(grid_view.text(grids, text.styler(_color())))
+        return 0
     current = load_state(state_dir)
     for warning in current.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -1,15 +1,22 @@
-"""`backfill status`: what the platforms say now of the backfills the state records as submitted.
-Read-only: nothing is written and nothing is created remotely."""
+"""`backfill status`: per declared plan, its sync and the health `refresh` journaled, as a grid
+of targets x dates (`grids`); with `--live`, what the platforms say now of the backfills the
+state records as submitted (`report`). Read-only: nothing is written and nothing is created
+remotely."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from reconciler import providers
+from reconciler import pipeline, providers
+from reconciler.diff import Changeset, PlanChanges
 from reconciler.errors import BackfillError
+from reconciler.expand import expand
+from reconciler.grid import MARKS, Mark, PlanGrid, grids
 from reconciler.providers.protocol import Connection, Progress, Provider
-from reconciler.state import State, SubmissionRecord, SubmissionStatus
+from reconciler.state import State, SubmissionRecord, SubmissionStatus, load_state
 
 Ask = Callable[[Provider, SubmissionRecord, Connection], Progress]
 
@@ -72,3 +79,37 @@ def report(
         tracked.append(Tracked(record, progress))
     unsettled = tuple(r for r in records if r.needs_attention)
     return Report(tuple(tracked), unsettled)
+
+
+@dataclass(frozen=True, slots=True)
+class Grids:
+    """Every declared plan (or one) with its sync, as `plan` counts it, and its grid."""
+
+    changes: Changeset
+    grids: tuple[PlanGrid, ...]
+    seq: int
+    """The journal event the state was read at."""
+    warnings: tuple[str, ...] = ()
+
+    def sync(self, plan: str) -> PlanChanges | None:
+        return next((p for p in self.changes.plans if p.plan.name == plan), None)
+
+    @property
+    def totals(self) -> Mapping[Mark, int]:
+        counts: Counter[Mark] = Counter()
+        for grid in self.grids:
+            counts.update(grid.counts)
+        return {mark: counts[mark] for mark in MARKS if counts[mark]}
+
+
+def grid_report(paths: Sequence[Path], state_dir: Path, *, plan: str | None = None) -> Grids:
+    """The plans' cells against the state: no platform is asked (`refresh` asks them)."""
+    valid = pipeline.plans(paths)
+    if plan is not None and plan not in {p.name for p in valid.plans}:
+        raise BackfillError(
+            f"no plan named {plan!r} in {', '.join(str(p) for p in paths)}; `backfill status`"
+            " without a name shows every declared plan"
+        )
+    state = load_state(state_dir)
+    changes = pipeline.changeset(valid, state)
+    return Grids(changes, grids(expand(valid.plans), state, plan=plan), state.seq, state.warnings)
