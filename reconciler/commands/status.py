@@ -91,8 +91,9 @@ class Grids:
     """The journal event the state was read at."""
     warnings: tuple[str, ...] = ()
 
-    def sync(self, plan: str) -> PlanChanges | None:
-        return next((p for p in self.changes.plans if p.plan.name == plan), None)
+    def sync(self, plan: str) -> PlanChanges:
+        """The plan's counts in `changes` (every grid's plan has them)."""
+        return next(p for p in self.changes.plans if p.plan.name == plan)
 
     @property
     def totals(self) -> Mapping[Mark, int]:

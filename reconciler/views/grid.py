@@ -155,14 +155,13 @@ def _legend(style: Style) -> str:
     return "  ".join(style(GLYPHS[mark], fg=_COLORS.get(mark)) + f" {mark}" for mark in MARKS)
 
 
-def _text_plan(grid: PlanGrid, sync: PlanChanges | None, style: Style) -> list[str]:
+def _text_plan(grid: PlanGrid, sync: PlanChanges, style: Style) -> list[str]:
     plan = grid.plan
     lines = [
         f"{style(plan.name, bold=True)}  {plan.provider} r{plan.revision}"
         f"  {_span(grid.first, grid.last)}  ({plan.location})",
     ]
-    if sync is not None:
-        lines.append(f"  sync:   {sync_text(sync)}")
+    lines.append(f"  sync:   {sync_text(sync)}")
     lines.append(f"  health: {counts_text(grid.counts)}")
     shown = grid.rows[:ROWS_SHOWN]
     width = max(len(row.target) for row in shown) + 4
@@ -204,15 +203,13 @@ def text(report: Grids, style: Style = _PLAIN) -> str:
 # --- Markdown ---------------------------------------------------------------------------------
 
 
-def _markdown_plan(grid: PlanGrid, sync: PlanChanges | None) -> list[str]:
+def _markdown_plan(grid: PlanGrid, sync: PlanChanges) -> list[str]:
     plan = grid.plan
     lines = [
         f"#### `{plan.name}` r{plan.revision} · {plan.provider} · {_span(grid.first, grid.last)}",
         "",
     ]
-    if sync is not None:
-        lines.append(f"Sync: {sync_text(sync)}. ")
-    lines += [f"Health: {counts_text(grid.counts)}.", ""]
+    lines += [f"Sync: {sync_text(sync)}.  ", f"Health: {counts_text(grid.counts)}.", ""]
     shown = grid.rows[:ROWS_SHOWN]
     if grid.days <= MARKDOWN_DAY_BY_DAY:
         numbers = [day(grid.first + i)[-2:] for i in range(grid.days)]
@@ -295,9 +292,7 @@ def json_report(report: Grids) -> dict[str, Any]:
                 "file": plan.location.file,
                 "first_date": day(grid.first),
                 "last_date": day(grid.last),
-                "sync": None
-                if sync is None
-                else {
+                "sync": {
                     "in_sync_cells": sync.in_sync_cells,
                     "create_cells": sync.create_cells,
                     "retry_cells": sync.retry_cells,
