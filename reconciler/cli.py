@@ -21,6 +21,7 @@ import click
 from reconciler import __version__, actor, git, pipeline
 from reconciler.commands import apply as apply_command
 from reconciler.commands import audit as audit_command
+from reconciler.commands import audit_report as audit_report_command
 from reconciler.commands import branch as branch_command
 from reconciler.commands import recover as recover_command
 from reconciler.commands import saved as saved_command
@@ -37,6 +38,7 @@ from reconciler.state import (
     open_state,
 )
 from reconciler.views import audit as audit_view
+from reconciler.views import audit_report as audit_report_view
 from reconciler.views import github, markdown, text
 from reconciler.views import grid as grid_view
 from reconciler.views import json as json_view
@@ -731,6 +733,31 @@ def audit_verify(state_dir: Path, output: str) -> int:
     else:
         click.echo(audit_view.verdict(result, text.styler(_color())), err=not result.intact)
     return 0 if result.intact else 1
+
+
+@audit.command("report")
+@state_option
+@click.option("--plan", "plan_name", help="Only this plan.")
+@format_option("text", "markdown", "json")
+def audit_report(state_dir: Path, plan_name: str | None, output: str) -> int:
+    """For each plan, target and date: the attempt that succeeded (remote id, when `refresh`
+    first saw it finished, who submitted it, commit, PR), and the dates that never succeeded,
+    with what became of their last attempt.
+
+    Reads the journal from line 1 with the hash chain checked; a damaged line stops the report
+    (see `audit verify`). Health comes from `backfill refresh`: a date it has not seen succeed
+    is listed as never succeeded.
+    """
+    ran = audit_report_command.report(state_dir, plan=plan_name)
+    for warning in ran.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if output == "json":
+        _emit(audit_report_view.json_report(ran))
+    elif output == "markdown":
+        click.echo(audit_report_view.markdown(ran), nl=False)
+    else:
+        click.echo(audit_report_view.text(ran, text.styler(_color())))
+    return 0
 
 
 def fault_options(command: F) -> F:
