@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -56,6 +56,20 @@ def _color() -> bool:
 
 def _emit(payload: object) -> None:
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def _render(
+    output: str, warnings: Sequence[str], views: Mapping[str, Callable[[], object]]
+) -> None:
+    """The state's warnings on stderr, then the view `--format` names: a JSON document, or text
+    (Markdown ends with its own newline)."""
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    shown = views[output]()
+    if isinstance(shown, str):
+        click.echo(shown, nl=not shown.endswith("\n"))
+    else:
+        _emit(shown)
 
 
 def state_option(command: F) -> F:
@@ -499,25 +513,27 @@ def status(
     urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
     if not live:
         grids = status_command.grid_report(plan_paths, state_dir, plan=name)
-        for warning in grids.warnings:
-            click.echo(f"warning: {warning}", err=True)
-        if output == "json":
-            _emit(grid_view.json_report(grids))
-        elif output == "markdown":
-            click.echo(grid_view.markdown(grids), nl=False)
-        else:
-            click.echo(grid_view.text(grids, text.styler(_color())))
+        _render(
+            output,
+            grids.warnings,
+            {
+                "json": lambda: grid_view.json_report(grids),
+                "markdown": lambda: grid_view.markdown(grids),
+                "text": lambda: grid_view.text(grids, text.styler(_color())),
+            },
+        )
         return 0
     current = load_state(state_dir)
-    for warning in current.warnings:
-        click.echo(f"warning: {warning}", err=True)
     found = status_command.report(current, urls, plan=name, timeout=timeout)
-    if output == "json":
-        _emit(status_view.json_report(found))
-    elif output == "markdown":
-        click.echo(status_view.markdown(found), nl=False)
-    else:
-        click.echo(status_view.text(found, text.styler(_color())))
+    _render(
+        output,
+        current.warnings,
+        {
+            "json": lambda: status_view.json_report(found),
+            "markdown": lambda: status_view.markdown(found),
+            "text": lambda: status_view.text(found, text.styler(_color())),
+        },
+    )
     return 0 if found.ok else 1
 
 
@@ -749,14 +765,15 @@ def audit_report(state_dir: Path, plan_name: str | None, output: str) -> int:
     is listed as never succeeded.
     """
     ran = audit_report_command.report(state_dir, plan=plan_name)
-    for warning in ran.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    if output == "json":
-        _emit(audit_report_view.json_report(ran))
-    elif output == "markdown":
-        click.echo(audit_report_view.markdown(ran), nl=False)
-    else:
-        click.echo(audit_report_view.text(ran, text.styler(_color())))
+    _render(
+        output,
+        ran.warnings,
+        {
+            "json": lambda: audit_report_view.json_report(ran),
+            "markdown": lambda: audit_report_view.markdown(ran),
+            "text": lambda: audit_report_view.text(ran, text.styler(_color())),
+        },
+    )
     return 0
 
 

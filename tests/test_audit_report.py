@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
-import pytest
-from factories import dms_plan, wedata_plan, write
-from test_reprocess import TASKS, Workspace
+from factories import TASKS, dms_plan, wedata_plan, write
+from harness import Served
 
 from reconciler.domain import Health
-from reconciler.emulator.app import Emulator
-from reconciler.emulator.faults import FaultConfig
-from reconciler.providers import dms
 from reconciler.state import load_state
 
 
@@ -29,17 +24,10 @@ def github(user: str, pr: int, sha: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def ws(
-    tmp_path: Path, serve_emulator: Callable[..., tuple[Emulator, str]], cli_env: dict[str, str]
-) -> Workspace:
-    emulator, url = serve_emulator(faults=FaultConfig(), rate_limits={dms.NAME: None})
-    return Workspace(tmp_path, emulator, url, cli_env)
-
-
 def test_the_report_names_the_attempt_that_succeeded_and_the_dates_that_never_did(
-    ws: Workspace,
+    served: Callable[..., Served],
 ) -> None:
+    ws = served()
     ws.plan(wedata_plan(tasks=TASKS, dates=[("2025-09-01", "2025-09-05")], reprocess="failed"))
     base = ws.env
     ws.env = {**base, **github("alice", 42, "a" * 40)}
@@ -85,7 +73,8 @@ def test_the_report_names_the_attempt_that_succeeded_and_the_dates_that_never_di
     assert f"| {TASKS[1]} | 2025-09-05 | running | 1 |" in table
 
 
-def test_one_plan_and_an_untouched_journal(ws: Workspace) -> None:
+def test_one_plan_and_an_untouched_journal(served: Callable[..., Served]) -> None:
+    ws = served()
     ws.plan(wedata_plan(tasks=TASKS))
     write(ws.root / "plans" / "dms.yaml", dms_plan("other", dags=[15001]))
     ws.apply()

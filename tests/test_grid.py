@@ -8,19 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
-import pytest
-from factories import dms_plan, wedata_plan, write
-from harness import cli
-from test_reprocess import TASKS, Workspace, failing
+from factories import TASKS, dms_plan, wedata_plan, write
+from harness import Served, cli, failing
 
 from reconciler import pipeline
 from reconciler.commands.status import grid_report
 from reconciler.domain import Health
-from reconciler.emulator.app import Emulator
-from reconciler.emulator.faults import FaultConfig
 from reconciler.execute import intent
 from reconciler.grid import Mark
-from reconciler.providers import dms
 from reconciler.state import open_state
 from reconciler.views import grid as view
 
@@ -28,17 +23,10 @@ REPO = Path(__file__).parents[1]
 SCHEMA = json.loads((REPO / "schemas" / "status-output.schema.json").read_text("utf-8"))
 
 
-@pytest.fixture
-def ws(
-    tmp_path: Path, serve_emulator: Callable[..., tuple[Emulator, str]], cli_env: dict[str, str]
-) -> Workspace:
-    emulator, url = serve_emulator(faults=FaultConfig(), rate_limits={dms.NAME: None})
-    return Workspace(tmp_path, emulator, url, cli_env)
-
-
 def test_status_draws_a_month_day_by_day_with_the_failed_cells_where_they_are(
-    ws: Workspace,
+    served: Callable[..., Served],
 ) -> None:
+    ws = served()
     ws.plan(wedata_plan(tasks=TASKS, dates=[("2025-09-01", "2025-09-30")]))
     ws.apply()
     ws.observe(failing([(TASKS[1], "2025-09-07")]))
@@ -56,7 +44,10 @@ def test_status_draws_a_month_day_by_day_with_the_failed_cells_where_they_are(
     assert len(ws.emulator.calls.all()) == 1
 
 
-def test_cells_not_submitted_and_outcomes_unknown_have_their_own_marks(ws: Workspace) -> None:
+def test_cells_not_submitted_and_outcomes_unknown_have_their_own_marks(
+    served: Callable[..., Served],
+) -> None:
+    ws = served()
     ws.plan(wedata_plan(tasks=TASKS, dates=[("2025-09-01", "2025-09-03")]))
     with open_state(ws.state, actor={"user": "t"}, command="test") as writer:
         changes = pipeline.changeset(pipeline.plans([ws.root / "plans"]), writer.state)
@@ -69,7 +60,10 @@ def test_cells_not_submitted_and_outcomes_unknown_have_their_own_marks(ws: Works
     assert report.sync("orders-backfill").attention_cells == 6
 
 
-def test_a_long_plan_is_drawn_a_month_a_line_alike_months_merged(ws: Workspace) -> None:
+def test_a_long_plan_is_drawn_a_month_a_line_alike_months_merged(
+    served: Callable[..., Served],
+) -> None:
+    ws = served()
     ws.plan(dms_plan(dags=[15001, 15002], dates=[("2025-01-01", "2025-12-31")]))
     ws.apply()
     ws.observe(failing([("15001", "2025-06-15"), ("15002", "2025-06-15")]))
@@ -85,7 +79,8 @@ def test_a_long_plan_is_drawn_a_month_a_line_alike_months_merged(ws: Workspace) 
     assert "| 2025-07..2025-12 | 🟩 every day |" in table
 
 
-def test_the_json_output_is_what_its_schema_says(ws: Workspace) -> None:
+def test_the_json_output_is_what_its_schema_says(served: Callable[..., Served]) -> None:
+    ws = served()
     ws.plan(
         wedata_plan(tasks=TASKS, dates=[("2025-09-01", "2025-09-05")], reprocess="failed"),
     )
@@ -105,7 +100,8 @@ def test_the_json_output_is_what_its_schema_says(ws: Workspace) -> None:
     assert more["health"] == {"not submitted": 3}
 
 
-def test_markdown_fits_a_comment_and_says_what_it_left_out(ws: Workspace) -> None:
+def test_markdown_fits_a_comment_and_says_what_it_left_out(served: Callable[..., Served]) -> None:
+    ws = served()
     for number in range(40):
         write(
             ws.root / "plans" / f"p{number}.yaml",
@@ -121,7 +117,8 @@ def test_markdown_fits_a_comment_and_says_what_it_left_out(ws: Workspace) -> Non
     assert f"{40 - shown} more plans not shown" in short
 
 
-def test_status_of_one_plan_and_of_a_plan_not_declared(ws: Workspace) -> None:
+def test_status_of_one_plan_and_of_a_plan_not_declared(served: Callable[..., Served]) -> None:
+    ws = served()
     ws.plan(wedata_plan(tasks=TASKS))
     one = ws.run("status", "orders-backfill")
     assert one.returncode == 0

@@ -14,100 +14,26 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
-from factories import wedata_plan, write
-from harness import cli
+from factories import TASKS, wedata_plan
+from harness import Served, failing
 
-from reconciler.domain import Health, Plan, days
-from reconciler.emulator.app import Emulator
-from reconciler.emulator.faults import FaultConfig
-from reconciler.providers import dms, wedata
-from reconciler.state import SubmissionStatus, load_state, open_state
+from reconciler.domain import Health, Plan
+from reconciler.state import load_state
 
-Cell = tuple[str, str]
-TASKS = ["20250827115253729", "20250827115253730"]
 SEPTEMBER = [("2025-09-01", "2025-09-05")]
-
-
-def created_cells(call: Mapping[str, Any]) -> list[Cell]:
-    params = call["params"]
-    if call["provider"] == wedata.NAME:
-        dates = [
-            d for r in params["DataBackfillRangeList"] for d in days(r["StartDate"], r["EndDate"])
-        ]
-        return [(str(task), d) for task in params["TaskIds"] for d in dates]
-    single = params.get("BackFillDate")
-    first, last = (
-        (single, single) if single else (params["BackFillDateBegin"], params["BackFillDateEnd"])
-    )
-    return [(str(params["DagId"]), d) for d in days(str(first), str(last))]
-
-
-class Workspace:
-    """Plans, a state and the served emulator, driven as a person does: `backfill ...`."""
-
-    def __init__(self, root: Path, emulator: Emulator, url: str, env: dict[str, str]) -> None:
-        self.root, self.emulator, self.url, self.env = root, emulator, url, env
-        self.state = root / "state"
-        assert self.run("init").returncode == 0
-
-    def plan(self, document: dict[str, Any]) -> None:
-        write(self.root / "plans" / "plan.yaml", document)
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = cli(*args, cwd=self.root, env={**self.env, "BACKFILL_ENDPOINT": self.url})
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def apply(self) -> subprocess.CompletedProcess[str]:
-        return self.run("apply", "--yes", "--quiet")
-
-    def creates(self) -> list[Cell]:
-        return [cell for call in self.emulator.calls.all() for cell in created_cells(call)]
-
-    def observe(self, health: Callable[[str, str], Health]) -> None:
-        """What a refresh would journal: every cell of every submitted backfill not yet final,
-        with the health `health(target, date)` gives it."""
-        with open_state(self.state, actor={"user": "refresh"}, command="test refresh") as writer:
-            for record in list(writer.state.submissions.values()):
-                if record.status is not SubmissionStatus.SUBMITTED or record.final:
-                    continue
-                cells = [
-                    (target, date, health(target, date), health(target, date).upper())
-                    for target in record.targets
-                    for date in record.dates
-                ]
-                writer.record_observed(record.key, cells)
-
-
-@pytest.fixture
-def workspace(
-    tmp_path: Path, serve_emulator: Callable[..., tuple[Emulator, str]], cli_env: dict[str, str]
-) -> Callable[..., Workspace]:
-    def make(faults: FaultConfig | None = None) -> Workspace:
-        emulator, url = serve_emulator(faults=faults or FaultConfig(), rate_limits={dms.NAME: None})
-        return Workspace(tmp_path, emulator, url, {**cli_env, "BACKFILL_ALIYUN_RATE_LIMIT": "50"})
-
-    return make
-
-
-def failing(cells: Iterable[Cell]) -> Callable[[str, str], Health]:
-    bad = set(cells)
-    return lambda target, date: Health.FAILED if (target, date) in bad else Health.SUCCEEDED
 
 
 FAILED = {(TASKS[0], "2025-09-02"), (TASKS[0], "2025-09-03"), (TASKS[1], "2025-09-05")}
 
 
 def test_apply_sends_exactly_the_failed_cells_once_and_a_rerun_sends_nothing(
-    workspace: Callable[..., Workspace],
+    served: Callable[..., Served],
 ) -> None:
-    ws = workspace()
+    ws = served()
     ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER, reprocess="failed"))
     assert ws.apply().returncode == 0
     assert len(ws.creates()) == 10
@@ -136,9 +62,9 @@ def test_apply_sends_exactly_the_failed_cells_once_and_a_rerun_sends_nothing(
 
 
 def test_running_waiting_and_unknown_cells_are_never_sent_again(
-    workspace: Callable[..., Workspace],
+    served: Callable[..., Served],
 ) -> None:
-    ws = workspace()
+    ws = served()
     ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER, reprocess="failed"))
     ws.apply()
     said = [Health.RUNNING, Health.WAITING, Health.UNKNOWN, Health.STOPPED, Health.SUCCEEDED]
@@ -149,9 +75,9 @@ def test_running_waiting_and_unknown_cells_are_never_sent_again(
 
 
 def test_without_reprocess_failed_cells_are_shown_failed_and_left_alone(
-    workspace: Callable[..., Workspace],
+    served: Callable[..., Served],
 ) -> None:
-    ws = workspace()
+    ws = served()
     ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER))
     ws.apply()
     ws.observe(failing(FAILED))
@@ -163,9 +89,9 @@ def test_without_reprocess_failed_cells_are_shown_failed_and_left_alone(
 
 
 def test_max_attempts_stops_the_loop_and_asks_for_attention(
-    workspace: Callable[..., Workspace],
+    served: Callable[..., Served],
 ) -> None:
-    ws = workspace()
+    ws = served()
     ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER, reprocess="failed", maxAttempts=2))
     ws.apply()
     always = failing([(TASKS[1], "2025-09-05")])
@@ -196,9 +122,9 @@ def test_max_attempts_stops_the_loop_and_asks_for_attention(
 
 
 def test_a_bound_outside_the_contract_is_refused_at_its_line(
-    workspace: Callable[..., Workspace],
+    served: Callable[..., Served],
 ) -> None:
-    ws = workspace()
+    ws = served()
     ws.plan(wedata_plan(reprocess="failed", maxAttempts=0))
     done = ws.run("validate", "plans")
     assert done.returncode == 1
@@ -209,7 +135,7 @@ def test_a_bound_outside_the_contract_is_refused_at_its_line(
 MANY = [str(20250827115253740 + n) for n in range(6)]
 
 
-def settle(ws: Workspace) -> None:
+def settle(ws: Served) -> None:
     """What a person does about the unknown outcomes a kill left: with the emulator's call log
     as the console to check (WeData's plan name carries the submission key), import or forget."""
     created = {c["params"]["DataBackfillPlanName"]: c for c in ws.emulator.calls.all()}
@@ -233,9 +159,9 @@ def settle(ws: Workspace) -> None:
 
 
 def test_kill_9_during_an_apply_of_retries_loses_nothing_and_duplicates_nothing(
-    workspace: Callable[..., Workspace],
+    served: Callable[..., Served],
 ) -> None:
-    ws = workspace()
+    ws = served()
     ws.plan(wedata_plan(tasks=MANY, dates=[("2025-09-01", "2025-09-06")], reprocess="failed"))
     assert ws.apply().returncode == 0
     first = len(ws.emulator.calls.all())
