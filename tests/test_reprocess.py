@@ -48,6 +48,13 @@ def test_apply_sends_exactly_the_failed_cells_once_and_a_rerun_sends_nothing(
     first_key = next(iter(load_state(ws.state).submissions))
     assert {k for s in plan["submissions"] for k in s["replaces"]} == {first_key}
 
+    text = ws.run("plan").stdout
+    assert f"retries: the failed cells of {first_key}" in text
+    assert "7 cells in sync (7 succeeded)" in text
+    review = ws.run("plan", "--format", "markdown").stdout
+    assert "3 failed cells sent again" in review
+    assert "7 cells in sync (7 succeeded)" in review
+
     assert ws.apply().returncode == 0
     retried = Counter(ws.creates()[10:])
     assert retried == Counter(FAILED)  # each failed cell once, nothing else

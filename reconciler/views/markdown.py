@@ -14,7 +14,7 @@ from reconciler.domain import JSON, OutcomeKind, Submission
 from reconciler.errors import Diagnostic
 from reconciler.execute import Result, Tally
 from reconciler.state.records import compact_dates
-from reconciler.views.text import date_span, plural, shown_apart
+from reconciler.views.text import date_span, health_text, plural, shown_apart
 
 MARKER = "<!-- backfill-reconciler:plan -->"
 """The first line of every report: a workflow finds its own sticky comment by it."""
@@ -315,10 +315,14 @@ def _plan_totals(item: PlanChanges) -> str:
         parts = [f"**{plural(item.create_cells, 'cell')} to create in {calls}**"]
     else:
         parts = ["**No calls to make**"]
+    if item.retry_cells:
+        parts.append(f"{plural(item.retry_cells, 'failed cell')} sent again")
+    health = health_text(item.health)
     for count, what in (
-        (item.in_sync_cells, "in sync"),
+        (item.in_sync_cells, f"in sync ({health})" if health else "in sync"),
         (item.conflict_cells, "in conflict"),
         (item.attention_cells, "needing attention"),
+        (item.exhausted_cells, "failed every attempt"),
     ):
         if count:
             parts.append(f"{plural(count, 'cell')} {what}")

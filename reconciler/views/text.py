@@ -115,7 +115,10 @@ HEALTH_ORDER: tuple[str, ...] = (
 
 
 def health_text(counts: Mapping[str, int]) -> str:
-    """`20 succeeded, 3 failed, 9 not observed`: cells by what `refresh` last saw of them."""
+    """`20 succeeded, 3 failed, 9 not observed`: cells by what `refresh` last saw of them; empty
+    while it has seen none of them."""
+    if not any(counts.get(h) for h in HEALTH_ORDER if h != NOT_OBSERVED):
+        return ""
     return ", ".join(f"{counts[h]} {h}" for h in HEALTH_ORDER if counts.get(h))
 
 
@@ -138,8 +141,11 @@ def _plan_block(item: PlanChanges, style: Style) -> list[str]:
     for submission in item.submissions:
         lines.extend(submission_lines(submission, style))
     if item.in_sync_cells:
-        health = f" ({health_text(item.health)})" if set(item.health) != {NOT_OBSERVED} else ""
-        lines.append(f"    = {plural(item.in_sync_cells, 'cell')} in sync{health}")
+        health = health_text(item.health)
+        lines.append(
+            f"    = {plural(item.in_sync_cells, 'cell')} in sync"
+            + (f" ({health})" if health else "")
+        )
     if item.exhausted_cells:
         lines.append(
             style(f"    x {plural(item.exhausted_cells, 'cell')} failed every attempt", fg="red")
