@@ -157,6 +157,7 @@ def record(item: SubmissionRecord) -> dict[str, Any]:
         params=item.params,
         request=item.request,
         actor=item.actor,
+        replaces=list(item.replaces),
     )
     return data
 
