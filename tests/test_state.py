@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from reconciler.domain import Cell, canonical_json, ordinal
+from reconciler.domain import Cell, Health, canonical_json, ordinal
 from reconciler.errors import StateError
 from reconciler.state import (
     EventType,
@@ -37,7 +37,7 @@ from reconciler.state import (
     store,
     verify_journal,
 )
-from reconciler.state.fold import DATA_FIELDS
+from reconciler.state.fold import DATA_FIELDS, OPTIONAL_FIELDS
 from reconciler.state.store import CHECKPOINT_EVERY
 
 ACTOR = {"user": "alice", "commit": "0123abcd", "pr": 42, "tool_version": "0.1.0"}
@@ -864,6 +864,43 @@ def test_only_a_submitted_backfill_is_observed_and_only_its_own_cells(tmp_path: 
             state.append("observed", observed("a", ("t1", "2026-01-01", "great", "R")))
 
 
+def test_record_observed_journals_only_what_is_new_as_runs_of_days(tmp_path: Path) -> None:
+    days = ("2026-01-01", "2026-01-02", "2026-01-03")
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a", targets=("t1", "t2"), dates=days))
+        state.append("submitted", submitted("a"))
+        said = [(t, d, Health.SUCCEEDED, "COMPLETED") for t in ("t1", "t2") for d in days]
+        said[-1] = ("t2", "2026-01-03", Health.FAILED, "FAILED")
+        event = state.record_observed("a", said)
+        assert event is not None
+        assert event["data"]["cells"] == [
+            ["t1", "2026-01-01..2026-01-03", "succeeded", "COMPLETED"],
+            ["t2", "2026-01-01..2026-01-02", "succeeded", "COMPLETED"],
+            ["t2", "2026-01-03", "failed", "FAILED"],
+        ]
+        seq = state.state.seq
+        assert state.record_observed("a", said) is None  # nothing new: nothing journaled
+        assert state.state.seq == seq
+        again = state.record_observed("a", [("t2", "2026-01-03", Health.SUCCEEDED, "COMPLETED")])
+        assert again is not None
+        assert again["data"]["cells"] == [["t2", "2026-01-03", "succeeded", "COMPLETED"]]
+        assert state.state.submissions["a"].final
+        with pytest.raises(StateError, match="no submission nope"):
+            state.record_observed("nope", said)
+
+
+def test_a_retry_names_the_attempts_it_replaces_in_its_intent(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        state.append("submitted", submitted("a"))
+        state.append("intent", {**intent("b"), "replaces": ["a"]})
+        with pytest.raises(ValueError, match="replaces"):
+            state.append("intent", {**intent("c"), "replaces": []})
+    assert load_state(tmp_path).submissions["b"].replaces == ("a",)
+    assert load_state(tmp_path).submissions["a"].replaces == ()
+    assert verify_journal(tmp_path) == []
+
+
 def test_health_goes_through_the_snapshot_and_the_journal_alike(tmp_path: Path) -> None:
     with writer(tmp_path) as state:
         state.append("intent", intent("a", targets=("t1",), dates=("2026-01-01", "2026-01-02")))
@@ -1277,6 +1314,8 @@ def test_the_schema_and_the_store_agree_on_the_fields_of_every_event() -> None:
     for kind, fields in DATA_FIELDS.items():
         assert SCHEMA["$defs"][kind]["required"] == list(fields), kind
         assert SCHEMA["$defs"][kind]["additionalProperties"] is False
+    for kind, optional in OPTIONAL_FIELDS.items():
+        assert set(SCHEMA["$defs"][kind]["properties"]) == {*DATA_FIELDS[kind], *optional}, kind
 
 
 # --- scale -------------------------------------------------------------------------------------
