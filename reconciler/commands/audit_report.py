@@ -76,13 +76,17 @@ def report(directory: Path, *, plan: str | None = None) -> Ran:
     Raises StateError naming the first damaged line (see `backfill audit verify`)."""
     events = History(directory)
     records: dict[str, SubmissionRecord] = {}
+    sent: dict[str, tuple[Mapping[str, JSON], tuple[str, ...]]] = {}
+    """Key -> who journaled its latest intent, and the attempts it replaces."""
     first_success: dict[tuple[str, str, int], str] = {}
     """(key, target, day) -> when an observation first said it succeeded."""
     for event, record in events:
         if record is None or (plan is not None and record.plan != plan):
             continue
         records[record.key] = record
-        if event["type"] == EventType.OBSERVED:
+        if event["type"] == EventType.INTENT:
+            sent[record.key] = (event["actor"], tuple(event["data"].get("replaces", ())))
+        elif event["type"] == EventType.OBSERVED:
             for target, first, last, health, _ in health_from_json(event["data"]["cells"]):
                 if health is Health.SUCCEEDED:
                     for number in range(first, last + 1):
@@ -103,7 +107,7 @@ def report(directory: Path, *, plan: str | None = None) -> Ran:
                         winner[cell] = (record, finished or record.observed_time)
     return Ran(
         events.path,
-        _by_plan(records, winner, latest, tries),
+        _by_plan(records, sent, winner, latest, tries),
         events.seq,
         events.head_hash,
         events.warnings,
@@ -112,6 +116,7 @@ def report(directory: Path, *, plan: str | None = None) -> Ran:
 
 def _by_plan(
     records: Mapping[str, SubmissionRecord],
+    sent: Mapping[str, tuple[Mapping[str, JSON], tuple[str, ...]]],
     winner: Mapping[CellKey, tuple[SubmissionRecord, str]],
     latest: Mapping[CellKey, SubmissionRecord],
     tries: Mapping[CellKey, int],
@@ -138,8 +143,7 @@ def _by_plan(
                 record.revision,
                 record.remote_id,
                 finished,
-                record.actor,
-                record.replaces,
+                *sent[key],
             )
         )
     for (name, target, word, attempts), numbers in never.items():
