@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__, git
+from reconciler import git
 from reconciler.domain import JSON, Plan
+from reconciler.version import VERSION
 
 _PR_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
 # The first line GitHub writes for a merge commit, and the suffix it gives a squashed one.
@@ -32,7 +33,7 @@ def current(
     does for an apply that checks out the newest main.
     """
     env = os.environ if env is None else env
-    actor: dict[str, JSON] = {"command": command, "tool_version": __version__}
+    actor: dict[str, JSON] = {"command": command, "tool_version": VERSION}
     head = _git(cwd, "rev-parse", "HEAD")
     if env.get("GITHUB_ACTIONS") == "true":
         actor.update(_github(env, head))

@@ -1,48 +1,36 @@
-"""The `backfill` command: parses options, calls a stage, hands the result to a view.
+"""The `backfill` command: parses options, hands them to the command's module in `commands/`
+(or to a stage), and what comes back to the view its `--format` names (`views.formats`).
 
 Exit codes: 0 success (for `plan --detailed-exitcode`: nothing to do), 1 error, 2 calls pending,
 3 cells need attention (`plan --detailed-exitcode`).
+
+Each command imports what it uses when it runs, not before: `validate` in a pre-commit hook
+loads no HTTP client, no state store and no emulator.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from reconciler import __version__, actor, git, pipeline
-from reconciler.commands import apply as apply_command
-from reconciler.commands import audit as audit_command
-from reconciler.commands import audit_report as audit_report_command
-from reconciler.commands import branch as branch_command
-from reconciler.commands import recover as recover_command
-from reconciler.commands import saved as saved_command
-from reconciler.commands import state as state_command
-from reconciler.commands import status as status_command
+from reconciler.domain import SubmissionStatus
 from reconciler.emulator.faults import FaultConfig, Latency
 from reconciler.errors import BackfillError, InvalidPlans
 from reconciler.providers import ALL, check_endpoint, dms, wedata
-from reconciler.state import (
-    SubmissionStatus,
-    force_unlock,
-    init_state,
-    load_state,
-    open_state,
-)
-from reconciler.views import audit as audit_view
-from reconciler.views import audit_report as audit_report_view
-from reconciler.views import github, markdown, text
-from reconciler.views import grid as grid_view
-from reconciler.views import json as json_view
-from reconciler.views import status as status_view
+from reconciler.views import formats, github, text
+from reconciler.views.progress import Mode
+
+if TYPE_CHECKING:
+    from reconciler.commands.apply import ApplyOptions
+    from reconciler.commands.branch import StateBranch
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,22 +42,8 @@ def _color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-def _emit(payload: object) -> None:
-    click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-
-
-def _render(
-    output: str, warnings: Sequence[str], views: Mapping[str, Callable[[], object]]
-) -> None:
-    """The state's warnings on stderr, then the view `--format` names: a JSON document, or text
-    (Markdown ends with its own newline)."""
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
-    shown = views[output]()
-    if isinstance(shown, str):
-        click.echo(shown, nl=not shown.endswith("\n"))
-    else:
-        _emit(shown)
+def _show(table: formats.Table[Any], output: str, report: object, *, err: bool = False) -> None:
+    click.echo(table[output](report, text.styler(_color())), nl=False, err=err)
 
 
 def state_option(command: F) -> F:
@@ -152,10 +126,12 @@ def branch_options(command: F) -> F:
 
 def state_branch_of(
     state_dir: Path, state_branch: str | None, state_remote: str
-) -> branch_command.StateBranch | None:
+) -> StateBranch | None:
     if not state_branch:
         return None
-    return branch_command.StateBranch(state_dir, state_branch, state_remote)
+    from reconciler.commands.branch import StateBranch
+
+    return StateBranch(state_dir, state_branch, state_remote)
 
 
 def recover_option(command: F) -> F:
@@ -167,7 +143,9 @@ def recover_option(command: F) -> F:
     )(command)
 
 
-def format_option(*choices: str) -> Callable[[F], F]:
+def format_option(table: Mapping[str, object]) -> Callable[[F], F]:
+    """`--format`: a name of the command's table of views, the first by default."""
+    choices = tuple(table)
     return click.option(
         "--format",
         "output",
@@ -189,15 +167,32 @@ def lock_timeout_option(command: F) -> F:
     )(command)
 
 
+def _version(ctx: click.Context, _: click.Parameter, asked: bool) -> None:
+    if not asked or ctx.resilient_parsing:
+        return
+    from reconciler.version import VERSION
+
+    click.echo(f"backfill, version {VERSION}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show full tracebacks of unexpected errors.")
-@click.version_option(__version__, prog_name="backfill")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Show the version and exit.",
+)
 def cli(debug: bool) -> None:
     """Declarative, reviewable, exactly-once data backfills.
 
     Plans are YAML files (default: plans/); the state (default: state/) records what was
     submitted. `plan` shows which API calls are missing; `apply` makes exactly those.
     """
+    # `main` reads --debug (`_debug`): it decides how an error that escapes the command shows.
 
 
 @cli.command()
@@ -213,38 +208,26 @@ def init(state_dir: Path, state_branch: str | None, state_remote: str) -> int:
     directory is in a checkout made for that branch, which the remote must not have yet: the
     new state is committed and pushed as the branch's first commit.
     """
-    branch = state_branch_of(state_dir, state_branch, state_remote)
-    if branch and not branch.require_none():
-        click.echo(f"{branch.where} already holds a state; nothing changed.")
-        return 0
-    state, created = init_state(state_dir, actor=actor.current("init"))
-    if branch:
-        branch.publish("backfill: start the state", journal_only=False)
-        click.echo(f"Published the new state as {branch.where}.")
-    if created:
-        click.echo(
-            f"Initialized an empty state in {state_dir}/ (state id {state.state_id}). Commit it "
-            "with the plans; `backfill plan` shows what an apply would submit."
-        )
-    else:
-        click.echo(f"{state_dir}/ already holds a state ({state.seq} events); nothing changed.")
+    from reconciler.commands import init as init_command
+
+    started = init_command.run(state_dir, state_branch_of(state_dir, state_branch, state_remote))
+    click.echo(text.started(started))
     return 0
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@format_option("text", "json")
+@format_option(formats.VALIDATE)
 def validate(paths: Sequence[Path], output: str) -> int:
     """Check plan files: YAML safety, the JSON Schema, then dates, ranges and unique names.
 
     PATHS are plan files or directories (default: plans/). Reports every problem at
     file:line:col and exits 1 if there is any.
     """
+    from reconciler import pipeline
+
     result = pipeline.validated(list(paths) or [Path("plans")])
-    if output == "json":
-        _emit(json_view.validation(result))
-    else:
-        click.echo(text.validation(result, text.styler(_color())), err=not result.ok)
+    _show(formats.VALIDATE, output, result, err=output == "text" and not result.ok)
     github.report_validation(result.diagnostics, os.environ)
     return 0 if result.ok else 1
 
@@ -252,7 +235,7 @@ def validate(paths: Sequence[Path], output: str) -> int:
 @cli.command()
 @plans_option
 @state_option
-@format_option("text", "json", "markdown")
+@format_option(formats.PLAN)
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -292,44 +275,32 @@ def plan(
     Inside GitHub Actions it also annotates conflicts, appends the Markdown plan to the job
     summary and sets the step outputs changes, creates, conflicts, attention and orphans.
     """
-    changed = git.changed_files(Path.cwd(), changed_since) if changed_since else None
+    from reconciler.commands import plan as plan_command
+    from reconciler.views import markdown
+
+    options = plan_command.PlanOptions(
+        paths=plan_paths,
+        state_dir=state_dir,
+        endpoints=endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
+        recover=recover,
+        out=out,
+        changed_since=changed_since,
+    )
     try:
-        result = pipeline.plans(plan_paths, changed=changed or frozenset())
+        planned = plan_command.run(options)
     except InvalidPlans as error:
         if output == "markdown":  # so a sticky comment never shows a plan older than the files
             click.echo(markdown.invalid(error.diagnostics), nl=False)
         raise
-    urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
-    current = load_state(state_dir, missing_ok=True)
-    if recover and out:
-        raise BackfillError(
-            "--out cannot be used with --recover: save plans of the journaled state"
-        )
-    if recover:
-        found = recover_command.look_up(current, urls)
-        if output == "text":
-            click.echo(text.findings(found, text.styler(_color()), written=False) + "\n")
-        current = recover_command.preview(current, found)
-    changes = pipeline.changeset(result, current)
-    if output == "json":
-        _emit(json_view.changeset(changes))
-    elif output == "markdown":
-        click.echo(markdown.changeset(changes, changed=changed), nl=False)
-    else:
-        click.echo(text.changeset(changes, text.styler(_color())))
-    github.report_plan(changes, os.environ, changed=changed)
-    if out and not changes.conflicts:
-        saved_command.save(out, plan_paths, changes, current)
+    _show(formats.PLAN, output, planned)
+    github.report_plan(planned.changes, os.environ, changed=planned.changed)
+    if planned.saved:
         click.echo(
-            f"Saved the plan to {out}: `backfill apply {out}` makes exactly these calls.", err=True
+            f"Saved the plan to {planned.saved}: `backfill apply {planned.saved}` makes exactly"
+            " these calls.",
+            err=True,
         )
-    if changes.conflicts:
-        return 1
-    if not detailed_exitcode:
-        return 0
-    if changes.attention or changes.exhausted:
-        return 3
-    return 2 if changes.has_changes else 0
+    return plan_command.exit_code(planned, detailed=detailed_exitcode)
 
 
 @cli.command()
@@ -340,7 +311,7 @@ def plan(
 @state_option
 @endpoint_options
 @recover_option
-@format_option("text", "json")
+@format_option(formats.APPLY)
 @click.option(
     "--yes",
     "--auto-approve",
@@ -413,24 +384,36 @@ def apply(
     sending them: a refused push sends nothing, and a run that dies leaves at most a batch
     unknown, never a duplicate.
     """
-    return apply_command.run(
-        apply_command.ApplyOptions(
-            paths=plan_paths,
-            state_dir=state_dir,
-            endpoints=endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
-            recover=recover,
-            saved=saved_plan,
-            yes=yes,
-            parallel=parallel,
-            lock_timeout=lock_timeout,
-            timeout=timeout,
-            output=output,
-            color=_color(),
-            progress="quiet" if quiet else ("tty" if sys.stdout.isatty() else "lines"),
-            branch=state_branch_of(state_dir, state_branch, state_remote),
-            batch=batch,
-        )
+    from reconciler.commands.apply import ApplyOptions
+
+    options = ApplyOptions(
+        paths=plan_paths,
+        state_dir=state_dir,
+        endpoints=endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
+        recover=recover,
+        saved=saved_plan,
+        yes=yes,
+        parallel=parallel,
+        lock_timeout=lock_timeout,
+        timeout=timeout,
+        branch=state_branch_of(state_dir, state_branch, state_remote),
+        batch=batch,
     )
+    progress: Mode = "quiet" if quiet else ("tty" if sys.stdout.isatty() else "lines")
+    return run_apply(options, output=output, color=_color(), progress=progress)
+
+
+def run_apply(
+    options: ApplyOptions, *, output: str = "text", color: bool = False, progress: Mode = "lines"
+) -> int:
+    """An apply shown in the view `output` names, as `backfill apply` runs it: its exit code."""
+    from reconciler.commands import apply as apply_command
+
+    view = formats.APPLY[output](text.styler(color), progress)
+    applied = apply_command.run(options, view)
+    github.report_apply(applied, os.environ)
+    view.done(applied)
+    return apply_command.exit_code(applied)
 
 
 @cli.command()
@@ -449,20 +432,14 @@ def recover(
 ) -> int:
     """Settle unknown outcomes: look them up remotely where the API allows it (DMS
     ListTaskFlowInstance) and journal what was found; list the rest with what to check."""
-    urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
-    branch = state_branch_of(state_dir, state_branch, state_remote)
-    if branch:
-        branch.require_newest()
-    with open_state(
+    from reconciler.commands import recover as recover_command
+
+    found = recover_command.run(
         state_dir,
-        actor=actor.current("recover"),
-        command="backfill recover",
+        endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
         lock_timeout=lock_timeout,
-    ) as writer:
-        found = recover_command.look_up(writer.state, urls)
-        recover_command.journal(writer, found)
-    if branch:
-        branch.publish("backfill: outcomes of lookups (recover)", journal_only=False)
+        branch=state_branch_of(state_dir, state_branch, state_remote),
+    )
     click.echo(text.findings(found, text.styler(_color()), written=True))
     return 0
 
@@ -471,7 +448,7 @@ def recover(
 @click.argument("name", required=False)
 @plans_option
 @state_option
-@format_option("text", "json", "markdown")
+@format_option(formats.GRID)
 @click.option(
     "--live",
     is_flag=True,
@@ -510,30 +487,17 @@ def status(
     ListTaskFlowInstance, how far each submitted backfill has run; writes nothing. Needs the
     same credentials as apply. Exits 1 when a platform could not be asked.
     """
+    from reconciler.commands import status as status_command
+
     urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
     if not live:
         grids = status_command.grid_report(plan_paths, state_dir, plan=name)
-        _render(
-            output,
-            grids.warnings,
-            {
-                "json": lambda: grid_view.json_report(grids),
-                "markdown": lambda: grid_view.markdown(grids),
-                "text": lambda: grid_view.text(grids, text.styler(_color())),
-            },
-        )
+        _warn(grids.warnings)
+        _show(formats.GRID, output, grids)
         return 0
-    current = load_state(state_dir)
-    found = status_command.report(current, urls, plan=name, timeout=timeout)
-    _render(
-        output,
-        current.warnings,
-        {
-            "json": lambda: status_view.json_report(found),
-            "markdown": lambda: status_view.markdown(found),
-            "text": lambda: status_view.text(found, text.styler(_color())),
-        },
-    )
+    found = status_command.run(state_dir, urls, plan=name, timeout=timeout)
+    _warn(found.warnings)
+    _show(formats.STATUS, output, found)
     return 0 if found.ok else 1
 
 
@@ -551,31 +515,17 @@ def state() -> None:
     help="Only submissions with this status (`unknown`: every outcome nobody knows, also of an "
     "intent whose run stopped before its outcome was journaled).",
 )
-@format_option("text", "json")
+@format_option(formats.STATE_LIST)
 def state_list(state_dir: Path, plan_name: str | None, status: str | None, output: str) -> int:
     """List the submissions in the state."""
-    current = load_state(state_dir)
-    records = sorted(
-        (
-            r
-            for r in current.submissions.values()
-            if (plan_name is None or r.plan == plan_name)
-            and (status is None or r.shown_status == status)
-        ),
-        key=lambda r: (r.intent_seq, r.key),
+    from reconciler.commands import state as state_command
+
+    # the JSON shows each request and actor, which only the journal has
+    found = state_command.listing(
+        state_dir, plan=plan_name, status=status, details=output == "json"
     )
-    for warning in current.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    if output == "json":
-        _emit(
-            {
-                "format_version": json_view.FORMAT_VERSION,
-                "seq": current.seq,
-                "submissions": [json_view.record(r) for r in records],
-            }
-        )
-    else:
-        click.echo(text.state_table(records, current))
+    _warn(found.warnings)
+    _show(formats.STATE_LIST, output, found)
     return 0
 
 
@@ -587,7 +537,11 @@ def state_show(key: str, state_dir: Path) -> int:
 
     KEY may be an unambiguous prefix of at least 4 characters.
     """
-    _emit(json_view.record(state_command.find(load_state(state_dir), key)))
+    from reconciler.commands import state as state_command
+    from reconciler.views import json
+
+    record, sent = state_command.show(state_dir, key)
+    click.echo(json.dumps(json.record(record, sent)))
     return 0
 
 
@@ -616,6 +570,9 @@ def state_import(
 ) -> int:
     """Record that submissions with an unknown outcome did run, with their remote ids:
     `KEY --remote-id ID` for one, `--from FILE` for many. All are recorded, or none."""
+    from reconciler.commands import state as state_command
+    from reconciler.reports import Verdict
+
     if source is not None and (key or remote_id):
         raise click.UsageError("give KEY --remote-id ID, or --from FILE, not both")
     if source is None and not (key and remote_id):
@@ -623,7 +580,7 @@ def state_import(
     verdicts = (
         state_command.read_verdicts(_readable(source), with_ids=True)
         if source is not None
-        else [state_command.Verdict(str(key), remote_id)]
+        else [Verdict(str(key), remote_id)]
     )
     settled = state_command.settle(
         state_dir,
@@ -632,8 +589,7 @@ def state_import(
         lock_timeout=lock_timeout,
         branch=state_branch_of(state_dir, state_branch, state_remote),
     )
-    for record, verdict in settled:
-        click.echo(f"{record.key}: imported as submitted ({verdict.remote_id}).")
+    click.echo(text.imported(settled))
     return 0
 
 
@@ -663,9 +619,12 @@ def state_forget(
     """Record that submissions with an unknown outcome did not run: their cells become missing
     again, and the next apply submits them. KEY..., --plan NAME or --from FILE; all are
     recorded, or none."""
+    from reconciler.commands import state as state_command
+    from reconciler.reports import Verdict
+
     if not keys and plan_name is None and source is None:
         raise click.UsageError("name the submissions: KEY..., --plan NAME or --from FILE")
-    verdicts = [state_command.Verdict(key, None) for key in keys]
+    verdicts = [Verdict(key, None) for key in keys]
     if source is not None:
         verdicts += state_command.read_verdicts(_readable(source), with_ids=False)
     settled = state_command.settle(
@@ -676,9 +635,13 @@ def state_forget(
         lock_timeout=lock_timeout,
         branch=state_branch_of(state_dir, state_branch, state_remote),
     )
-    for record, _ in settled:
-        click.echo(f"{record.key}: forgotten; the next apply submits its cells again.")
+    click.echo(text.forgotten(settled))
     return 0
+
+
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)
 
 
 def _readable(source: Path) -> Path:
@@ -693,8 +656,9 @@ def _readable(source: Path) -> Path:
 @state_option
 def state_unlock(lock_id: str, state_dir: Path) -> int:
     """Clear the lock record of a holder that is gone (LOCK_ID as shown in the lock error)."""
-    for line in force_unlock(state_dir, lock_id):
-        click.echo(f"warning: {line}", err=True)
+    from reconciler.state import force_unlock
+
+    _warn(force_unlock(state_dir, lock_id))
     click.echo(f"Unlocked {state_dir}.")
     return 0
 
@@ -712,7 +676,7 @@ def audit() -> None:
     type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]),
     help="Only attempts journaled at or after this UTC date or time, e.g. 2025-09-01.",
 )
-@format_option("table", "json", "csv", "markdown")
+@format_option(formats.AUDIT_LOG)
 def audit_log(state_dir: Path, plan_name: str | None, since: datetime | None, output: str) -> int:
     """List every submission attempt in the journal: each intent and what became of it, with
     who, when, commit, PR, workflow run, remote id and RequestId.
@@ -720,41 +684,33 @@ def audit_log(state_dir: Path, plan_name: str | None, since: datetime | None, ou
     A submission retried after a rejection shows both attempts. The hash chain is checked as
     the journal is read; a damaged line stops the listing (see `audit verify`).
     """
-    found = audit_command.log(state_dir)
-    for warning in found.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    attempts = audit_command.select(found.attempts, plan=plan_name, since=since)
-    if output == "json":
-        _emit(audit_view.json_log(found, attempts))
-    elif output == "csv":
-        click.echo(audit_view.csv_log(attempts), nl=False)
-    elif output == "markdown":
-        click.echo(audit_view.markdown_log(found, attempts), nl=False)
-    else:
-        click.echo(audit_view.table(found, attempts, text.styler(_color())))
+    from reconciler.commands import audit as audit_command
+
+    found = audit_command.log(state_dir, plan=plan_name, since=since)
+    _warn(found.warnings)
+    _show(formats.AUDIT_LOG, output, found)
     return 0
 
 
 @audit.command("verify")
 @state_option
-@format_option("text", "json")
+@format_option(formats.AUDIT_VERIFY)
 def audit_verify(state_dir: Path, output: str) -> int:
     """Check the whole hash chain from line 1 and that snapshot.json equals the journal folded.
 
     Exits 0 when the state is intact, 1 naming the first bad line (`journal.jsonl:N`) otherwise.
     """
-    result = audit_command.verify(state_dir)
-    if output == "json":
-        _emit(audit_view.json_verdict(result))
-    else:
-        click.echo(audit_view.verdict(result, text.styler(_color())), err=not result.intact)
+    from reconciler.state import verify
+
+    result = verify(state_dir)
+    _show(formats.AUDIT_VERIFY, output, result, err=output == "text" and not result.intact)
     return 0 if result.intact else 1
 
 
 @audit.command("report")
 @state_option
 @click.option("--plan", "plan_name", help="Only this plan.")
-@format_option("text", "markdown", "json")
+@format_option(formats.AUDIT_REPORT)
 def audit_report(state_dir: Path, plan_name: str | None, output: str) -> int:
     """For each plan, target and date: the attempt that succeeded (remote id, when `refresh`
     first saw it finished, who submitted it, commit, PR), and the dates that never succeeded,
@@ -764,16 +720,11 @@ def audit_report(state_dir: Path, plan_name: str | None, output: str) -> int:
     (see `audit verify`). Health comes from `backfill refresh`: a date it has not seen succeed
     is listed as never succeeded.
     """
+    from reconciler.commands import audit_report as audit_report_command
+
     ran = audit_report_command.report(state_dir, plan=plan_name)
-    _render(
-        output,
-        ran.warnings,
-        {
-            "json": lambda: audit_report_view.json_report(ran),
-            "markdown": lambda: audit_report_view.markdown(ran),
-            "text": lambda: audit_report_view.text(ran, text.styler(_color())),
-        },
-    )
+    _warn(ran.warnings)
+    _show(formats.AUDIT_REPORT, output, ran)
     return 0
 
 
@@ -830,8 +781,8 @@ def emulator(host: str, port: int, ready_file: Path | None, **settings: Any) -> 
     injected faults, GET/POST /_emulator/faults shows or replaces the fault settings (JSON).
     """
     # Here, not at the top: every other command starts without loading the emulated APIs.
-    from reconciler.emulator.app import create_app  # noqa: PLC0415
-    from reconciler.emulator.server import serve_forever  # noqa: PLC0415
+    from reconciler.emulator.app import create_app
+    from reconciler.emulator.server import serve_forever
 
     try:
         faults = FaultConfig.from_json(settings)
@@ -851,9 +802,18 @@ def emulator(host: str, port: int, ready_file: Path | None, **settings: Any) -> 
     return 0
 
 
+def _debug(args: Sequence[str]) -> bool:
+    """Whether `backfill --debug ...` asked for tracebacks, as click parses the options before
+    the command (`backfill plan --debug` is a usage error, and a path named `--debug` is a
+    path); parsed without acting on any option, since the error it decides about may come
+    from the parsing itself."""
+    with cli.make_context("backfill", list(args), resilient_parsing=True) as context:
+        return bool(context.params["debug"])
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    debug = _debug(args)
     try:
         code = cli.main(args=args, prog_name="backfill", standalone_mode=False)
     except click.exceptions.Exit as exit_:

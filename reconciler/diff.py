@@ -36,7 +36,7 @@ from reconciler.domain import (
 )
 from reconciler.errors import Location
 from reconciler.expand import Desired
-from reconciler.state import State, SubmissionRecord
+from reconciler.state import IntentDetails, State, SubmissionRecord, intent_details
 from reconciler.state.records import DateCoverage
 
 
@@ -285,14 +285,19 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
                 missing=tuple(gaps),
             )
         )
+    # What a person must be told of a conflict or an unknown outcome is in the journal: read
+    # once, and only when there is one.
+    named = {key for _, key in (*found.conflicts, *found.attention)}
+    details = intent_details(state, (state.submissions[key] for key in named))
     return Changeset(
         plans=tuple(changes),
         conflicts=tuple(
-            _conflict(state.submissions[key], cells, *found.context[(name, key)])
+            _conflict(state.submissions[key], details[key], cells, *found.context[(name, key)])
             for (name, key), cells in found.conflicts.items()
         ),
         attention=tuple(
-            _attention(state.submissions[key], cells) for (_, key), cells in found.attention.items()
+            _attention(state.submissions[key], details[key], cells)
+            for (_, key), cells in found.attention.items()
         ),
         exhausted=tuple(
             Exhausted(name, revision, target, tuple(runs(dates)), attempts)
@@ -304,7 +309,11 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
 
 
 def _conflict(
-    record: SubmissionRecord, cells: list[Cell], plan: Plan, params: Mapping[str, JSON]
+    record: SubmissionRecord,
+    sent: IntentDetails,
+    cells: list[Cell],
+    plan: Plan,
+    params: Mapping[str, JSON],
 ) -> Conflict:
     dates = sorted(c.date for c in cells)
     # Another plan's submission, not taken over: not an edit, so no fields to compare.
@@ -316,7 +325,7 @@ def _conflict(
         cells=len(cells),
         first_date=dates[0],
         last_date=dates[-1],
-        changes=() if other else _changes(record.params, params),
+        changes=() if other else _changes(sent.params, params),
         location=plan.locate("spec"),
         other_plan=record.plan if other else "",
     )
@@ -330,14 +339,14 @@ def _changes(old: Mapping[str, JSON], new: Mapping[str, JSON]) -> tuple[FieldCha
     )
 
 
-def _attention(record: SubmissionRecord, cells: int) -> Attention:
+def _attention(record: SubmissionRecord, sent: IntentDetails, cells: int) -> Attention:
     return Attention(
         plan=record.plan,
         key=record.key,
         status=str(record.shown_status),
         cells=cells,
         provider=record.provider,
-        remote_name=providers.get(record.provider).remote_name(record),
+        remote_name=providers.get(record.provider).remote_name(sent.request),
     )
 
 

@@ -59,6 +59,11 @@ def runs(dates: Iterable[str]) -> list[tuple[int, int]]:
     return merge_spans((number, number) for number in map(ordinal, dates))
 
 
+def contiguous_runs(dates: Iterable[str]) -> list[tuple[str, str]]:
+    """ISO dates -> inclusive (start, end) runs of consecutive days."""
+    return [(day(first), day(last)) for first, last in runs(dates)]
+
+
 def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Runs of days, sorted and merged where they overlap or touch."""
     merged: list[tuple[int, int]] = []
@@ -69,6 +74,16 @@ def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             merged.append((first, last))
     return merged
+
+
+def span_text(first: int, last: int) -> str:
+    """A run of days as text: `2025-09-01..2025-09-30`, or the date alone for one day."""
+    return day(first) if first == last else f"{day(first)}..{day(last)}"
+
+
+def compact_dates(spans: Iterable[tuple[int, int]]) -> list[str]:
+    """Runs of days as text, one `span_text` each."""
+    return [span_text(first, last) for first, last in spans]
 
 
 def range_span(start: str, end: str) -> tuple[int, int]:
@@ -258,6 +273,21 @@ class OutcomeKind(StrEnum):
     """May have been created: never resubmitted without a person or a remote lookup."""
     UNSENT = "unsent"
     """Provably never left the process (no connection could be made): nothing was created."""
+
+
+class SubmissionStatus(StrEnum):
+    """What became of a submission, as the state folds its journal events."""
+
+    PENDING = "pending"
+    """An intent without an outcome; seen on load, its process died in between: treat as unknown."""
+    SUBMITTED = "submitted"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+    MISSING = "missing"
+    """A remote lookup found it was not created."""
+    FORGOTTEN = "forgotten"
+    UNSENT = "unsent"
+    """Never sent: its cells stay missing, and the next apply submits them."""
 
 
 @dataclass(frozen=True, slots=True)

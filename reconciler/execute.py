@@ -13,7 +13,7 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -44,35 +44,6 @@ class Result:
     stopped: str = ""
     """Set on the call after which the run sent its endpoint nothing more: which endpoint, why,
     and what to fix."""
-
-
-@dataclass(frozen=True, slots=True)
-class Tally:
-    """What a run's calls came to, as every report of an apply counts them."""
-
-    submitted: int
-    not_created: int
-    """Rejected, or still throttled after the last attempt: nothing was created."""
-    unknown: int
-    not_sent: int
-    """Journaled, but no connection could be made: nothing was created."""
-    not_attempted: int
-    """Not journaled: the run stopped, or their endpoint took no more calls."""
-
-    @classmethod
-    def of(cls, results: Sequence[Result], planned: int) -> Tally:
-        kinds = [r.outcome.kind for r in results]
-        return cls(
-            submitted=kinds.count(OutcomeKind.SUBMITTED),
-            not_created=kinds.count(OutcomeKind.REJECTED) + kinds.count(OutcomeKind.RETRYABLE),
-            unknown=kinds.count(OutcomeKind.UNKNOWN),
-            not_sent=kinds.count(OutcomeKind.UNSENT),
-            not_attempted=planned - len(results),
-        )
-
-    @property
-    def all_submitted(self) -> bool:
-        return not (self.not_created or self.unknown or self.not_sent)
 
 
 class Pacer:

@@ -10,10 +10,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from reconciler.domain import Health, Plan, day, merge_spans
-from reconciler.expand import Desired
-from reconciler.state import State, SubmissionRecord
+
+# Types only: the views and `reports` import the marks without the stages' dependencies.
+if TYPE_CHECKING:
+    from reconciler.expand import Desired
+    from reconciler.state import State, SubmissionRecord
 
 
 class Mark(StrEnum):

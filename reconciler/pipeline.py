@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler import planning
-from reconciler.diff import Changeset, diff
 from reconciler.errors import InvalidPlans
-from reconciler.expand import expand
 from reconciler.load import load_paths
-from reconciler.state import State
 from reconciler.validate import Validated, validate
+
+if TYPE_CHECKING:
+    from reconciler.diff import Changeset
+    from reconciler.state import State
 
 
 def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> Validated:
@@ -37,4 +38,10 @@ def plans(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> V
 
 def changeset(result: Validated, state: State) -> Changeset:
     """expand -> diff -> plan submissions: the changeset with the calls that apply would make."""
+    # The later stages load here, not with the module: `validate` runs the first two alone
+    # (a pre-commit hook), without the diff and the state store behind it.
+    from reconciler import planning  # noqa: PLC0415
+    from reconciler.diff import diff  # noqa: PLC0415
+    from reconciler.expand import expand  # noqa: PLC0415
+
     return planning.submissions(diff(expand(result.plans), state))

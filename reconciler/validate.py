@@ -17,17 +17,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator, TypeChecker, ValidationError, validators
-from jsonschema.protocols import Validator
 
 from reconciler import providers
 from reconciler.domain import JSON, Plan, Reprocess, day, merge_spans, range_span
 from reconciler.errors import Diagnostic
 from reconciler.load import Document, LoadResult
 from reconciler.providers.protocol import Provider
+
+if TYPE_CHECKING:
+    from jsonschema import TypeChecker, ValidationError
+    from jsonschema.protocols import Validator
 
 SCHEMA_FILE = "backfill-plan.schema.json"
 
@@ -87,13 +89,6 @@ def _whole_number(checker: TypeChecker, instance: object) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-# jsonschema's `extend` is its documented way to change a type, and has no annotations.
-_PlanValidator: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole_number),
-)
-
-
 def _validator() -> Validator:
     """The reference implementation: it reports every error with its path."""
     return _validator_of(_registered())
@@ -101,7 +96,16 @@ def _validator() -> Validator:
 
 @functools.cache
 def _validator_of(registered: tuple[Provider, ...]) -> Validator:
-    return _PlanValidator(_composed(registered))
+    """Loaded only to explain a document the fast check rejected: most runs (a pre-commit hook
+    on valid plans) never need it."""
+    from jsonschema import Draft202012Validator, validators  # noqa: PLC0415
+
+    # jsonschema's `extend` is its documented way to change a type, and has no annotations.
+    plan_validator: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator,
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole_number),
+    )
+    return plan_validator(_composed(registered))
 
 
 def _fast_check() -> Any:

@@ -14,16 +14,25 @@ import httpx
 from factories import write
 
 from reconciler import pipeline
+from reconciler.cli import run_apply
 from reconciler.commands import recover
-from reconciler.commands.apply import ApplyOptions, run
+from reconciler.commands.apply import ApplyOptions
 from reconciler.diff import Changeset
-from reconciler.domain import Health, Outcome, Submission, days
+from reconciler.domain import JSON, Health, Outcome, Submission, SubmissionStatus, days
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL, wedata
 from reconciler.providers.acs3 import AliyunCredentials
-from reconciler.providers.protocol import Claim, Client, Connection, Lookup, Provider
+from reconciler.providers.protocol import (
+    Claim,
+    Client,
+    Connection,
+    Lookup,
+    Progress,
+    Provider,
+)
 from reconciler.providers.tc3 import TencentCredentials
-from reconciler.state import SubmissionRecord, SubmissionStatus, init_state, load_state, open_state
+from reconciler.reports import Finding
+from reconciler.state import SubmissionRecord, init_state, load_state, open_state
 
 LOOPBACK = "http://127.0.0.1:9"
 """Any loopback URL: the requests go to the emulator through WSGITransport, not the network."""
@@ -69,10 +78,20 @@ class Repo:
         self,
         provider: Provider,
         record: SubmissionRecord,
+        request: Mapping[str, JSON],
         connection: Connection,
         others: Sequence[Claim],
     ) -> Lookup:
-        return provider.look_up(record, self.mount(connection), others)
+        return provider.look_up(record, request, self.mount(connection), others)
+
+    def progress(
+        self,
+        provider: Provider,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+    ) -> Progress:
+        return provider.progress(record, request, self.mount(connection))
 
     def apply(self, **options: Any) -> int:
         defaults: dict[str, Any] = {
@@ -83,9 +102,9 @@ class Repo:
             "connect": self.connect,
             "look": self.look,
         }
-        return run(ApplyOptions(**{**defaults, **options}))
+        return run_apply(ApplyOptions(**{**defaults, **options}))
 
-    def recover(self) -> list[recover.Finding]:
+    def recover(self) -> list[Finding]:
         from reconciler.state import open_state
 
         with open_state(self.state, actor={"user": "test"}, command="test recover") as writer:

@@ -14,9 +14,10 @@ import pytest
 from factories import dms_plan, wedata_plan
 from harness import Repo
 
-from reconciler import __version__, actor
+from reconciler import actor
 from reconciler.cli import main
 from reconciler.providers.tc3 import TencentCredentials
+from reconciler.version import VERSION
 from reconciler.views.audit import CSV_FIELDS
 
 GITHUB_VARIABLES = (
@@ -107,7 +108,7 @@ def test_a_push_to_main_records_actor_commit_ref_merged_pr_run_and_version(
     found = actor.current("apply")
     assert found == {
         "command": "apply",
-        "tool_version": __version__,
+        "tool_version": VERSION,
         "user": "alice",
         "ci": "github-actions",
         "event": "push",

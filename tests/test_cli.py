@@ -15,9 +15,18 @@ import pytest
 from factories import dms_plan, wedata_plan, write
 from harness import cli
 
+from reconciler import pipeline
+from reconciler.cli import main
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL, dms, endpoint, wedata
-from reconciler.state import LockHolder, init_state, load_state, open_state, read_lock_holder
+from reconciler.state import (
+    LockHolder,
+    init_state,
+    intent_details,
+    load_state,
+    open_state,
+    read_lock_holder,
+)
 
 
 def test_each_provider_has_its_own_endpoint_an_override_for_all_and_a_default() -> None:
@@ -59,8 +68,9 @@ def test_a_provider_flag_overrides_its_environment_variable(
     done = cli("apply", "--yes", "--tencent-endpoint", emulator_url, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert len(emulator.calls.all()) == 1
-    [record] = load_state(tmp_path / "state").submissions.values()
-    assert record.endpoint == emulator_url
+    state = load_state(tmp_path / "state")
+    [record] = state.submissions.values()
+    assert intent_details(state, [record])[record.key].endpoint == emulator_url
 
 
 def journaled(state: Path) -> str:
@@ -289,3 +299,86 @@ def test_a_malformed_verdicts_file_is_refused_naming_its_line(
     assert done.returncode == 1
     assert f"ran.txt:1: expected KEY REMOTE_ID, got '{keys[0]}'" in done.stderr
     assert (tmp_path / "state" / "journal.jsonl").read_bytes() == journal
+
+
+def loaded_modules(run: subprocess.CompletedProcess[str]) -> set[str]:
+    """The modules a run imported, from Python's `-X importtime` report on its stderr."""
+    return {
+        line.rpartition("|")[2].strip()
+        for line in run.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+
+
+CALLING_THE_APIS = ("httpx", "reconciler.providers.tc3", "reconciler.providers.acs3")
+"""What only the commands that call an API need: an HTTP client and the signers."""
+
+
+def test_validate_loads_no_http_client_state_store_emulator_or_later_stage(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    # A pre-commit hook or a pull request check over a few plans is mostly start-up.
+    write(tmp_path / "plans" / "w.yaml", wedata_plan("w"))
+    env = {**cli_env, "PYTHONPROFILEIMPORTTIME": "1"}
+
+    checked = cli("validate", "plans", cwd=tmp_path, env=env)
+
+    assert checked.returncode == 0, checked.stderr
+    loaded = loaded_modules(checked)
+    assert "reconciler.validate" in loaded
+    unwanted = (
+        *CALLING_THE_APIS,
+        *("reconciler.state", "reconciler.diff", "reconciler.planning", "reconciler.execute"),
+        # The emulated APIs; its fault settings (emulator.faults, the standard library only)
+        # make the `emulator` command's flags and load with the CLI.
+        *("reconciler.emulator.app", "reconciler.emulator.server"),
+        *("reconciler.emulator.wedata", "reconciler.emulator.dms"),
+        "jsonschema",  # the reference validator explains rejected documents only
+    )
+    assert loaded.isdisjoint(unwanted), sorted(loaded.intersection(unwanted))
+
+
+def test_plan_loads_no_http_client_it_needs_no_credentials(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    write(tmp_path / "plans" / "d.yaml", dms_plan("d", dags=[15001]))
+    assert cli("init", cwd=tmp_path, env=cli_env).returncode == 0
+    env = {**cli_env, "PYTHONPROFILEIMPORTTIME": "1"}
+
+    planned = cli("plan", cwd=tmp_path, env=env)
+
+    assert planned.returncode == 0, planned.stderr
+    loaded = loaded_modules(planned)
+    assert "reconciler.diff" in loaded
+    assert loaded.isdisjoint(CALLING_THE_APIS), sorted(loaded.intersection(CALLING_THE_APIS))
+
+
+def run_main(*args: str) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    return int(exited.value.code or 0)
+
+
+def test_an_unexpected_error_is_one_line_and_debug_adds_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken_stage(*paths: object, **options: object) -> None:
+        raise RuntimeError("the disk said no")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "validated", broken_stage)
+
+    assert run_main("validate") == 1
+    quiet = capsys.readouterr().err
+    assert run_main("--debug", "validate") == 1
+    loud = capsys.readouterr().err
+    assert run_main("validate", "--", "--debug") == 1  # a plan file of that name
+    named = capsys.readouterr().err
+
+    assert quiet == named
+    assert quiet.splitlines() == [
+        "error: unexpected RuntimeError: the disk said no (run with --debug for the traceback)"
+    ]
+    assert "broken_stage" not in quiet
+    assert "broken_stage" in loud  # the frame that raised
+    assert loud.splitlines()[-1] == "error: unexpected RuntimeError: the disk said no"

@@ -429,11 +429,12 @@ def test_a_run_that_does_not_say_how_it_was_triggered_is_not_ruled_out(
         body = {"Success": True, "TotalCount": 1, "DAGInstanceList": {"DAGInstance": [run]}}
         return httpx.Response(200, json=body)
 
+    sent = submission(dms.PROVIDER)
     init_state(tmp_path, actor={"user": "test"})
     with open_state(tmp_path, actor={"user": "test"}, command="test", clock=lambda: intent) as w:
-        w.append("intent", execute.intent(submission(dms.PROVIDER), "http://127.0.0.1:9"))
+        w.append("intent", execute.intent(sent, "http://127.0.0.1:9"))
         record = w.state.submissions["k"]
     connection = Connection("http://127.0.0.1:9", transport=httpx.MockTransport(respond))
     client = dms.DmsClient(aliyun_credentials, connection)
-    lookup = client.find(record, [])
+    lookup = client.find(record, sent.request, [])
     assert (lookup.verdict, lookup.remote_id) == ("submitted", "470009")

@@ -8,7 +8,8 @@ import itertools
 import threading
 
 from reconciler.domain import Outcome, OutcomeKind, Submission
-from reconciler.execute import UNSENT_PAUSES, Pacer, Result, Route, Tally, execute, interleave
+from reconciler.execute import UNSENT_PAUSES, Pacer, Result, Route, execute, interleave
+from reconciler.reports import Tally
 from reconciler.views.progress import Progress
 from reconciler.views.text import styler
 

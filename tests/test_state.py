@@ -29,6 +29,7 @@ from reconciler.state import (
     SubmissionStatus,
     force_unlock,
     init_state,
+    intent_details,
     journal,
     load_state,
     open_state,
@@ -144,7 +145,7 @@ def test_appended_events_read_back_as_the_same_state(tmp_path: Path) -> None:
     )
     assert (a.attempts, a.intent_seq, a.updated_seq) == (1, 2, 3)
     assert a.intent_time == a.updated_time == "2026-11-21T06:40:00.123Z"
-    assert a.actor == ACTOR
+    assert intent_details(loaded, [a])["a"].actor == ACTOR
     assert a.targets == ("task-1",)
     b = loaded.submissions["b"]
     assert (b.status, b.code, b.message) == ("rejected", "InvalidParameter", "no such task")
@@ -896,8 +897,10 @@ def test_a_retry_names_the_attempts_it_replaces_in_its_intent(tmp_path: Path) ->
         state.append("intent", {**intent("b"), "replaces": ["a"]})
         with pytest.raises(ValueError, match="replaces"):
             state.append("intent", {**intent("c"), "replaces": []})
-    assert load_state(tmp_path).submissions["b"].replaces == ("a",)
-    assert load_state(tmp_path).submissions["a"].replaces == ()
+    loaded = load_state(tmp_path)
+    sent = intent_details(loaded, loaded.submissions.values())
+    assert sent["b"].replaces == ("a",)
+    assert sent["a"].replaces == ()
     assert verify_journal(tmp_path) == []
 
 
@@ -1379,20 +1382,34 @@ def test_loading_decodes_only_the_events_after_the_snapshot(
 def test_the_snapshot_leaves_requests_and_actors_in_the_journal_and_reads_them_from_there(
     tmp_path: Path,
 ) -> None:
+    journaled = intent("k1", targets=("t1",))
     with writer(tmp_path) as state:
-        state.append("intent", intent("k1", targets=("t1",)))
+        state.append("intent", journaled)
         state.append("submitted", submitted("k1", "plan-1"))
-        journaled = state.state.submissions["k1"]
+        state.append("intent", intent("k2", targets=("t2",)))
     text = (tmp_path / "snapshot.json").read_text()
     assert '"request"' not in text
     assert '"actor"' not in text
-    loaded = load_state(tmp_path).submissions["k1"]
-    assert (loaded.params, loaded.request, loaded.actor, loaded.endpoint) == (
-        journaled.params,
-        journaled.request,
-        journaled.actor,
-        journaled.endpoint,
+    loaded = load_state(tmp_path)
+
+    details = intent_details(loaded, [loaded.submissions["k1"]])
+
+    assert list(details) == ["k1"]
+    sent = details["k1"]
+    assert (sent.endpoint, sent.params, sent.request, sent.actor) == (
+        journaled["endpoint"],
+        journaled["params"],
+        journaled["request"],
+        ACTOR,
     )
+
+
+def test_no_details_asked_for_reads_nothing(tmp_path: Path) -> None:
+    populated(tmp_path)
+    loaded = load_state(tmp_path)
+    (tmp_path / "journal.jsonl").unlink()
+
+    assert intent_details(loaded, []) == {}
 
 
 def test_a_snapshot_pointing_at_a_line_that_is_no_intent_is_an_error_when_read(
@@ -1405,6 +1422,6 @@ def test_a_snapshot_pointing_at_a_line_that_is_no_intent_is_an_error_when_read(
         tmp_path / "snapshot.json",
         lambda value: value["submissions"]["k1"].update(intent_seq=3),
     )
-    record = load_state(tmp_path).submissions["k1"]
+    loaded = load_state(tmp_path)
     with pytest.raises(StateError, match=r"journal.jsonl: event 3 is not the intent"):
-        _ = record.request
+        intent_details(loaded, [loaded.submissions["k1"]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,12 @@ from conftest import FakeClock
 from factories import TASKS, dms_plan, wedata_plan, write
 from harness import LOOPBACK, Repo, cli
 
-from reconciler.commands.status import Report, report
+from reconciler.commands.status import report
+from reconciler.domain import JSON
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
 from reconciler.providers.protocol import Connection, Progress, Provider
+from reconciler.reports import StatusReport
 from reconciler.state import SubmissionRecord, load_state, open_state
 from reconciler.views import status as view
 
@@ -23,11 +26,8 @@ SECONDS_PER_INSTANCE = 2.0
 """The emulator's default: each instance runs this long, one after another."""
 
 
-def progress_of(repo: Repo, plan: str | None = None) -> Report:
-    def ask(provider: Provider, record: SubmissionRecord, connection: Connection) -> Progress:
-        return provider.progress(record, repo.mount(connection))
-
-    return report(load_state(repo.state), {ALL: LOOPBACK}, plan=plan, ask=ask)
+def progress_of(repo: Repo, plan: str | None = None) -> StatusReport:
+    return report(load_state(repo.state), {ALL: LOOPBACK}, plan=plan, ask=repo.progress)
 
 
 def test_wedata_progress_advances_from_running_to_succeeded(
@@ -128,7 +128,12 @@ def test_emulator_submissions_are_not_looked_up_at_a_real_endpoint(repo: Repo) -
     repo.write("orders", wedata_plan())
     assert repo.apply() == 0
 
-    def refuse(provider: Provider, record: SubmissionRecord, connection: Connection) -> Progress:
+    def refuse(
+        provider: Provider,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+    ) -> Progress:
         raise AssertionError(f"asked {connection.endpoint}")
 
     found = report(load_state(repo.state), {}, ask=refuse)

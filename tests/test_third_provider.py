@@ -21,8 +21,7 @@ from reconciler.commands.status import report
 from reconciler.emulator.app import create_app
 from reconciler.pipeline import validated
 from reconciler.providers import ALL
-from reconciler.providers.protocol import Connection, Progress, Provider
-from reconciler.state import SubmissionRecord, SubmissionStatus, load_state
+from reconciler.state import SubmissionStatus, load_state
 from reconciler.views import text
 
 TOKEN = "acme-test-token"
@@ -127,10 +126,9 @@ def test_status_follows_every_page_of_its_runs(acme: Repo, emulator_clock: FakeC
     acme.write("jobs", acme_plan(jobIds=["ingest"]))
     assert acme.apply() == 0
 
-    def ask(provider: Provider, record: SubmissionRecord, connection: Connection) -> Progress:
-        return provider.progress(record, acme.mount(connection))
-
-    [started] = report(load_state(acme.state), {ALL: "http://127.0.0.1:9"}, ask=ask).tracked
+    [started] = report(
+        load_state(acme.state), {ALL: "http://127.0.0.1:9"}, ask=acme.progress
+    ).tracked
     assert [i.date for i in started.progress.instances] == [
         "2025-09-01",
         "2025-09-02",
@@ -138,7 +136,7 @@ def test_status_follows_every_page_of_its_runs(acme: Repo, emulator_clock: FakeC
     ]
     assert started.progress.phase == "running"
     emulator_clock.advance(60)
-    [done] = report(load_state(acme.state), {ALL: "http://127.0.0.1:9"}, ask=ask).tracked
+    [done] = report(load_state(acme.state), {ALL: "http://127.0.0.1:9"}, ask=acme.progress).tracked
     assert done.progress.phase == "succeeded"
 
 

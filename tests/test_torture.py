@@ -43,9 +43,11 @@ from reconciler.errors import StateError
 from reconciler.providers import dms, wedata
 from reconciler.state import (
     LockHolder,
+    State,
     SubmissionRecord,
     SubmissionStatus,
     init_state,
+    intent_details,
     load_state,
     open_state,
     read_lock_holder,
@@ -77,6 +79,12 @@ def identity(provider: str, request: Mapping[str, Any]) -> str:
         return f"wedata:{request['DataBackfillPlanName']}"
     first, last = dms_span(request)
     return f"dms:{request['DagId']}:{first}:{last}"
+
+
+def identities(state: State) -> dict[str, str]:
+    """Submission key -> the identity of the request its latest intent journaled."""
+    sent = intent_details(state, state.submissions.values())
+    return {r.key: identity(r.provider, sent[r.key].request) for r in state.submissions.values()}
 
 
 @dataclass
@@ -291,8 +299,9 @@ def audit(ws: Workspace, figures: Figures, *, final: bool = False) -> None:
     calls = ws.calls()
     state = load_state(ws.state)
     records: dict[str, list[SubmissionRecord]] = defaultdict(list)
+    named = identities(state)
     for record in state.submissions.values():
-        records[identity(record.provider, record.request)].append(record)
+        records[named[record.key]].append(record)
 
     created = Counter(cell for call in calls for cell in created_cells(call))
     figures.creates = len(calls)
@@ -354,11 +363,13 @@ def settle(ws: Workspace, figures: Figures) -> None:
     before = sum(r.status in UNSETTLED for r in load_state(ws.state).submissions.values())
     recovered = ws.backfill("recover")
     assert recovered.returncode == 0, recovered.stderr
-    left = [r for r in load_state(ws.state).submissions.values() if r.status in UNSETTLED]
+    state = load_state(ws.state)
+    named = identities(state)
+    left = [r for r in state.submissions.values() if r.status in UNSETTLED]
     figures.looked_up += before - len(left)
     created = {identity(c["provider"], c["params"]): c for c in ws.calls()}
     for record in sorted(left, key=lambda r: r.intent_seq):
-        call = created.get(identity(record.provider, record.request))
+        call = created.get(named[record.key])
         if call is not None:
             reason = f"the emulator's call log has it as {call['remote_id']}"
             ws.person(
@@ -662,15 +673,14 @@ class Backfills:
         """A person settles what the lookup left, knowing which creates the state's own applies
         made (the console shows who started a run; here, the windows do)."""
         ws = self.states[state]
-        records = load_state(ws.state).submissions.values()
-        for record in sorted(records, key=lambda r: r.intent_seq):
+        current = load_state(ws.state)
+        named = identities(current)
+        for record in sorted(current.submissions.values(), key=lambda r: r.intent_seq):
             if record.status not in UNSETTLED:
                 continue
             [window] = [w for w in self.windows if w.state == state and record.intent_seq in w.seqs]
             made = [
-                c
-                for c in window.calls
-                if identity(c["provider"], c["params"]) == identity(record.provider, record.request)
+                c for c in window.calls if identity(c["provider"], c["params"]) == named[record.key]
             ]
             if made:
                 [call] = made
@@ -710,6 +720,7 @@ class Backfills:
         for name, ws in self.states.items():
             state = load_state(ws.state)
             records = list(state.submissions.values())
+            named = identities(state)
             figures.submissions += len(records)
             figures.unsettled |= {(r.key, r.intent_seq) for r in records if r.status in UNSETTLED}
             windows = [w for w in self.windows if w.state == name]
@@ -719,9 +730,9 @@ class Backfills:
             )
             figures.duplicates += sum(1 for count in created.values() if count > 1)
             for call in made:
-                named = identity(call["provider"], call["params"])
+                made_as = identity(call["provider"], call["params"])
                 if not any(
-                    identity(r.provider, r.request) == named
+                    named[r.key] == made_as
                     and (
                         r.status in UNSETTLED
                         or (
@@ -738,10 +749,7 @@ class Backfills:
                 1
                 for r in records
                 if r.status is SubmissionStatus.SUBMITTED
-                and (
-                    (identity(r.provider, r.request), r.remote_id) not in own
-                    or held[r.remote_id] > 1
-                )
+                and ((named[r.key], r.remote_id) not in own or held[r.remote_id] > 1)
             )
             if final:
                 assert not [r for r in records if r.status in UNSETTLED]

@@ -142,14 +142,18 @@ class AcmeProvider:
             raise BackfillError(f"no Acme credentials: set {TOKEN_VARIABLE}")
         return AcmeClient(token, connection)
 
-    def remote_name(self, record: SubmissionRecord) -> str:
-        return str(record.request.get("Label") or "")
+    def remote_name(self, request: Mapping[str, JSON]) -> str:
+        return str(request.get("Label") or "")
 
     def look_up(
-        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
     ) -> Lookup:
         with closing(self.client(connection)) as client:
-            found = client.call("FindRerun", {"Label": self.remote_name(record)})
+            found = client.call("FindRerun", {"Label": self.remote_name(request)})
         if found.kind is not OutcomeKind.SUBMITTED:
             return Lookup("unclear", how=f"FindRerun failed: {found.code} {found.message}")
         ids = [str(i) for i in found.detail.get("RerunIds", [])]
@@ -158,7 +162,9 @@ class AcmeProvider:
         # None may only mean not yet; two are not this submission's alone.
         return Lookup("unclear", how=f"FindRerun found {len(ids)} re-runs: check in the console")
 
-    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
+    def progress(
+        self, record: SubmissionRecord, request: Mapping[str, JSON], connection: Connection
+    ) -> Progress:
         with closing(self.client(connection)) as client:
             listed = protocol.every_page(
                 lambda page: client.call(

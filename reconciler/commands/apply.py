@@ -1,20 +1,21 @@
-"""`backfill apply`: plan under the state lock, ask, then make exactly the missing calls."""
+"""`backfill apply`: plan under the state lock, ask, then make exactly the missing calls.
+
+It prints nothing itself: what a person sees as it goes (the plan, the approval prompt, each
+call's outcome, a signal) goes through the `Hooks` its caller gives, and what the run came to is
+returned, for a view to render.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
-
-import click
+from typing import Any, Protocol
 
 from reconciler import actor, pipeline, providers
 from reconciler.commands import recover, saved
@@ -23,12 +24,46 @@ from reconciler.commands.recover import LookUp
 from reconciler.diff import Changeset
 from reconciler.domain import JSON, Submission
 from reconciler.errors import BackfillError
-from reconciler.execute import Pacer, Result, Route, Tally, execute, intent, interleave
+from reconciler.execute import Pacer, Result, Route, execute, intent, interleave
 from reconciler.providers.protocol import Client, Connection, Provider
+from reconciler.remedies import plural
+from reconciler.reports import Applied, Finding
 from reconciler.state import State, StateWriter, open_state
-from reconciler.views import github, text
-from reconciler.views import json as json_view
-from reconciler.views.progress import Mode, Progress
+
+
+class Progress(Protocol):
+    """Told of each call's result as it comes, and when the last has come."""
+
+    def update(self, result: Result) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class Hooks(Protocol):
+    """What an apply tells a person while it runs, and what it asks."""
+
+    def recovered(self, findings: Sequence[Finding]) -> None:
+        """`--recover`: the lookups, journaled."""
+        ...
+
+    def planned(self, changes: Changeset) -> None:
+        """The plan, before anything is asked or sent."""
+        ...
+
+    @property
+    def can_ask(self) -> bool:
+        """A person is there to approve (a terminal)."""
+        ...
+
+    def approve(self, creates: Sequence[Submission]) -> bool:
+        """Asks a person to approve these calls: True if they did."""
+        ...
+
+    def progress(self, total: int) -> Progress: ...
+
+    def stopping(self, signum: int, drain: float) -> None:
+        """A signal stopped the dispatch; the calls in flight get up to `drain` seconds."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +75,6 @@ class ApplyOptions:
     parallel: int = 16
     lock_timeout: float = 0.0
     timeout: float = 30.0
-    output: str = "text"
-    color: bool = False
-    progress: Mode = "lines"
     recover: bool = False
     connect: Callable[[Provider, Connection], Client] | None = None
     """How to build a provider client (tests mount the emulator in-process here)."""
@@ -57,8 +89,9 @@ class ApplyOptions:
     """Calls per published batch: the most a runner that dies mid-batch leaves unknown."""
 
 
-def run(options: ApplyOptions) -> int:
-    style = text.styler(options.color)
+def run(options: ApplyOptions, hooks: Hooks) -> Applied:
+    """Raises BackfillError, having sent nothing, on invalid plans, conflicts, a refused
+    approval, a saved plan that no longer holds, or a state it cannot lock or trust."""
     reviewed = saved.load(options.saved) if options.saved else None
     if reviewed and options.recover:
         raise BackfillError("--recover cannot be used with a saved plan: it would change the state")
@@ -76,55 +109,44 @@ def run(options: ApplyOptions) -> int:
                 writer.state, options.endpoints, timeout=options.timeout, look=options.look
             )
             recover.journal(writer, found)
-            if options.output == "text":
-                click.echo(text.findings(found, style, written=True) + "\n")
+            hooks.recovered(found)
         changes = pipeline.changeset(plans, writer.state)
         if reviewed:
             _check_saved(reviewed, writer.state, changes, options)
-        if options.output == "text":
-            click.echo(text.changeset(changes, style))
+        hooks.planned(changes)
         if changes.conflicts:
             raise BackfillError(
-                f"the plan has {text.plural(len(changes.conflicts), 'conflict')}; nothing was "
+                f"the plan has {plural(len(changes.conflicts), 'conflict')}; nothing was "
                 "applied. Resolve them (see above) and run apply again."
             )
         creates = changes.creates
         if not creates:
-            if options.output == "json":
-                _print_json(changes, [])
             if options.branch and options.recover:
                 options.branch.publish(
                     _message("outcomes of lookups", writer.actor), journal_only=False
                 )
-            reasons = _attention(changes)
-            if not reasons:
-                return 0
-            for reason in reasons:
-                click.echo(f"error: {reason}", err=True)
-            github.report_apply([], 0, os.environ, reasons=reasons)
-            return 1
-        if not reviewed:  # a saved plan is the approval: it was reviewed as it stands
-            _confirm(creates, options)
+            return Applied(changes, reasons=tuple(_attention(changes)))
+        if not reviewed and not options.yes:  # a saved plan was reviewed as it stands
+            _approve(creates, hooks)
         sources = actor.for_plans(writer.actor, [p.plan for p in changes.plans if p.submissions])
-        results, failure, received = _send(creates, _Sourced(writer, sources), options, style)
+        results, failure, received = _send(creates, _Sourced(writer, sources), options, hooks)
     reasons = [str(failure)] if failure else []
     reasons += _attention(changes)
-    if options.output == "json":
-        _print_json(changes, results)
-    else:
-        click.echo(text.apply_summary(results, len(creates), style))
-    github.report_apply(results, len(creates), os.environ, reasons=reasons, actors=sources)
-    for reason in reasons:
-        click.echo(f"error: {reason}", err=True)
-    if received:
-        name = signal.Signals(received[0]).name
-        click.echo(
-            f"Interrupted by {name}: every call in flight finished and was journaled; run apply "
-            "again to make the rest.",
-            err=True,
-        )
-        return 128 + received[0]
-    return 0 if Tally.of(results, len(creates)).all_submitted and not reasons else 1
+    return Applied(
+        changes,
+        results=tuple(results),
+        reasons=tuple(reasons),
+        actors=sources,
+        signal=received[0] if received else 0,
+    )
+
+
+def exit_code(applied: Applied) -> int:
+    """128 + the signal that stopped it; 0 when every planned call was submitted and nothing
+    else failed; 1 otherwise."""
+    if applied.signal:
+        return 128 + applied.signal
+    return 0 if applied.tally.all_submitted and not applied.reasons else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,18 +175,14 @@ class _Sending:
 
 
 def _send(
-    creates: Sequence[Submission], journal: _Sourced, options: ApplyOptions, style: text.Style
+    creates: Sequence[Submission], journal: _Sourced, options: ApplyOptions, hooks: Hooks
 ) -> tuple[list[Result], BackfillError | None, list[int]]:
     """Makes the calls: the results, why the run stopped short (if it did), signals received."""
     routes = _routes(creates, journal.writer.state, options)
-    progress = (
-        Progress(len(creates), mode=options.progress, style=style)
-        if options.output == "text"
-        else Progress(len(creates), mode="quiet", style=style, stream=sys.stderr)
-    )
+    progress = hooks.progress(len(creates))
     sending = _Sending(routes, journal, progress, threading.Event(), options)
     try:
-        with _signals(sending.stop, options.timeout) as received:
+        with _signals(sending.stop, options.timeout, hooks) as received:
             if options.branch:
                 results, failure = _write_ahead(creates, sending, options.branch)
             else:
@@ -195,14 +213,14 @@ def _attention(changes: Changeset) -> list[str]:
     reasons = []
     if changes.attention:
         reasons.append(
-            f"{text.plural(changes.count('attention_cells'), 'cell')} of earlier submissions"
+            f"{plural(changes.count('attention_cells'), 'cell')} of earlier submissions"
             " still need attention: their outcome is unknown, so they are never resubmitted by"
             " themselves. Settle them (`backfill recover`, `backfill state import` or `backfill"
             " state forget`; in GitHub, the workflow's settle operations)"
         )
     if changes.exhausted:
         reasons.append(
-            f"{text.plural(changes.count('exhausted_cells'), 'cell')} failed in every attempt"
+            f"{plural(changes.count('exhausted_cells'), 'cell')} failed in every attempt"
             " spec.maxAttempts allows and are never sent again by themselves (see above)"
         )
     return reasons
@@ -279,7 +297,7 @@ def _unpublished(
     if sent:
         keys = ", ".join(r.submission.key for r in sent)
         said.append(
-            f"The outcomes of the {text.plural(len(sent), 'call')} sent before ({keys}) are"
+            f"The outcomes of the {plural(len(sent), 'call')} sent before ({keys}) are"
             f" only in this run's journal: on {branch.where} they show as unknown and are"
             " never sent again; settle them with the remote ids shown above"
         )
@@ -287,7 +305,7 @@ def _unpublished(
 
 
 @contextmanager
-def _signals(stop: threading.Event, drain: float) -> Iterator[list[int]]:
+def _signals(stop: threading.Event, drain: float, hooks: Hooks) -> Iterator[list[int]]:
     """SIGINT/SIGTERM stop the dispatch; calls in flight finish (each within its timeout) and
     are journaled. A second signal exits at once: what was in flight is unknown on next load."""
     received: list[int] = []
@@ -297,11 +315,7 @@ def _signals(stop: threading.Event, drain: float) -> Iterator[list[int]]:
             os._exit(128 + signum)
         received.append(signum)
         stop.set()
-        click.echo(
-            f"\n{signal.Signals(signum).name}: dispatching nothing more; waiting up to "
-            f"{drain:.0f}s for the calls in flight. Signal again to exit at once.",
-            err=True,
-        )
+        hooks.stopping(signum, drain)
 
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -346,26 +360,11 @@ def _routes(
     return routes
 
 
-def _confirm(creates: Sequence[Submission], options: ApplyOptions) -> None:
-    if options.yes:
-        return
-    if not sys.stdin.isatty():
+def _approve(creates: Sequence[Submission], hooks: Hooks) -> None:
+    if not hooks.can_ask:
         raise BackfillError(
             "apply needs approval: run it on a terminal and answer 'yes', or pass --yes "
             "(as CI does after the plan was reviewed)"
         )
-    click.echo(
-        f"\nDo you want to make these {text.plural(len(creates), 'call')}?\n"
-        "  Only 'yes' will be accepted to approve.\n"
-    )
-    answer = click.prompt("  Enter a value", default="", show_default=False)
-    if answer.strip() != "yes":
+    if not hooks.approve(creates):
         raise BackfillError("apply cancelled: nothing was submitted")
-
-
-def _print_json(changes: Changeset, results: Sequence[Result]) -> None:
-    payload = {
-        "plan": json_view.changeset(changes),
-        "apply": json_view.results(results, len(changes.creates)),
-    }
-    click.echo(json.dumps(payload, indent=2))

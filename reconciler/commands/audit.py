@@ -1,153 +1,24 @@
-"""`backfill audit`: every submission attempt read back from the journal, and the whole state
-checked for tampering."""
+"""`backfill audit log`: the submission attempts the state's journal holds, of one plan or
+since a time. (`audit verify` is the state's own verdict, `state.verify`.)"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.domain import JSON
-from reconciler.errors import Diagnostic
-from reconciler.state import EventType, History, SubmissionRecord, load_state, verify_journal
-from reconciler.state.journal import JOURNAL_FILE
-from reconciler.state.records import ZERO_HASH
-from reconciler.state.store import SNAPSHOT_FILE
+from reconciler.state import AuditLog, audit_log
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One journal event of an attempt: what happened, when, and who made it happen."""
-
-    seq: int
-    time: str
-    type: EventType
-    actor: Mapping[str, JSON]
-    reason: str = ""
-    """Why a person (import, forget) or a lookup (resolved) settled it, as they said."""
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One intent and what became of it. A key retried after a rejection has two attempts."""
-
-    number: int
-    """1 for a key's first intent, 2 for its retry, ..."""
-    record: SubmissionRecord
-    """The key's record as of the attempt's last event: its outcome, remote id, RequestId."""
-    steps: tuple[Step, ...]
-    """The intent first, then the outcome and any later verdict (lookup, import, forget)."""
-
-    @property
-    def intent(self) -> Step:
-        return self.steps[0]
-
-    @property
-    def settled(self) -> Step | None:
-        """The event that gave the attempt its present outcome; None while it has none."""
-        return self.steps[-1] if len(self.steps) > 1 else None
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    journal: Path
-    attempts: tuple[Attempt, ...]
-    seq: int
-    head_hash: str
-    warnings: tuple[str, ...] = field(default=())
-
-
-def log(directory: Path) -> Log:
-    """Every attempt in journal order, read from line 1 with the chain checked as it goes.
-
-    Raises StateError naming the first damaged line: a log read from a broken chain would be
-    an account nobody can vouch for (`backfill audit verify` lists every problem).
-    """
-    events = History(directory)
-    steps: dict[str, list[Step]] = {}
-    numbers: dict[str, int] = {}
-    order: list[tuple[str, int]] = []
-    finished: dict[tuple[str, int], Attempt] = {}
-    for event, record in events:
-        if record is None:
-            continue  # about the state itself, not an attempt
-        key = record.key
-        data = event["data"]
-        step = Step(
-            event["seq"],
-            event["time"],
-            EventType(event["type"]),
-            event["actor"],
-            str(data.get("reason", data.get("how", ""))),
-        )
-        if step.type is EventType.INTENT:
-            numbers[key] = numbers.get(key, 0) + 1
-            steps[key] = []
-            order.append((key, numbers[key]))
-        steps[key].append(step)
-        finished[(key, numbers[key])] = Attempt(numbers[key], record, tuple(steps[key]))
-    return Log(
-        journal=events.path,
-        attempts=tuple(finished[slot] for slot in order),
-        seq=events.seq,
-        head_hash=events.head_hash,
-        warnings=events.warnings,
-    )
-
-
-def select(
-    attempts: Sequence[Attempt], *, plan: str | None = None, since: datetime | None = None
-) -> list[Attempt]:
+def log(directory: Path, *, plan: str | None = None, since: datetime | None = None) -> AuditLog:
     """The attempts of one plan and/or whose intent was journaled at or after `since` (UTC)."""
+    found = audit_log(directory)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    return [
+    chosen = tuple(
         attempt
-        for attempt in attempts
+        for attempt in found.attempts
         if (plan is None or attempt.record.plan == plan)
         and (since is None or datetime.fromisoformat(attempt.intent.time) >= since)
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The outcome of `audit verify`: intact when `problems` is empty."""
-
-    directory: Path
-    problems: tuple[Diagnostic, ...]
-    seq: int = 0
-    head_hash: str = ZERO_HASH
-    snapshot: bool = False
-    """A snapshot.json was there to compare."""
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def intact(self) -> bool:
-        return not self.problems
-
-
-def verify(directory: Path) -> Verdict:
-    """The whole hash chain from line 1, and the snapshot against the full fold of the journal.
-
-    Problems come journal lines first, in line order, so the first one names the first bad
-    line; then the snapshot's.
-    """
-    journal = directory / JOURNAL_FILE
-    if not journal.is_file() or not journal.stat().st_size:
-        load_state(directory)  # raises: no state there, or a snapshot without its journal
-    problems = sorted(
-        verify_journal(directory),
-        key=lambda d: (Path(d.location.file) != journal, d.location.line),
     )
-    if problems:
-        return Verdict(directory, tuple(problems))
-    state = load_state(directory)
-    return Verdict(
-        directory,
-        (),
-        seq=state.seq,
-        head_hash=state.head_hash,
-        snapshot=(directory / SNAPSHOT_FILE).is_file(),
-        warnings=state.warnings,
-    )
+    return dataclasses.replace(found, attempts=chosen)

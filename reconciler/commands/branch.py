@@ -13,8 +13,8 @@ from pathlib import Path
 
 from reconciler import git
 from reconciler.errors import BackfillError
+from reconciler.remedies import plural
 from reconciler.state.journal import JOURNAL_FILE
-from reconciler.views.text import plural
 
 
 class Unpublished(BackfillError):

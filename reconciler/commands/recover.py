@@ -5,26 +5,36 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
-from reconciler import providers
+from reconciler import actor, providers
+from reconciler.commands.branch import StateBranch
+from reconciler.domain import JSON
 from reconciler.providers.protocol import Claim, Connection, Lookup, Provider
-from reconciler.state import State, StateWriter, SubmissionRecord, SubmissionStatus
+from reconciler.reports import Finding
+from reconciler.state import (
+    State,
+    StateWriter,
+    SubmissionRecord,
+    SubmissionStatus,
+    intent_details,
+    open_state,
+)
 
-LookUp = Callable[[Provider, SubmissionRecord, Connection, Sequence[Claim]], Lookup]
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    record: SubmissionRecord
-    lookup: Lookup
+LookUp = Callable[
+    [Provider, SubmissionRecord, Mapping[str, JSON], Connection, Sequence[Claim]], Lookup
+]
 
 
 def _default(
-    provider: Provider, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+    provider: Provider,
+    record: SubmissionRecord,
+    request: Mapping[str, JSON],
+    connection: Connection,
+    others: Sequence[Claim],
 ) -> Lookup:
-    return provider.look_up(record, connection, others)
+    return provider.look_up(record, request, connection, others)
 
 
 def claims(state: State) -> dict[str, list[Claim]]:
@@ -62,12 +72,14 @@ def look_up(
     if not unsettled:
         return []
     every = claims(state)
+    sent = intent_details(state, unsettled)
     findings = []
     for record in unsettled:
         provider = providers.get(record.provider)
         url = providers.endpoint(provider, record.region, endpoints)
         others = [c for c in every.get(record.provider, []) if c.key != record.key]
-        lookup = look(provider, record, Connection(url, timeout=timeout), others)
+        request = sent[record.key].request
+        lookup = look(provider, record, request, Connection(url, timeout=timeout), others)
         findings.append(Finding(record, lookup))
     return findings
 
@@ -103,11 +115,30 @@ def preview(state: State, findings: list[Finding]) -> State:
     }
     if not settled:
         return state
-    submissions = MappingProxyType({**state.submissions, **settled})
-    return State(
-        seq=state.seq,
-        head_hash=state.head_hash,
-        emulator=state.emulator,
-        submissions=submissions,
-        warnings=state.warnings,
+    return dataclasses.replace(
+        state, submissions=MappingProxyType({**state.submissions, **settled})
     )
+
+
+def run(
+    state_dir: Path,
+    endpoints: Mapping[str, str],
+    *,
+    lock_timeout: float = 0.0,
+    branch: StateBranch | None = None,
+) -> list[Finding]:
+    """`backfill recover`: look every unknown outcome up under the state lock and journal what
+    settled; with `branch`, only on the branch's newest state, and published there."""
+    if branch:
+        branch.require_newest()
+    with open_state(
+        state_dir,
+        actor=actor.current("recover"),
+        command="backfill recover",
+        lock_timeout=lock_timeout,
+    ) as writer:
+        found = look_up(writer.state, endpoints)
+        journal(writer, found)
+    if branch:
+        branch.publish("backfill: outcomes of lookups (recover)", journal_only=False)
+    return found

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__
 from reconciler.diff import Changeset
 from reconciler.domain import canonical_json
 from reconciler.errors import BackfillError
 from reconciler.load import discover
 from reconciler.state import State
+from reconciler.version import VERSION
 from reconciler.views import json as json_view
 
 FORMAT = 1
@@ -43,7 +43,7 @@ def _files(paths: Sequence[Path]) -> dict[str, str]:
 def save(out: Path, paths: Sequence[Path], changes: Changeset, state: State) -> None:
     document = {
         "saved_plan_format": FORMAT,
-        "tool_version": __version__,
+        "tool_version": VERSION,
         "plan_files": {"paths": [str(p) for p in paths], "sha256": _files(paths)},
         "state": {"seq": state.seq, "hash": state.head_hash, "state_id": state.state_id},
         "plan": json_view.changeset(changes),

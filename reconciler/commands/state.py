@@ -5,13 +5,49 @@ unknown outcome: it ran (`import`) or it did not (`forget`), for one submission 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import actor
 from reconciler.commands.branch import StateBranch
 from reconciler.errors import BackfillError, Location
-from reconciler.state import State, SubmissionRecord, open_state
+from reconciler.reports import Listing, Verdict
+from reconciler.state import (
+    IntentDetails,
+    State,
+    SubmissionRecord,
+    intent_details,
+    load_state,
+    open_state,
+)
+
+
+def listing(state_dir: Path, *, plan: str | None, status: str | None, details: bool) -> Listing:
+    """`backfill state list`: the submissions of `plan` and/or with `status` (as shown: an
+    intent without an outcome is unknown), oldest intent first; with `details`, what each
+    intent journaled (read from the journal)."""
+    state = load_state(state_dir)
+    records = sorted(
+        (
+            r
+            for r in state.submissions.values()
+            if (plan is None or r.plan == plan) and (status is None or r.shown_status == status)
+        ),
+        key=lambda r: (r.intent_seq, r.key),
+    )
+    return Listing(
+        records=tuple(records),
+        total=len(state.submissions),
+        seq=state.seq,
+        details=intent_details(state, records) if details else None,
+        warnings=state.warnings,
+    )
+
+
+def show(state_dir: Path, key: str) -> tuple[SubmissionRecord, IntentDetails]:
+    """`backfill state show KEY`: one submission (`find`) with what its intent journaled."""
+    state = load_state(state_dir)
+    record = find(state, key)
+    return record, intent_details(state, [record])[record.key]
 
 
 def find(state: State, key: str) -> SubmissionRecord:
@@ -24,14 +60,6 @@ def find(state: State, key: str) -> SubmissionRecord:
     if matches:
         raise BackfillError(f"key prefix {key!r} is ambiguous: {', '.join(sorted(matches))}")
     raise BackfillError(f"no submission {key!r} in the state; `backfill state list` shows the keys")
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A person's word on one submission: it ran as `remote_id`, or (None) it did not run."""
-
-    key: str
-    remote_id: str | None
 
 
 def read_verdicts(path: Path, *, with_ids: bool) -> list[Verdict]:

@@ -5,42 +5,28 @@ remotely."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import pipeline, providers
-from reconciler.diff import Changeset, PlanChanges
+from reconciler.domain import JSON
 from reconciler.errors import BackfillError
 from reconciler.expand import expand
-from reconciler.grid import MARKS, Mark, PlanGrid, grids
+from reconciler.grid import grids
 from reconciler.providers.protocol import Connection, Progress, Provider
-from reconciler.state import State, SubmissionRecord, SubmissionStatus, load_state
+from reconciler.reports import Grids, StatusReport, Tracked
+from reconciler.state import State, SubmissionRecord, SubmissionStatus, intent_details, load_state
 
-Ask = Callable[[Provider, SubmissionRecord, Connection], Progress]
-
-
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    record: SubmissionRecord
-    progress: Progress
+Ask = Callable[[Provider, SubmissionRecord, Mapping[str, JSON], Connection], Progress]
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    tracked: tuple[Tracked, ...]
-    unsettled: tuple[SubmissionRecord, ...]
-    """Submissions whose outcome is unknown: the state cannot say what to ask the platform."""
-
-    @property
-    def ok(self) -> bool:
-        """Every platform answered (whatever the backfills' own progress)."""
-        return not any(t.progress.error for t in self.tracked)
-
-
-def _ask(provider: Provider, record: SubmissionRecord, connection: Connection) -> Progress:
-    return provider.progress(record, connection)
+def _ask(
+    provider: Provider,
+    record: SubmissionRecord,
+    request: Mapping[str, JSON],
+    connection: Connection,
+) -> Progress:
+    return provider.progress(record, request, connection)
 
 
 def report(
@@ -50,7 +36,7 @@ def report(
     plan: str | None = None,
     timeout: float = 30.0,
     ask: Ask | None = None,
-) -> Report:
+) -> StatusReport:
     """One progress query per submitted backfill (of `plan`, if given), oldest first."""
     ask = ask or _ask
     records = sorted(
@@ -61,46 +47,32 @@ def report(
         raise BackfillError(
             f"no submission of plan {plan!r} in the state; `backfill state list` shows them"
         )
+    submitted = [r for r in records if r.status is SubmissionStatus.SUBMITTED]
+    sent = intent_details(state, submitted)
     tracked = []
-    for record in records:
-        if record.status is not SubmissionStatus.SUBMITTED:
-            continue
+    for record in submitted:
         provider = providers.get(record.provider)
         url = providers.endpoint(provider, record.region, endpoints)
         if record.emulator and not providers.is_loopback(url):
             # its remote id means nothing to the real platform, which would answer "not found"
             progress = Progress(
                 "unknown",
-                error=f"submitted to the built-in emulator at {record.endpoint}; "
+                error=f"submitted to the built-in emulator at {sent[record.key].endpoint}; "
                 "pass --endpoint to ask an emulator",
             )
         else:
-            progress = ask(provider, record, Connection(url, timeout=timeout))
+            connection = Connection(url, timeout=timeout)
+            progress = ask(provider, record, sent[record.key].request, connection)
         tracked.append(Tracked(record, progress))
     unsettled = tuple(r for r in records if r.needs_attention)
-    return Report(tuple(tracked), unsettled)
+    return StatusReport(tuple(tracked), unsettled, state.warnings)
 
 
-@dataclass(frozen=True, slots=True)
-class Grids:
-    """Every declared plan (or one) with its sync, as `plan` counts it, and its grid."""
-
-    changes: Changeset
-    grids: tuple[PlanGrid, ...]
-    seq: int
-    """The journal event the state was read at."""
-    warnings: tuple[str, ...] = ()
-
-    def sync(self, plan: str) -> PlanChanges:
-        """The plan's counts in `changes` (every grid's plan has them)."""
-        return next(p for p in self.changes.plans if p.plan.name == plan)
-
-    @property
-    def totals(self) -> Mapping[Mark, int]:
-        counts: Counter[Mark] = Counter()
-        for grid in self.grids:
-            counts.update(grid.counts)
-        return {mark: counts[mark] for mark in MARKS if counts[mark]}
+def run(
+    state_dir: Path, endpoints: Mapping[str, str], *, plan: str | None, timeout: float
+) -> StatusReport:
+    """`backfill status [NAME]`: the progress of the state's submitted backfills."""
+    return report(load_state(state_dir), endpoints, plan=plan, timeout=timeout)
 
 
 def grid_report(paths: Sequence[Path], state_dir: Path, *, plan: str | None = None) -> Grids:

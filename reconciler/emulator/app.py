@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from reconciler import __version__, providers
+from reconciler import providers
 from reconciler.emulator.faults import Fault, FaultConfig, FaultInjector
 from reconciler.providers.protocol import EMULATOR_HEADER
+from reconciler.version import VERSION
 
 Clock = Callable[[], float]
 
@@ -330,7 +331,7 @@ class Emulator:
             # The connection is already reset: wsgiref takes this as the client having gone
             # and writes nothing.
             raise ConnectionAbortedError("the emulator dropped this connection on purpose")
-        headers = [*response.headers, (EMULATOR_HEADER, __version__)]
+        headers = [*response.headers, (EMULATOR_HEADER, VERSION)]
         headers.append(("Content-Length", str(len(response.body))))
         status = f"{response.status} {_STATUS_TEXT.get(response.status, 'Status')}"
         start_response(status, headers)
@@ -427,7 +428,7 @@ class Emulator:
                 service.reset()
             return EmulatorResponse.json(200, {"reset": True})
         if request.path == "/_emulator/health":
-            return EmulatorResponse.json(200, {"ok": True, "version": __version__})
+            return EmulatorResponse.json(200, {"ok": True, "version": VERSION})
         return EmulatorResponse.json(404, {"error": f"unknown admin endpoint {request.path}"})
 
     def _faults_endpoint(self, request: EmulatorRequest) -> EmulatorResponse:

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from reconciler.domain import (
     JSON,
     Batch,
@@ -22,6 +20,7 @@ from reconciler.domain import (
     OutcomeKind,
     Plan,
     Submission,
+    contiguous_runs,
     days,
     fingerprint,
     merge_spans,
@@ -29,12 +28,14 @@ from reconciler.domain import (
 )
 from reconciler.errors import BackfillError
 from reconciler.providers import protocol
-from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials, encode_query, rpc_params
 from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
-from reconciler.state import SubmissionRecord
 
 if TYPE_CHECKING:
+    import httpx
+
     from reconciler.emulator.app import ServiceFactory
+    from reconciler.providers.acs3 import AliyunCredentials
+    from reconciler.state import SubmissionRecord
 
 NAME = "aliyun-dms"
 ACTION = "BackFill"
@@ -177,7 +178,7 @@ class DmsProvider:
         # BackFill takes one DAG and one date or one contiguous range per call.
         batches: list[Batch] = []
         for target in sorted(missing, key=int):
-            for start, end in protocol.contiguous_runs(sorted(missing[target])):
+            for start, end in contiguous_runs(sorted(missing[target])):
                 for chunk in protocol.chunked(days(start, end), plan, 1):
                     batches.append(Batch(targets=(target,), dates=chunk))
         return batches
@@ -215,6 +216,9 @@ class DmsProvider:
         return ENDPOINT.format(region=region)
 
     def client(self, connection: Connection) -> DmsClient:
+        # The client's modules (httpx, the signer) load with the first call, not with `validate`.
+        from reconciler.providers.acs3 import AliyunCredentials  # noqa: PLC0415
+
         credentials = AliyunCredentials.from_env()
         if credentials is None:
             raise BackfillError(
@@ -223,18 +227,24 @@ class DmsProvider:
             )
         return DmsClient(credentials, connection)
 
-    def remote_name(self, record: SubmissionRecord) -> str:
+    def remote_name(self, request: Mapping[str, JSON]) -> str:
         return ""  # BackFill takes no name: a run is found by its DAG and dates (`look_up`)
 
     def look_up(
-        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
     ) -> Lookup:
         with closing(self.client(connection)) as client:
-            return client.find(record, others)
+            return client.find(record, request, others)
 
-    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
+    def progress(
+        self, record: SubmissionRecord, request: Mapping[str, JSON], connection: Connection
+    ) -> Progress:
         with closing(self.client(connection)) as client:
-            return client.progress(record)
+            return client.progress(record, request)
 
     def emulated(self) -> ServiceFactory:
         from reconciler.emulator.dms import DmsService  # noqa: PLC0415 - see Provider.emulated
@@ -246,6 +256,8 @@ class DmsClient:
     """Sends DMS RPC actions signed with ACS3 and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: AliyunCredentials, connection: Connection) -> None:
+        from reconciler.providers.acs3 import ACS3Auth  # noqa: PLC0415 - see DmsProvider.client
+
         self._http = connection.http(ACS3Auth(credentials))
         self.credential_id = credentials.access_key_id
 
@@ -274,6 +286,8 @@ class DmsClient:
 
     def call(self, action: str, params: Mapping[str, JSON]) -> Outcome:
         """One RPC action; a reply DMS accepted has its whole body in `detail`."""
+        from reconciler.providers.acs3 import encode_query, rpc_params  # noqa: PLC0415
+
         query = encode_query(rpc_params(params))
         headers = {"x-acs-action": action, "x-acs-version": VERSION, "accept": "application/json"}
         response = protocol.send(self._http, f"/?{query}", headers=headers)
@@ -281,7 +295,9 @@ class DmsClient:
             return response
         return _outcome(response)
 
-    def find(self, record: SubmissionRecord, others: Sequence[Claim]) -> Lookup:
+    def find(
+        self, record: SubmissionRecord, request: Mapping[str, JSON], others: Sequence[Claim]
+    ) -> Lookup:
         """Settle an unknown BackFill from the DAG's manual runs of its business dates.
 
         Only a run this request could have made counts: the same DAG and one of its dates,
@@ -296,7 +312,7 @@ class DmsClient:
         (target,) = record.targets
         dates = sorted(record.dates)
         intent = datetime.fromisoformat(record.intent_time).timestamp()
-        listed = self._runs(record)
+        listed = self._runs(record, request)
         if isinstance(listed, Outcome):
             return Lookup(
                 "unclear",
@@ -358,7 +374,7 @@ class DmsClient:
         if problems:
             return Lookup("unclear", how=f"{how}: {'; '.join(problems)}; check in the DMS console")
         if found:
-            ascending = record.request.get("Asc", True) is not False
+            ascending = request.get("Asc", True) is not False
             (first,) = found[dates[0] if ascending else dates[-1]]
             if first.started is None:
                 return Lookup(
@@ -380,7 +396,9 @@ class DmsClient:
             f"running at DMS: look again {SETTLE_SECONDS:.0f}s after it",
         )
 
-    def _runs(self, record: SubmissionRecord) -> list[Mapping[str, Any]] | Outcome:
+    def _runs(
+        self, record: SubmissionRecord, request: Mapping[str, JSON]
+    ) -> list[Mapping[str, Any]] | Outcome:
         """Every run ListTaskFlowInstance lists of the submission's DAG for its business dates
         (in its tenant, if it names one), or the outcome of the call that failed."""
         (target,) = record.targets
@@ -391,22 +409,22 @@ class DmsClient:
             "StartTimeEnd": max(record.dates),
             "PageSize": LIST_PAGE_SIZE,
         }
-        if "Tid" in record.request:
-            params["Tid"] = record.request["Tid"]
+        if "Tid" in request:
+            params["Tid"] = request["Tid"]
         return protocol.every_page(
             lambda page: self.call("ListTaskFlowInstance", {**params, "PageIndex": page}),
             items=lambda body: body.get("DAGInstanceList", {}).get("DAGInstance", []) or [],
             last=lambda body, page: page * LIST_PAGE_SIZE >= int(body.get("TotalCount", 0) or 0),
         )
 
-    def progress(self, record: SubmissionRecord) -> Progress:
+    def progress(self, record: SubmissionRecord, request: Mapping[str, JSON]) -> Progress:
         """The DAG's instances for the submission's business dates (UseBizDate), each date's
         being the first one DMS created at or after the submission's DagInstanceId: a later
         backfill of the same dates makes newer instances, an earlier one older ones."""
         (target,) = record.targets
         wanted = set(record.dates)
         first_id = int(record.remote_id) if record.remote_id.isdigit() else 0
-        listed = self._runs(record)
+        listed = self._runs(record, request)
         if isinstance(listed, Outcome):
             failure = f"ListTaskFlowInstance: {listed.code} {listed.message}"
             return Progress("unknown", error=failure.strip())
@@ -470,7 +488,7 @@ def _epoch(iso: str) -> float:
 
 
 def _span(dates: Sequence[str]) -> str:
-    return ", ".join(a if a == b else f"{a}..{b}" for a, b in protocol.contiguous_runs(dates))
+    return ", ".join(a if a == b else f"{a}..{b}" for a, b in contiguous_runs(dates))
 
 
 def _instance(target: str, day: str, item: Mapping[str, Any]) -> Instance:

@@ -8,8 +8,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import httpx
-
 from reconciler.domain import (
     JSON,
     MAX_CELLS_PER_CALL,
@@ -19,13 +17,13 @@ from reconciler.domain import (
     OutcomeKind,
     Plan,
     Submission,
-    day,
-    runs,
 )
-from reconciler.state import SubmissionRecord
 
 if TYPE_CHECKING:
+    import httpx
+
     from reconciler.emulator.app import ServiceFactory
+    from reconciler.state import SubmissionRecord
 
 EMULATOR_HEADER = "X-Backfill-Emulator"
 """The built-in emulator marks every reply with it, so that a client can record that it talked
@@ -42,6 +40,10 @@ class Connection:
 
     def http(self, auth: httpx.Auth) -> httpx.Client:
         """An HTTP client to the endpoint that signs every request with `auth`."""
+        # Imported by the first client: the plan side of the providers (what `validate` and
+        # `plan` use) must not load an HTTP client.
+        import httpx  # noqa: PLC0415
+
         return httpx.Client(
             base_url=self.endpoint,
             auth=auth,
@@ -182,20 +184,27 @@ class Provider(Protocol):
         """A client using credentials from the environment; BackfillError if there are none."""
         ...
 
-    def remote_name(self, record: SubmissionRecord) -> str:
-        """What the platform calls the backfill a submission created, for a person to search
+    def remote_name(self, request: Mapping[str, JSON]) -> str:
+        """What the platform calls the backfill that `request` created, for a person to search
         for; empty where the API takes no name."""
         ...
 
     def look_up(
-        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
     ) -> Lookup:
-        """Settle an unknown outcome remotely where the API allows it, never with what `others`
-        claim; otherwise say what a person must check."""
+        """Settle an unknown outcome (of `record`, which sent `request`) remotely where the API
+        allows it, never with what `others` claim; otherwise say what a person must check."""
         ...
 
-    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
-        """The remote progress of a submitted backfill, read-only."""
+    def progress(
+        self, record: SubmissionRecord, request: Mapping[str, JSON], connection: Connection
+    ) -> Progress:
+        """The remote progress of a submitted backfill (`record`, which sent `request`),
+        read-only."""
         ...
 
     def emulated(self) -> ServiceFactory:
@@ -212,6 +221,8 @@ def send(http: httpx.Client, url: str, **request: Any) -> httpx.Response | Outco
 
     A connection that cannot be made to the endpoint cannot be made for any other call either:
     such an outcome says so (`halt`), and the run stops sending there."""
+    import httpx  # noqa: PLC0415 - loaded with the client (see Connection.http)
+
     try:
         response = http.post(url, **request)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as error:
@@ -276,11 +287,6 @@ def unreadable(response: httpx.Response, api: str) -> Outcome:
 
 def from_emulator(response: httpx.Response) -> bool:
     return EMULATOR_HEADER in response.headers
-
-
-def contiguous_runs(dates: Sequence[str]) -> list[tuple[str, str]]:
-    """ISO dates -> inclusive (start, end) runs of consecutive days."""
-    return [(day(first), day(last)) for first, last in runs(dates)]
 
 
 def days_per_call(plan: Plan, targets: int) -> int:

@@ -9,8 +9,6 @@ from collections.abc import Mapping, Sequence
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from reconciler.domain import (
     JSON,
     Batch,
@@ -19,6 +17,7 @@ from reconciler.domain import (
     OutcomeKind,
     Plan,
     Submission,
+    contiguous_runs,
     fingerprint,
     merge_spans,
     range_span,
@@ -26,11 +25,13 @@ from reconciler.domain import (
 from reconciler.errors import BackfillError
 from reconciler.providers import protocol
 from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
-from reconciler.providers.tc3 import TC3Auth, TencentCredentials
-from reconciler.state import SubmissionRecord
 
 if TYPE_CHECKING:
+    import httpx
+
     from reconciler.emulator.app import ServiceFactory
+    from reconciler.providers.tc3 import TencentCredentials
+    from reconciler.state import SubmissionRecord
 
 NAME = "tencent-wedata"
 SERVICE = "wedata"
@@ -188,7 +189,7 @@ class WeDataProvider:
         params = group.params
         window = params.get("executionWindow")
         ranges: list[dict[str, JSON]] = []
-        for start, end in protocol.contiguous_runs(batch.dates):
+        for start, end in contiguous_runs(batch.dates):
             entry: dict[str, JSON] = {"StartDate": start, "EndDate": end}
             if isinstance(window, Mapping):
                 entry["ExecutionStartTime"] = window["start"]
@@ -228,6 +229,9 @@ class WeDataProvider:
         return DEFAULT_ENDPOINT
 
     def client(self, connection: Connection) -> WeDataClient:
+        # The client's modules (httpx, the signer) load with the first call, not with `validate`.
+        from reconciler.providers.tc3 import TencentCredentials  # noqa: PLC0415
+
         credentials = TencentCredentials.from_env()
         if credentials is None:
             raise BackfillError(
@@ -236,24 +240,30 @@ class WeDataProvider:
             )
         return WeDataClient(credentials, connection)
 
-    def remote_name(self, record: SubmissionRecord) -> str:
-        return str(record.request.get("DataBackfillPlanName") or "")
+    def remote_name(self, request: Mapping[str, JSON]) -> str:
+        return str(request.get("DataBackfillPlanName") or "")
 
     def look_up(
-        self, record: SubmissionRecord, connection: Connection, others: Sequence[Claim]
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
     ) -> Lookup:
         # WeData offers no lookup of a backfill plan by name: a person has to look.
         return Lookup(
             "unclear",
             how=f"WeData cannot be searched by plan name through the API: look in the WeData "
-            f"console (project {record.request.get('ProjectId', '?')}, region {record.region}) "
-            f"for a backfill plan named {self.remote_name(record)!r} created after "
+            f"console (project {request.get('ProjectId', '?')}, region {record.region}) "
+            f"for a backfill plan named {self.remote_name(request)!r} created after "
             f"{record.intent_time}",
         )
 
-    def progress(self, record: SubmissionRecord, connection: Connection) -> Progress:
+    def progress(
+        self, record: SubmissionRecord, request: Mapping[str, JSON], connection: Connection
+    ) -> Progress:
         with closing(self.client(connection)) as client:
-            return client.progress(record)
+            return client.progress(record, request)
 
     def emulated(self) -> ServiceFactory:
         from reconciler.emulator.wedata import WeDataService  # noqa: PLC0415 - see Provider.emulated
@@ -289,6 +299,8 @@ class WeDataClient:
     """Sends CreateDataBackfillPlan and maps every possible reply to an Outcome."""
 
     def __init__(self, credentials: TencentCredentials, connection: Connection) -> None:
+        from reconciler.providers.tc3 import TC3Auth  # noqa: PLC0415 - see WeDataProvider.client
+
         self._http = connection.http(TC3Auth(credentials, service=SERVICE))
         self.credential_id = credentials.secret_id
 
@@ -310,12 +322,12 @@ class WeDataClient:
             return response
         return _outcome(response, create=create)
 
-    def progress(self, record: SubmissionRecord) -> Progress:
+    def progress(self, record: SubmissionRecord, request: Mapping[str, JSON]) -> Progress:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
         ListDataBackfillInstances of each task (the API lists one task at a time) for its state
         on each date."""
         plan = {
-            "ProjectId": str(record.request["ProjectId"]),
+            "ProjectId": str(request["ProjectId"]),
             "DataBackfillPlanId": record.remote_id,
         }
         got = self.call("GetDataBackfillPlan", record.region, plan)

@@ -9,7 +9,7 @@ events a caller folds, are decoded.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -106,13 +106,16 @@ class Chain:
     yielded undecoded (`event` None) so that the caller can name the damage. `prefixes` are
     byte sizes whose git blob id (`object_format` sha1 or sha256) of the file's first
     that-many bytes is wanted, to compare with the committed versions of the journal without
-    reading them from git.
+    reading them from git. With `decode`, only the events whose seq it holds are decoded (the
+    others are checked from their bytes and yielded undecoded): a reader of a few events does
+    not pay for parsing all of them.
     """
 
     path: Path
     vouched: Vouched | None = None
     prefixes: Sequence[int] = ()
     object_format: str = "sha1"
+    decode: Container[int] | None = None
     seq: int = 0
     head_hash: str = ZERO_HASH
     lines: int = 0
@@ -237,7 +240,7 @@ class Chain:
             if link is None:  # not canonical, or edited: only decoding can say which
                 event = journal.parse_event(raw, where)
                 link = (event["seq"], event["prev"], event["hash"])
-            elif link[0] > self._checked_only or suspect is not None:
+            elif self._wanted(link[0]) or suspect is not None:
                 event = journal.decode_event(raw, where)
                 if (event["seq"], event["prev"], event["hash"]) != link:
                     raise journal.damage(where, "is not canonical JSON of one event")
@@ -254,7 +257,10 @@ class Chain:
             assert event is not None
             self._acknowledges(event, *suspect)
         journal.check_link(where, seq, prev, self.seq + 1, self.head_hash)
-        return Entry(number, seq, own, event if seq > self._checked_only else None)
+        return Entry(number, seq, own, event if self._wanted(seq) else None)
+
+    def _wanted(self, seq: int) -> bool:
+        return seq > self._checked_only and (self.decode is None or seq in self.decode)
 
     def _acknowledges(self, event: dict[str, JSON], line: int, raw: bytes) -> None:
         if event["type"] != EventType.TORN or event["data"] != torn_data(raw):

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.domain import runs
+from reconciler.domain import SubmissionStatus, runs
 from reconciler.state.records import (
     EventType,
-    IntentDetails,
     State,
     SubmissionRecord,
-    SubmissionStatus,
     health_from_json,
     observe,
 )
@@ -163,13 +162,6 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             updated_time=time,
             health=(),
             observed_time="",
-            details=IntentDetails(
-                data["endpoint"],
-                data["params"],
-                data["request"],
-                event["actor"],
-                tuple(data.get("replaces", ())),
-            ),
         )
     if record is None:
         raise FoldError(f"`{kind}` for submission {key}, which has no intent")
@@ -248,8 +240,9 @@ def _refusal(record: SubmissionRecord) -> str:
 class Replay:
     """Folds events one at a time onto a state. Mutable and O(1) per event; `state()` freezes it."""
 
-    def __init__(self, start: State | None = None) -> None:
+    def __init__(self, start: State | None = None, *, journal: Path | None = None) -> None:
         start = start or State()
+        self.journal = journal
         self.seq = start.seq
         self.head_hash = start.head_hash
         self.state_id = start.state_id
@@ -296,5 +289,6 @@ class Replay:
                 emulator=self.emulator,
                 submissions=MappingProxyType(dict(self._submissions)),
                 warnings=warnings,
+                journal=self.journal,
             )
         return self._frozen

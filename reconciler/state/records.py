@@ -5,7 +5,6 @@ A record's JSON form is what `snapshot.json` stores; `record_from_json` checks i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -14,8 +13,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.domain import FINAL_HEALTH, JSON, Cell, Health, day, merge_spans, ordinal
-from reconciler.errors import StateError
+from reconciler.domain import (
+    FINAL_HEALTH,
+    JSON,
+    Cell,
+    Health,
+    SubmissionStatus,
+    compact_dates,
+    day,
+    merge_spans,
+    ordinal,
+)
 
 ZERO_HASH = "0" * 64
 """The `prev` of the first event, and the hash of an empty journal."""
@@ -45,83 +53,10 @@ class EventType(StrEnum):
     """What the platform said became of some cells of a submitted backfill (`refresh`)."""
 
 
-class SubmissionStatus(StrEnum):
-    PENDING = "pending"
-    """An intent without an outcome; seen on load, its process died in between: treat as unknown."""
-    SUBMITTED = "submitted"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"
-    MISSING = "missing"
-    """A remote lookup found it was not created."""
-    FORGOTTEN = "forgotten"
-    UNSENT = "unsent"
-    """Never sent: its cells stay missing, and the next apply submits them."""
-
-
 COVERING = frozenset(
     {SubmissionStatus.PENDING, SubmissionStatus.SUBMITTED, SubmissionStatus.UNKNOWN}
 )
 """A submission in one of these states may have run, so its cells must not be submitted again."""
-
-
-@dataclass(frozen=True, slots=True)
-class IntentDetails:
-    """What a submission's intent says beyond what the diff reads: where it went, its request
-    and parameters, and who journaled it."""
-
-    endpoint: str
-    params: Mapping[str, JSON]
-    request: Mapping[str, JSON]
-    actor: Mapping[str, JSON]
-    replaces: tuple[str, ...] = ()
-    """A retry's: the keys of the attempts whose failed cells it runs again."""
-
-
-class JournalDetails:
-    """The details of a record loaded from the snapshot, which leaves them in the journal:
-    read from the intent's line the first time a view asks (most runs never do)."""
-
-    __slots__ = ("journal", "seq")
-
-    def __init__(self, journal: Path, seq: int) -> None:
-        self.journal, self.seq = journal, seq
-
-    def get(self) -> IntentDetails:
-        return _intent_details(self.journal, self.seq)
-
-
-_INTENTS: dict[tuple[Path, int, int], dict[int, IntentDetails]] = {}
-
-
-def _intent_details(journal: Path, seq: int) -> IntentDetails:
-    """One scan of the journal reads the details of every intent (a view that needs one
-    usually needs many), kept for as long as the file is unchanged."""
-    stat = journal.stat()
-    version = (journal.resolve(), stat.st_size, stat.st_mtime_ns)
-    known = _INTENTS.get(version, {})
-    if seq not in known:
-        known = {}
-        with journal.open("rb") as lines:
-            for raw in lines:
-                if b'"type":"intent"' not in raw:
-                    continue
-                try:
-                    event = json.loads(raw)
-                except ValueError:
-                    continue  # a torn line; loading has checked every event's line
-                data = event["data"]
-                known[event["seq"]] = IntentDetails(
-                    data["endpoint"],
-                    data["params"],
-                    data["request"],
-                    event["actor"],
-                    tuple(data.get("replaces", ())),
-                )
-        _INTENTS.clear()  # one journal at a time is what a command reads
-        _INTENTS[version] = known
-    if seq not in known:
-        raise StateError(f"{journal}: event {seq} is not the intent the snapshot says it is")
-    return known[seq]
 
 
 HealthRun = tuple[str, int, int, Health, str]
@@ -174,7 +109,10 @@ def _days_within(spans: list[tuple[int, int]], within: tuple[tuple[int, int], ..
 
 @dataclass(frozen=True, slots=True)
 class SubmissionRecord:
-    """One submission key as the journal has it now: its latest intent and what became of it."""
+    """One submission key as the journal has it now: its latest intent and what became of it.
+
+    What the intent says beyond this (endpoint, parameters, request, actor) stays in the
+    journal: `intent_details` reads it for the commands that show or weigh it."""
 
     key: str
     plan: str
@@ -208,34 +146,6 @@ class SubmissionRecord:
     then day); a cell never observed has none."""
     observed_time: str
     """When `refresh` last journaled something new of it; empty while never."""
-    details: IntentDetails | JournalDetails = field(compare=False, repr=False)
-    """Endpoint, parameters, request and actor of the latest intent (in the journal)."""
-
-    def _details(self) -> IntentDetails:
-        details = self.details
-        return details if isinstance(details, IntentDetails) else details.get()
-
-    @property
-    def endpoint(self) -> str:
-        return self._details().endpoint
-
-    @property
-    def params(self) -> Mapping[str, JSON]:
-        return self._details().params
-
-    @property
-    def request(self) -> Mapping[str, JSON]:
-        return self._details().request
-
-    @property
-    def actor(self) -> Mapping[str, JSON]:
-        """Who journaled the latest intent."""
-        return self._details().actor
-
-    @property
-    def replaces(self) -> tuple[str, ...]:
-        """A retry's: the keys of the failed attempts it runs again (from its latest intent)."""
-        return self._details().replaces
 
     @property
     def covers_cells(self) -> bool:
@@ -312,6 +222,9 @@ class State:
         default_factory=lambda: MappingProxyType({})
     )
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    journal: Path | None = field(default=None, compare=False, repr=False)
+    """The journal it was folded from, where `intent_details` reads what the records leave out
+    (None for a state that was never journaled)."""
     _coverage: dict[tuple[str, int, str], DateCoverage] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -439,11 +352,6 @@ class DateCoverage:
 _NOTHING = DateCoverage()
 
 
-def compact_dates(spans: tuple[tuple[int, int], ...]) -> list[str]:
-    """Runs of days as text: `2025-09-01..2025-09-30` for a run, the date alone for one day."""
-    return [day(first) if first == last else f"{day(first)}..{day(last)}" for first, last in spans]
-
-
 def parse_spans(texts: list[str]) -> tuple[tuple[int, int], ...]:
     spans = []
     for text in texts:
@@ -547,20 +455,16 @@ _RECORD_TYPES: Mapping[str, type] = {
 _STATUSES = {str(status): status for status in SubmissionStatus}
 _record: Callable[..., SubmissionRecord] = SubmissionRecord
 """Positional construction from the JSON values in field order (checked just before)."""
-_NAMES = tuple(
-    "dates" if f.name == "spans" else f.name
-    for f in fields(SubmissionRecord)
-    if f.name != "details"
-)
+_NAMES = tuple("dates" if f.name == "spans" else f.name for f in fields(SubmissionRecord))
 """The record's JSON fields in the order of the dataclass's fields (spans are `dates` there)."""
 _GET = itemgetter(*_NAMES)
 _TYPES = tuple(_RECORD_TYPES[name] for name in _NAMES)
-_TARGETS, _SPANS, _STATUS, _INTENT_SEQ, _HEALTH_RUNS = (
-    _NAMES.index(name) for name in ("targets", "dates", "status", "intent_seq", "health")
+_TARGETS, _SPANS, _STATUS, _HEALTH_RUNS = (
+    _NAMES.index(name) for name in ("targets", "dates", "status", "health")
 )
 
 
-def record_from_json(value: Any, journal: Path) -> SubmissionRecord:
+def record_from_json(value: Any) -> SubmissionRecord:
     """Raises ValueError with a sentence naming the field when `value` is not a record.
 
     Runs once per submission on every load, so the checks are whole-tuple comparisons in C;
@@ -584,7 +488,7 @@ def record_from_json(value: Any, journal: Path) -> SubmissionRecord:
         values[_HEALTH_RUNS] = health_from_json(values[_HEALTH_RUNS])
     else:
         values[_HEALTH_RUNS] = ()
-    return _record(*values, details=JournalDetails(journal, values[_INTENT_SEQ]))
+    return _record(*values)
 
 
 def _shape_problem(value: Any) -> str:

@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 from reconciler.domain import JSON
 from reconciler.errors import Location, StateError
-from reconciler.state.journal import JOURNAL_FILE, fsync_directory
+from reconciler.state.journal import fsync_directory
 from reconciler.state.records import (
     ZERO_HASH,
     State,
@@ -261,10 +261,9 @@ def read(path: Path) -> Snapshot | None:
             hint=_CACHE_HINT,
         )
     records: dict[str, SubmissionRecord] = {}
-    journal = path.with_name(JOURNAL_FILE)  # holds what the snapshot leaves out
     for key, item in submissions.items():
         try:
-            record = record_from_json(item, journal)
+            record = record_from_json(item)
         except ValueError as error:
             raise Untrusted(
                 f"submission {key}: {error}", location=where, hint=_CACHE_HINT

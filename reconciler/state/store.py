@@ -86,7 +86,7 @@ def _load(directory: Path) -> _Loaded:
         prefixes=[version.size for version in git.versions],
         object_format=git.object_format,
     )
-    replay = Replay(found.state() if found else None)
+    replay = Replay(found.state() if found else None, journal=path)
     for entry in chain:
         if found is not None and entry.seq == found.seq and entry.hash != found.hash:
             raise _snapshot_mismatch(directory, entry.line, "its hash is not that line's hash")

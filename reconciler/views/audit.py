@@ -7,14 +7,14 @@ import csv
 import io
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.commands.audit import Attempt, Log, Step, Verdict
-from reconciler.domain import JSON
-from reconciler.providers.protocol import contiguous_runs
-from reconciler.state import EventType
+from reconciler.domain import JSON, contiguous_runs
 from reconciler.views.markdown import escape
 from reconciler.views.text import Style, plural, styler
+
+if TYPE_CHECKING:
+    from reconciler.state import Attempt, AuditLog, Step, Verification
 
 FORMAT_VERSION = 1
 CSV_FIELDS = (
@@ -53,7 +53,6 @@ CSV_FIELDS = (
 
 _PLAIN = styler(False)
 
-_VERDICTS = frozenset({EventType.RESOLVED, EventType.IMPORTED, EventType.FORGOTTEN})
 _SAFE_URL = re.compile(r"https://[^\s()<>\[\]]+")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -81,7 +80,7 @@ def outcome(attempt: Attempt) -> str:
     record = attempt.record
     text = str(record.shown_status) + (f" ({record.code})" if record.code else "")
     settled = attempt.settled
-    if settled is not None and settled.type in _VERDICTS:
+    if settled is not None and settled.verdict:
         who = settled.actor.get("user") or "?"
         approved = approvers(settled.actor)
         text += f"; {settled.type} by {who}" + (f" (approved by {approved})" if approved else "")
@@ -129,9 +128,10 @@ def _columns(attempt: Attempt) -> dict[str, str]:
 # --- audit log --------------------------------------------------------------------------------
 
 
-def table(log: Log, attempts: Sequence[Attempt], style: Style = _PLAIN) -> str:
+def table(log: AuditLog, style: Style = _PLAIN) -> str:
+    attempts = log.attempts
     if not attempts:
-        return "No submission attempts match." if log.attempts else "The journal is empty."
+        return "No submission attempts match." if log.journaled else "The journal is empty."
     header = (
         *("SEQ", "TIME", "PLAN", "REV", "KEY", "TRY", "OUTCOME", "REMOTE ID", "REQUEST ID"),
         *("USER", "APPROVED BY", "COMMIT", "PR", "RUN"),
@@ -174,7 +174,7 @@ def _step(step: Step) -> dict[str, Any]:
     }
 
 
-def json_log(log: Log, attempts: Sequence[Attempt]) -> dict[str, Any]:
+def json_log(log: AuditLog) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "journal": str(log.journal),
@@ -200,7 +200,7 @@ def json_log(log: Log, attempts: Sequence[Attempt]) -> dict[str, Any]:
                 "settled": _step(a.settled) if a.settled else None,
                 "events": [_step(s) for s in a.steps],
             }
-            for a in attempts
+            for a in log.attempts
         ],
     }
 
@@ -209,13 +209,13 @@ def _spreadsheet_safe(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def csv_log(attempts: Sequence[Attempt]) -> str:
+def csv_log(log: AuditLog) -> str:
     """One row per attempt, every field; a cell a spreadsheet would run as a formula gets a
     leading `'` (the JSON format is the byte-exact one)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for attempt in attempts:
+    for attempt in log.attempts:
         writer.writerow({k: _spreadsheet_safe(v) for k, v in _columns(attempt).items()})
     return out.getvalue()
 
@@ -224,7 +224,8 @@ def _link(text: str, url: str) -> str:
     return f"[{text}]({url})" if _SAFE_URL.fullmatch(url) else escape(url)
 
 
-def markdown_log(log: Log, attempts: Sequence[Attempt]) -> str:
+def markdown_log(log: AuditLog) -> str:
+    attempts = log.attempts
     submissions = len({a.record.key for a in attempts})
     lines = [
         "### Backfill audit log",
@@ -264,8 +265,8 @@ def markdown_log(log: Log, attempts: Sequence[Attempt]) -> str:
 # --- audit verify -----------------------------------------------------------------------------
 
 
-def verdict(result: Verdict, style: Style = _PLAIN) -> str:
-    journal = result.directory / "journal.jsonl"
+def verdict(result: Verification, style: Style = _PLAIN) -> str:
+    journal = result.journal
     if result.intact:
         snapshot = (
             "snapshot.json equals the journal folded"
@@ -292,7 +293,7 @@ def verdict(result: Verdict, style: Style = _PLAIN) -> str:
     return "\n".join(lines)
 
 
-def json_verdict(result: Verdict) -> dict[str, Any]:
+def json_verdict(result: Verification) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "intact": result.intact,

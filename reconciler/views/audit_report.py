@@ -4,14 +4,15 @@ out."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.commands.audit_report import NeverSucceeded, PlanRan, Ran, Succeeded
-from reconciler.domain import JSON
-from reconciler.state.records import compact_dates
+from reconciler.domain import JSON, compact_dates
 from reconciler.views.audit import FORMAT_VERSION, approvers
 from reconciler.views.markdown import escape
 from reconciler.views.text import Style, plural, styler
+
+if TYPE_CHECKING:
+    from reconciler.reports import NeverSucceeded, PlanRan, Ran, Succeeded
 
 _PLAIN = styler(False)
 

@@ -11,15 +11,20 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler import remedies
-from reconciler.diff import Changeset, Conflict
 from reconciler.domain import JSON, OutcomeKind
-from reconciler.errors import BackfillError, Diagnostic, Location
-from reconciler.execute import Result, Tally
+from reconciler.errors import BackfillError
 from reconciler.views import markdown
+
+if TYPE_CHECKING:
+    from reconciler.diff import Changeset, Conflict
+    from reconciler.errors import Diagnostic, Location
+    from reconciler.execute import Result
+    from reconciler.reports import Applied
 
 # --- workflow commands ------------------------------------------------------------------------
 
@@ -210,20 +215,15 @@ def report_plan(
         _append(env, "GITHUB_OUTPUT", output_lines(outputs(changes)))
 
 
-def report_apply(
-    results: Sequence[Result],
-    planned: int,
-    env: Mapping[str, str],
-    *,
-    reasons: Sequence[str] = (),
-    actors: Mapping[str, Mapping[str, JSON]] | None = None,
-) -> None:
-    """After an apply: a warning or error per call that did not succeed, the results and why
-    the run failed beyond its calls (`reasons`) in the job summary, and outputs `submitted`,
-    `not_created`, `unknown`, `not_sent`, `not_attempted`; with `actors` (each plan's, naming
-    its pull request), also `pull-requests`: a JSON file of what to post on each pull request."""
-    if not active(env):
+def report_apply(applied: Applied, env: Mapping[str, str]) -> None:
+    """After an apply that planned calls or failed: a warning or error per call that did not
+    succeed, the results and why the run failed beyond its calls (its reasons) in the job
+    summary, and outputs `submitted`, `not_created`, `unknown`, `not_sent`, `not_attempted`;
+    with its plans' actors (naming their pull requests), also `pull-requests`: a JSON file of
+    what to post on each pull request."""
+    if not active(env) or not (applied.planned or applied.reasons):
         return
+    results, planned, reasons = applied.results, applied.planned, applied.reasons
     lines = []
     for result in results:
         outcome = result.outcome
@@ -239,9 +239,9 @@ def report_apply(
     _summary(
         env, markdown.apply_results(results, planned, markdown.SUMMARY_BUDGET, reasons=reasons)
     )
-    tally = Tally.of(results, planned)
+    tally = applied.tally
     values = {name: str(value) for name, value in asdict(tally).items()}
-    comments = _pull_request_comments(results, actors or {}, env)
+    comments = _pull_request_comments(results, applied.actors or {}, env)
     if comments and env.get("RUNNER_TEMP"):
         path = Path(env["RUNNER_TEMP"]) / "backfill-pull-requests.json"
         try:

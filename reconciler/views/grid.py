@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from reconciler.commands.status import Grids
 from reconciler.diff import PlanChanges
-from reconciler.domain import day
+from reconciler.domain import day, span_text
 from reconciler.grid import MARKS, Mark, PlanGrid, Row, Run
+from reconciler.reports import Grids
 from reconciler.views.markdown import BUDGET, escape
 from reconciler.views.text import Style, plural, styler
 
@@ -66,10 +66,6 @@ _COLORS: Mapping[Mark, str] = {
     Mark.UNKNOWN: "yellow",
     Mark.OUTCOME_UNKNOWN: "yellow",
 }
-
-
-def _span(first: int, last: int) -> str:
-    return day(first) if first == last else f"{day(first)}..{day(last)}"
 
 
 def counts_text(counts: Mapping[Mark, int]) -> str:
@@ -159,7 +155,7 @@ def _text_plan(grid: PlanGrid, sync: PlanChanges, style: Style) -> list[str]:
     plan = grid.plan
     lines = [
         f"{style(plan.name, bold=True)}  {plan.provider} r{plan.revision}"
-        f"  {_span(grid.first, grid.last)}  ({plan.location})",
+        f"  {span_text(grid.first, grid.last)}  ({plan.location})",
     ]
     lines.append(f"  sync:   {sync_text(sync)}")
     lines.append(f"  health: {counts_text(grid.counts)}")
@@ -206,7 +202,8 @@ def text(report: Grids, style: Style = _PLAIN) -> str:
 def _markdown_plan(grid: PlanGrid, sync: PlanChanges) -> list[str]:
     plan = grid.plan
     lines = [
-        f"#### `{plan.name}` r{plan.revision} · {plan.provider} · {_span(grid.first, grid.last)}",
+        f"#### `{plan.name}` r{plan.revision} · {plan.provider}"
+        f" · {span_text(grid.first, grid.last)}",
         "",
     ]
     lines += [f"Sync: {sync_text(sync)}.  ", f"Health: {counts_text(grid.counts)}.", ""]
@@ -275,7 +272,7 @@ def markdown(report: Grids, limit: int = BUDGET) -> str:
 
 def _runs(runs: Sequence[Run]) -> Iterator[dict[str, Any]]:
     for first, last, mark in runs:
-        yield {"dates": _span(first, last), "days": last - first + 1, "mark": str(mark)}
+        yield {"dates": span_text(first, last), "days": last - first + 1, "mark": str(mark)}
 
 
 def json_report(report: Grids) -> dict[str, Any]:

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.diff import Changeset
-from reconciler.domain import Submission
-from reconciler.errors import Diagnostic, Location
-from reconciler.execute import Result
-from reconciler.state import SubmissionRecord
-from reconciler.state.records import compact_dates
-from reconciler.validate import Validated
+from reconciler.domain import compact_dates
+
+if TYPE_CHECKING:
+    from reconciler.diff import Changeset
+    from reconciler.domain import Submission
+    from reconciler.errors import Diagnostic, Location
+    from reconciler.execute import Result
+    from reconciler.reports import Applied, Listing
+    from reconciler.state import IntentDetails, SubmissionRecord
+    from reconciler.validate import Validated
 
 FORMAT_VERSION = 1
+
+
+def dumps(payload: object) -> str:
+    """A document as every command prints it: indented, non-ASCII kept as is."""
+    return json.dumps(payload, indent=2, ensure_ascii=False)
 
 
 def diagnostic(item: Diagnostic) -> dict[str, Any]:
@@ -147,19 +156,33 @@ def results(items: Sequence[Result], planned: int) -> dict[str, Any]:
     }
 
 
-def record(item: SubmissionRecord) -> dict[str, Any]:
-    data = {f.name: getattr(item, f.name) for f in fields(item) if f.name not in _LEFT_OUT}
+def applied(report: Applied) -> dict[str, Any]:
+    return {
+        "plan": changeset(report.changes),
+        "apply": results(report.results, report.planned),
+    }
+
+
+def listing(report: Listing) -> dict[str, Any]:
+    assert report.details is not None, "the JSON of a listing shows what each intent journaled"
+    return {
+        "format_version": FORMAT_VERSION,
+        "seq": report.seq,
+        "submissions": [record(r, report.details[r.key]) for r in report.records],
+    }
+
+
+def record(item: SubmissionRecord, sent: IntentDetails) -> dict[str, Any]:
+    """The record with what its intent journaled (`state show`, `state list --format json`)."""
+    data = {f.name: getattr(item, f.name) for f in fields(item) if f.name != "spans"}
     data.update(
         status=str(item.shown_status),
         targets=list(item.targets),
         dates=list(item.dates),
-        endpoint=item.endpoint,
-        params=item.params,
-        request=item.request,
-        actor=item.actor,
-        replaces=list(item.replaces),
+        endpoint=sent.endpoint,
+        params=sent.params,
+        request=sent.request,
+        actor=sent.actor,
+        replaces=list(sent.replaces),
     )
     return data
-
-
-_LEFT_OUT = frozenset({"spans", "details"})

@@ -7,14 +7,19 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import remedies
-from reconciler.diff import Attention, Changeset, Conflict, Exhausted, Orphan, PlanChanges
-from reconciler.domain import JSON, OutcomeKind, Submission
-from reconciler.errors import Diagnostic
-from reconciler.execute import Result, Tally
-from reconciler.state.records import compact_dates
+from reconciler.domain import JSON, OutcomeKind, compact_dates
+from reconciler.reports import Tally
 from reconciler.views.text import date_span, health_text, plural, shown_apart
+
+if TYPE_CHECKING:
+    from reconciler.diff import Attention, Changeset, Conflict, Exhausted, Orphan, PlanChanges
+    from reconciler.domain import Submission
+    from reconciler.errors import Diagnostic
+    from reconciler.execute import Result
+    from reconciler.reports import Planned
 
 MARKER = "<!-- backfill-reconciler:plan -->"
 """The first line of every report: a workflow finds its own sticky comment by it."""
@@ -78,6 +83,11 @@ def _head(summary: str) -> list[str]:
 
 
 # --- plan -------------------------------------------------------------------------------------
+
+
+def planned(report: Planned, limit: int = BUDGET) -> str:
+    """`plan --format markdown`: this change's calls first when the change is known."""
+    return changeset(report.changes, limit, changed=report.changed)
 
 
 def changeset(

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 import click
 
 from reconciler.domain import OutcomeKind
-from reconciler.execute import Result
 from reconciler.views import text
+
+if TYPE_CHECKING:
+    from reconciler.execute import Result
 
 Mode = Literal["tty", "lines", "quiet"]
 

@@ -4,14 +4,16 @@ Pure functions: data in, text out."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import remedies
-from reconciler.commands.status import Report, Tracked
-from reconciler.providers.protocol import Phase
 from reconciler.views.audit import FORMAT_VERSION, dates_text
 from reconciler.views.markdown import escape
 from reconciler.views.text import Style, date_span, plural, styler, targets_text
+
+if TYPE_CHECKING:
+    from reconciler.providers.protocol import Phase
+    from reconciler.reports import StatusReport, Tracked
 
 _PLAIN = styler(False)
 _PHASE_COLORS = {
@@ -41,7 +43,7 @@ def _percent(value: int | None) -> str:
     return "-" if value is None else f"{value}%"
 
 
-def _unsettled_note(report: Report) -> list[str]:
+def _unsettled_note(report: StatusReport) -> list[str]:
     if not report.unsettled:
         return []
     keys = ", ".join(r.key for r in report.unsettled)
@@ -50,7 +52,7 @@ def _unsettled_note(report: Report) -> list[str]:
     ]
 
 
-def text(report: Report, style: Style = _PLAIN) -> str:
+def text(report: StatusReport, style: Style = _PLAIN) -> str:
     if not report.tracked:
         return "\n".join(["No submitted backfills.", *_unsettled_note(report)])
     header = (
@@ -94,7 +96,7 @@ def text(report: Report, style: Style = _PLAIN) -> str:
     return "\n".join(lines)
 
 
-def json_report(report: Report) -> dict[str, Any]:
+def json_report(report: StatusReport) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "backfills": [
@@ -122,7 +124,7 @@ def json_report(report: Report) -> dict[str, Any]:
     }
 
 
-def markdown(report: Report) -> str:
+def markdown(report: StatusReport) -> str:
     lines = ["### Backfill status", ""]
     if not report.tracked:
         lines.append("No submitted backfills.")

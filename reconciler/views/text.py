@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler import remedies
-from reconciler.commands.recover import Finding
-from reconciler.diff import Changeset, Conflict, Exhausted, PlanChanges
-from reconciler.domain import JSON, NOT_OBSERVED, Health, OutcomeKind, Submission
-from reconciler.errors import Diagnostic
-from reconciler.execute import Result, Tally
-from reconciler.providers.protocol import contiguous_runs
-from reconciler.state import State, SubmissionRecord
-from reconciler.state.records import compact_dates
-from reconciler.validate import Validated
+from reconciler.domain import (
+    JSON,
+    NOT_OBSERVED,
+    Health,
+    OutcomeKind,
+    compact_dates,
+    contiguous_runs,
+)
+from reconciler.reports import Tally
+
+if TYPE_CHECKING:
+    from reconciler.diff import Changeset, Conflict, Exhausted, PlanChanges
+    from reconciler.domain import Submission
+    from reconciler.errors import Diagnostic
+    from reconciler.execute import Result
+    from reconciler.reports import Finding, Listing, Planned, Started, Verdict
+    from reconciler.state import SubmissionRecord
+    from reconciler.validate import Validated
 
 Style = Callable[..., str]
 
@@ -28,8 +38,7 @@ def styler(color: bool) -> Style:
     return click.style if color else _plain
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    return f"{count} {word if count == 1 else (many or word + 's')}"
+plural = remedies.plural
 
 
 def date_span(dates: Sequence[str]) -> str:
@@ -74,7 +83,34 @@ def validation(result: Validated, style: Style = _plain) -> str:
     )
 
 
+# --- init -------------------------------------------------------------------------------------
+
+
+def started(report: Started) -> str:
+    if report.state is None:
+        return f"{report.published} already holds a state; nothing changed."
+    lines = [f"Published the new state as {report.published}."] if report.published else []
+    if report.created:
+        lines.append(
+            f"Initialized an empty state in {report.state_dir}/ (state id"
+            f" {report.state.state_id}). Commit it with the plans; `backfill plan` shows what an"
+            " apply would submit."
+        )
+    else:
+        lines.append(
+            f"{report.state_dir}/ already holds a state ({report.state.seq} events); nothing"
+            " changed."
+        )
+    return "\n".join(lines)
+
+
 # --- plan -------------------------------------------------------------------------------------
+
+
+def planned(report: Planned, style: Style = _plain) -> str:
+    """The lookups of `--recover` (as they would be journaled), then the plan."""
+    found = [] if report.findings is None else [findings(report.findings, style, written=False)]
+    return "\n\n".join([*found, changeset(report.changes, style)])
 
 
 def submission_lines(submission: Submission, style: Style = _plain) -> list[str]:
@@ -286,9 +322,10 @@ def apply_summary(results: Sequence[Result], planned: int, style: Style = _plain
 # --- state ------------------------------------------------------------------------------------
 
 
-def state_table(records: Sequence[SubmissionRecord], state: State) -> str:
+def listing(report: Listing, style: Style = _plain) -> str:
+    records = report.records
     if not records:
-        return "No submissions." if not state.submissions else "No submissions match."
+        return "No submissions." if not report.total else "No submissions match."
     header = ("KEY", "PLAN", "REV", "STATUS", "CELLS", "DATES", "REMOTE ID", "UPDATED")
     rows = [
         (
@@ -338,3 +375,18 @@ def findings(items: Sequence[Finding], style: Style = _plain, *, written: bool) 
         if item.lookup.verdict == "unclear":
             lines.append(f"{item.record.key}: {remedies.settle(item.record.key)}.")
     return "\n".join(lines)
+
+
+# --- state import / forget ----------------------------------------------------------------
+
+
+def imported(settled: Sequence[tuple[SubmissionRecord, Verdict]]) -> str:
+    return "\n".join(
+        f"{record.key}: imported as submitted ({verdict.remote_id})." for record, verdict in settled
+    )
+
+
+def forgotten(settled: Sequence[tuple[SubmissionRecord, Verdict]]) -> str:
+    return "\n".join(
+        f"{record.key}: forgotten; the next apply submits its cells again." for record, _ in settled
+    )

@@ -1,0 +1,68 @@
+"""`backfill plan`: the exact calls an apply would make, from the plan files and the state alone.
+Writes nothing but the saved plan (`--out`); looks unknown outcomes up only when asked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler import git, pipeline
+from reconciler.commands import recover, saved
+from reconciler.errors import BackfillError
+from reconciler.reports import Planned
+from reconciler.state import load_state
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    paths: Sequence[Path]
+    state_dir: Path
+    endpoints: Mapping[str, str]
+    recover: bool = False
+    """Look unknown outcomes up first, and plan as if what they found were journaled."""
+    out: Path | None = None
+    """Save the plan here, for `apply FILE` to make exactly its calls."""
+    changed_since: str | None = None
+    """A commit (a pull request's base): the plans of files changed since then are this
+    change's calls, shown apart from work already pending."""
+
+
+def run(options: PlanOptions) -> Planned:
+    """Raises InvalidPlans with every problem of the plan files: nothing is planned from them."""
+    changed = (
+        git.changed_files(Path.cwd(), options.changed_since) if options.changed_since else None
+    )
+    result = pipeline.plans(options.paths, changed=changed or frozenset())
+    current = load_state(options.state_dir, missing_ok=True)
+    if options.recover and options.out:
+        raise BackfillError(
+            "--out cannot be used with --recover: save plans of the journaled state"
+        )
+    findings = None
+    if options.recover:
+        findings = tuple(recover.look_up(current, options.endpoints))
+        current = recover.preview(current, list(findings))
+    changes = pipeline.changeset(result, current)
+    if options.out and not changes.conflicts:
+        saved.save(options.out, options.paths, changes, current)
+    return Planned(
+        changes,
+        changed=changed,
+        findings=findings,
+        saved=options.out if options.out and not changes.conflicts else None,
+    )
+
+
+def exit_code(planned: Planned, *, detailed: bool) -> int:
+    """1 on conflicts; with `detailed`, 3 when cells need attention (an unknown outcome, or
+    cells that failed every attempt), 2 when calls are pending, 0 when there is nothing to do;
+    0 otherwise."""
+    changes = planned.changes
+    if changes.conflicts:
+        return 1
+    if not detailed:
+        return 0
+    if changes.attention or changes.exhausted:
+        return 3
+    return 2 if changes.has_changes else 0

@@ -1,0 +1,73 @@
+"""One table per command: each `--format` name and the renderer of what the command found.
+
+`--format` offers exactly a table's names, the first being the default. A renderer takes the
+command's report and a text style (colours on a terminal) and returns the whole output as it
+is printed, ending with a newline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from reconciler.views import audit, audit_report, grid, json, markdown, status, text
+from reconciler.views.apply import JsonApply, TextApply
+
+if TYPE_CHECKING:
+    from reconciler.reports import Grids, Listing, Planned, Ran, StatusReport
+    from reconciler.state import AuditLog, Verification
+    from reconciler.validate import Validated
+
+T = TypeVar("T")
+Renderer = Callable[[T, text.Style], str]
+Table = dict[str, Renderer[T]]
+
+VALIDATE: Table[Validated] = {
+    "text": lambda result, style: text.validation(result, style) + "\n",
+    "json": lambda result, _: json.dumps(json.validation(result)) + "\n",
+}
+
+PLAN: Table[Planned] = {
+    "text": lambda report, style: text.planned(report, style) + "\n",
+    "json": lambda report, _: json.dumps(json.changeset(report.changes)) + "\n",
+    "markdown": lambda report, _: markdown.planned(report),
+}
+
+APPLY: dict[str, type[TextApply | JsonApply]] = {"text": TextApply, "json": JsonApply}
+"""Apply's views also show what happens while it runs (see `views.apply`)."""
+
+STATUS: Table[StatusReport] = {
+    "text": lambda report, style: status.text(report, style) + "\n",
+    "json": lambda report, _: json.dumps(status.json_report(report)) + "\n",
+    "markdown": lambda report, _: status.markdown(report),
+}
+
+STATE_LIST: Table[Listing] = {
+    "text": lambda report, style: text.listing(report, style) + "\n",
+    "json": lambda report, _: json.dumps(json.listing(report)) + "\n",
+}
+
+AUDIT_LOG: Table[AuditLog] = {
+    "table": lambda log, style: audit.table(log, style) + "\n",
+    "json": lambda log, _: json.dumps(audit.json_log(log)) + "\n",
+    "csv": lambda log, _: audit.csv_log(log),
+    "markdown": lambda log, _: audit.markdown_log(log),
+}
+
+AUDIT_VERIFY: Table[Verification] = {
+    "text": lambda result, style: audit.verdict(result, style) + "\n",
+    "json": lambda result, _: json.dumps(audit.json_verdict(result)) + "\n",
+}
+
+GRID: Table[Grids] = {
+    "text": lambda report, style: grid.text(report, style) + "\n",
+    "json": lambda report, _: json.dumps(grid.json_report(report)) + "\n",
+    "markdown": lambda report, _: grid.markdown(report),
+}
+"""`backfill status`: each plan's sync, health and grid of targets x dates."""
+
+AUDIT_REPORT: Table[Ran] = {
+    "text": lambda ran, style: audit_report.text(ran, style) + "\n",
+    "json": lambda ran, _: json.dumps(audit_report.json_report(ran)) + "\n",
+    "markdown": lambda ran, _: audit_report.markdown(ran),
+}
