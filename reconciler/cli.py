@@ -480,7 +480,7 @@ def status(
     unknown, submitted but not refreshed yet, outcome unknown, not submitted).
 
     Reads the plan files and the state only: health is what `backfill refresh` last
-    journaled. A plan of up to two months is drawn day by day; a longer one as runs of days.
+    journaled. A plan of up to two months is drawn day by day; a longer one a month a line.
     --format markdown fits a pull request comment or a job summary.
 
     With --live it asks WeData GetDataBackfillPlan and ListDataBackfillInstances, and DMS

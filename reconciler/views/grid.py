@@ -10,14 +10,16 @@ in one line ("2025-02..2025-11 every day succeeded"); targets whose rows are the
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.diff import PlanChanges
 from reconciler.domain import day, span_text
 from reconciler.grid import MARKS, Mark, PlanGrid, Row, Run
-from reconciler.reports import Grids
 from reconciler.views.markdown import BUDGET, escape
 from reconciler.views.text import Style, plural, styler
+
+if TYPE_CHECKING:
+    from reconciler.diff import PlanChanges
+    from reconciler.reports import Grids
 
 FORMAT_VERSION = 1
 
