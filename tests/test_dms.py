@@ -391,7 +391,7 @@ def test_a_run_two_unknown_submissions_could_have_made_settles_neither(repo: Rep
 def test_a_run_of_an_earlier_backfill_still_waiting_to_start_proves_nothing(
     repo: Repo, emulator_clock: FakeClock
 ) -> None:
-    repo.emulator = create_app(clock=emulator_clock, instance_seconds=600)
+    repo.emulator = create_app(clock=emulator_clock, faults=FaultConfig(instance_seconds=600))
     repo.write("dms", dms_plan("earlier", dags=[15001], dates=AUGUST))
     assert repo.apply() == 0  # 2025-08-01 runs now; 08-02 and 08-03 wait their turn
     (repo.plans / "dms.yaml").unlink()

@@ -20,12 +20,15 @@ from harness import credentials_environ
 
 from reconciler.emulator.app import CallLog, Emulator, Settings
 from reconciler.emulator.dms import PROVIDER, DmsService
+from reconciler.emulator.faults import FaultConfig, FaultInjector
 from reconciler.emulator.server import start_in_thread
 from reconciler.providers.acs3 import ACS3Auth, AliyunCredentials
 
 KEY = AliyunCredentials("LTAI5tExampleKeyId", "example-secret-4d9f")
 RUN_SECONDS = 60.0
-WAITING, RUNNING, SUCCEEDED = 0, 1, 4
+RUNS = FaultConfig(instance_seconds=RUN_SECONDS)
+"""Runs that take a minute, none of which fails."""
+WAITING, RUNNING, FAILED, SUCCEEDED = 0, 1, 3, 4
 SCHEDULED, MANUAL = 0, 1
 """ListTaskFlowInstance `TriggerType` as the SDK documents it."""
 
@@ -77,7 +80,9 @@ class Dms:
 
 @contextmanager
 def _serve(
-    credentials: AliyunCredentials | None = KEY, rate_limit: float | None = None
+    credentials: AliyunCredentials | None = KEY,
+    rate_limit: float | None = None,
+    faults: FaultConfig = RUNS,
 ) -> Iterator[Dms]:
     clock = FakeClock()
     calls = CallLog()
@@ -87,7 +92,7 @@ def _serve(
             credentials_environ(aliyun=credentials),
             clock=clock,
             rate_limits={PROVIDER: rate_limit},
-            instance_seconds=RUN_SECONDS,
+            faults=FaultInjector(faults),
         )
     )
     server, url = start_in_thread(Emulator([service], calls))
@@ -324,6 +329,30 @@ def test_instance_status_advances_with_time_one_date_after_another(dms: Dms) -> 
     assert status() == {"2024-01-01": SUCCEEDED, "2024-01-02": RUNNING, "2024-01-03": WAITING}
     dms.clock.advance(2 * RUN_SECONDS)
     assert status() == {"2024-01-01": SUCCEEDED, "2024-01-02": SUCCEEDED, "2024-01-03": SUCCEEDED}
+
+
+def test_a_failure_rate_fails_the_seeds_share_of_runs() -> None:
+    def statuses(seed: int) -> dict[str, Any]:
+        faults = FaultConfig(instance_seconds=1, instance_failure_rate=0.5, seed=seed)
+        with _serve(faults=faults) as dms:
+            dms.client().back_fill(
+                models.BackFillRequest(
+                    dag_id=9, back_fill_date_begin="2024-01-01", back_fill_date_end="2024-01-20"
+                )
+            )
+            running = {day: item.status for day, item in _by_date(dms.instances(9)).items()}
+            dms.clock.advance(20)
+            ended = _by_date(dms.instances(9))
+        assert set(running.values()) == {RUNNING, WAITING}  # a run fails at its end
+        assert {item.status for item in ended.values()} == {SUCCEEDED, FAILED}
+        assert all(item.end_time for item in ended.values())
+        assert {bool(item.message) for item in ended.values() if item.status == FAILED} == {True}
+        return {day: item.status for day, item in ended.items()}
+
+    first = statuses(seed=3)
+
+    assert statuses(seed=3) == first  # the same seed fails the same runs
+    assert statuses(seed=4) != first
 
 
 def test_an_instance_shows_start_and_end_times_once_it_has_them(dms: Dms) -> None:

@@ -21,11 +21,14 @@ PROJECT = "1460947878944567296"
 CREATE = "CreateDataBackfillPlan"
 
 
+TASKS = ["20250827115253729", "20250827115253730"]
+
+
 def _plan(**overrides: Any) -> dict[str, Any]:
     """A valid CreateDataBackfillPlan request: two tasks, three dates."""
     return {
         "ProjectId": PROJECT,
-        "TaskIds": ["20250827115253729", "20250827115253730"],
+        "TaskIds": TASKS,
         "DataBackfillRangeList": [{"StartDate": "2025-09-01", "EndDate": "2025-09-03"}],
     } | overrides
 
@@ -72,13 +75,22 @@ def _get(sdk: Any, plan_id: str) -> dict[str, Any]:
     return data
 
 
-def _instances(sdk: Any, plan_id: str, **paging: Any) -> dict[str, Any]:
+def _instances(sdk: Any, plan_id: str, task: str = TASKS[0], **paging: Any) -> dict[str, Any]:
     reply = sdk.call_json(
         "ListDataBackfillInstances",
-        {"ProjectId": PROJECT, "DataBackfillPlanId": plan_id} | paging,
+        {"ProjectId": PROJECT, "DataBackfillPlanId": plan_id, "TaskId": task} | paging,
     )
     data: dict[str, Any] = reply["Response"]["Data"]
     return data
+
+
+def _states(sdk: Any, plan_id: str) -> dict[tuple[str, str], str]:
+    """(task, date) -> State of every instance of the plan."""
+    return {
+        (item["TaskId"], item["CurRunDate"][:10]): item["State"]
+        for task in TASKS
+        for item in _instances(sdk, plan_id, task, PageSize=100)["Items"]
+    }
 
 
 def test_create_returns_a_plan_id_and_the_call_is_logged(sdk: Any, emulator_url: str) -> None:
@@ -176,34 +188,64 @@ def test_the_plan_progresses_as_the_emulator_clock_advances(sdk: Any, frozen: Fa
     assert plan.CreateUserUin
 
 
-def test_instances_are_one_per_task_and_date_and_paged(sdk: Any, frozen: FakeClock) -> None:
+def test_a_tasks_instances_are_listed_one_per_date_over_pages(sdk: Any, frozen: FakeClock) -> None:
+    from tencentcloud.wedata.v20250806 import models
+
+    plan_id = _create(
+        sdk, DataBackfillRangeList=[{"StartDate": "2025-09-01", "EndDate": "2025-09-10"}]
+    )
+
+    def page(number: int) -> Any:
+        request = models.ListDataBackfillInstancesRequest()
+        request.ProjectId = PROJECT
+        request.DataBackfillPlanId = plan_id
+        request.TaskId = TASKS[1]
+        request.PageNumber = number
+        request.PageSize = 4
+        return sdk.ListDataBackfillInstances(request).Data
+
+    pages = [page(number) for number in (1, 2, 3, 4)]
+
+    assert [(p.PageNumber, p.PageSize, p.TotalCount, p.TotalPageNumber) for p in pages] == [
+        (number, 4, 10, 3) for number in (1, 2, 3, 4)
+    ]
+    assert [len(p.Items) for p in pages] == [4, 4, 2, 0]
+    items = [item for p in pages for item in p.Items]
+    assert {item.TaskId for item in items} == {TASKS[1]}
+    assert [item.CurRunDate for item in items] == [
+        f"2025-09-{day:02} 00:00:00" for day in range(1, 11)
+    ]
+
+
+def test_instances_are_listed_task_by_task_only(sdk: Any) -> None:
     plan_id = _create(sdk)
+    every = {"ProjectId": PROJECT, "DataBackfillPlanId": plan_id}
 
-    first = _instances(sdk, plan_id, PageNumber=1, PageSize=4)
-    second = _instances(sdk, plan_id, PageNumber=2, PageSize=4)
+    code = _error_code(lambda: sdk.call_json("ListDataBackfillInstances", every))
 
-    assert (first["TotalCount"], first["TotalPageNumber"], len(first["Items"])) == (6, 2, 4)
-    assert (second["PageNumber"], len(second["Items"])) == (2, 2)
-    cells = {(i["TaskId"], i["CurRunDate"]) for i in first["Items"] + second["Items"]}
-    assert cells == {
-        (task, f"2025-09-0{day} 00:00:00") for task in _plan()["TaskIds"] for day in (1, 2, 3)
-    }
-    one_task = _instances(sdk, plan_id, TaskId="20250827115253730", PageSize=10)
-    assert one_task["TotalCount"] == 3
-    assert {i["TaskId"] for i in one_task["Items"]} == {"20250827115253730"}
+    assert code == "MissingParameter"
 
 
 def test_instances_wait_then_run_then_complete(sdk: Any, frozen: FakeClock) -> None:
     plan_id = _create(sdk)
 
     frozen.advance(3.0)
-    states = [i["State"] for i in _instances(sdk, plan_id, PageSize=10)["Items"]]
+    early = _states(sdk, plan_id)
     frozen.advance(60.0)
-    finished = _instances(sdk, plan_id, PageSize=10)["Items"]
+    finished = [_instances(sdk, plan_id, task, PageSize=10)["Items"] for task in TASKS]
 
-    assert states == ["COMPLETED", "RUNNING", "WAIT_RUN", "WAIT_RUN", "WAIT_RUN", "WAIT_RUN"]
-    assert {i["State"] for i in finished} == {"COMPLETED"}
-    assert all(i["StartTime"] and i["EndTime"] and i["CostTime"] for i in finished)
+    # one after another: each date's tasks in turn, 2 s each
+    assert early == {
+        (TASKS[0], "2025-09-01"): "COMPLETED",
+        (TASKS[1], "2025-09-01"): "RUNNING",
+        (TASKS[0], "2025-09-02"): "WAIT_RUN",
+        (TASKS[1], "2025-09-02"): "WAIT_RUN",
+        (TASKS[0], "2025-09-03"): "WAIT_RUN",
+        (TASKS[1], "2025-09-03"): "WAIT_RUN",
+    }
+    items = [item for listed in finished for item in listed]
+    assert {i["State"] for i in items} == {"COMPLETED"}
+    assert all(i["StartTime"] and i["EndTime"] and i["CostTime"] for i in items)
 
 
 def test_reverse_order_runs_the_latest_date_first(sdk: Any, frozen: FakeClock) -> None:
@@ -211,7 +253,51 @@ def test_reverse_order_runs_the_latest_date_first(sdk: Any, frozen: FakeClock) -
 
     items = _instances(sdk, plan_id, PageSize=10)["Items"]
 
-    assert [i["CurRunDate"][:10] for i in items[::2]] == ["2025-09-03", "2025-09-02", "2025-09-01"]
+    assert [i["CurRunDate"][:10] for i in items] == ["2025-09-03", "2025-09-02", "2025-09-01"]
+    assert [i["State"] for i in items] == ["RUNNING", "WAIT_RUN", "WAIT_RUN"]
+
+
+def test_a_failure_rate_fails_the_seeds_share_of_runs(
+    sdk: Any, frozen: FakeClock, emulator_url: str
+) -> None:
+    def failed(seed: int) -> set[tuple[str, str]]:
+        faults = {"instance_failure_rate": 0.5, "instance_seconds": 1, "seed": seed}
+        httpx.post(f"{emulator_url}/_emulator/reset").raise_for_status()
+        httpx.post(f"{emulator_url}/_emulator/faults", json=faults).raise_for_status()
+        plan_id = _create(
+            sdk, DataBackfillRangeList=[{"StartDate": "2025-09-01", "EndDate": "2025-09-10"}]
+        )
+        running = _states(sdk, plan_id)
+        frozen.advance(20.0)
+        ended = _states(sdk, plan_id)
+        plan = _get(sdk, plan_id)
+        assert set(running.values()) == {"RUNNING", "WAIT_RUN"}  # a run fails at its end
+        assert set(ended.values()) == {"COMPLETED", "EXPIRED"}
+        completed = list(ended.values()).count("COMPLETED")
+        assert (plan["CompletePercent"], plan["SuccessPercent"]) == (100, 100 * completed // 20)
+        assert plan["EndTime"] is not None
+        return {cell for cell, state in ended.items() if state == "EXPIRED"}
+
+    first = failed(seed=11)
+
+    assert 0 < len(first) < 20
+    assert failed(seed=11) == first  # the same seed fails the same runs
+    assert failed(seed=12) != first
+
+
+def test_a_run_of_a_cell_that_failed_has_its_own_chance(
+    sdk: Any, frozen: FakeClock, emulator_url: str
+) -> None:
+    faults = {"instance_failure_rate": 0.5, "instance_seconds": 1, "seed": 5}
+    httpx.post(f"{emulator_url}/_emulator/faults", json=faults).raise_for_status()
+    one_task = {"TaskIds": [TASKS[0]]}
+    dates = {"DataBackfillRangeList": [{"StartDate": "2025-09-01", "EndDate": "2025-09-30"}]}
+    plans = [_create(sdk, **one_task, **dates) for _ in range(2)]
+    frozen.advance(60.0)
+
+    first, again = (_states(sdk, plan_id) for plan_id in plans)
+
+    assert first != again  # each re-run of a (task, date) is drawn anew
 
 
 def test_delete_removes_the_plan(sdk: Any) -> None:

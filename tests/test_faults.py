@@ -444,6 +444,12 @@ def test_a_latency_that_is_not_milliseconds_is_refused(text: str) -> None:
         Latency.parse(text)
 
 
+def test_a_runs_failure_rate_is_not_one_of_the_create_faults_that_exclude_each_other() -> None:
+    config = FaultConfig(throttle_rate=1.0, instance_failure_rate=1.0)
+
+    assert sum(config.rates().values()) == 1.0
+
+
 def test_the_config_round_trips_through_json() -> None:
     assert FaultConfig.from_json(MIXED.to_json()) == MIXED
     assert FaultConfig.from_json({"latency": [10, 20]}).latency == Latency(10, 20)
@@ -491,6 +497,10 @@ def test_the_emulator_command_takes_the_faults_as_flags(tmp_path: Path) -> None:
         "300",
         "--hang-ms",
         "1000",
+        "--instance-seconds",
+        "30",
+        "--instance-failure-rate",
+        "0.25",
         "--seed",
         "42",
         ready=ready,
@@ -509,6 +519,8 @@ def test_the_emulator_command_takes_the_faults_as_flags(tmp_path: Path) -> None:
             "slow_rate": 0.1,
             "slow_ms": 300.0,
             "hang_ms": 1000.0,
+            "instance_seconds": 30.0,
+            "instance_failure_rate": 0.25,
             "seed": 42,
         }
     finally:
@@ -523,6 +535,8 @@ def test_the_emulator_command_takes_the_faults_as_flags(tmp_path: Path) -> None:
         (["--throttle-rate", "0.7", "--error-rate", "0.5"], "add up to 1.2"),
         (["--latency", "soon"], "latency 'soon'"),
         (["--slow-rate", "2"], "--slow-rate"),
+        (["--instance-failure-rate", "1.5"], "--instance-failure-rate"),
+        (["--instance-seconds", "-1"], "--instance-seconds"),
     ],
 )
 def test_the_emulator_command_refuses_impossible_faults(

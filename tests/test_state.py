@@ -20,7 +20,7 @@ from typing import Any, get_origin
 import jsonschema
 import pytest
 
-from reconciler.domain import Cell, canonical_json
+from reconciler.domain import Cell, Health, canonical_json, ordinal
 from reconciler.errors import StateError
 from reconciler.state import (
     EventType,
@@ -299,7 +299,7 @@ def test_the_snapshot_is_one_sorted_line_per_submission_for_readable_git_diffs(
     assert lines[2].startswith('"k1":{')
     assert lines[2].endswith("}")
     assert json.loads(lines[1][len('"k0":') : -1]) == value["submissions"]["k0"]
-    assert (value["format"], value["seq"], value["emulator"]) == (2, 5, False)
+    assert (value["format"], value["seq"], value["emulator"]) == (3, 5, False)
     assert value["hash"] == json.loads(journal_lines(tmp_path)[-1])["hash"]
     assert value["submissions"]["k1"]["status"] == "submitted"
 
@@ -756,7 +756,7 @@ def test_the_audit_finds_a_forged_snapshot_that_is_not_the_fold_of_its_journal(
 
 def test_an_event_or_a_snapshot_from_a_newer_version_is_refused_as_such(tmp_path: Path) -> None:
     populated(tmp_path, submissions=1)
-    resealed(tmp_path / "snapshot.json", lambda value: value.update(format=3))
+    resealed(tmp_path / "snapshot.json", lambda value: value.update(format=4))
 
     with pytest.raises(StateError, match="written by a newer version"):
         load_state(tmp_path)
@@ -791,6 +791,134 @@ def test_a_snapshot_left_with_merge_conflict_markers_is_ignored_and_rebuilt(
     assert loaded == expected
     assert "merge conflict" in loaded.warnings[0]
     assert verify_journal(tmp_path)
+
+
+# --- health: what the platform said became of each cell ---------------------------------------
+
+
+def observed(key: str, *cells: tuple[str, str, str, str]) -> dict[str, Any]:
+    return {"key": key, "cells": [list(cell) for cell in cells]}
+
+
+def test_observations_lay_the_newer_word_over_the_older_cell_by_cell(tmp_path: Path) -> None:
+    days = ("2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04")
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a", targets=("t1", "t2"), dates=days))
+        state.append("submitted", submitted("a"))
+        updated = state.state.submissions["a"].updated_seq
+        state.append(
+            "observed",
+            observed(
+                "a",
+                ("t1", "2026-01-01..2026-01-04", "running", "RUNNING"),
+                ("t2", "2026-01-01..2026-01-04", "waiting", "WAIT_RUN"),
+            ),
+        )
+        state.append(
+            "observed", observed("a", ("t1", "2026-01-02..2026-01-03", "failed", "EXPIRED"))
+        )
+        state.append("observed", observed("a", ("t1", "2026-01-01", "failed", "EXPIRED")))
+
+    record = load_state(tmp_path).submissions["a"]
+
+    assert [record.health_of("t1", day) for day in days] == [
+        ("failed", "EXPIRED"),
+        ("failed", "EXPIRED"),
+        ("failed", "EXPIRED"),
+        ("running", "RUNNING"),
+    ]
+    assert record.health_of("t2", "2026-01-04") == ("waiting", "WAIT_RUN")
+    assert [run[:3] for run in record.health] == [  # neighbours that say the same, merged
+        ("t1", ordinal("2026-01-01"), ordinal("2026-01-03")),
+        ("t1", ordinal("2026-01-04"), ordinal("2026-01-04")),
+        ("t2", ordinal("2026-01-01"), ordinal("2026-01-04")),
+    ]
+    assert not record.final
+    assert (record.status, record.updated_seq) == ("submitted", updated)  # no outcome
+    assert record.observed_time == "2026-11-21T06:40:00.123Z"
+
+
+def test_a_submission_is_final_once_every_cell_succeeded_failed_or_stopped(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        state.append(
+            "intent", intent("a", targets=("t1", "t2"), dates=("2026-01-01", "2026-01-02"))
+        )
+        state.append("submitted", submitted("a"))
+        state.append("observed", observed("a", ("t1", "2026-01-01..2026-01-02", "succeeded", "OK")))
+        assert not state.state.submissions["a"].final  # t2 never observed
+        state.append("observed", observed("a", ("t2", "2026-01-01", "stopped", "PAUSED")))
+        state.append("observed", observed("a", ("t2", "2026-01-02", "failed", "EXPIRED")))
+        assert state.state.submissions["a"].final
+
+
+def test_only_a_submitted_backfill_is_observed_and_only_its_own_cells(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a", targets=("t1",), dates=("2026-01-01",)))
+        with pytest.raises(StateError, match="only a submitted submission can take it"):
+            state.append("observed", observed("a", ("t1", "2026-01-01", "running", "R")))
+        state.append("submitted", submitted("a"))
+        with pytest.raises(StateError, match="names t9 on days it does not cover"):
+            state.append("observed", observed("a", ("t9", "2026-01-01", "running", "R")))
+        with pytest.raises(StateError, match="names t1 on days it does not cover"):
+            state.append(
+                "observed", observed("a", ("t1", "2026-01-01..2026-01-02", "running", "R"))
+            )
+        with pytest.raises(ValueError, match="'great'"):
+            state.append("observed", observed("a", ("t1", "2026-01-01", "great", "R")))
+
+
+def test_record_observed_journals_only_what_is_new_as_runs_of_days(tmp_path: Path) -> None:
+    days = ("2026-01-01", "2026-01-02", "2026-01-03")
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a", targets=("t1", "t2"), dates=days))
+        state.append("submitted", submitted("a"))
+        said = [(t, d, Health.SUCCEEDED, "COMPLETED") for t in ("t1", "t2") for d in days]
+        said[-1] = ("t2", "2026-01-03", Health.FAILED, "FAILED")
+        event = state.record_observed("a", said)
+        assert event is not None
+        assert event["data"]["cells"] == [
+            ["t1", "2026-01-01..2026-01-03", "succeeded", "COMPLETED"],
+            ["t2", "2026-01-01..2026-01-02", "succeeded", "COMPLETED"],
+            ["t2", "2026-01-03", "failed", "FAILED"],
+        ]
+        seq = state.state.seq
+        assert state.record_observed("a", said) is None  # nothing new: nothing journaled
+        assert state.state.seq == seq
+        again = state.record_observed("a", [("t2", "2026-01-03", Health.SUCCEEDED, "COMPLETED")])
+        assert again is not None
+        assert again["data"]["cells"] == [["t2", "2026-01-03", "succeeded", "COMPLETED"]]
+        assert state.state.submissions["a"].final
+        with pytest.raises(StateError, match="no submission nope"):
+            state.record_observed("nope", said)
+
+
+def test_a_retry_names_the_attempts_it_replaces_in_its_intent(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        state.append("submitted", submitted("a"))
+        state.append("intent", {**intent("b"), "replaces": ["a"]})
+        with pytest.raises(ValueError, match="replaces"):
+            state.append("intent", {**intent("c"), "replaces": []})
+    loaded = load_state(tmp_path)
+    sent = intent_details(loaded, loaded.submissions.values())
+    assert sent["b"].replaces == ("a",)
+    assert sent["a"].replaces == ()
+    assert verify_journal(tmp_path) == []
+
+
+def test_health_goes_through_the_snapshot_and_the_journal_alike(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a", targets=("t1",), dates=("2026-01-01", "2026-01-02")))
+        state.append("submitted", submitted("a"))
+        state.append("observed", observed("a", ("t1", "2026-01-01..2026-01-02", "succeeded", "OK")))
+
+    from_snapshot = load_state(tmp_path)
+    (tmp_path / "snapshot.json").unlink()
+    from_journal = load_state(tmp_path)
+
+    assert from_snapshot == from_journal
+    assert from_snapshot.submissions["a"].final
+    assert verify_journal(tmp_path) == []
 
 
 # --- checkpoints ---------------------------------------------------------------------------
@@ -1172,6 +1300,7 @@ def test_the_files_written_validate_against_the_state_schema(tmp_path: Path) -> 
         state.append("unknown", unknown("g"))
         state.append("intent", intent("h", targets=("t8",)))
         state.append("unsent", {"key": "h", "code": "ConnectError", "message": "refused"})
+        state.append("observed", {"key": "a", "cells": [["task-1", "2026-01-01", "failed", "X"]]})
 
     events = [json.loads(line) for line in journal_lines(tmp_path) if b'"se\n' not in line]
     assert {event["type"] for event in events} == set(EventType)
@@ -1222,6 +1351,7 @@ def test_every_read_checks_an_events_data_as_its_model_does() -> None:
         EventType.IMPORTED: {"key": "k", "remote_id": "r", "reason": "x"},
         EventType.FORGOTTEN: {"key": "k", "reason": "x"},
         EventType.UNSENT: {"key": "k", "code": "c", "message": "m"},
+        EventType.OBSERVED: {"key": "k", "cells": [["t", "2025-09-01..2025-09-02", "failed", "x"]]},
     }
     assert set(valid) == set(EventType)
     values: list[Any] = [None, "", "x", "submitted", "0123456789abcdef", ZEROS, "Z" * 64]

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -83,8 +83,8 @@ class Settings:
     rate_limits: Mapping[str, float | None] = field(default_factory=dict)
     """Requests per second of each action, by provider name (None: no limit); an API not
     named keeps its own."""
-    instance_seconds: float = 2.0
-    """How long each instance a backfill makes runs."""
+    faults: FaultInjector = field(default_factory=FaultInjector)
+    """The emulator's faults: how long the runs of a backfill take and which of them fail."""
 
 
 ServiceFactory = Callable[[Settings], Service]
@@ -136,9 +136,9 @@ class RateLimit:
 
 class EmulatedApi(ABC):
     """What the emulated APIs share: the record of accepted creates, the clock their backfills
-    progress by, how long each instance runs, and the rate limit of their actions. A service
-    adds its credentials and wire (`action`, `handle`, `throttled`) and what it keeps
-    (`forget`)."""
+    progress by, how their runs fare (how long each takes, which fail), and the rate limit of
+    their actions. A service adds its credentials and wire (`action`, `handle`, `throttled`)
+    and what it keeps (`forget`)."""
 
     provider: str
     """The provider whose API this is (`spec.provider`), as the call log names it."""
@@ -149,15 +149,29 @@ class EmulatedApi(ABC):
     def __init__(self, settings: Settings) -> None:
         self.calls = settings.calls
         self.clock = settings.clock
-        self.instance_seconds = settings.instance_seconds
+        self.faults = settings.faults
         rate_limit = settings.rate_limits.get(self.provider, self.default_rate_limit)
         self.limit = RateLimit(rate_limit, settings.clock)
         self._lock = threading.Lock()
         """Guards what the service keeps (backfills, instances)."""
+        self._runs: Counter[tuple[str, str]] = Counter()
+        """How many runs of each target and date the service has made."""
 
     @property
     def rate_limit(self) -> float | None:
         return self.limit.per_second
+
+    @property
+    def instance_seconds(self) -> float:
+        """How long a run made now takes, as the faults in force say."""
+        return self.faults.config.instance_seconds
+
+    def run_fails(self, target: str, day: str) -> bool:
+        """Whether the run of `target` on `day` being made now is to fail (called holding the
+        service's lock, once per run made)."""
+        attempt = self._runs[target, day]
+        self._runs[target, day] += 1
+        return self.faults.run_fails(self.provider, target, day, attempt)
 
     @abstractmethod
     def action(self, request: EmulatorRequest) -> str | None: ...
@@ -190,6 +204,7 @@ class EmulatedApi(ABC):
     def reset(self) -> None:
         self.limit.reset()
         with self._lock:
+            self._runs.clear()
             self.forget()
 
 
@@ -434,7 +449,6 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     clock: Clock = time.time,
     rate_limits: Mapping[str, float | None] | None = None,
-    instance_seconds: float = 2.0,
     faults: FaultConfig | None = None,
 ) -> Emulator:
     """The emulator of every registered provider's API, each made by the provider's
@@ -443,18 +457,19 @@ def create_app(
     endpoint refuses unknown keys. `rate_limits` overrides an API's own limit (by provider
     name).
 
-    `faults` makes it misbehave (latency, throttling, 5xx, lost replies), reproducibly from its
-    seed; `POST /_emulator/faults` replaces it while serving.
+    `faults` makes it misbehave (latency, throttling, 5xx, lost replies) and says how the runs
+    of its backfills fare (how long each takes, which fail), reproducibly from its seed;
+    `POST /_emulator/faults` replaces it while serving.
     """
     settings = Settings(
         calls=CallLog(),
         environ=os.environ if environ is None else environ,
         clock=clock,
         rate_limits=rate_limits or {},
-        instance_seconds=instance_seconds,
+        faults=FaultInjector(faults),
     )
     services = [p.emulated()(settings) for p in providers.REGISTRY.values()]
-    return Emulator(services, settings.calls, faults=FaultInjector(faults))
+    return Emulator(services, settings.calls, faults=settings.faults)
 
 
 def _pause(seconds: float, closing: threading.Event | None) -> None:

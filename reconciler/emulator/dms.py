@@ -43,6 +43,7 @@ _GATEWAY_ERRORS: Mapping[str, tuple[int, str]] = {
 }
 
 _FIRST_INSTANCE_ID = 470001
+FAILURE_MESSAGE = "emulated failure (--instance-failure-rate)"
 
 TIME_ZONE = timezone(timedelta(hours=8))
 """DMS task orchestration states its times in UTC+8 ("All times are in UTC+8", DMS
@@ -178,6 +179,7 @@ class DagInstance:
     starts_at: float
     ends_at: float
     history_dag_id: int | None
+    fails: bool
     trigger_type: TriggerType = TriggerType.MANUAL
 
     def status(self, now: float) -> DagInstanceStatus:
@@ -185,10 +187,11 @@ class DagInstance:
             return DagInstanceStatus.WAITING
         if now < self.ends_at:
             return DagInstanceStatus.RUNNING
-        return DagInstanceStatus.SUCCEEDED
+        return DagInstanceStatus.FAILED if self.fails else DagInstanceStatus.SUCCEEDED
 
     def to_wire(self, now: float) -> dict[str, Any]:
         """Shaped like the SDK's `ListTaskFlowInstanceResponseBodyDAGInstanceListDAGInstance`."""
+        status = self.status(now)
         item: dict[str, Any] = {
             "Id": self.id,
             "DagId": str(self.dag_id),
@@ -197,8 +200,8 @@ class DagInstance:
             "OwnerName": "emulator",
             "BusinessTime": f"{self.business_date.isoformat()} 00:00:00",
             "TriggerType": int(self.trigger_type),
-            "Status": int(self.status(now)),
-            "Message": "",
+            "Status": int(status),
+            "Message": FAILURE_MESSAGE if status is DagInstanceStatus.FAILED else "",
         }
         if self.history_dag_id is not None:
             item["HistoryDagId"] = self.history_dag_id
@@ -271,6 +274,7 @@ class DmsService(EmulatedApi):
                 starts_at=now,
                 ends_at=now + self.instance_seconds,
                 history_dag_id=None,
+                fails=self.run_fails(str(dag_id), business_date.isoformat()),
                 trigger_type=TriggerType.SCHEDULED,
             )
             self._next_id += 1
@@ -352,18 +356,20 @@ class DmsService(EmulatedApi):
         if not params.get("Asc", True):
             days.reverse()
         now = self.clock()
+        seconds = self.instance_seconds
         with self._lock:
             created = []
             for position, day in enumerate(days):
-                starts = now + position * self.instance_seconds
+                starts = now + position * seconds
                 created.append(
                     DagInstance(
                         id=self._next_id,
                         dag_id=params["DagId"],
                         business_date=day,
                         starts_at=starts,
-                        ends_at=starts + self.instance_seconds,
+                        ends_at=starts + seconds,
                         history_dag_id=params.get("HistoryDagId"),
+                        fails=self.run_fails(str(params["DagId"]), day.isoformat()),
                     )
                 )
                 self._next_id += 1

@@ -1,8 +1,10 @@
 """Fault injection for the emulator, seeded for reproducibility: latency on every API request,
-and on create actions throttling, 5xx before commit, replies lost after commit, slow replies."""
+and on create actions throttling, 5xx before commit, replies lost after commit, slow replies;
+and how the runs a backfill makes fare: how long each takes, and which of them fail."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import threading
@@ -81,8 +83,10 @@ def _rate(help: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class FaultConfig:
-    """How the emulator misbehaves. The rates are the chances that one create request meets each
-    fault; they exclude each other, so they must add up to at most 1.
+    """How the emulator misbehaves. The rates of faults are the chances that one create request
+    meets each fault; they exclude each other, so they must add up to at most 1. How the runs of
+    a backfill fare (`instance_seconds`, `instance_failure_rate`) applies to the runs of the
+    creates accepted while it is in force.
 
     `seed` None means a fresh random seed, chosen when the config is installed and reported by
     `GET /_emulator/faults`, so that any run can be repeated.
@@ -128,6 +132,19 @@ class FaultConfig:
         ),
     )
     """Longer than the client's timeout (30 s by default) so that the client gives up first."""
+    instance_seconds: float = field(
+        default=2.0,
+        metadata=_about(
+            "How long each run a backfill makes takes, in seconds; a backfill's runs go one "
+            "after another.",
+            bounds=(0.0, None),
+            expect="a number of seconds >= 0",
+        ),
+    )
+    instance_failure_rate: float = _rate(
+        "Chance that a run a backfill makes fails at its end instead of succeeding (drawn from "
+        "--seed for each target and date)."
+    )
     seed: int | None = field(
         default=None, metadata=_about("Seed of the fault draws (default: random, printed).")
     )
@@ -254,6 +271,15 @@ class FaultInjector:
                     self._injected[fault] += 1
                     return fault
             return None
+
+    def run_fails(self, provider: str, target: str, day: str, attempt: int) -> bool:
+        """Whether run number `attempt` (0 for the first) of `target` on `day` fails. Drawn
+        from the seed and the run alone, not from a stream: the same seed fails the same runs
+        whatever the order in which parallel creates arrive, and a later run of a cell that
+        failed (a re-run) has a chance of its own."""
+        config = self.config
+        draw = hashlib.sha256(f"{config.seed}/{provider}/{target}/{day}/{attempt}".encode())
+        return int.from_bytes(draw.digest()[:8]) / 2**64 < config.instance_failure_rate
 
     def injected(self) -> dict[str, int]:
         """How many of each fault were injected since the start or the last `reset`."""

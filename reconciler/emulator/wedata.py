@@ -43,10 +43,13 @@ RESOURCE_NOT_FOUND = "ResourceNotFound"
 UNKNOWN_PARAMETER = "UnknownParameter"
 UNSUPPORTED_PROTOCOL = "UnsupportedProtocol"
 
-# Instance states as WeData names them (see InstanceState in the SDK models).
+# Instance states as WeData names them (InstanceState in the SDK models of this version; the
+# API reference's example of ListDataBackfillInstances shows EXPIRED).
 WAIT_RUN = "WAIT_RUN"
 RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"
+EXPIRED = "EXPIRED"
+"""Failed."""
 
 CREATE_ACTION = "CreateDataBackfillPlan"
 
@@ -165,7 +168,7 @@ GET_PARAMS: Mapping[str, Param] = {
 LIST_INSTANCES_PARAMS: Mapping[str, Param] = {
     "ProjectId": _PROJECT_ID,
     "DataBackfillPlanId": _PLAN_ID,
-    "TaskId": Param("String"),
+    "TaskId": Param("String", required=True),  # required, as the API reference says
     "PageNumber": Param("Integer", minimum=1),
     "PageSize": Param("Integer", minimum=1),
 }
@@ -232,9 +235,21 @@ _Handler = Callable[[dict[str, Any], str], Any]
 
 @dataclass(frozen=True, slots=True)
 class _Instance:
+    """One run of a task for one data time: it waits, runs, then completes or fails."""
+
     task_id: str
     data_time: str
     """`yyyy-MM-dd HH:mm:ss`, the instance's data time."""
+    starts_at: float
+    ends_at: float
+    fails: bool
+
+    def state(self, now: float) -> str:
+        if now < self.starts_at:
+            return WAIT_RUN
+        if now < self.ends_at:
+            return RUNNING
+        return EXPIRED if self.fails else COMPLETED
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +263,10 @@ class _Plan:
     """In the order they run, one after another."""
 
 
-def _instances(task_ids: list[str], ranges: list[Mapping[str, str]], order: str) -> list[_Instance]:
+def _runs(
+    task_ids: list[str], ranges: list[Mapping[str, str]], order: str
+) -> list[tuple[str, str]]:
+    """(task, data time) of each instance a plan makes, in the order they run."""
     data_times: dict[str, str] = {}
     for backfill_range in ranges:
         start = date.fromisoformat(backfill_range["StartDate"])
@@ -258,7 +276,7 @@ def _instances(task_ids: list[str], ranges: list[Mapping[str, str]], order: str)
             day = (start + timedelta(days=offset)).isoformat()
             data_times.setdefault(day, f"{day} {clock}:00")
     days = sorted(data_times, reverse=order == "REVERSE")
-    return [_Instance(task_id, data_times[day]) for day in days for task_id in task_ids]
+    return [(task_id, data_times[day]) for day in days for task_id in task_ids]
 
 
 def _check_ranges(ranges: list[Mapping[str, str]]) -> None:
@@ -381,15 +399,27 @@ class WeDataService(EmulatedApi):
                 f"The value of parameter `TaskIds` is invalid: {duplicates[0]} appears twice.",
             )
         now = self.clock()
-        plan = _Plan(
-            plan_id=str(uuid.uuid4()),
-            project_id=params["ProjectId"],
-            name=params.get("DataBackfillPlanName") or f"backfill_{uuid.uuid4().hex[:12]}",
-            params=params,
-            created=now,
-            instances=tuple(_instances(task_ids, ranges, params.get("DataTimeOrder", "NORMAL"))),
-        )
+        seconds = self.instance_seconds
+        runs = _runs(task_ids, ranges, params.get("DataTimeOrder", "NORMAL"))
         with self._lock:
+            instances = tuple(
+                _Instance(
+                    task_id,
+                    data_time,
+                    starts_at=now + position * seconds,
+                    ends_at=now + (position + 1) * seconds,
+                    fails=self.run_fails(task_id, data_time[:10]),
+                )
+                for position, (task_id, data_time) in enumerate(runs)
+            )
+            plan = _Plan(
+                plan_id=str(uuid.uuid4()),
+                project_id=params["ProjectId"],
+                name=params.get("DataBackfillPlanName") or f"backfill_{uuid.uuid4().hex[:12]}",
+                params=params,
+                created=now,
+                instances=instances,
+            )
             self._plans[plan.plan_id] = plan
         self.accepted(params, remote_id=plan.plan_id, request_id=request_id, time=now)
         return {"DataBackfillPlanId": plan.plan_id}
@@ -400,9 +430,10 @@ class WeDataService(EmulatedApi):
             params.get("TimeZone") or plan.params.get("TimeZone") or DEFAULT_TIME_ZONE
         )
         now = self.clock()
-        total = len(plan.instances)
-        done = self._completed(plan, now)
-        percent = 100 * done // total
+        states = [instance.state(now) for instance in plan.instances]
+        total = len(states)
+        finished = sum(state in (COMPLETED, EXPIRED) for state in states)
+        end = max(instance.ends_at for instance in plan.instances)
         return {
             "ProjectId": plan.project_id,
             "DataBackfillPlanId": plan.plan_id,
@@ -418,10 +449,10 @@ class WeDataService(EmulatedApi):
             "RedefineCycleType": plan.params.get("RedefineCycleType"),
             "RedefineParamList": plan.params.get("RedefineParamList"),
             "StartTime": _format(plan.created, zone),
-            "EndTime": _format(self._end(plan, total - 1), zone) if done == total else None,
+            "EndTime": _format(end, zone) if finished == total else None,
             "CreateUserUin": ACCOUNT_UIN,
-            "CompletePercent": percent,
-            "SuccessPercent": percent,
+            "CompletePercent": 100 * finished // total,
+            "SuccessPercent": 100 * states.count(COMPLETED) // total,
             "DataTimeOrder": plan.params.get("DataTimeOrder", "NORMAL"),
         }
 
@@ -430,12 +461,11 @@ class WeDataService(EmulatedApi):
         zone = _time_zone(plan.params.get("TimeZone") or DEFAULT_TIME_ZONE)
         page_number: int = params.get("PageNumber", 1)
         page_size: int = params.get("PageSize", 10)
-        task_id = params.get("TaskId")
         now = self.clock()
         items = [
-            self._instance_view(plan, index, now, zone)
-            for index, instance in enumerate(plan.instances)
-            if task_id is None or instance.task_id == task_id
+            _instance_view(instance, now, zone)
+            for instance in plan.instances
+            if instance.task_id == params["TaskId"]
         ]
         first = (page_number - 1) * page_size
         return {
@@ -463,30 +493,20 @@ class WeDataService(EmulatedApi):
             )
         return plan
 
-    def _start(self, plan: _Plan, index: int) -> float:
-        return plan.created + index * self.instance_seconds
 
-    def _end(self, plan: _Plan, index: int) -> float:
-        return plan.created + (index + 1) * self.instance_seconds
-
-    def _completed(self, plan: _Plan, now: float) -> int:
-        if self.instance_seconds <= 0:
-            return len(plan.instances)
-        return min(len(plan.instances), max(0, int((now - plan.created) // self.instance_seconds)))
-
-    def _instance_view(self, plan: _Plan, index: int, now: float, zone: tzinfo | None) -> Any:
-        instance = plan.instances[index]
-        start, end = self._start(plan, index), self._end(plan, index)
-        state = COMPLETED if now >= end else RUNNING if now >= start else WAIT_RUN
-        return {
-            "TaskName": f"task_{instance.task_id}",
-            "TaskId": instance.task_id,
-            "CurRunDate": instance.data_time,
-            "State": state,
-            "StartTime": _format(start, zone) if state != WAIT_RUN else None,
-            "EndTime": _format(end, zone) if state == COMPLETED else None,
-            "CostTime": f"{end - start:g}s" if state == COMPLETED else None,
-        }
+def _instance_view(instance: _Instance, now: float, zone: tzinfo | None) -> Any:
+    """Shaped like the SDK's `BackfillInstance`."""
+    state = instance.state(now)
+    ended = state in (COMPLETED, EXPIRED)
+    return {
+        "TaskName": f"task_{instance.task_id}",
+        "TaskId": instance.task_id,
+        "CurRunDate": instance.data_time,
+        "State": state,
+        "StartTime": _format(instance.starts_at, zone) if state != WAIT_RUN else None,
+        "EndTime": _format(instance.ends_at, zone) if ended else None,
+        "CostTime": f"{instance.ends_at - instance.starts_at:g}s" if ended else None,
+    }
 
 
 def _error_reply(error: ApiError, request_id: str) -> EmulatorResponse:

@@ -524,7 +524,8 @@ class WeDataClient:
 
     def progress(self, record: SubmissionRecord, request: Mapping[str, JSON]) -> Progress:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
-        ListDataBackfillInstances for the state of each task on each date."""
+        ListDataBackfillInstances of each task (the API lists one task at a time) for its state
+        on each date."""
         plan = {
             "ProjectId": str(request["ProjectId"]),
             "DataBackfillPlanId": record.remote_id,
@@ -532,23 +533,31 @@ class WeDataClient:
         got = self.call("GetDataBackfillPlan", record.region, plan)
         if got.kind is not OutcomeKind.SUBMITTED:
             return Progress("unknown", error=_failure("GetDataBackfillPlan", got))
-        listed = protocol.every_page(
-            lambda page: self.call(
-                "ListDataBackfillInstances",
-                record.region,
-                {**plan, "PageNumber": page, "PageSize": LIST_PAGE_SIZE},
-            ),
-            items=lambda data: data.get("Items") or [],
-            last=lambda data, page: page >= int(data.get("TotalPageNumber") or 0),
-        )
-        if isinstance(listed, Outcome):
-            return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
-        instances = [_instance(item) for item in listed]
+        instances: list[Instance] = []
+        for task in record.targets:
+            listed = self._instances(record.region, {**plan, "TaskId": task})
+            if isinstance(listed, Outcome):
+                return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
+            instances += [_instance(item) for item in listed]
         return Progress(
             protocol.overall(instances, len(record.targets) * len(record.dates)),
             instances=tuple(instances),
             complete_percent=_percent(got.detail.get("CompletePercent")),
             success_percent=_percent(got.detail.get("SuccessPercent")),
+        )
+
+    def _instances(
+        self, region: str, query: Mapping[str, JSON]
+    ) -> list[Mapping[str, Any]] | Outcome:
+        """Every page of ListDataBackfillInstances for one plan and task."""
+        return protocol.every_page(
+            lambda page: self.call(
+                "ListDataBackfillInstances",
+                region,
+                {**query, "PageNumber": page, "PageSize": LIST_PAGE_SIZE},
+            ),
+            items=lambda data: data.get("Items") or [],
+            last=lambda data, page: page >= int(data.get("TotalPageNumber") or 0),
         )
 
     def close(self) -> None:

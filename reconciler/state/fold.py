@@ -13,7 +13,13 @@ from types import MappingProxyType
 from typing import Any
 
 from reconciler.domain import SubmissionStatus, runs
-from reconciler.state.records import EventType, State, SubmissionRecord
+from reconciler.state.records import (
+    EventType,
+    State,
+    SubmissionRecord,
+    health_from_json,
+    observe,
+)
 
 Event = Mapping[str, Any]
 """One journal line, parsed and checked by `journal.parse_event` (or built by `journal.seal`)."""
@@ -35,6 +41,8 @@ ALLOWED_FROM: Mapping[EventType, frozenset[SubmissionStatus]] = {
     EventType.IMPORTED: _SETTLED_BY_A_PERSON,
     EventType.FORGOTTEN: _SETTLED_BY_A_PERSON,
     EventType.UNSENT: frozenset({_S.PENDING}),
+    # what the platform says of a backfill it created; only new words are journaled
+    EventType.OBSERVED: frozenset({_S.SUBMITTED}),
 }
 """The statuses an outcome may follow. An intent may follow none or a status that covers nothing."""
 
@@ -77,6 +85,8 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             intent_time=time,
             updated_seq=seq,
             updated_time=time,
+            health=(),
+            observed_time="",
         )
     if record is None:
         raise FoldError(f"`{kind}` for submission {key}, which has no intent")
@@ -86,6 +96,19 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             f"`{kind}` for submission {key}, which is {record.status}"
             f" (only a {allowed} submission can take it)"
         )
+    if kind is EventType.OBSERVED:  # no outcome: the status and its time stay
+        try:
+            cells = health_from_json(data["cells"])
+        except ValueError as error:
+            raise FoldError(f"`data.cells` of an observed event: {error}") from None
+        for target, first, last, _, _ in cells:
+            if target not in record.targets or not any(
+                start <= first and last <= end for start, end in record.spans
+            ):
+                raise FoldError(
+                    f"`observed` for submission {key} names {target} on days it does not cover"
+                )
+        return replace(record, health=observe(record.health, cells), observed_time=time)
     record = replace(record, updated_seq=seq, updated_time=time)
     if kind is EventType.SUBMITTED:
         return replace(

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 
-from reconciler.domain import SubmissionStatus
+from reconciler.domain import Health, SubmissionStatus
 from reconciler.state.fold import FoldError
 from reconciler.state.records import EventType
 
@@ -32,6 +32,32 @@ Key = Annotated[
     Field(
         min_length=1,
         description="The submission key: a hash of plan, revision, cells and fingerprint.",
+    ),
+]
+DateRun = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(\.\.[0-9]{4}-[0-9]{2}-[0-9]{2})?$",
+        description="A date, or consecutive days as `2025-09-01..2025-09-30`.",
+    ),
+]
+HealthRun = Annotated[
+    tuple[
+        Annotated[str, Field(description="The target (task or DAG id).")],
+        DateRun,
+        Annotated[Health, Field(strict=False)],
+        Annotated[
+            str,
+            Field(
+                description="What the platform said, as it said it (e.g. WeData `COMPLETED`, "
+                "DMS `SUCCEEDED(4)`)."
+            ),
+        ],
+    ],
+    Field(
+        strict=False,  # a JSON array is a list: lax for the tuple itself, the items as typed
+        description="A run of a submission's cells the platform said the same of: [target, "
+        "dates, health, the platform's own word].",
     ),
 ]
 JsonObject = Annotated[dict[str, Any], InstanceOf()]
@@ -106,6 +132,13 @@ class Intent(Payload, Submission):
     request: JsonObject = Field(
         description="The action's request parameters exactly as sent, without credentials."
     )
+    replaces: list[Key] | None = Field(
+        None,
+        min_length=1,
+        description="Only on a retry (`spec.reprocess: failed`): the keys of the attempts whose "
+        "failed cells it runs again. First attempts have no `replaces`.",
+        json_schema_extra={"uniqueItems": True},
+    )
 
 
 class Submitted(Payload):
@@ -174,6 +207,15 @@ class Unsent(Failed):
     type = EventType.UNSENT
 
 
+class Observed(Payload):
+    """What `refresh` saw of a submitted backfill: only the cells whose health or raw word
+    changed since the last observation. Never changes the submission's status."""
+
+    type = EventType.OBSERVED
+    key: Key
+    cells: list[HealthRun] = Field(min_length=1)
+
+
 PAYLOADS: Mapping[EventType, type[Payload]] = {
     payload.type: payload
     for payload in (
@@ -187,6 +229,7 @@ PAYLOADS: Mapping[EventType, type[Payload]] = {
         Imported,
         Forgotten,
         Unsent,
+        Observed,
     )
 }
 
@@ -212,8 +255,10 @@ def _sentence(kind: EventType, invalid: pydantic.ValidationError) -> str:
     errors = invalid.errors(include_url=False)
     if any(not error["loc"] for error in errors):
         return f"`data` of a `{kind}` event is not a JSON object"
-    missing = [str(e["loc"][0]) for e in errors if e["type"] == "missing"]
-    extra = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"]
+    missing = [str(e["loc"][0]) for e in errors if e["type"] == "missing" and len(e["loc"]) == 1]
+    extra = [
+        str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1
+    ]
     if missing or extra:
         what = [f"has no {', '.join(f'`{name}`' for name in missing)}"] if missing else []
         what += [f"has unexpected {', '.join(f'`{name}`' for name in extra)}"] if extra else []
@@ -295,6 +340,13 @@ class Record(Submission):
     intent_time: Time
     updated_seq: int = Field(ge=1)
     updated_time: Time
+    health: list[HealthRun] = Field(
+        description="The last word of the platform on each observed cell (empty until `refresh` "
+        "saw something)."
+    )
+    observed_time: str = Field(
+        description="When `refresh` last journaled something new of it; empty while never."
+    )
 
 
 class Snapshot(Part):
@@ -304,7 +356,7 @@ class Snapshot(Part):
     `journal_sha256` (else every line is checked, and event `seq` must have hash `hash`);
     otherwise the journal is replayed."""
 
-    format: Literal[2] = Field(description="Version of the snapshot format.")
+    format: Literal[3] = Field(description="Version of the snapshot format.")
     seq: int = Field(ge=0, description="The last event folded in.")
     hash: Hash = Field(
         description="The hash of event `seq` (64 zeros when seq is 0): ties the snapshot to its "

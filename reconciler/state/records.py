@@ -5,7 +5,7 @@ A record's JSON form is what `snapshot.json` stores; `record_from_json` checks i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import itemgetter
@@ -13,7 +13,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from reconciler.domain import JSON, Cell, SubmissionStatus, day, merge_spans, ordinal
+from reconciler.domain import (
+    FINAL_HEALTH,
+    JSON,
+    Cell,
+    Health,
+    SubmissionStatus,
+    compact_dates,
+    day,
+    merge_spans,
+    ordinal,
+)
 
 ZERO_HASH = "0" * 64
 """The `prev` of the first event, and the hash of an empty journal."""
@@ -39,12 +49,62 @@ class EventType(StrEnum):
     """A person says it did not run."""
     UNSENT = "unsent"
     """The request never left the process (no connection could be made)."""
+    OBSERVED = "observed"
+    """What the platform said became of some cells of a submitted backfill (`refresh`)."""
 
 
 COVERING = frozenset(
     {SubmissionStatus.PENDING, SubmissionStatus.SUBMITTED, SubmissionStatus.UNKNOWN}
 )
 """A submission in one of these states may have run, so its cells must not be submitted again."""
+
+
+HealthRun = tuple[str, int, int, Health, str]
+"""(target, first day, last day, health, the platform's own word): observed cells of a
+submission, as a run of days (ordinals) of one target that the platform said the same of."""
+
+
+def observe(runs: tuple[HealthRun, ...], cells: Iterable[HealthRun]) -> tuple[HealthRun, ...]:
+    """`runs` with newer observations laid over them: where both say something of a cell, the
+    newer word wins. Sorted by target and day, neighbouring runs that say the same merged."""
+    by_target: dict[str, list[tuple[int, int, Health, str]]] = {}
+    for target, first, last, health, raw in runs:
+        by_target.setdefault(target, []).append((first, last, health, raw))
+    for target, first, last, health, raw in cells:
+        kept: list[tuple[int, int, Health, str]] = []
+        for old_first, old_last, old_health, old_raw in by_target.get(target, []):
+            if old_last < first or old_first > last:
+                kept.append((old_first, old_last, old_health, old_raw))
+                continue
+            if old_first < first:
+                kept.append((old_first, first - 1, old_health, old_raw))
+            if old_last > last:
+                kept.append((last + 1, old_last, old_health, old_raw))
+        kept.append((first, last, health, raw))
+        by_target[target] = kept
+    merged: list[HealthRun] = []
+    for target in sorted(by_target):
+        for first, last, health, raw in sorted(by_target[target]):
+            previous = merged[-1] if merged else None
+            if (
+                previous is not None
+                and previous[0] == target
+                and previous[2] + 1 == first
+                and previous[3:] == (health, raw)
+            ):
+                merged[-1] = (target, previous[1], last, health, raw)
+            else:
+                merged.append((target, first, last, health, raw))
+    return tuple(merged)
+
+
+def _days_within(spans: list[tuple[int, int]], within: tuple[tuple[int, int], ...]) -> int:
+    """Days of `spans` inside `within` (both sorted and disjoint)."""
+    return sum(
+        max(0, min(last, end) - max(first, start) + 1)
+        for first, last in spans
+        for start, end in within
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +141,11 @@ class SubmissionRecord:
     intent_time: str
     updated_seq: int
     updated_time: str
+    health: tuple[HealthRun, ...]
+    """What the platform last said of each observed cell, as runs of days (sorted by target,
+    then day); a cell never observed has none."""
+    observed_time: str
+    """When `refresh` last journaled something new of it; empty while never."""
 
     @property
     def covers_cells(self) -> bool:
@@ -94,6 +159,33 @@ class SubmissionRecord:
     @property
     def size(self) -> int:
         return len(self.targets) * sum(last - first + 1 for first, last in self.spans)
+
+    def health_of(self, target: str, date: str) -> tuple[Health, str] | None:
+        """The health of one of its cells and the platform's own word for it; None when the
+        cell was never observed."""
+        number = ordinal(date)
+        for each, first, last, health, raw in self.health:
+            if each == target and first <= number <= last:
+                return health, raw
+        return None
+
+    @property
+    def final(self) -> bool:
+        """Every one of its cells was observed final (succeeded, failed or stopped): a refresh
+        never asks about it again."""
+        days = sum(last - first + 1 for first, last in self.spans)
+        return all(
+            _days_within(
+                merge_spans(
+                    (f, last)
+                    for t, f, last, h, _ in self.health
+                    if t == target and h in FINAL_HEALTH
+                ),
+                self.spans,
+            )
+            == days
+            for target in self.targets
+        )
 
     @property
     def shown_status(self) -> SubmissionStatus:
@@ -207,7 +299,7 @@ class State:
 class DateCoverage:
     """The submissions covering one target's dates, as runs of days in intent order."""
 
-    __slots__ = ("_covered", "fingerprint", "runs")
+    __slots__ = ("_covered", "fingerprint", "observed", "runs")
 
     def __init__(self) -> None:
         self.runs: list[tuple[int, int, SubmissionRecord]] = []
@@ -216,10 +308,13 @@ class DateCoverage:
         when they differ or one is unknown (then dates must be looked at one by one)."""
         self._covered: tuple[list[tuple[int, int]], int] | None = None
         """The runs merged, and their days: worked out once, for `count_within`."""
+        self.observed = False
+        """Some covering submission has cells `refresh` observed: their health is per date."""
 
     def add(self, first: int, last: int, record: SubmissionRecord) -> None:
         self.runs.append((first, last, record))
         self._covered = None
+        self.observed = self.observed or bool(record.health)
         settled = record.status is SubmissionStatus.SUBMITTED
         if not settled or self.fingerprint not in ("", record.fingerprint):
             self.fingerprint = None
@@ -232,6 +327,12 @@ class DateCoverage:
             if first <= number <= last:
                 return record
         return None
+
+    def attempts(self, date: str) -> int:
+        """How many covering submissions include `date`: the attempts at that cell that may
+        have run (rejected, unsent or forgotten ones did not)."""
+        number = ordinal(date)
+        return sum(1 for first, last, _ in self.runs if first <= number <= last)
 
     def __bool__(self) -> bool:
         return bool(self.runs)
@@ -266,11 +367,6 @@ class DateCoverage:
 
 
 _NOTHING = DateCoverage()
-
-
-def compact_dates(spans: tuple[tuple[int, int], ...]) -> list[str]:
-    """Runs of days as text: `2025-09-01..2025-09-30` for a run, the date alone for one day."""
-    return [day(first) if first == last else f"{day(first)}..{day(last)}" for first, last in spans]
 
 
 def parse_spans(texts: list[str]) -> tuple[tuple[int, int], ...]:
@@ -310,7 +406,40 @@ def record_to_json(record: SubmissionRecord) -> dict[str, JSON]:
         "intent_time": record.intent_time,
         "updated_seq": record.updated_seq,
         "updated_time": record.updated_time,
+        "health": health_to_json(record.health),
+        "observed_time": record.observed_time,
     }
+
+
+def health_to_json(runs: tuple[HealthRun, ...]) -> list[list[str]]:
+    """`[target, "2025-09-01..2025-09-03", health, raw]` a run: as journaled and snapshotted."""
+    return [
+        [target, *compact_dates(((first, last),)), str(health), raw]
+        for target, first, last, health, raw in runs
+    ]
+
+
+_HEALTH = {str(health): health for health in Health}
+
+
+def health_from_json(value: Any) -> tuple[HealthRun, ...]:
+    """Raises ValueError naming what is wrong when `value` is not a list of health runs."""
+    if not isinstance(value, list):
+        raise ValueError("`health` is not a list")
+    runs: list[HealthRun] = []
+    for item in value:
+        if (
+            not isinstance(item, list)
+            or len(item) != 4
+            or not all(isinstance(part, str) for part in item)
+        ):
+            raise ValueError(f"health run {item!r} is not [target, dates, health, raw]")
+        target, dates, health, raw = item
+        if health not in _HEALTH:
+            raise ValueError(f"unknown health {health!r}")
+        ((first, last),) = parse_spans([dates])
+        runs.append((target, first, last, _HEALTH[health], raw))
+    return tuple(runs)
 
 
 _RECORD_TYPES: Mapping[str, type] = {
@@ -335,6 +464,8 @@ _RECORD_TYPES: Mapping[str, type] = {
     "intent_time": str,
     "updated_seq": int,
     "updated_time": str,
+    "health": list,
+    "observed_time": str,
 }
 
 
@@ -345,7 +476,9 @@ _NAMES = tuple("dates" if f.name == "spans" else f.name for f in fields(Submissi
 """The record's JSON fields in the order of the dataclass's fields (spans are `dates` there)."""
 _GET = itemgetter(*_NAMES)
 _TYPES = tuple(_RECORD_TYPES[name] for name in _NAMES)
-_TARGETS, _SPANS, _STATUS = (_NAMES.index(name) for name in ("targets", "dates", "status"))
+_TARGETS, _SPANS, _STATUS, _HEALTH_RUNS = (
+    _NAMES.index(name) for name in ("targets", "dates", "status", "health")
+)
 
 
 def record_from_json(value: Any) -> SubmissionRecord:
@@ -368,6 +501,10 @@ def record_from_json(value: Any) -> SubmissionRecord:
     if status is None:
         raise ValueError(f"unknown status {values[_STATUS]!r}")
     values[_TARGETS], values[_SPANS], values[_STATUS] = targets, parse_spans(dates), status
+    if values[_HEALTH_RUNS]:  # most snapshots hold many records and few observations
+        values[_HEALTH_RUNS] = health_from_json(values[_HEALTH_RUNS])
+    else:
+        values[_HEALTH_RUNS] = ()
     return _record(*values)
 
 

@@ -30,7 +30,8 @@ from reconciler.state.records import (
 )
 
 SNAPSHOT_FORMAT = schema.version("Snapshot", "format")
-"""2: `digest`, `state_id`, `journal_size` and `journal_sha256` added, `offset` dropped."""
+"""3: each record carries the health of its cells (`health`, `observed_time`). 2: `digest`,
+`state_id`, `journal_size` and `journal_sha256` added, `offset` dropped."""
 
 TEMP_PREFIX = ".snapshot.json."
 TEMP_SUFFIX = ".tmp"

@@ -9,14 +9,14 @@ import errno
 import json
 import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from reconciler.domain import JSON, canonical_json
+from reconciler.domain import JSON, Health, canonical_json, ordinal
 from reconciler.errors import Diagnostic, Location, StateError
 from reconciler.state import committed, journal, snapshot
 from reconciler.state.chain import Chain, Vouched, torn_data
@@ -26,8 +26,11 @@ from reconciler.state.lock import Lock
 from reconciler.state.records import (
     ZERO_HASH,
     EventType,
+    HealthRun,
     State,
     SubmissionRecord,
+    health_to_json,
+    observe,
     record_to_json,
 )
 
@@ -327,6 +330,26 @@ class StateWriter:
         # a copy: `event` shares its dicts with the state, which must not change under us
         written: dict[str, JSON] = json.loads(line)
         return written
+
+    def record_observed(
+        self, key: str, cells: Iterable[tuple[str, str, Health, str]]
+    ) -> dict[str, JSON] | None:
+        """Journals what the platform said of some cells of submission `key` (as `refresh`
+        does): `cells` are (target, ISO date, health, the platform's own word). Only what is new
+        is journaled, as runs of days; returns the `observed` event, or None when nothing was
+        new. Raises StateError when `key` is not a submitted backfill covering those cells."""
+        record = self._replay.record(key)
+        if record is None:
+            raise StateError(f"no submission {key} in {self.directory}/")
+        fresh: list[HealthRun] = []
+        for target, date, health, raw in cells:
+            if record.health_of(target, date) != (health, raw):
+                number = ordinal(date)
+                fresh.append((target, number, number, health, raw))
+        if not fresh:
+            return None
+        runs = observe((), fresh)
+        return self.append(EventType.OBSERVED, {"key": key, "cells": health_to_json(runs)})
 
     def checkpoint(self) -> None:
         """Writes the snapshot of the state so far, atomically."""
