@@ -323,7 +323,8 @@ def validate(paths: Sequence[Path], output: str) -> int:
     "--detailed-exitcode",
     is_flag=True,
     help="Exit 0 when there is nothing to do, 2 when calls are pending, 3 when cells need "
-    "attention (an unknown outcome to settle, whether or not calls are pending), 1 on errors.",
+    "attention (an unknown outcome to settle, or cells that failed every attempt, whether or "
+    "not calls are pending), 1 on errors.",
 )
 @recover_option
 @endpoint_options
@@ -607,8 +608,15 @@ def refresh(
 
 @cli.command()
 @click.argument("name", required=False)
+@plans_option
 @state_option
-@format_option(formats.STATUS)
+@format_option(formats.GRID)
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Ask the platforms now how far each submitted backfill has run (needs credentials), "
+    "instead of drawing what the state holds.",
+)
 @endpoint_options
 @click.option(
     "--timeout",
@@ -616,15 +624,17 @@ def refresh(
     default=30.0,
     show_default=True,
     metavar="SECONDS",
-    help="How long to wait for each reply.",
+    help="With --live: how long to wait for each reply.",
 )
 @wait_options
 @click.option("--quiet", "-q", is_flag=True, help="With --wait: no progress lines.")
 @lock_timeout_option
 def status(
     name: str | None,
+    plan_paths: Sequence[Path],
     state_dir: Path,
     output: str,
+    live: bool,
     endpoint: str | None,
     tencent_endpoint: str | None,
     aliyun_endpoint: str | None,
@@ -635,11 +645,17 @@ def status(
     quiet: bool,
     lock_timeout: float,
 ) -> int:
-    """Show how far the submitted backfills (all, or those of plan NAME) have run.
+    """Show each declared plan (all, or plan NAME): its sync and health, and a grid of
+    targets x dates with one mark per cell (succeeded, failed, running, waiting, stopped,
+    unknown, submitted but not refreshed yet, outcome unknown, not submitted).
 
-    Read-only: asks WeData GetDataBackfillPlan and ListDataBackfillInstances, and DMS
-    ListTaskFlowInstance; writes nothing. Needs the same credentials as apply. Exits 1 when a
-    platform could not be asked.
+    Reads the plan files and the state only: health is what `backfill refresh` last
+    journaled. A plan of up to two months is drawn day by day; a longer one a month a line.
+    --format markdown fits a pull request comment or a job summary.
+
+    With --live it asks WeData GetDataBackfillPlan and ListDataBackfillInstances, and DMS
+    ListTaskFlowInstance, how far each submitted backfill has run; writes nothing. Needs the
+    same credentials as apply. Exits 1 when a platform could not be asked.
 
     With --wait it instead follows the submitted cells, refreshing (and journaling what it
     reads, under the state lock) until every one is final: see --wait for the exit codes.
@@ -661,6 +677,11 @@ def status(
             lock_timeout=lock_timeout,
         )
         return run_wait(options, output=output, mode=progress_mode(quiet))
+    if not live:
+        grids = status_command.grid_report(plan_paths, state_dir, plan=name)
+        _warn(grids.warnings)
+        _show(formats.GRID, output, grids)
+        return 0
     found = status_command.run(state_dir, urls, plan=name, timeout=timeout)
     _warn(found.warnings)
     _show(formats.STATUS, output, found)
@@ -871,6 +892,27 @@ def audit_verify(state_dir: Path, output: str) -> int:
     result = verify(state_dir)
     _show(formats.AUDIT_VERIFY, output, result, err=output == "text" and not result.intact)
     return 0 if result.intact else 1
+
+
+@audit.command("report")
+@state_option
+@click.option("--plan", "plan_name", help="Only this plan.")
+@format_option(formats.AUDIT_REPORT)
+def audit_report(state_dir: Path, plan_name: str | None, output: str) -> int:
+    """For each plan, target and date: the attempt that succeeded (remote id, when `refresh`
+    first saw it finished, who submitted it, commit, PR), and the dates that never succeeded,
+    with what became of their last attempt.
+
+    Reads the journal from line 1 with the hash chain checked; a damaged line stops the report
+    (see `audit verify`). Health comes from `backfill refresh`: a date it has not seen succeed
+    is listed as never succeeded.
+    """
+    from reconciler.commands import audit_report as audit_report_command
+
+    ran = audit_report_command.report(state_dir, plan=plan_name)
+    _warn(ran.warnings)
+    _show(formats.AUDIT_REPORT, output, ran)
+    return 0
 
 
 def fault_options(command: F) -> F:

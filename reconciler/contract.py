@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from reconciler.domain import JSON, MAX_CELLS_PER_CALL
+from reconciler.domain import JSON, MAX_CELLS_PER_CALL, Reprocess
 
 SCHEMAS = "https://github.com/backfill-reconciler/backfill-reconciler/schemas/"
 """The base of every schema file's `$id`: one file refers to another by its name under it."""
@@ -203,6 +203,10 @@ class Takeover(Contract):
     )
 
 
+MAX_ATTEMPTS = 10
+"""`spec.maxAttempts` goes no higher: a cell that failed ten times needs a person, not a retry."""
+
+
 class DayRange(Contract):
     """An inclusive range of business dates; `end` defaults to `start` (one day)."""
 
@@ -254,12 +258,33 @@ class Spec(Contract):
         ],
         json_schema_extra=UNIQUE,
     )
+    reprocess: Reprocess = Field(
+        Reprocess.NONE,
+        strict=False,
+        description="What the next apply sends again besides missing cells. none: only cells "
+        "never submitted (a failed cell is shown failed and left alone). failed: cells whose "
+        "latest attempt the platform reported failed (see `backfill refresh`) are missing again "
+        "and submitted once more as a new attempt, linked to the one it replaces, at most "
+        "spec.maxAttempts times in all. Running, waiting and unknown cells are never sent "
+        "again; succeeded dates are re-run only by bumping spec.revision.",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=MAX_ATTEMPTS,
+        description="With reprocess: failed, how many attempts a cell gets in all, the first "
+        f"included, 1 to {MAX_ATTEMPTS}. A cell that failed that many times is reported as "
+        "exhausted (plan and apply ask for attention) and never sent again: look at why it "
+        "fails, then raise this or bump spec.revision.",
+    )
 
     NOT_SENT: ClassVar[Mapping[str, str]] = {
         "provider": "which API the plan's calls go to",
         "revision": "a new coverage for the same request",
         "chunk": "how many days one call covers",
         "takeover": "which submissions of other plans count as this plan's",
+        "reprocess": "whether failed cells are sent again",
+        "max_attempts": "how many times a cell is sent in all",
     }
     """Fields that are no request field, and what they decide instead."""
     TARGETS: ClassVar[str]

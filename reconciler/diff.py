@@ -5,6 +5,11 @@ A cell not covered is created; covered with the same fingerprint it is in sync; 
 another fingerprint it is a conflict; covered by an unknown outcome it needs attention (never
 resubmitted by itself); covered but no longer declared it is orphaned (reported only).
 
+Health is the second dimension: a cell in sync is counted by what `refresh` last saw of it. With
+`spec.reprocess: failed`, a cell whose latest attempt failed is missing again (its retry names
+the attempt it replaces), until `spec.maxAttempts` attempts have: then it is exhausted, reported
+and never sent again. Running, waiting and unknown cells are never sent again.
+
 A cell covered by another plan's submission (the same target and date: a rename, or a second
 plan for the same work) is a conflict too, until the plan says what that submission is to it
 (`spec.takeover`: `rename`, it counts as this plan's; `rerun`, run the cell again).
@@ -12,12 +17,23 @@ plan for the same work) is a conflict too, until the plan says what that submiss
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler import providers
-from reconciler.domain import JSON, Cell, CellGroup, Plan, Submission, merge_spans
+from reconciler.domain import (
+    JSON,
+    NOT_OBSERVED,
+    Cell,
+    CellGroup,
+    Health,
+    Plan,
+    Reprocess,
+    Submission,
+    merge_spans,
+    runs,
+)
 from reconciler.errors import Location
 from reconciler.expand import Desired
 from reconciler.state import IntentDetails, State, SubmissionRecord, intent_details
@@ -73,11 +89,26 @@ class Orphan:
 
 
 @dataclass(frozen=True, slots=True)
+class Exhausted:
+    """Cells of a plan that failed in every one of their `spec.maxAttempts` attempts: reported,
+    never sent again."""
+
+    plan: str
+    revision: int
+    target: str
+    spans: tuple[tuple[int, int], ...]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
 class Missing:
     """Declared cells of one cell group that nothing covers: each target's dates to create."""
 
     group: CellGroup
     dates: Mapping[str, tuple[str, ...]]
+    replaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Of those, the cells sent again because their latest attempt failed (`reprocess:
+    failed`): target -> date -> the key of the attempt the new one replaces."""
 
     @property
     def cells(self) -> int:
@@ -91,6 +122,11 @@ class PlanChanges:
     in_sync_cells: int = 0
     conflict_cells: int = 0
     attention_cells: int = 0
+    exhausted_cells: int = 0
+    retry_cells: int = 0
+    """Of `create_cells`, those sent again because their latest attempt failed."""
+    health: Mapping[str, int] = field(default_factory=dict)
+    """The cells in sync by what `refresh` last saw of them (a `Health`, or NOT_OBSERVED)."""
     missing: tuple[Missing, ...] = ()
     submissions: tuple[Submission, ...] = ()
     """The calls that create the `missing` cells, once the planning step has made them."""
@@ -101,6 +137,7 @@ class Changeset:
     plans: tuple[PlanChanges, ...]
     conflicts: tuple[Conflict, ...] = ()
     attention: tuple[Attention, ...] = ()
+    exhausted: tuple[Exhausted, ...] = ()
     orphans: tuple[Orphan, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
@@ -123,12 +160,21 @@ class _Found:
     conflicts: dict[tuple[str, str], list[Cell]] = field(default_factory=lambda: defaultdict(list))
     context: dict[tuple[str, str], tuple[Plan, Mapping[str, JSON]]] = field(default_factory=dict)
     attention: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    exhausted: dict[tuple[str, int, str], tuple[list[str], int]] = field(default_factory=dict)
+    """(plan, revision, target) -> its exhausted dates and the most attempts among them."""
     counts: dict[str, int] = field(default_factory=dict)
+    health: Counter[str] = field(default_factory=Counter)
 
     def conflict(self, plan: Plan, group: CellGroup, key: str, target: str, date: str) -> None:
         self.conflicts[(plan.name, key)].append(Cell(plan.name, plan.revision, target, date))
         self.context[(plan.name, key)] = (plan, group.params)
         self.counts["conflict"] += 1
+
+    def exhaust(self, plan: Plan, target: str, date: str, attempts: int) -> None:
+        dates, most = self.exhausted.get((plan.name, plan.revision, target), ([], 0))
+        dates.append(date)
+        self.exhausted[(plan.name, plan.revision, target)] = (dates, max(most, attempts))
+        self.counts["exhausted"] += 1
 
 
 def _missing_dates(
@@ -139,8 +185,10 @@ def _missing_dates(
     covered: DateCoverage,
     others: DateCoverage,
     found: _Found,
+    retries: dict[str, str],
 ) -> list[str]:
-    """One target's dates classified one by one; returns those to create. A date another
+    """One target's dates classified one by one; returns those to create, and adds to
+    `retries` those of them sent again (date -> the key of the failed attempt). A date another
     plan's submission covers is this plan's only through `spec.takeover`."""
     missing = []
     for date in group.dates:
@@ -157,7 +205,18 @@ def _missing_dates(
         if record is None:
             missing.append(date)
         elif record.fingerprint == group.fingerprint and not record.needs_attention:
+            seen = record.health_of(target, date)
+            health = seen[0] if seen else NOT_OBSERVED
+            if health == Health.FAILED and plan.reprocess is Reprocess.FAILED:
+                attempts = max(1, covered.attempts(date))
+                if attempts >= plan.max_attempts:
+                    found.exhaust(plan, target, date, attempts)
+                else:
+                    retries[date] = record.key
+                    missing.append(date)
+                continue
             found.counts["in_sync"] += 1
+            found.health[health] += 1
         elif record.needs_attention:
             found.attention[(plan.name, record.key)] += 1
             found.counts["attention"] += 1
@@ -173,32 +232,46 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
     """Targets whose every covered day is declared: none of their cells can be orphaned."""
     for item in desired:
         plan = item.plan
-        found.counts = counts = {"in_sync": 0, "conflict": 0, "attention": 0}
+        found.counts = counts = {"in_sync": 0, "conflict": 0, "attention": 0, "exhausted": 0}
+        found.health = Counter()
         gaps: list[Missing] = []
         for group in item.groups:
             missing: dict[str, tuple[str, ...]] = {}
+            replaces: dict[str, Mapping[str, str]] = {}
             spans = list(group.spans)
             for target in group.targets:
                 covered = state.covered(plan.name, plan.revision, target)
                 others = state.others(plan.provider, target, plan.name)
                 if not covered and not others:
                     missing[target] = group.dates
-                elif not others and covered.settled_with(group.fingerprint):
+                elif (
+                    not others and covered.settled_with(group.fingerprint) and not covered.observed
+                ):
                     # the common case, counted by runs
                     inside, total = covered.count_within(spans)
                     if inside == total and len(item.groups) == 1:
                         declared_whole.add((plan.name, plan.revision, target))
                     counts["in_sync"] += inside
+                    found.health[NOT_OBSERVED] += inside
                     if inside < group.days:
                         missing[target] = tuple(d for d in group.dates if covered.get(d) is None)
                 else:
+                    retries: dict[str, str] = {}
                     dates = _missing_dates(
-                        plan, group, target=target, covered=covered, others=others, found=found
+                        plan,
+                        group,
+                        target=target,
+                        covered=covered,
+                        others=others,
+                        found=found,
+                        retries=retries,
                     )
                     if dates:
                         missing[target] = tuple(dates)
+                    if retries:
+                        replaces[target] = retries
             if missing:
-                gaps.append(Missing(group, missing))
+                gaps.append(Missing(group, missing, replaces))
         changes.append(
             PlanChanges(
                 plan=plan,
@@ -206,6 +279,9 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
                 in_sync_cells=counts["in_sync"],
                 conflict_cells=counts["conflict"],
                 attention_cells=counts["attention"],
+                exhausted_cells=counts["exhausted"],
+                retry_cells=sum(len(r) for gap in gaps for r in gap.replaces.values()),
+                health=dict(found.health),
                 missing=tuple(gaps),
             )
         )
@@ -222,6 +298,10 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
         attention=tuple(
             _attention(state.submissions[key], details[key], cells)
             for (_, key), cells in found.attention.items()
+        ),
+        exhausted=tuple(
+            Exhausted(name, revision, target, tuple(runs(dates)), attempts)
+            for (name, revision, target), (dates, attempts) in found.exhausted.items()
         ),
         orphans=_orphans(desired, state, declared_whole),
         warnings=tuple(state.warnings),

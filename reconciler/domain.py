@@ -79,6 +79,16 @@ def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
+def span_text(first: int, last: int) -> str:
+    """A run of days as text: `2025-09-01..2025-09-30`, or the date alone for one day."""
+    return day(first) if first == last else f"{day(first)}..{day(last)}"
+
+
+def compact_dates(spans: Iterable[tuple[int, int]]) -> list[str]:
+    """Runs of days as text, one `span_text` each."""
+    return [span_text(first, last) for first, last in spans]
+
+
 def range_span(start: str, end: str) -> tuple[int, int]:
     """An inclusive range of ISO dates as a run of days."""
     return ordinal(start), ordinal(end)
@@ -93,6 +103,14 @@ def canonical_json(value: JSON) -> str:
 
 def digest(value: JSON) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+class Reprocess(StrEnum):
+    """`spec.reprocess`: what an apply sends again besides cells never submitted."""
+
+    NONE = "none"
+    FAILED = "failed"
+    """Cells whose latest attempt failed, as a new attempt, up to `spec.maxAttempts` in all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +143,14 @@ class Plan:
     @property
     def chunk(self) -> int | None:
         return self.spec.chunk
+
+    @property
+    def reprocess(self) -> Reprocess:
+        return self.spec.reprocess
+
+    @property
+    def max_attempts(self) -> int:
+        return self.spec.max_attempts
 
     def locate(self, *path: str | int) -> Location:
         return self.locator(path) if self.locator else self.location
@@ -197,6 +223,8 @@ class Submission:
     params: Mapping[str, JSON]
     request: Mapping[str, JSON]
     """The action's request parameters exactly as they will be sent (no credentials)."""
+    replaces: tuple[str, ...] = ()
+    """The keys of the failed attempts whose cells this one runs again (`reprocess: failed`)."""
 
     @property
     def size(self) -> int:
@@ -204,18 +232,30 @@ class Submission:
 
 
 def submission_key(
-    plan: str, revision: int, targets: tuple[str, ...], dates: tuple[str, ...], fp: str
+    plan: str,
+    revision: int,
+    targets: tuple[str, ...],
+    dates: tuple[str, ...],
+    fp: str,
+    *,
+    replaces: tuple[str, ...] = (),
 ) -> str:
-    """Deterministic: the same YAML and the same state always give the same keys."""
-    return digest(
-        {
-            "plan": plan,
-            "revision": revision,
-            "targets": sorted(targets),
-            "dates": sorted(dates),
-            "fingerprint": fp,
-        }
-    )[:20]
+    """Deterministic: the same YAML and the same state always give the same keys.
+
+    A retry's key names the attempts it replaces, so it is never the key of the first attempt
+    (whose intent would refuse it), and an apply killed after journaling it finds the same key
+    again, which then covers its cells: there is never a third attempt by accident.
+    """
+    identity: dict[str, JSON] = {
+        "plan": plan,
+        "revision": revision,
+        "targets": sorted(targets),
+        "dates": sorted(dates),
+        "fingerprint": fp,
+    }
+    if replaces:  # first attempts keep the keys they always had
+        identity["replaces"] = sorted(replaces)
+    return digest(identity)[:20]
 
 
 class Health(StrEnum):
@@ -234,6 +274,9 @@ class Health(StrEnum):
 
 FINAL_HEALTH = frozenset({Health.SUCCEEDED, Health.FAILED, Health.STOPPED})
 """A cell in one of these states is never asked about again."""
+
+NOT_OBSERVED = "not observed"
+"""What a submitted cell's health is called until `refresh` has reported on it."""
 
 
 class OutcomeKind(StrEnum):

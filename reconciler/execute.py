@@ -87,7 +87,9 @@ class Pacer:
 
 
 def intent(submission: Submission, endpoint: str) -> dict[str, JSON]:
-    return {
+    """The intent's data; a retry's names the attempts it replaces (first attempts' intents
+    have no `replaces`, as before retries existed)."""
+    data: dict[str, JSON] = {
         "key": submission.key,
         "plan": submission.plan,
         "revision": submission.revision,
@@ -101,6 +103,9 @@ def intent(submission: Submission, endpoint: str) -> dict[str, JSON]:
         "params": dict(submission.params),
         "request": dict(submission.request),
     }
+    if submission.replaces:
+        data["replaces"] = list(submission.replaces)
+    return data
 
 
 def outcome_event(submission: Submission, outcome: Outcome) -> tuple[str, dict[str, JSON]]:

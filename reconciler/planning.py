@@ -1,6 +1,7 @@
 """Between diff and execute: the cells a changeset finds missing become the API calls that
 create them, batched as few as each provider's API allows, each with its deterministic key and
-the request exactly as it will be sent."""
+the request exactly as it will be sent. A call that runs failed cells again names the attempts
+it replaces (in its key too)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,24 @@ def calls(changes: PlanChanges) -> tuple[Submission, ...]:
     for missing in changes.missing:
         group = missing.group
         for batch in provider.batches(plan, missing.dates):
+            replaces = tuple(
+                sorted(
+                    {
+                        missing.replaces[target][date]
+                        for target in batch.targets
+                        if target in missing.replaces
+                        for date in batch.dates
+                        if date in missing.replaces[target]
+                    }
+                )
+            )
             key = submission_key(
-                plan.name, plan.revision, batch.targets, batch.dates, group.fingerprint
+                plan.name,
+                plan.revision,
+                batch.targets,
+                batch.dates,
+                group.fingerprint,
+                replaces=replaces,
             )
             made.append(
                 Submission(
@@ -42,6 +59,7 @@ def calls(changes: PlanChanges) -> tuple[Submission, ...]:
                     fingerprint=group.fingerprint,
                     params=group.params,
                     request=provider.request(plan, group, batch, key),
+                    replaces=replaces,
                 )
             )
     return tuple(made)

@@ -125,6 +125,16 @@ def attention(
     )
 
 
+def exhausted(*, plan: str, target: str, dates: str, attempts: int, code: Code = backticks) -> str:
+    """Cells that failed in every attempt `spec.maxAttempts` allows."""
+    return (
+        f"{code(target)} of plan {code(plan)} failed on {dates} in all"
+        f" {plural(attempts, 'attempt')}: never sent again by itself. Find out why on the"
+        f" platform; then raise {code('spec.maxAttempts')} to try again, or bump"
+        f" {code('spec.revision')} to run the plan's dates anew."
+    )
+
+
 def unknown_outcomes(count: int, code: Code = backticks) -> str:
     """What to do after a run that left outcomes unknown."""
     return (

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.domain import FINAL_HEALTH, Health, OutcomeKind
+from reconciler.grid import MARKS, Mark, PlanGrid
 
 # Types only: a view that imports this module must not load the stages' dependencies with it.
 if TYPE_CHECKING:
-    from reconciler.diff import Changeset
+    from reconciler.diff import Changeset, PlanChanges
     from reconciler.domain import JSON
     from reconciler.execute import Result
     from reconciler.providers.protocol import Instance, Lookup, Progress
@@ -232,3 +233,72 @@ class Followed:
         if self.failed:
             return 1
         return 0 if self.final else WAIT_TIMED_OUT
+
+
+@dataclass(frozen=True, slots=True)
+class Grids:
+    """`backfill status`: every declared plan (or one) with its sync, as `plan` counts it, and
+    its grid."""
+
+    changes: Changeset
+    grids: tuple[PlanGrid, ...]
+    seq: int
+    """The journal event the state was read at."""
+    warnings: tuple[str, ...] = ()
+
+    def sync(self, plan: str) -> PlanChanges:
+        """The plan's counts in `changes` (every grid's plan has them)."""
+        return next(p for p in self.changes.plans if p.plan.name == plan)
+
+    @property
+    def totals(self) -> Mapping[Mark, int]:
+        counts: Counter[Mark] = Counter()
+        for grid in self.grids:
+            counts.update(grid.counts)
+        return {mark: counts[mark] for mark in MARKS if counts[mark]}
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    """Consecutive dates of one target that one attempt ran to success."""
+
+    target: str
+    spans: tuple[tuple[int, int], ...]
+    key: str
+    revision: int
+    remote_id: str
+    finished: str
+    """When `refresh` first journaled them succeeded (the platform's time is not journaled)."""
+    actor: Mapping[str, JSON]
+    """Who journaled the attempt's intent: user, commit, pull request, workflow run."""
+    replaces: tuple[str, ...]
+    """A retry's: the attempts whose failed cells it ran again."""
+
+
+@dataclass(frozen=True, slots=True)
+class NeverSucceeded:
+    """Consecutive dates of one target that no attempt ran to success, and why not, as the
+    last attempt at them stands."""
+
+    target: str
+    spans: tuple[tuple[int, int], ...]
+    last: str
+    """`failed`, `running`, `submitted` (not observed), `rejected`, `unknown`, ..."""
+    attempts: int
+    """Attempts at these cells that may have run (rejected, unsent or forgotten did not)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRan:
+    plan: str
+    succeeded: tuple[Succeeded, ...]
+    never: tuple[NeverSucceeded, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    journal: Path
+    plans: tuple[PlanRan, ...]
+    seq: int
+    head_hash: str
+    warnings: tuple[str, ...] = ()

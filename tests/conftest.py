@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Repo, credentials_environ
+from harness import Repo, Served, credentials_environ
 from scenarios import clean_env
 
 from reconciler.emulator.app import Emulator, create_app
+from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import EmulatorServer, start_in_thread
+from reconciler.providers import dms
 from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
 
@@ -145,6 +147,20 @@ def serve_emulator(
     yield serve
     for server in servers:
         server.shutdown()
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, serve_emulator: Callable[..., tuple[Emulator, str]], cli_env: dict[str, str]
+) -> Callable[..., Served]:
+    """Makes a `Served` workspace in tmp_path: its emulator (with `faults`) on loopback, DMS
+    not rate-limited there and paced at 50 calls/s by the client."""
+
+    def make(faults: FaultConfig | None = None) -> Served:
+        emulator, url = serve_emulator(faults=faults or FaultConfig(), rate_limits={dms.NAME: None})
+        return Served(tmp_path, emulator, url, {**cli_env, "BACKFILL_ALIYUN_RATE_LIMIT": "50"})
+
+    return make
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,12 @@
-"""A plans directory, a state directory and the in-process emulator they are applied to."""
+"""A plans directory, a state directory and the emulator they are applied to: in-process
+(`Repo`), or served on loopback and driven through the CLI as a person does (`Served`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ from reconciler.cli import run_apply
 from reconciler.commands import recover
 from reconciler.commands.apply import ApplyOptions
 from reconciler.diff import Changeset
-from reconciler.domain import JSON, Outcome, Submission
+from reconciler.domain import JSON, Health, Outcome, Submission, SubmissionStatus, days
 from reconciler.emulator.app import Emulator
-from reconciler.providers import ALL
+from reconciler.providers import ALL, wedata
 from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.protocol import (
     Claim,
@@ -31,7 +32,7 @@ from reconciler.providers.protocol import (
 )
 from reconciler.providers.tc3 import TencentCredentials
 from reconciler.reports import Finding
-from reconciler.state import SubmissionRecord, init_state, load_state
+from reconciler.state import SubmissionRecord, init_state, load_state, open_state
 
 LOOPBACK = "http://127.0.0.1:9"
 """Any loopback URL: the requests go to the emulator through WSGITransport, not the network."""
@@ -146,3 +147,68 @@ def cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProce
         check=False,
         timeout=120,
     )
+
+
+Cell = tuple[str, str]
+"""(target, date)."""
+
+
+def dms_span(request: Mapping[str, Any]) -> tuple[str, str]:
+    single = request.get("BackFillDate")
+    if single:
+        return str(single), str(single)
+    return str(request["BackFillDateBegin"]), str(request["BackFillDateEnd"])
+
+
+def created_cells(call: Mapping[str, Any]) -> list[Cell]:
+    params = call["params"]
+    if call["provider"] == wedata.NAME:
+        dates = [
+            d for r in params["DataBackfillRangeList"] for d in days(r["StartDate"], r["EndDate"])
+        ]
+        return [(str(task), day) for task in params["TaskIds"] for day in dates]
+    return [(str(params["DagId"]), day) for day in days(*dms_span(params))]
+
+
+def failing(cells: Iterable[Cell]) -> Callable[[str, str], Health]:
+    """A platform on which exactly `cells` failed and every other cell succeeded."""
+    bad = set(cells)
+    return lambda target, date: Health.FAILED if (target, date) in bad else Health.SUCCEEDED
+
+
+class Served:
+    """Plans, a state and the emulator served on loopback, driven as a person does:
+    `backfill ...` as a subprocess, counting the creates the emulator accepted."""
+
+    def __init__(self, root: Path, emulator: Emulator, url: str, env: dict[str, str]) -> None:
+        self.root, self.emulator, self.url, self.env = root, emulator, url, env
+        self.state = root / "state"
+        assert self.run("init").returncode == 0
+
+    def plan(self, document: dict[str, Any]) -> None:
+        write(self.root / "plans" / "plan.yaml", document)
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = cli(*args, cwd=self.root, env={**self.env, "BACKFILL_ENDPOINT": self.url})
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def apply(self) -> subprocess.CompletedProcess[str]:
+        return self.run("apply", "--yes", "--quiet")
+
+    def creates(self) -> list[Cell]:
+        return [cell for call in self.emulator.calls.all() for cell in created_cells(call)]
+
+    def observe(self, health: Callable[[str, str], Health]) -> None:
+        """What a refresh journals: every cell of every submitted backfill not yet final, with
+        the health `health(target, date)` gives it, through the state's writer under the lock."""
+        with open_state(self.state, actor={"user": "refresh"}, command="test refresh") as writer:
+            for record in list(writer.state.submissions.values()):
+                if record.status is not SubmissionStatus.SUBMITTED or record.final:
+                    continue
+                cells = [
+                    (target, date, health(target, date), health(target, date).upper())
+                    for target in record.targets
+                    for date in record.dates
+                ]
+                writer.record_observed(record.key, cells)

@@ -66,6 +66,7 @@ def test_a_plan_with_every_kind_of_entry_validates(
         "conflicts": 1,
         "attention_cells": 3,
         "orphaned_cells": 4,
+        "exhausted_cells": 0,
     }
     [conflict] = output["conflicts"]
     assert conflict["file"] == "plans/orders.yaml"

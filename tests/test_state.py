@@ -20,7 +20,7 @@ from typing import Any, get_origin
 import jsonschema
 import pytest
 
-from reconciler.domain import Cell, canonical_json, ordinal
+from reconciler.domain import Cell, Health, canonical_json, ordinal
 from reconciler.errors import StateError
 from reconciler.state import (
     EventType,
@@ -863,8 +863,47 @@ def test_only_a_submitted_backfill_is_observed_and_only_its_own_cells(tmp_path: 
             state.append(
                 "observed", observed("a", ("t1", "2026-01-01..2026-01-02", "running", "R"))
             )
-        with pytest.raises(ValueError, match="unknown health 'great'"):
+        with pytest.raises(ValueError, match="'great'"):
             state.append("observed", observed("a", ("t1", "2026-01-01", "great", "R")))
+
+
+def test_record_observed_journals_only_what_is_new_as_runs_of_days(tmp_path: Path) -> None:
+    days = ("2026-01-01", "2026-01-02", "2026-01-03")
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a", targets=("t1", "t2"), dates=days))
+        state.append("submitted", submitted("a"))
+        said = [(t, d, Health.SUCCEEDED, "COMPLETED") for t in ("t1", "t2") for d in days]
+        said[-1] = ("t2", "2026-01-03", Health.FAILED, "FAILED")
+        event = state.record_observed("a", said)
+        assert event is not None
+        assert event["data"]["cells"] == [
+            ["t1", "2026-01-01..2026-01-03", "succeeded", "COMPLETED"],
+            ["t2", "2026-01-01..2026-01-02", "succeeded", "COMPLETED"],
+            ["t2", "2026-01-03", "failed", "FAILED"],
+        ]
+        seq = state.state.seq
+        assert state.record_observed("a", said) is None  # nothing new: nothing journaled
+        assert state.state.seq == seq
+        again = state.record_observed("a", [("t2", "2026-01-03", Health.SUCCEEDED, "COMPLETED")])
+        assert again is not None
+        assert again["data"]["cells"] == [["t2", "2026-01-03", "succeeded", "COMPLETED"]]
+        assert state.state.submissions["a"].final
+        with pytest.raises(StateError, match="no submission nope"):
+            state.record_observed("nope", said)
+
+
+def test_a_retry_names_the_attempts_it_replaces_in_its_intent(tmp_path: Path) -> None:
+    with writer(tmp_path) as state:
+        state.append("intent", intent("a"))
+        state.append("submitted", submitted("a"))
+        state.append("intent", {**intent("b"), "replaces": ["a"]})
+        with pytest.raises(ValueError, match="replaces"):
+            state.append("intent", {**intent("c"), "replaces": []})
+    loaded = load_state(tmp_path)
+    sent = intent_details(loaded, loaded.submissions.values())
+    assert sent["b"].replaces == ("a",)
+    assert sent["a"].replaces == ()
+    assert verify_journal(tmp_path) == []
 
 
 def test_health_goes_through_the_snapshot_and_the_journal_alike(tmp_path: Path) -> None:
@@ -1312,7 +1351,7 @@ def test_every_read_checks_an_events_data_as_its_model_does() -> None:
         EventType.IMPORTED: {"key": "k", "remote_id": "r", "reason": "x"},
         EventType.FORGOTTEN: {"key": "k", "reason": "x"},
         EventType.UNSENT: {"key": "k", "code": "c", "message": "m"},
-        EventType.OBSERVED: {"key": "k", "cells": [["t1", "2026-01-01", "running", "R"]]},
+        EventType.OBSERVED: {"key": "k", "cells": [["t", "2025-09-01..2025-09-02", "failed", "x"]]},
     }
     assert set(valid) == set(EventType)
     values: list[Any] = [None, "", "x", "submitted", "0123456789abcdef", ZEROS, "Z" * 64]

@@ -186,7 +186,9 @@ def test_the_status_command_over_loopback_in_every_format(
     assert applied.returncode == 0, applied.stderr
     journal = (tmp_path / "state" / "journal.jsonl").read_bytes()
 
-    running = cli("status", "--endpoint", emulator_url, "--format", "json", cwd=tmp_path, env=env)
+    running = cli(
+        "status", "--live", "--endpoint", emulator_url, "--format", "json", cwd=tmp_path, env=env
+    )
     assert running.returncode == 0, running.stderr
     document = json.loads(running.stdout)
     assert {b["provider"]: b["phase"] for b in document["backfills"]} == {
@@ -195,12 +197,16 @@ def test_the_status_command_over_loopback_in_every_format(
     }
 
     emulator_clock.advance(60)
-    done = cli("status", "--endpoint", emulator_url, "--format", "json", cwd=tmp_path, env=env)
+    done = cli(
+        "status", "--live", "--endpoint", emulator_url, "--format", "json", cwd=tmp_path, env=env
+    )
     backfills = json.loads(done.stdout)["backfills"]
     assert {b["phase"] for b in backfills} == {"succeeded"}
     assert {b["complete_percent"] for b in backfills} == {100}
 
-    shown = cli("status", "orders-backfill", "--endpoint", emulator_url, cwd=tmp_path, env=env)
+    shown = cli(
+        "status", "orders-backfill", "--live", "--endpoint", emulator_url, cwd=tmp_path, env=env
+    )
     assert shown.returncode == 0, shown.stderr
     header, row, _blank, summary = shown.stdout.splitlines()
     assert header.split()[:3] == ["KEY", "PLAN", "REV"]
@@ -208,7 +214,16 @@ def test_the_status_command_over_loopback_in_every_format(
     assert "6/6 succeeded" in row
     assert summary == "1 submitted backfill: 1 succeeded."
 
-    table = cli("status", "--endpoint", emulator_url, "--format", "markdown", cwd=tmp_path, env=env)
+    table = cli(
+        "status",
+        "--live",
+        "--endpoint",
+        emulator_url,
+        "--format",
+        "markdown",
+        cwd=tmp_path,
+        env=env,
+    )
     rows = [line for line in table.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 3  # the header and one row per backfill
     assert all("**succeeded**" in r for r in rows[1:])
@@ -224,6 +239,6 @@ def test_status_without_credentials_says_which_to_set(
     repo.write("orders", wedata_plan())
     assert repo.apply() == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENCENTCLOUD_")}
-    done = cli("status", "--endpoint", emulator_url, cwd=tmp_path, env=env)
+    done = cli("status", "--live", "--endpoint", emulator_url, cwd=tmp_path, env=env)
     assert done.returncode == 1
     assert "no Tencent Cloud credentials: set TENCENTCLOUD_SECRET_ID" in done.stderr

@@ -31,6 +31,7 @@ import pytest
 from click.testing import CliRunner
 from factories import dms_plan, wedata_plan, write
 from figures import report
+from harness import created_cells, dms_span
 
 from reconciler.cli import cli
 from reconciler.domain import days
@@ -71,13 +72,6 @@ MAY_HAVE_RUN = (SubmissionStatus.SUBMITTED, *UNSETTLED)
 # --- what the emulator created, and what the state says ---------------------------------------
 
 
-def dms_span(request: Mapping[str, Any]) -> tuple[str, str]:
-    single = request.get("BackFillDate")
-    if single:
-        return str(single), str(single)
-    return str(request["BackFillDateBegin"]), str(request["BackFillDateEnd"])
-
-
 def identity(provider: str, request: Mapping[str, Any]) -> str:
     """One submission as both sides can name it: WeData by its traceable plan name (it carries
     the submission key), DMS by DAG and dates."""
@@ -91,16 +85,6 @@ def identities(state: State) -> dict[str, str]:
     """Submission key -> the identity of the request its latest intent journaled."""
     sent = intent_details(state, state.submissions.values())
     return {r.key: identity(r.provider, sent[r.key].request) for r in state.submissions.values()}
-
-
-def created_cells(call: Mapping[str, Any]) -> list[Cell]:
-    params = call["params"]
-    if call["provider"] == wedata.NAME:
-        dates = [
-            d for r in params["DataBackfillRangeList"] for d in days(r["StartDate"], r["EndDate"])
-        ]
-        return [(str(task), day) for task in params["TaskIds"] for day in dates]
-    return [(str(params["DagId"]), day) for day in days(*dms_span(params))]
 
 
 @dataclass

@@ -133,14 +133,13 @@ def run(options: ApplyOptions, hooks: Hooks) -> Applied:
                 options.branch.publish(
                     _message("outcomes of lookups", writer.actor), journal_only=False
                 )
-            return Applied(changes, reasons=(_attention(changes),) if changes.attention else ())
+            return Applied(changes, reasons=tuple(_attention(changes)))
         if not reviewed and not options.yes:  # a saved plan was reviewed as it stands
             _approve(creates, hooks)
         sources = actor.for_plans(writer.actor, [p.plan for p in changes.plans if p.submissions])
         results, failure, received = _send(creates, _Sourced(writer, sources), options, hooks)
     reasons = [str(failure)] if failure else []
-    if changes.attention:
-        reasons.append(_attention(changes))
+    reasons += _attention(changes)
     return Applied(
         changes,
         results=tuple(results),
@@ -217,13 +216,22 @@ def _check_saved(
         raise
 
 
-def _attention(changes: Changeset) -> str:
-    return (
-        f"{plural(changes.count('attention_cells'), 'cell')} of earlier submissions still"
-        " need attention: their outcome is unknown, so they are never resubmitted by"
-        " themselves. Settle them (`backfill recover`, `backfill state import` or `backfill"
-        " state forget`; in GitHub, the workflow's settle operations)"
-    )
+def _attention(changes: Changeset) -> list[str]:
+    """Why the run needs a person even when every call it made was submitted."""
+    reasons = []
+    if changes.attention:
+        reasons.append(
+            f"{plural(changes.count('attention_cells'), 'cell')} of earlier submissions"
+            " still need attention: their outcome is unknown, so they are never resubmitted by"
+            " themselves. Settle them (`backfill recover`, `backfill state import` or `backfill"
+            " state forget`; in GitHub, the workflow's settle operations)"
+        )
+    if changes.exhausted:
+        reasons.append(
+            f"{plural(changes.count('exhausted_cells'), 'cell')} failed in every attempt"
+            " spec.maxAttempts allows and are never sent again by themselves (see above)"
+        )
+    return reasons
 
 
 class _Sourced:

@@ -68,13 +68,14 @@ def run(options: PlanOptions) -> Planned:
 
 
 def exit_code(planned: Planned, *, detailed: bool) -> int:
-    """1 on conflicts; with `detailed`, 3 when cells need attention, 2 when calls are pending,
-    0 when there is nothing to do; 0 otherwise."""
+    """1 on conflicts; with `detailed`, 3 when cells need attention (an unknown outcome, or
+    cells that failed every attempt), 2 when calls are pending, 0 when there is nothing to do;
+    0 otherwise."""
     changes = planned.changes
     if changes.conflicts:
         return 1
     if not detailed:
         return 0
-    if changes.attention:
+    if changes.attention or changes.exhausted:
         return 3
     return 2 if changes.has_changes else 0

@@ -1,16 +1,20 @@
-"""`backfill status`: what the platforms say now of the backfills the state records as submitted.
-Read-only: nothing is written and nothing is created remotely."""
+"""`backfill status`: per declared plan, its sync and the health `refresh` journaled, as a grid
+of targets x dates (`grids`); with `--live`, what the platforms say now of the backfills the
+state records as submitted (`report`). Read-only: nothing is written and nothing is created
+remotely."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from reconciler import providers
+from reconciler import pipeline, providers
 from reconciler.domain import JSON, Health
 from reconciler.errors import BackfillError
+from reconciler.expand import expand
+from reconciler.grid import grids
 from reconciler.providers.protocol import Connection, Progress, Provider
-from reconciler.reports import StatusReport, Tracked
+from reconciler.reports import Grids, StatusReport, Tracked
 from reconciler.state import State, SubmissionRecord, SubmissionStatus, intent_details, load_state
 
 Ask = Callable[[Provider, SubmissionRecord, Mapping[str, JSON], Connection], Progress]
@@ -69,3 +73,16 @@ def run(
 ) -> StatusReport:
     """`backfill status [NAME]`: the progress of the state's submitted backfills."""
     return report(load_state(state_dir), endpoints, plan=plan, timeout=timeout)
+
+
+def grid_report(paths: Sequence[Path], state_dir: Path, *, plan: str | None = None) -> Grids:
+    """The plans' cells against the state: no platform is asked (`refresh` asks them)."""
+    valid = pipeline.plans(paths)
+    if plan is not None and plan not in {p.name for p in valid.plans}:
+        raise BackfillError(
+            f"no plan named {plan!r} in {', '.join(str(p) for p in paths)}; `backfill status`"
+            " without a name shows every declared plan"
+        )
+    state = load_state(state_dir)
+    changes = pipeline.changeset(valid, state)
+    return Grids(changes, grids(expand(valid.plans), state, plan=plan), state.seq, state.warnings)

@@ -101,8 +101,6 @@ def fold(record: SubmissionRecord | None, event: Event) -> SubmissionRecord:
             cells = health_from_json(data["cells"])
         except ValueError as error:
             raise FoldError(f"`data.cells` of an observed event: {error}") from None
-        if not cells:
-            raise FoldError("`data.cells` of an observed event is empty")
         for target, first, last, _, _ in cells:
             if target not in record.targets or not any(
                 start <= first and last <= end for start, end in record.spans

@@ -15,9 +15,9 @@ from typing import Annotated, Any, ClassVar, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 
-from reconciler.domain import SubmissionStatus
+from reconciler.domain import Health, SubmissionStatus
 from reconciler.state.fold import FoldError
-from reconciler.state.records import EventType, health_from_json
+from reconciler.state.records import EventType
 
 Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="A sha256 hex digest.")]
 Time = Annotated[
@@ -32,6 +32,32 @@ Key = Annotated[
     Field(
         min_length=1,
         description="The submission key: a hash of plan, revision, cells and fingerprint.",
+    ),
+]
+DateRun = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(\.\.[0-9]{4}-[0-9]{2}-[0-9]{2})?$",
+        description="A date, or consecutive days as `2025-09-01..2025-09-30`.",
+    ),
+]
+HealthRun = Annotated[
+    tuple[
+        Annotated[str, Field(description="The target (task or DAG id).")],
+        DateRun,
+        Annotated[Health, Field(strict=False)],
+        Annotated[
+            str,
+            Field(
+                description="What the platform said, as it said it (e.g. WeData `COMPLETED`, "
+                "DMS `SUCCEEDED(4)`)."
+            ),
+        ],
+    ],
+    Field(
+        strict=False,  # a JSON array is a list: lax for the tuple itself, the items as typed
+        description="A run of a submission's cells the platform said the same of: [target, "
+        "dates, health, the platform's own word].",
     ),
 ]
 JsonObject = Annotated[dict[str, Any], InstanceOf()]
@@ -106,6 +132,13 @@ class Intent(Payload, Submission):
     request: JsonObject = Field(
         description="The action's request parameters exactly as sent, without credentials."
     )
+    replaces: list[Key] | None = Field(
+        None,
+        min_length=1,
+        description="Only on a retry (`spec.reprocess: failed`): the keys of the attempts whose "
+        "failed cells it runs again. First attempts have no `replaces`.",
+        json_schema_extra={"uniqueItems": True},
+    )
 
 
 class Submitted(Payload):
@@ -175,22 +208,12 @@ class Unsent(Failed):
 
 
 class Observed(Payload):
-    """What the platform said became of some cells of a submitted backfill (`refresh`): only
-    cells whose health or word changed. Its status and update time stay."""
+    """What `refresh` saw of a submitted backfill: only the cells whose health or raw word
+    changed since the last observation. Never changes the submission's status."""
 
     type = EventType.OBSERVED
     key: Key
-    cells: list[list[str]] = Field(
-        min_length=1,
-        description="Runs of days: [target, `2025-09-01..2025-09-03` (or one date), health "
-        "(waiting, running, succeeded, failed, stopped, unknown), the platform's own word].",
-    )
-
-    @pydantic.field_validator("cells")
-    @classmethod
-    def _runs(cls, cells: list[list[str]]) -> list[list[str]]:
-        health_from_json(cells)  # raises ValueError naming what is wrong
-        return cells
+    cells: list[HealthRun] = Field(min_length=1)
 
 
 PAYLOADS: Mapping[EventType, type[Payload]] = {
@@ -232,16 +255,16 @@ def _sentence(kind: EventType, invalid: pydantic.ValidationError) -> str:
     errors = invalid.errors(include_url=False)
     if any(not error["loc"] for error in errors):
         return f"`data` of a `{kind}` event is not a JSON object"
-    missing = [str(e["loc"][0]) for e in errors if e["type"] == "missing"]
-    extra = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"]
+    missing = [str(e["loc"][0]) for e in errors if e["type"] == "missing" and len(e["loc"]) == 1]
+    extra = [
+        str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1
+    ]
     if missing or extra:
         what = [f"has no {', '.join(f'`{name}`' for name in missing)}"] if missing else []
         what += [f"has unexpected {', '.join(f'`{name}`' for name in extra)}"] if extra else []
         return f"`{kind}` event {' and '.join(what)}"
     [first, *_] = errors
     field = ".".join(["data", *map(str, first["loc"])])
-    if first["type"] == "value_error":  # a validator's own sentence (Observed's runs)
-        return f"`{field}` of a `{kind}` event: {first['ctx']['error']}"
     expected = _EXPECTED.get(first["type"])
     if expected:
         return f"`{field}` of a `{kind}` event is not {expected}"
@@ -317,9 +340,9 @@ class Record(Submission):
     intent_time: Time
     updated_seq: int = Field(ge=1)
     updated_time: Time
-    health: list[list[str]] = Field(
-        description="What `refresh` last saw of its cells, as the `cells` of `observed` events "
-        "laid over each other: sorted runs of days, neighbours that say the same merged."
+    health: list[HealthRun] = Field(
+        description="The last word of the platform on each observed cell (empty until `refresh` "
+        "saw something)."
     )
     observed_time: str = Field(
         description="When `refresh` last journaled something new of it; empty while never."
@@ -333,9 +356,7 @@ class Snapshot(Part):
     `journal_sha256` (else every line is checked, and event `seq` must have hash `hash`);
     otherwise the journal is replayed."""
 
-    format: Literal[3] = Field(
-        description="Version of the snapshot format (3: records carry `health`)."
-    )
+    format: Literal[3] = Field(description="Version of the snapshot format.")
     seq: int = Field(ge=0, description="The last event folded in.")
     hash: Hash = Field(
         description="The hash of event `seq` (64 zeros when seq is 0): ties the snapshot to its "

@@ -24,6 +24,9 @@ class IntentDetails:
     """Every request field but the targets and dates: what the fingerprint hashes."""
     request: Mapping[str, JSON]
     actor: Mapping[str, JSON]
+    replaces: tuple[str, ...] = ()
+    """A retry's (`reprocess: failed`): the keys of the attempts whose failed cells it runs
+    again; empty for a first attempt."""
 
 
 def intent_details(state: State, records: Iterable[SubmissionRecord]) -> dict[str, IntentDetails]:
@@ -47,7 +50,11 @@ def intent_details(state: State, records: Iterable[SubmissionRecord]) -> dict[st
         if event["type"] != EventType.INTENT or data["key"] != key:
             break
         found[key] = IntentDetails(
-            data["endpoint"], data["params"], data["request"], event["actor"]
+            data["endpoint"],
+            data["params"],
+            data["request"],
+            event["actor"],
+            tuple(data.get("replaces", ())),
         )
         if len(found) == len(wanted):
             return found

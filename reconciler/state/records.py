@@ -19,6 +19,7 @@ from reconciler.domain import (
     Cell,
     Health,
     SubmissionStatus,
+    compact_dates,
     day,
     merge_spans,
     ordinal,
@@ -305,7 +306,7 @@ class State:
 class DateCoverage:
     """The submissions covering one target's dates, as runs of days in intent order."""
 
-    __slots__ = ("_covered", "fingerprint", "runs")
+    __slots__ = ("_covered", "fingerprint", "observed", "runs")
 
     def __init__(self) -> None:
         self.runs: list[tuple[int, int, SubmissionRecord]] = []
@@ -314,10 +315,13 @@ class DateCoverage:
         when they differ or one is unknown (then dates must be looked at one by one)."""
         self._covered: tuple[list[tuple[int, int]], int] | None = None
         """The runs merged, and their days: worked out once, for `count_within`."""
+        self.observed = False
+        """Some covering submission has cells `refresh` observed: their health is per date."""
 
     def add(self, first: int, last: int, record: SubmissionRecord) -> None:
         self.runs.append((first, last, record))
         self._covered = None
+        self.observed = self.observed or bool(record.health)
         settled = record.status is SubmissionStatus.SUBMITTED
         if not settled or self.fingerprint not in ("", record.fingerprint):
             self.fingerprint = None
@@ -330,6 +334,12 @@ class DateCoverage:
             if first <= number <= last:
                 return record
         return None
+
+    def attempts(self, date: str) -> int:
+        """How many covering submissions include `date`: the attempts at that cell that may
+        have run (rejected, unsent or forgotten ones did not)."""
+        number = ordinal(date)
+        return sum(1 for first, last, _ in self.runs if first <= number <= last)
 
     def __bool__(self) -> bool:
         return bool(self.runs)
@@ -364,11 +374,6 @@ class DateCoverage:
 
 
 _NOTHING = DateCoverage()
-
-
-def compact_dates(spans: tuple[tuple[int, int], ...]) -> list[str]:
-    """Runs of days as text: `2025-09-01..2025-09-30` for a run, the date alone for one day."""
-    return [day(first) if first == last else f"{day(first)}..{day(last)}" for first, last in spans]
 
 
 def parse_spans(texts: list[str]) -> tuple[tuple[int, int], ...]:

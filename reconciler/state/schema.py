@@ -54,7 +54,7 @@ def compile_check(schema: Mapping[str, Any]) -> Check:
     """A check of one property's schema. A keyword it does not know fails here, at the first
     load, rather than go unchecked."""
     unknown = set(schema) - _UNCHECKED - {"type", "enum", "minLength", "minimum", "pattern"}
-    unknown -= {"minItems", "items"}
+    unknown -= {"minItems", "maxItems", "items", "prefixItems", "uniqueItems"}
     if unknown:
         raise ValueError(f"no check for the schema keywords {sorted(unknown)}")
     if "enum" in schema:
@@ -65,6 +65,9 @@ def compile_check(schema: Mapping[str, Any]) -> Check:
     kind, name = _TYPES[schema["type"]]
     wrong_type = f"is not {name}"
     least = schema.get("minLength", schema.get("minItems"))
+    most = schema.get("maxItems")
+    unique = schema.get("uniqueItems", False)
+    positions = tuple(compile_check(each) for each in schema.get("prefixItems", ()))
     minimum = schema.get("minimum")
     pattern = re.compile(schema["pattern"]).search if "pattern" in schema else None
     item = compile_check(schema["items"]) if "items" in schema else None
@@ -77,6 +80,14 @@ def compile_check(schema: Mapping[str, Any]) -> Check:
             return wrong_type
         if least is not None and len(value) < least:
             return f"has fewer than {least} {'items' if kind is list else 'characters'}"
+        if most is not None and len(value) > most:
+            return f"has more than {most} items"
+        if unique and len(set(map(json.dumps, value))) < len(value):
+            return "lists the same item twice"
+        for index, position in enumerate(positions):
+            wrong = position(value[index])
+            if wrong:
+                return f"has an item {index} that {wrong}"
         if minimum is not None and value < minimum:
             return f"is less than {minimum}"
         if pattern is not None and not pattern(value):
@@ -95,7 +106,9 @@ def compile_check(schema: Mapping[str, Any]) -> Check:
 
 
 @functools.cache
-def _payloads() -> Mapping[str, tuple[frozenset[str], tuple[tuple[str, Check], ...]]]:
+def _payloads() -> Mapping[
+    str, tuple[frozenset[str], frozenset[str], tuple[tuple[str, Check], ...]]
+]:
     defs = definitions()
     by_type = {
         rule["if"]["properties"]["type"]["const"]: rule["then"]["properties"]["data"]["$ref"]
@@ -105,24 +118,24 @@ def _payloads() -> Mapping[str, tuple[frozenset[str], tuple[tuple[str, Check], .
     for kind, ref in by_type.items():
         payload = defs[ref.removeprefix("#/$defs/")]
         properties = payload["properties"]
-        if set(payload["required"]) != set(properties):
-            raise ValueError(f"{ref}: every field of a payload is required")
         checks = tuple((name, compile_check(schema)) for name, schema in properties.items())
-        compiled[kind] = (frozenset(properties), checks)
+        compiled[kind] = (frozenset(payload["required"]), frozenset(properties), checks)
     return compiled
 
 
 def check_data(kind: EventType, data: Any) -> None:
     """Raises FoldError naming the field when `data` is not what an event of `kind` carries."""
-    names, checks = _payloads()[kind]
+    required, names, checks = _payloads()[kind]
     if type(data) is not dict:
         raise FoldError(f"`data` of a `{kind}` event is not a JSON object")
-    if data.keys() != names:
-        missing, extra = sorted(names - data.keys()), sorted(data.keys() - names)
+    if not required <= data.keys() <= names:
+        missing, extra = sorted(required - data.keys()), sorted(data.keys() - names)
         what = [f"has no {', '.join(f'`{name}`' for name in missing)}"] if missing else []
         what += [f"has unexpected {', '.join(f'`{name}`' for name in extra)}"] if extra else []
         raise FoldError(f"`{kind}` event {' and '.join(what)}")
     for name, check in checks:
+        if name not in data:  # an optional field left out
+            continue
         wrong = check(data[name])
         if wrong:
             raise FoldError(f"`data.{name}` of a `{kind}` event {wrong}")

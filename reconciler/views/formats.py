@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from reconciler.views import audit, health, json, markdown, status, text
+from reconciler.views import audit, audit_report, grid, health, json, markdown, status, text
 from reconciler.views.apply import JsonApply, TextApply
 
 if TYPE_CHECKING:
-    from reconciler.reports import Followed, Listing, Planned, Refreshed, StatusReport
+    from reconciler.reports import (
+        Followed,
+        Grids,
+        Listing,
+        Planned,
+        Ran,
+        Refreshed,
+        StatusReport,
+    )
     from reconciler.state import AuditLog, Verification
     from reconciler.validate import Validated
 
@@ -68,4 +76,17 @@ AUDIT_LOG: Table[AuditLog] = {
 AUDIT_VERIFY: Table[Verification] = {
     "text": lambda result, style: audit.verdict(result, style) + "\n",
     "json": lambda result, _: json.dumps(audit.json_verdict(result)) + "\n",
+}
+
+GRID: Table[Grids] = {
+    "text": lambda report, style: grid.text(report, style) + "\n",
+    "json": lambda report, _: json.dumps(grid.json_report(report)) + "\n",
+    "markdown": lambda report, _: grid.markdown(report),
+}
+"""`backfill status`: each plan's sync, health and grid of targets x dates."""
+
+AUDIT_REPORT: Table[Ran] = {
+    "text": lambda ran, style: audit_report.text(ran, style) + "\n",
+    "json": lambda ran, _: json.dumps(audit_report.json_report(ran)) + "\n",
+    "markdown": lambda ran, _: audit_report.markdown(ran),
 }

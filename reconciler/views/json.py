@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
+from reconciler.domain import compact_dates
+
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
     from reconciler.domain import Submission
@@ -58,6 +60,7 @@ def submission(item: Submission) -> dict[str, Any]:
         "cells": item.size,
         "fingerprint": item.fingerprint,
         "request": dict(item.request),
+        "replaces": list(item.replaces),
     }
 
 
@@ -78,6 +81,7 @@ def changeset(changes: Changeset) -> dict[str, Any]:
             "conflicts": len(changes.conflicts),
             "attention_cells": changes.count("attention_cells"),
             "orphaned_cells": sum(o.cells for o in changes.orphans),
+            "exhausted_cells": changes.count("exhausted_cells"),
         },
         "plans": [
             {
@@ -92,6 +96,9 @@ def changeset(changes: Changeset) -> dict[str, Any]:
                 "in_sync_cells": p.in_sync_cells,
                 "conflict_cells": p.conflict_cells,
                 "attention_cells": p.attention_cells,
+                "exhausted_cells": p.exhausted_cells,
+                "retry_cells": p.retry_cells,
+                "health": dict(p.health),
                 "submissions": [submission(s) for s in p.submissions],
             }
             for p in changes.plans
@@ -111,6 +118,16 @@ def changeset(changes: Changeset) -> dict[str, Any]:
             for c in changes.conflicts
         ],
         "attention": [asdict(a) for a in changes.attention],
+        "exhausted": [
+            {
+                "plan": e.plan,
+                "revision": e.revision,
+                "target": e.target,
+                "dates": compact_dates(e.spans),
+                "attempts": e.attempts,
+            }
+            for e in changes.exhausted
+        ],
         "orphans": [asdict(o) for o in changes.orphans],
         "warnings": list(changes.warnings),
     }
@@ -166,5 +183,6 @@ def record(item: SubmissionRecord, sent: IntentDetails) -> dict[str, Any]:
         params=sent.params,
         request=sent.request,
         actor=sent.actor,
+        replaces=list(sent.replaces),
     )
     return data

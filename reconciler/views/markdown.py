@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler import remedies
-from reconciler.domain import JSON, OutcomeKind
-from reconciler.views.text import date_span, plural
+from reconciler.domain import JSON, OutcomeKind, compact_dates
+from reconciler.views.text import date_span, health_text, plural, shown_apart
 
 if TYPE_CHECKING:
-    from reconciler.diff import Attention, Changeset, Conflict, Orphan, PlanChanges
+    from reconciler.diff import Attention, Changeset, Conflict, Exhausted, Orphan, PlanChanges
     from reconciler.domain import Submission
     from reconciler.errors import Diagnostic
     from reconciler.execute import Result
@@ -97,9 +97,13 @@ def changeset(
 
     With `changed` (the files a pull request changed, resolved), the plans of those files come
     first, as the pull request's own calls, apart from the work already pending without it."""
-    fixed = [*_conflicts(changes.conflicts), *_attention(changes.attention)]
+    fixed = [
+        *_conflicts(changes.conflicts),
+        *_exhausted(changes.exhausted),
+        *_attention(changes.attention),
+    ]
     fixed += _warnings(changes.warnings)
-    busy = [p for p in changes.plans if p.submissions or p.conflict_cells or p.attention_cells]
+    busy = [p for p in changes.plans if shown_apart(p)]
     if changed is None:
         sections = [
             _plan_section(item, heading=("### Plans", "") if index == 0 else ())
@@ -192,6 +196,11 @@ def _counts(changes: Changeset) -> list[str]:
         plural(len(changes.conflicts), "conflict"),
         f"{plural(changes.count('attention_cells'), 'cell')} needing attention",
         plural(sum(o.cells for o in changes.orphans), "orphaned cell"),
+        *(
+            [f"{plural(changes.count('exhausted_cells'), 'cell')} failed every attempt"]
+            if changes.exhausted
+            else []
+        ),
     ]
 
 
@@ -211,6 +220,24 @@ def _conflicts(conflicts: Sequence[Conflict]) -> list[str]:
             f"- **{_code(conflict.plan)} r{conflict.revision}** at "
             f"{escape(str(conflict.location))}: "
             + remedies.conflict(conflict, code=inline_code, value=_value)
+        )
+    return lines
+
+
+def _exhausted(items: Sequence[Exhausted]) -> list[str]:
+    if not items:
+        return []
+    lines = ["", "### Failed every attempt", ""]
+    for item in items:
+        lines.append(
+            f"- **{_code(item.plan)} r{item.revision}**: "
+            + remedies.exhausted(
+                plan=f"{item.plan} r{item.revision}",
+                target=item.target,
+                dates=", ".join(compact_dates(item.spans)),
+                attempts=item.attempts,
+                code=inline_code,
+            )
         )
     return lines
 
@@ -297,10 +324,14 @@ def _plan_totals(item: PlanChanges) -> str:
         parts = [f"**{plural(item.create_cells, 'cell')} to create in {calls}**"]
     else:
         parts = ["**No calls to make**"]
+    if item.retry_cells:
+        parts.append(f"{plural(item.retry_cells, 'failed cell')} sent again")
+    health = health_text(item.health)
     for count, what in (
-        (item.in_sync_cells, "in sync"),
+        (item.in_sync_cells, f"in sync ({health})" if health else "in sync"),
         (item.conflict_cells, "in conflict"),
         (item.attention_cells, "needing attention"),
+        (item.exhausted_cells, "failed every attempt"),
     ):
         if count:
             parts.append(f"{plural(count, 'cell')} {what}")

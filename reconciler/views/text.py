@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from reconciler import remedies
-from reconciler.domain import JSON, OutcomeKind, contiguous_runs
+from reconciler.domain import (
+    JSON,
+    NOT_OBSERVED,
+    Health,
+    OutcomeKind,
+    compact_dates,
+    contiguous_runs,
+)
 
 if TYPE_CHECKING:
-    from reconciler.diff import Changeset, Conflict, PlanChanges
+    from reconciler.diff import Changeset, Conflict, Exhausted, PlanChanges
     from reconciler.domain import Submission
     from reconciler.errors import Diagnostic
     from reconciler.execute import Result
@@ -111,7 +118,52 @@ def submission_lines(submission: Submission, style: Style = _plain) -> list[str]
         f"  ({plural(submission.size, 'cell')})",
         f"        targets: {targets_text(submission.targets)}",
         f"        dates:   {date_span(submission.dates)}",
+        *(
+            [f"        retries: the failed cells of {', '.join(submission.replaces)}"]
+            if submission.replaces
+            else []
+        ),
     ]
+
+
+def shown_apart(item: PlanChanges) -> bool:
+    """A plan with something to do or to look at, not only counted among those in sync."""
+    return bool(
+        item.submissions
+        or item.conflict_cells
+        or item.attention_cells
+        or item.exhausted_cells
+        or item.health.get(Health.FAILED)
+    )
+
+
+HEALTH_ORDER: tuple[str, ...] = (
+    Health.SUCCEEDED,
+    Health.FAILED,
+    Health.STOPPED,
+    Health.RUNNING,
+    Health.WAITING,
+    Health.UNKNOWN,
+    NOT_OBSERVED,
+)
+"""How counts of health are listed: what is done first, then what is still to come."""
+
+
+def health_text(counts: Mapping[str, int]) -> str:
+    """`20 succeeded, 3 failed, 9 not observed`: cells by what `refresh` last saw of them; empty
+    while it has seen none of them."""
+    if not any(counts.get(h) for h in HEALTH_ORDER if h != NOT_OBSERVED):
+        return ""
+    return ", ".join(f"{counts[h]} {h}" for h in HEALTH_ORDER if counts.get(h))
+
+
+def exhausted_text(item: Exhausted) -> str:
+    return remedies.exhausted(
+        plan=f"{item.plan} r{item.revision}",
+        target=item.target,
+        dates=", ".join(compact_dates(item.spans)),
+        attempts=item.attempts,
+    )
 
 
 def _plan_block(item: PlanChanges, style: Style) -> list[str]:
@@ -124,7 +176,15 @@ def _plan_block(item: PlanChanges, style: Style) -> list[str]:
     for submission in item.submissions:
         lines.extend(submission_lines(submission, style))
     if item.in_sync_cells:
-        lines.append(f"    = {plural(item.in_sync_cells, 'cell')} in sync")
+        health = health_text(item.health)
+        lines.append(
+            f"    = {plural(item.in_sync_cells, 'cell')} in sync"
+            + (f" ({health})" if health else "")
+        )
+    if item.exhausted_cells:
+        lines.append(
+            style(f"    x {plural(item.exhausted_cells, 'cell')} failed every attempt", fg="red")
+        )
     if item.conflict_cells:
         lines.append(style(f"    ! {plural(item.conflict_cells, 'cell')} in conflict", fg="red"))
     if item.attention_cells:
@@ -151,6 +211,8 @@ def changeset(changes: Changeset, style: Style = _plain) -> str:
         lines.append(style(f"warning: {warning}", fg="yellow"))
     for conflict in changes.conflicts:
         lines.append(style("conflict: ", fg="red", bold=True) + conflict_text(conflict))
+    for exhausted in changes.exhausted:
+        lines.append(style("exhausted: ", fg="red", bold=True) + exhausted_text(exhausted))
     for attention in changes.attention:
         lines.append(
             style("needs attention: ", fg="yellow", bold=True)
@@ -166,7 +228,7 @@ def changeset(changes: Changeset, style: Style = _plain) -> str:
         lines.append("")
     settled = []
     for item in changes.plans:
-        if item.submissions or item.conflict_cells or item.attention_cells:
+        if shown_apart(item):
             lines.extend(_plan_block(item, style))
         else:
             settled.append(item.plan.name)
@@ -205,6 +267,9 @@ def summary_line(changes: Changeset, style: Style = _plain) -> str:
         f" {plural(changes.count('attention_cells'), 'cell')} needing attention,"
         f" {plural(sum(o.cells for o in changes.orphans), 'orphaned cell')}."
     )
+    exhausted = changes.count("exhausted_cells")
+    if exhausted:
+        counts += f" {plural(exhausted, 'cell')} failed every attempt."
     return head + counts
 
 
