@@ -2,7 +2,8 @@
 (or to a stage), and what comes back to the view its `--format` names (`views.formats`).
 
 Exit codes: 0 success (for `plan --detailed-exitcode`: nothing to do), 1 error, 2 calls pending,
-3 cells need attention (`plan --detailed-exitcode`).
+3 cells need attention (`plan --detailed-exitcode`), `reports.WAIT_TIMED_OUT` (4) when `--wait`
+timed out, `reports.WAIT_INTERRUPTED` (130) when Ctrl-C stopped it.
 
 Each command imports what it uses when it runs, not before: `validate` in a pre-commit hook
 loads no HTTP client, no state store and no emulator.
@@ -25,12 +26,14 @@ from reconciler.domain import SubmissionStatus
 from reconciler.emulator.faults import FaultConfig, Latency
 from reconciler.errors import BackfillError, InvalidPlans
 from reconciler.providers import ALL, check_endpoint, dms, wedata
+from reconciler.reports import WAIT_INTERRUPTED, WAIT_TIMED_OUT
 from reconciler.views import formats, github, text
 from reconciler.views.progress import Mode
 
 if TYPE_CHECKING:
     from reconciler.commands.apply import ApplyOptions
     from reconciler.commands.branch import StateBranch
+    from reconciler.commands.wait import WaitOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -167,6 +170,86 @@ def lock_timeout_option(command: F) -> F:
     )(command)
 
 
+def parallel_option(default: int, what: str) -> Callable[[F], F]:
+    return click.option(
+        "--parallel",
+        type=click.IntRange(1, 64),
+        default=default,
+        show_default=True,
+        envvar="BACKFILL_PARALLEL",
+        help=f"{what} Env: BACKFILL_PARALLEL.",
+    )
+
+
+def timeout_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(0, min_open=True),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        envvar="BACKFILL_TIMEOUT",
+        help=f"{what} Env: BACKFILL_TIMEOUT.",
+    )
+
+
+def refresh_option(command: F) -> F:
+    return click.option(
+        "--refresh",
+        is_flag=True,
+        help="First ask the platforms what became of the submitted cells not final yet "
+        "(as `backfill refresh`); needs credentials.",
+    )(command)
+
+
+def wait_options(command: F) -> F:
+    command = click.option(
+        "--wait-interval",
+        type=click.FloatRange(0, min_open=True),
+        default=15.0,
+        show_default=True,
+        metavar="SECONDS",
+        envvar="BACKFILL_WAIT_INTERVAL",
+        help="With --wait: seconds between two refreshes. Env: BACKFILL_WAIT_INTERVAL.",
+    )(command)
+    command = click.option(
+        "--wait-timeout",
+        type=click.FloatRange(0, min_open=True),
+        default=3600.0,
+        show_default=True,
+        metavar="SECONDS",
+        envvar="BACKFILL_WAIT_TIMEOUT",
+        help=f"With --wait: give up after this long, exit {WAIT_TIMED_OUT}. "
+        "Env: BACKFILL_WAIT_TIMEOUT.",
+    )(command)
+    return click.option(
+        "--wait",
+        is_flag=True,
+        help="Then follow the submitted cells (refreshing) until every one is final: exit 0 "
+        f"if all succeeded, 1 if any failed (they are listed), {WAIT_TIMED_OUT} on "
+        f"--wait-timeout, {WAIT_INTERRUPTED} on Ctrl-C (the backfills go on).",
+    )(command)
+
+
+def progress_mode(quiet: bool) -> Mode:
+    return "quiet" if quiet else ("tty" if sys.stderr.isatty() else "lines")
+
+
+def run_wait(options: WaitOptions, *, output: str, mode: Mode) -> int:
+    """Follow the cells as `--wait` does, each round shown as `mode` says, then the outcome in
+    the view `output` names: its exit code."""
+    from reconciler.commands import wait as wait_command
+    from reconciler.views import health
+
+    rounds = health.Rounds("quiet" if output == "json" else mode)
+    try:
+        result = wait_command.follow(options, rounds)
+    finally:
+        rounds.finish()
+    _show(formats.WAIT, output, result)
+    return result.exit_code
+
+
 def _version(ctx: click.Context, _: click.Parameter, asked: bool) -> None:
     if not asked or ctx.resilient_parsing:
         return
@@ -256,6 +339,7 @@ def validate(paths: Sequence[Path], output: str) -> int:
     help="Show the plans of files changed since COMMIT (a pull request's base) as this "
     "change's calls, apart from work already pending; problems land on the changed files.",
 )
+@refresh_option
 def plan(
     plan_paths: Sequence[Path],
     state_dir: Path,
@@ -267,11 +351,14 @@ def plan(
     aliyun_endpoint: str | None,
     out: Path | None,
     changed_since: str | None,
+    refresh: bool,
 ) -> int:
     """Show exactly which API calls an apply would make. Needs no credentials.
 
     Reads the plan files and the state only; writes nothing. With --recover it also looks up
-    unknown outcomes remotely and plans as if they were settled (apply --recover journals them).
+    unknown outcomes remotely and plans as if they were settled (apply --recover journals them);
+    with --refresh it asks what became of the submitted cells and plans as if it were journaled
+    (apply --refresh and `backfill refresh` journal it).
     Inside GitHub Actions it also annotates conflicts, appends the Markdown plan to the job
     summary and sets the step outputs changes, creates, conflicts, attention and orphans.
     """
@@ -283,6 +370,7 @@ def plan(
         state_dir=state_dir,
         endpoints=endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
         recover=recover,
+        refresh=refresh,
         out=out,
         changed_since=changed_since,
     )
@@ -319,27 +407,11 @@ def plan(
     is_flag=True,
     help="Do not ask for approval (for CI, after the plan was reviewed).",
 )
-@click.option(
-    "--parallel",
-    type=click.IntRange(1, 64),
-    default=16,
-    show_default=True,
-    envvar="BACKFILL_PARALLEL",
-    help="Calls in flight at once (each API's rate limit still holds). Env: BACKFILL_PARALLEL.",
-)
+@parallel_option(16, "Calls in flight at once (each API's rate limit still holds).")
 @click.option(
     "--quiet", "-q", is_flag=True, help="No progress output; only problems and the summary."
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    envvar="BACKFILL_TIMEOUT",
-    help="How long to wait for one reply before its outcome counts as unknown. "
-    "Env: BACKFILL_TIMEOUT.",
-)
+@timeout_option("How long to wait for one reply before its outcome counts as unknown.")
 @lock_timeout_option
 @branch_options
 @click.option(
@@ -351,6 +423,8 @@ def plan(
     help="With --state-branch: calls whose intents are pushed together before any is sent; "
     "the most a runner that dies leaves unknown. Env: BACKFILL_BATCH.",
 )
+@refresh_option
+@wait_options
 def apply(
     saved_plan: Path | None,
     plan_paths: Sequence[Path],
@@ -368,6 +442,10 @@ def apply(
     state_branch: str | None,
     state_remote: str,
     batch: int,
+    refresh: bool,
+    wait: bool,
+    wait_timeout: float,
+    wait_interval: float,
 ) -> int:
     """Make the missing API calls, journaling each before it is sent.
 
@@ -383,14 +461,26 @@ def apply(
     newest commit on the remote, and pushes the intents of each --batch of calls there before
     sending them: a refused push sends nothing, and a run that dies leaves at most a batch
     unknown, never a duplicate.
+
+    With --refresh it first journals what became of the submitted cells; with --wait it then
+    follows the cells of the plans applied until every one is final (see --wait for the exit
+    codes): the backfills go on whatever happens to the wait.
     """
     from reconciler.commands.apply import ApplyOptions
+    from reconciler.commands.wait import WaitOptions
 
+    if wait and output == "json":
+        raise BackfillError(
+            "--wait shows text: drop --format json, or follow with `backfill status --wait "
+            "--format json` after the apply"
+        )
+    urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
     options = ApplyOptions(
         paths=plan_paths,
         state_dir=state_dir,
-        endpoints=endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
+        endpoints=urls,
         recover=recover,
+        refresh=refresh,
         saved=saved_plan,
         yes=yes,
         parallel=parallel,
@@ -400,20 +490,42 @@ def apply(
         batch=batch,
     )
     progress: Mode = "quiet" if quiet else ("tty" if sys.stdout.isatty() else "lines")
-    return run_apply(options, output=output, color=_color(), progress=progress)
+    following = (
+        WaitOptions(
+            state_dir,
+            urls,
+            timeout=wait_timeout,
+            interval=wait_interval,
+            request_timeout=timeout,
+            lock_timeout=lock_timeout,
+        )
+        if wait
+        else None
+    )
+    return run_apply(options, output=output, color=_color(), progress=progress, wait=following)
 
 
 def run_apply(
-    options: ApplyOptions, *, output: str = "text", color: bool = False, progress: Mode = "lines"
+    options: ApplyOptions,
+    *,
+    output: str = "text",
+    color: bool = False,
+    progress: Mode = "lines",
+    wait: WaitOptions | None = None,
 ) -> int:
-    """An apply shown in the view `output` names, as `backfill apply` runs it: its exit code."""
+    """An apply shown in the view `output` names, as `backfill apply` runs it: its exit code.
+    With `wait`, a successful apply then follows the cells of the plans it applied."""
     from reconciler.commands import apply as apply_command
 
     view = formats.APPLY[output](text.styler(color), progress)
     applied = apply_command.run(options, view)
     github.report_apply(applied, os.environ)
     view.done(applied)
-    return apply_command.exit_code(applied)
+    code = apply_command.exit_code(applied)
+    if code or wait is None:
+        return code
+    names = frozenset(p.plan.name for p in applied.changes.plans)
+    return run_wait(dataclasses.replace(wait, plans=names), output=output, mode=progress)
 
 
 @cli.command()
@@ -445,6 +557,56 @@ def recover(
 
 
 @cli.command()
+@state_option
+@endpoint_options
+@format_option(formats.REFRESH)
+@parallel_option(8, "Reads in flight at once (each read API's rate limit still holds).")
+@timeout_option("How long to wait for one reply.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@lock_timeout_option
+@branch_options
+def refresh(
+    state_dir: Path,
+    endpoint: str | None,
+    tencent_endpoint: str | None,
+    aliyun_endpoint: str | None,
+    output: str,
+    parallel: int,
+    timeout: float,
+    quiet: bool,
+    lock_timeout: float,
+    state_branch: str | None,
+    state_remote: str,
+) -> int:
+    """Ask the platforms what became of every submitted cell not final yet, and journal what
+    changed (`observed` events).
+
+    Read-only towards the platforms (WeData GetDataBackfillPlan and ListDataBackfillInstances,
+    DMS ListTaskFlowInstance), each read API at its own pace. Cells already final (succeeded,
+    failed, stopped) are never asked again. Safe to kill and run again. Exits 1 when a platform
+    could not be asked about some backfill (the rest is journaled).
+    """
+    from reconciler.commands import refresh as refresh_command
+    from reconciler.views import health
+
+    asked = health.Asked(progress_mode(quiet))
+    try:
+        result = refresh_command.run(
+            state_dir,
+            endpoints(endpoint, tencent_endpoint, aliyun_endpoint),
+            timeout=timeout,
+            parallel=parallel,
+            lock_timeout=lock_timeout,
+            branch=state_branch_of(state_dir, state_branch, state_remote),
+            progress=asked,
+        )
+    finally:
+        asked.finish()
+    _show(formats.REFRESH, output, result)
+    return 1 if result.errors else 0
+
+
+@cli.command()
 @click.argument("name", required=False)
 @plans_option
 @state_option
@@ -464,6 +626,9 @@ def recover(
     metavar="SECONDS",
     help="With --live: how long to wait for each reply.",
 )
+@wait_options
+@click.option("--quiet", "-q", is_flag=True, help="With --wait: no progress lines.")
+@lock_timeout_option
 def status(
     name: str | None,
     plan_paths: Sequence[Path],
@@ -474,6 +639,11 @@ def status(
     tencent_endpoint: str | None,
     aliyun_endpoint: str | None,
     timeout: float,
+    wait: bool,
+    wait_timeout: float,
+    wait_interval: float,
+    quiet: bool,
+    lock_timeout: float,
 ) -> int:
     """Show each declared plan (all, or plan NAME): its sync and health, and a grid of
     targets x dates with one mark per cell (succeeded, failed, running, waiting, stopped,
@@ -486,10 +656,27 @@ def status(
     With --live it asks WeData GetDataBackfillPlan and ListDataBackfillInstances, and DMS
     ListTaskFlowInstance, how far each submitted backfill has run; writes nothing. Needs the
     same credentials as apply. Exits 1 when a platform could not be asked.
+
+    With --wait it instead follows the submitted cells, refreshing (and journaling what it
+    reads, under the state lock) until every one is final: see --wait for the exit codes.
     """
     from reconciler.commands import status as status_command
+    from reconciler.commands.wait import WaitOptions
 
     urls = endpoints(endpoint, tencent_endpoint, aliyun_endpoint)
+    if wait:
+        if output not in formats.WAIT:
+            raise BackfillError(f"--wait shows {' or '.join(formats.WAIT)}: not --format {output}")
+        options = WaitOptions(
+            state_dir,
+            urls,
+            timeout=wait_timeout,
+            interval=wait_interval,
+            plans={name} if name else None,
+            request_timeout=timeout,
+            lock_timeout=lock_timeout,
+        )
+        return run_wait(options, output=output, mode=progress_mode(quiet))
     if not live:
         grids = status_command.grid_report(plan_paths, state_dir, plan=name)
         _warn(grids.warnings)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.domain import OutcomeKind
+from reconciler.domain import FINAL_HEALTH, Health, OutcomeKind
 from reconciler.grid import MARKS, Mark, PlanGrid
 
 # Types only: a view that imports this module must not load the stages' dependencies with it.
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from reconciler.diff import Changeset, PlanChanges
     from reconciler.domain import JSON
     from reconciler.execute import Result
-    from reconciler.providers.protocol import Lookup, Progress
+    from reconciler.providers.protocol import Instance, Lookup, Progress
     from reconciler.state import IntentDetails, State, SubmissionRecord
 
 
@@ -147,6 +147,92 @@ class StatusReport:
     def ok(self) -> bool:
         """Every platform answered (whatever the backfills' own progress)."""
         return not any(t.progress.error for t in self.tracked)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What one refresh read of one submission: the health of its cells not final yet, or why
+    it could not be read."""
+
+    record: SubmissionRecord
+    cells: tuple[Instance, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """An `observed` event a refresh journaled: the cells of one submission whose health or
+    word changed, as journaled (`[target, dates, health, raw]` runs)."""
+
+    key: str
+    plan: str
+    cells: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """`backfill refresh`: how many submissions it asked about and what it journaled."""
+
+    asked: int
+    final: int
+    """Submitted backfills already final before it began: not asked."""
+    observed: tuple[Observed, ...] = ()
+    errors: tuple[Seen, ...] = ()
+    """The submissions it could not read (their `error`)."""
+
+
+WAIT_TIMED_OUT = 4
+"""The exit code of `--wait` when --wait-timeout passed before every cell was final."""
+WAIT_INTERRUPTED = 130
+"""The exit code of `--wait` stopped by Ctrl-C (the waiting only: the backfills go on)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CellHealth:
+    """One followed cell, as its latest submitted attempt was last observed (None: never)."""
+
+    plan: str
+    target: str
+    date: str
+    health: Health | None
+    raw: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Followed:
+    """`--wait`: the followed cells after a round, and what the round could not read."""
+
+    cells: tuple[CellHealth, ...]
+    errors: tuple[str, ...] = ()
+    interrupted: bool = False
+    """Ctrl-C stopped the waiting."""
+
+    @property
+    def final(self) -> bool:
+        return all(c.health in FINAL_HEALTH for c in self.cells)
+
+    @property
+    def failed(self) -> tuple[CellHealth, ...]:
+        """Final without having succeeded (failed, or stopped on the platform)."""
+        return tuple(
+            c for c in self.cells if c.health in FINAL_HEALTH and c.health is not Health.SUCCEEDED
+        )
+
+    def per_plan(self) -> dict[str, Counter[Health | None]]:
+        counts: dict[str, Counter[Health | None]] = {}
+        for cell in self.cells:
+            counts.setdefault(cell.plan, Counter())[cell.health] += 1
+        return counts
+
+    @property
+    def exit_code(self) -> int:
+        """WAIT_INTERRUPTED, 1 when a cell did not succeed, 0 when all did, else WAIT_TIMED_OUT."""
+        if self.interrupted:
+            return WAIT_INTERRUPTED
+        if self.failed:
+            return 1
+        return 0 if self.final else WAIT_TIMED_OUT
 
 
 @dataclass(frozen=True, slots=True)

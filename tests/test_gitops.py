@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from factories import wedata_plan
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.slow
 
 APPLY = "backfill-apply.yml"
 PLAN = "backfill-plan.yml"
+REFRESH = "backfill-refresh.yml"
 MARKER = "<!-- backfill-reconciler:plan -->"
 APPLIED = "<!-- backfill-reconciler:applied -->"
 
@@ -530,6 +532,40 @@ def _latency(ms: int) -> Any:
     from reconciler.emulator.faults import Latency
 
     return Latency(ms, ms)
+
+
+def test_the_scheduled_run_journals_what_became_of_the_backfills_on_the_state_branch(
+    flow: Flow,
+) -> None:
+    httpx.post(f"{flow.url}/_emulator/faults", json={"instance_seconds": 0}).raise_for_status()
+    flow.start_state()
+    assert (
+        flow.merge(flow.add_plan("orders", ["101", "102"], "2025-09-01", "2025-09-03")).execute().ok
+    )
+
+    run = flow.github.dispatch(REFRESH).execute()
+
+    assert run.ok, run["refresh"].log
+    observed = [e for e in flow.journal() if e["type"] == "observed"]
+    assert observed
+    cells = {
+        (target, day)
+        for e in observed
+        for target, span, health, _ in e["data"]["cells"]
+        if health == "succeeded"
+        for day in days(span[:10], span[-10:])  # `first..last`, or one day
+    }
+    assert cells == flow.declared
+    log = git(flow.github.origin, "log", "--format=%s", flow.state_branch)
+    assert log.splitlines()[0] == "backfill: what the platforms said (refresh)"
+    assert "orders" in run["refresh"].summary
+    assert not leaks(flow, run)
+
+    # the next scheduled run asks nothing of final cells and sends nothing again
+    again = flow.github.dispatch(REFRESH).execute()
+    assert again.ok, again["refresh"].log
+    assert [e for e in flow.journal() if e["type"] == "observed"] == observed
+    flow.assert_exactly_once()
 
 
 def test_the_harness_knows_every_expression_the_workflows_use() -> None:

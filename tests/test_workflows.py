@@ -55,10 +55,11 @@ def step(job: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-def test_the_four_workflows_exist() -> None:
+def test_the_five_workflows_exist() -> None:
     assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == [
         "backfill-apply.yml",
         "backfill-plan.yml",
+        "backfill-refresh.yml",
         "ci.yml",
         "newest-deps.yml",
     ]
@@ -88,6 +89,7 @@ def test_permissions_are_none_by_default_and_least_privilege_per_job() -> None:
             "apply": {"contents": "write", "actions": "read", "pull-requests": "write"},
             "settle": {"contents": "write", "actions": "read"},
         },
+        "backfill-refresh.yml": {"refresh": {"contents": "write", "actions": "read"}},
         "ci.yml": {"ci": {"contents": "read"}},
         "newest-deps.yml": {"newest": {"contents": "read"}},
     }
@@ -150,6 +152,24 @@ def test_the_apply_workflow_runs_one_at_a_time_and_writes_the_state_behind_an_en
     assert "--state-branch" in step(apply, "Apply")["run"]
 
 
+def test_the_scheduled_refresh_writes_the_state_as_the_apply_workflow_does() -> None:
+    document = workflow("backfill-refresh.yml")
+    on = triggers(document)
+    assert set(on) == {"schedule", "workflow_dispatch"}
+    assert on["schedule"][0]["cron"]
+    apply = workflow("backfill-apply.yml")
+    # one writer of the state's branch at a time, across both workflows, behind one environment
+    assert document["concurrency"] == apply["concurrency"]
+    assert document["env"] == apply["env"]
+    job = document["jobs"]["refresh"]
+    assert job["environment"] == apply["jobs"]["apply"]["environment"]
+    script = step(job, "Refresh and apply")["run"]
+    assert '--state-branch "$STATE_BRANCH"' in script.split("backfill refresh", 1)[1]
+    assert '--state-branch "$STATE_BRANCH"' in script.split("backfill apply", 1)[1]
+    assert step(job, "Status")["if"] == "${{ always() }}"
+    assert "backfill status --format markdown" in step(job, "Status")["run"]
+
+
 def test_cloud_secrets_reach_only_the_steps_that_call_the_clouds() -> None:
     document = workflow("backfill-apply.yml")
     calling = {("apply", "Apply"), ("settle", "Settle")}
@@ -186,6 +206,7 @@ def test_the_tool_is_installed_from_the_runtime_lock_and_nothing_unlocked() -> N
     assert [where for where, _ in installs] == [
         *["backfill-apply.yml"] * 3,  # the plan, apply and settle jobs
         "backfill-plan.yml",
+        "backfill-refresh.yml",
         "action.yml",
     ]
     from_workflow = [

@@ -21,6 +21,7 @@ from reconciler.domain import (
     JSON,
     Batch,
     CellGroup,
+    Health,
     Outcome,
     OutcomeKind,
     Plan,
@@ -38,7 +39,15 @@ from reconciler.emulator.app import (
 )
 from reconciler.errors import BackfillError
 from reconciler.providers import protocol
-from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Progress
+from reconciler.providers.protocol import (
+    Claim,
+    Connection,
+    Instance,
+    Lookup,
+    Observation,
+    Pace,
+    Progress,
+)
 from reconciler.state import SubmissionRecord
 
 ACTION = "RerunJob"
@@ -181,17 +190,41 @@ class AcmeProvider:
                 last=lambda data, page: page * PAGE_SIZE >= int(data.get("Total") or 0),
             )
         if isinstance(listed, Outcome):
-            return Progress("unknown", error=f"GetRerun: {listed.code} {listed.message}")
+            return Progress(Health.UNKNOWN, error=f"GetRerun: {listed.code} {listed.message}")
         instances = tuple(
             Instance(
                 str(run["JobId"]),
                 str(run["Date"]),
                 str(run["State"]),
-                "succeeded" if run["State"] == "DONE" else "running",
+                Health.SUCCEEDED if run["State"] == "DONE" else Health.RUNNING,
             )
             for run in listed
         )
         return Progress(protocol.overall(instances, len(record.dates)), instances=instances)
+
+    @property
+    def read_limits(self) -> Mapping[str, float]:
+        return {"GetRerun": self.rate_limit}
+
+    def observe(
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
+        *,
+        pace: Pace,
+    ) -> Observation:
+        pace("GetRerun")
+        progress = self.progress(record, request, connection)
+        seen = {(i.target, i.date): i for i in progress.instances}
+        return Observation(
+            tuple(
+                seen.get(cell) or Instance(*cell, "", Health.WAITING)
+                for cell in protocol.unfinished(record)
+            ),
+            error=progress.error,
+        )
 
     def emulated(self) -> ServiceFactory:
         return AcmeService

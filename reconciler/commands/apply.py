@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from reconciler import actor, pipeline, providers
-from reconciler.commands import recover, saved
+from reconciler.commands import recover, refresh, saved
 from reconciler.commands.branch import StateBranch, Unpublished
 from reconciler.commands.recover import LookUp
 from reconciler.diff import Changeset
@@ -27,7 +27,7 @@ from reconciler.errors import BackfillError
 from reconciler.execute import Pacer, Result, Route, execute, intent, interleave
 from reconciler.providers.protocol import Client, Connection, Provider
 from reconciler.remedies import plural
-from reconciler.reports import Applied, Finding
+from reconciler.reports import Applied, Finding, Refreshed
 from reconciler.state import State, StateWriter, open_state
 
 
@@ -44,6 +44,10 @@ class Hooks(Protocol):
 
     def recovered(self, findings: Sequence[Finding]) -> None:
         """`--recover`: the lookups, journaled."""
+        ...
+
+    def refreshed(self, result: Refreshed) -> None:
+        """`--refresh`: what the platforms said, journaled."""
         ...
 
     def planned(self, changes: Changeset) -> None:
@@ -87,6 +91,8 @@ class ApplyOptions:
     batch's intents there before sending them (the write-ahead of the GitHub flow)."""
     batch: int = 20
     """Calls per published batch: the most a runner that dies mid-batch leaves unknown."""
+    refresh: bool = False
+    """First ask the platforms what became of the submitted cells, and journal it."""
 
 
 def run(options: ApplyOptions, hooks: Hooks) -> Applied:
@@ -110,6 +116,8 @@ def run(options: ApplyOptions, hooks: Hooks) -> Applied:
             )
             recover.journal(writer, found)
             hooks.recovered(found)
+        if options.refresh:
+            hooks.refreshed(refresh.refresh(writer, options.endpoints, timeout=options.timeout))
         changes = pipeline.changeset(plans, writer.state)
         if reviewed:
             _check_saved(reviewed, writer.state, changes, options)

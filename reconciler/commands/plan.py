@@ -21,6 +21,8 @@ class PlanOptions:
     endpoints: Mapping[str, str]
     recover: bool = False
     """Look unknown outcomes up first, and plan as if what they found were journaled."""
+    refresh: bool = False
+    """Ask what became of the submitted cells first, and plan as if it were journaled."""
     out: Path | None = None
     """Save the plan here, for `apply FILE` to make exactly its calls."""
     changed_since: str | None = None
@@ -42,10 +44,18 @@ def run(options: PlanOptions) -> Planned:
         raise BackfillError(
             "--out cannot be used with --recover: save plans of the journaled state"
         )
+    if options.refresh and options.out:
+        raise BackfillError(
+            "--out cannot be used with --refresh: save plans of the journaled state"
+        )
     findings = None
     if options.recover:
         findings = tuple(recover.look_up(current, options.endpoints))
         current = recover.preview(current, list(findings))
+    if options.refresh:
+        from reconciler.commands import refresh  # noqa: PLC0415 - a plan that asks no platform loads no client
+
+        current = refresh.preview(current, list(refresh.read(current, options.endpoints)))
     changes = pipeline.changeset(result, current)
     if options.out and not changes.conflicts:
         saved.save(options.out, options.paths, changes, current)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 
 from reconciler import actor, providers
 from reconciler.commands.branch import StateBranch
@@ -113,11 +112,7 @@ def preview(state: State, findings: list[Finding]) -> State:
         for f in findings
         if f.lookup.verdict != "unclear"
     }
-    if not settled:
-        return state
-    return dataclasses.replace(
-        state, submissions=MappingProxyType({**state.submissions, **settled})
-    )
+    return state.amended(settled)
 
 
 def run(

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from reconciler import pipeline, providers
-from reconciler.domain import JSON
+from reconciler.domain import JSON, Health
 from reconciler.errors import BackfillError
 from reconciler.expand import expand
 from reconciler.grid import grids
@@ -56,7 +56,7 @@ def report(
         if record.emulator and not providers.is_loopback(url):
             # its remote id means nothing to the real platform, which would answer "not found"
             progress = Progress(
-                "unknown",
+                Health.UNKNOWN,
                 error=f"submitted to the built-in emulator at {sent[record.key].endpoint}; "
                 "pass --endpoint to ask an emulator",
             )

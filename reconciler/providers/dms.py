@@ -31,6 +31,7 @@ from reconciler.domain import (
     JSON,
     Batch,
     CellGroup,
+    Health,
     Outcome,
     OutcomeKind,
     Plan,
@@ -43,7 +44,15 @@ from reconciler.domain import (
 )
 from reconciler.errors import BackfillError
 from reconciler.providers import protocol
-from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
+from reconciler.providers.protocol import (
+    Claim,
+    Connection,
+    Instance,
+    Lookup,
+    Observation,
+    Pace,
+    Progress,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -210,16 +219,23 @@ AUTH_FAILURE_PREFIXES = (
 """Gateway codes for a request it could not authenticate: every other call signed with the same
 key (and clock) fails alike. Not `SignatureNonceUsed`, which concerns one request only."""
 
-# ListTaskFlowInstance `Status` as documented: 0 waiting for scheduling, 1 running, 2 suspended,
-# 3 failed, 4 succeeded, 5 completed. A status not listed is taken as still running.
-INSTANCE_STATUS: Mapping[int, tuple[str, Phase]] = {
-    0: ("WAITING", "waiting"),
-    1: ("RUNNING", "running"),
-    2: ("SUSPENDED", "paused"),
-    3: ("FAILED", "failed"),
-    4: ("SUCCEEDED", "succeeded"),
-    5: ("COMPLETED", "succeeded"),
+READ_ACTION = "ListTaskFlowInstance"
+"""What `refresh` calls, at the pace BACKFILL_ALIYUN_RATE_LIMIT sets for every DMS call."""
+
+# ListTaskFlowInstance `Status` -> health. The numbers and their names are documented (API
+# reference of ListTaskFlowInstance, as issue 12 quotes it; the seed reference,
+# seeds/aliyun-dms-BackFill, covers BackFill only): 0 waiting for scheduling, 1 running,
+# 2 suspended, 3 failed, 4 succeeded, 5 completed. That a suspended run counts as stopped and a
+# completed one as succeeded is this tool's reading. Any other value is `unknown`, kept raw.
+INSTANCE_STATUS: Mapping[int, tuple[str, protocol.Meaning]] = {
+    0: ("WAITING", protocol.Meaning(Health.WAITING, "documented")),
+    1: ("RUNNING", protocol.Meaning(Health.RUNNING, "documented")),
+    2: ("SUSPENDED", protocol.Meaning(Health.STOPPED, "assumed")),
+    3: ("FAILED", protocol.Meaning(Health.FAILED, "documented")),
+    4: ("SUCCEEDED", protocol.Meaning(Health.SUCCEEDED, "documented")),
+    5: ("COMPLETED", protocol.Meaning(Health.SUCCEEDED, "assumed")),
 }
+_MEANINGS = {status: meaning for status, (_, meaning) in INSTANCE_STATUS.items()}
 
 
 def classify(code: str) -> OutcomeKind:
@@ -353,6 +369,22 @@ class DmsProvider:
         with closing(self.client(connection)) as client:
             return client.progress(record, request)
 
+    @property
+    def read_limits(self) -> Mapping[str, float]:
+        return {READ_ACTION: rate_limit()}
+
+    def observe(
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
+        *,
+        pace: Pace,
+    ) -> Observation:
+        with closing(self.client(connection)) as client:
+            return client.observe(record, request, others, pace)
+
     def emulated(self) -> ServiceFactory:
         from reconciler.emulator.dms import DmsService  # noqa: PLC0415 - see Provider.emulated
 
@@ -407,59 +439,22 @@ class DmsClient:
     ) -> Lookup:
         """Settle an unknown BackFill from the DAG's manual runs of its business dates.
 
-        Only a run this request could have made counts: the same DAG and one of its dates,
-        not triggered by the schedule, started in a later second than the intent (or not yet), not
-        the remote id of another submission, and not a run that an unsettled submission of the
-        same DAG and date could have made too. A run that started up to CLOCK_SKEW_SECONDS
-        before the intent may be its or not. Exactly one such run for every date, the first
+        Only a run this request could have made counts (`_own_runs`). Exactly one such run for
+        every date, the first
         date's already started: it ran, as that run. None at all in a complete listing,
         SETTLE_SECONDS or more after the intent: it did not. Anything else stays unknown, with a
         sentence saying why, for a person or a later lookup.
         """
         (target,) = record.targets
         dates = sorted(record.dates)
-        intent = datetime.fromisoformat(record.intent_time).timestamp()
-        listed = self._runs(record, request)
+        listed = self._runs(record, request, protocol.unpaced)
         if isinstance(listed, Outcome):
             return Lookup(
                 "unclear",
                 how=f"ListTaskFlowInstance failed: {listed.code} {listed.message}".strip(),
             )
-        claimed = {c.remote_id for c in others if not c.unsettled}
-        rivals = [c for c in others if c.unsettled and target in c.targets]
-        runs: dict[str, list[_Run]] = {day: [] for day in dates}
-        problems: list[str] = []
-        for item in listed:
-            day = str(item.get("BusinessTime", ""))[:10]
-            trigger = item.get("TriggerType")
-            # A run that does not say how it was triggered may be this request's: ignoring it
-            # could conclude "did not run" and send the backfill twice.
-            if day not in runs or trigger not in (MANUAL_TRIGGER, None):
-                continue
-            run = _Run(str(item.get("Id", "")), day, _started(item.get("startTime")))
-            if run.id in claimed:
-                continue  # the remote id of another submission: never this one's
-            early = run.early(intent)
-            if early > CLOCK_SKEW_SECONDS:
-                continue  # started before the intent, whatever the clocks: not this request's
-            if early > 0:
-                problems.append(
-                    f"instance {run.id} for {day} started at {item.get('startTime')} (UTC+8), "
-                    f"not after the intent but within the {CLOCK_SKEW_SECONDS:.0f}s allowed for "
-                    "clocks that disagree: it may or may not be this request's"
-                )
-                continue
-            shared = [
-                c.key
-                for c in rivals
-                if day in c.dates and run.early(_epoch(c.intent_time)) <= CLOCK_SKEW_SECONDS
-            ]
-            if shared:
-                problems.append(
-                    f"instance {run.id} for {day} may also be submission {', '.join(shared)}'s, "
-                    "whose outcome is unknown too"
-                )
-            runs[day].append(run)
+        runs, doubts = _own_runs(record, listed, others)
+        problems = [doubt for day in dates for doubt in doubts[day]]
         how = (
             f"ListTaskFlowInstance DagId={target}: manual runs for "
             f"{_span(dates)} since the intent at {record.intent_time}"
@@ -494,7 +489,7 @@ class DmsClient:
             return Lookup(
                 "submitted", remote_id=first.id, how=f"{how}: one instance per date: {ids}"
             )
-        age = clock() - intent
+        age = clock() - _epoch(record.intent_time)
         if age >= SETTLE_SECONDS:
             return Lookup("missing", how=f"{how}: none")
         return Lookup(
@@ -504,7 +499,7 @@ class DmsClient:
         )
 
     def _runs(
-        self, record: SubmissionRecord, request: Mapping[str, JSON]
+        self, record: SubmissionRecord, request: Mapping[str, JSON], pace: Pace
     ) -> list[Mapping[str, Any]] | Outcome:
         """Every run ListTaskFlowInstance lists of the submission's DAG for its business dates
         (in its tenant, if it names one), or the outcome of the call that failed."""
@@ -518,8 +513,13 @@ class DmsClient:
         }
         if "Tid" in request:
             params["Tid"] = request["Tid"]
+
+        def read(page: int) -> Outcome:
+            pace(READ_ACTION)
+            return self.call(READ_ACTION, {**params, "PageIndex": page})
+
         return protocol.every_page(
-            lambda page: self.call("ListTaskFlowInstance", {**params, "PageIndex": page}),
+            read,
             items=lambda body: body.get("DAGInstanceList", {}).get("DAGInstance", []) or [],
             last=lambda body, page: page * LIST_PAGE_SIZE >= int(body.get("TotalCount", 0) or 0),
         )
@@ -531,10 +531,10 @@ class DmsClient:
         (target,) = record.targets
         wanted = set(record.dates)
         first_id = int(record.remote_id) if record.remote_id.isdigit() else 0
-        listed = self._runs(record, request)
+        listed = self._runs(record, request, protocol.unpaced)
         if isinstance(listed, Outcome):
             failure = f"ListTaskFlowInstance: {listed.code} {listed.message}"
-            return Progress("unknown", error=failure.strip())
+            return Progress(Health.UNKNOWN, error=failure.strip())
         chosen: dict[str, Mapping[str, Any]] = {}
         for item in listed:
             business = str(item.get("BusinessTime", ""))[:10]
@@ -546,7 +546,7 @@ class DmsClient:
         instances = tuple(_instance(target, day, chosen[day]) for day in sorted(chosen))
         if not instances:
             return Progress(
-                "unknown",
+                Health.UNKNOWN,
                 error=f"ListTaskFlowInstance DagId={target} has no instance for "
                 f"{min(wanted)}..{max(wanted)} from DagInstanceId {record.remote_id} on",
             )
@@ -559,8 +559,83 @@ class DmsClient:
             success_percent=100 * succeeded // len(wanted),
         )
 
+    def observe(
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        others: Sequence[Claim],
+        pace: Pace,
+    ) -> Observation:
+        """The health of the record's cells that are not final, from the DAG's runs of their
+        business dates that this submission made, counted as the recovery lookup counts them
+        (`_own_runs`): one run for a date gives its status; none yet, waiting; more than one, or
+        one that another submission may have made, unknown (the doubt is kept as its word)."""
+        listed = self._runs(record, request, pace)
+        if isinstance(listed, Outcome):
+            return Observation(error=f"{READ_ACTION}: {listed.code} {listed.message}".strip())
+        runs, doubts = _own_runs(record, listed, others)
+        cells = []
+        for target, day in protocol.unfinished(record):
+            found = runs[day]
+            if doubts[day] or len(found) > 1:
+                ids = ",".join(run.id for run in found) or "none"
+                cells.append(Instance(target, day, f"AMBIGUOUS(ids {ids})", Health.UNKNOWN))
+            elif found:
+                cells.append(_instance(target, day, found[0].item))
+            else:
+                cells.append(Instance(target, day, "", Health.WAITING))
+        return Observation(tuple(cells))
+
     def close(self) -> None:
         self._http.close()
+
+
+def _own_runs(
+    record: SubmissionRecord, listed: Sequence[Mapping[str, Any]], others: Sequence[Claim]
+) -> tuple[dict[str, list[_Run]], dict[str, list[str]]]:
+    """The runs among `listed` that the submission could have made, per date, and per date why
+    one may not be its: the same DAG and one of its dates, not triggered by the schedule,
+    started in a later second than the intent (or not yet), not the remote id of another
+    submission, and not a run that an unsettled submission of the same DAG and date could have
+    made too. A run that started up to CLOCK_SKEW_SECONDS before the intent may be its or not."""
+    (target,) = record.targets
+    intent = _epoch(record.intent_time)
+    claimed = {c.remote_id for c in others if not c.unsettled}
+    rivals = [c for c in others if c.unsettled and target in c.targets]
+    runs: dict[str, list[_Run]] = {day: [] for day in record.dates}
+    doubts: dict[str, list[str]] = {day: [] for day in record.dates}
+    for item in listed:
+        day = str(item.get("BusinessTime", ""))[:10]
+        trigger = item.get("TriggerType")
+        # A run that does not say how it was triggered may be this request's: ignoring it
+        # could conclude "did not run" and send the backfill twice.
+        if day not in runs or trigger not in (MANUAL_TRIGGER, None):
+            continue
+        run = _Run(str(item.get("Id", "")), day, _started(item.get("startTime")), item)
+        if run.id in claimed:
+            continue  # the remote id of another submission: never this one's
+        early = run.early(intent)
+        if early > CLOCK_SKEW_SECONDS:
+            continue  # started before the intent, whatever the clocks: not this request's
+        if early > 0:
+            doubts[day].append(
+                f"instance {run.id} for {day} started at {item.get('startTime')} (UTC+8), "
+                f"not after the intent but within the {CLOCK_SKEW_SECONDS:.0f}s allowed for "
+                "clocks that disagree: it may or may not be this request's"
+            )
+            continue
+        shared = [
+            c.key
+            for c in rivals
+            if day in c.dates and run.early(_epoch(c.intent_time)) <= CLOCK_SKEW_SECONDS
+        ]
+        if shared:
+            doubts[day].append(
+                f"instance {run.id} for {day} may also be submission {', '.join(shared)}'s, "
+                "whose outcome is unknown too"
+            )
+        runs[day].append(run)
+    return runs, doubts
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,6 +646,8 @@ class _Run:
     day: str
     started: float | None
     """Epoch seconds (whole: `startTime` has no fraction); None while it waits to start."""
+    item: Mapping[str, Any]
+    """As listed."""
 
     def early(self, intent: float) -> float:
         """How long before an intent's time the run started: 0 when it started in a later
@@ -601,8 +678,13 @@ def _span(dates: Sequence[str]) -> str:
 def _instance(target: str, day: str, item: Mapping[str, Any]) -> Instance:
     status = item.get("Status")
     known = INSTANCE_STATUS.get(status) if isinstance(status, int) else None
-    name, phase = known or ("UNLISTED", "running")
-    return Instance(target=target, date=day, state=f"{name}({status})", phase=phase)
+    name = known[0] if known else "UNLISTED"
+    return Instance(
+        target=target,
+        date=day,
+        state=f"{name}({status})",
+        phase=protocol.health_of(_MEANINGS, status),
+    )
 
 
 def _outcome(response: httpx.Response) -> Outcome:

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from reconciler.domain import (
+    FINAL_HEALTH,
     JSON,
     MAX_CELLS_PER_CALL,
     Batch,
     CellGroup,
+    Health,
     Outcome,
     OutcomeKind,
     Plan,
@@ -82,9 +84,22 @@ class Lookup:
     """What was looked up and found, for the journal and for the person reading it."""
 
 
-Phase = Literal["waiting", "running", "paused", "succeeded", "failed", "unknown"]
-"""Where a backfill, or one of its instances, is: the platforms' own states mapped onto one scale
-(`unknown`: the platform could not be asked, or did not say)."""
+Source = Literal["documented", "assumed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Meaning:
+    """What one of a platform's state words means here, and whether the API reference says so
+    (`documented`) or this tool reads it so (`assumed`). A word a table does not list is
+    `unknown`, kept raw beside it."""
+
+    health: Health
+    source: Source
+
+
+def health_of(table: Mapping[Any, Meaning], word: object) -> Health:
+    meaning = table.get(word)
+    return meaning.health if meaning else Health.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +110,14 @@ class Instance:
     date: str
     state: str
     """As the platform names it (WeData `COMPLETED`, DMS `SUCCEEDED(4)`)."""
-    phase: Phase
+    phase: Health
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
     """What the platform says now of a submitted backfill. Reading it changes nothing."""
 
-    phase: Phase
+    phase: Health
     instances: tuple[Instance, ...] = ()
     complete_percent: int | None = None
     """The platform's own figure where it has one (WeData), else counted from the instances."""
@@ -111,19 +126,47 @@ class Progress:
     """Why the platform could not be asked, or what it answered instead."""
 
 
-def overall(instances: Sequence[Instance], expected: int) -> Phase:
-    """One phase for a backfill of `expected` instances: a failure or a pause is what a person
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a refresh read of a submitted backfill's cells that are not final yet: the health of
+    each (a cell the platform lists nothing for is `waiting`), or why it could not be read."""
+
+    cells: tuple[Instance, ...] = ()
+    error: str = ""
+
+
+def unfinished(record: SubmissionRecord) -> list[tuple[str, str]]:
+    """The (target, date) cells of a submission not observed final yet: what a refresh asks."""
+    cells = []
+    for target in record.targets:
+        for date in record.dates:
+            seen = record.health_of(target, date)
+            if seen is None or seen[0] not in FINAL_HEALTH:
+                cells.append((target, date))
+    return cells
+
+
+Pace = Callable[[str], None]
+"""Waits until the read action it is given may be called again (each at its own rate)."""
+
+
+def unpaced(action: str) -> None:
+    """The pace of reads made one at a person's request (`status`, a lookup): none."""
+
+
+def overall(instances: Sequence[Instance], expected: int) -> Health:
+    """One health for a backfill of `expected` instances: a failure or a stop is what a person
     must see first; it has succeeded only when every expected instance has."""
     phases = {i.phase for i in instances}
-    if "failed" in phases:
-        return "failed"
-    if "paused" in phases:
-        return "paused"
-    if phases == {"succeeded"} and len(instances) >= expected:
-        return "succeeded"
-    if phases <= {"waiting"}:
-        return "waiting"
-    return "running"
+    if Health.FAILED in phases:
+        return Health.FAILED
+    if Health.STOPPED in phases:
+        return Health.STOPPED
+    if phases == {Health.SUCCEEDED} and len(instances) >= expected:
+        return Health.SUCCEEDED
+    if phases <= {Health.WAITING}:
+        return Health.WAITING
+    return Health.RUNNING
 
 
 class Client(Protocol):
@@ -207,6 +250,26 @@ class Provider(Protocol):
     ) -> Progress:
         """The remote progress of a submitted backfill (`record`, which sent `request`),
         read-only."""
+        ...
+
+    @property
+    def read_limits(self) -> Mapping[str, float]:
+        """Calls per second each read action `observe` makes may take (documented or
+        configured): each is paced on its own."""
+        ...
+
+    def observe(
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
+        *,
+        pace: Pace,
+    ) -> Observation:
+        """The health of the cells of a submitted backfill (`record`, which sent `request`)
+        that are not final yet, read-only, never counting what `others` (the provider's other
+        submissions) may have made; `pace` is called with the action before each read."""
         ...
 
     def emulated(self) -> ServiceFactory:

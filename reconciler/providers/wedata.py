@@ -32,6 +32,7 @@ from reconciler.domain import (
     JSON,
     Batch,
     CellGroup,
+    Health,
     Outcome,
     OutcomeKind,
     Plan,
@@ -43,7 +44,15 @@ from reconciler.domain import (
 )
 from reconciler.errors import BackfillError
 from reconciler.providers import protocol
-from reconciler.providers.protocol import Claim, Connection, Instance, Lookup, Phase, Progress
+from reconciler.providers.protocol import (
+    Claim,
+    Connection,
+    Instance,
+    Lookup,
+    Observation,
+    Pace,
+    Progress,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -294,19 +303,32 @@ AUTH_FAILURE = "AuthFailure"
 """The family of codes for a request that could not be authenticated (signature, secret id,
 token, clock): every other call signed the same way fails alike."""
 
-# ListDataBackfillInstances `State` (InstanceState in the SDK models). A failed try that will be
-# retried is still running, a skipped instance is done, and a state not listed here is taken as
-# still running: neither done nor known to have failed.
-INSTANCE_PHASES: Mapping[str, Phase] = {
-    "WAIT_EVENT": "waiting",
-    "WAIT_UPSTREAM": "waiting",
-    "WAIT_RUN": "waiting",
-    "RUNNING": "running",
-    "FAILED_RETRY": "running",
-    "SKIP_RUNNING": "succeeded",
-    "COMPLETED": "succeeded",
-    "EXPIRED": "failed",
+READ_ACTIONS = ("GetDataBackfillPlan", "ListDataBackfillInstances")
+"""What `refresh` calls; the 20 calls per second documented for the create action are assumed
+for each of them (Tencent Cloud's usual limit per API; their reference pages name none)."""
+
+# ListDataBackfillInstances `State` -> health. The API reference names the field `State`
+# without listing its values (BackfillInstance in the SDK models of 2025-08-06): the words are
+# the instance states the same API version documents for scheduled instances (`InstanceState`
+# of ListTaskInstances / InstanceExecution: WAIT_EVENT waiting for an event, WAIT_UPSTREAM
+# waiting for upstream, WAIT_RUN waiting to run, RUNNING, SKIP_RUNNING skipped, FAILED_RETRY
+# failed and retrying, EXPIRED failed, COMPLETED succeeded), and that they are what a backfill
+# instance reports is assumed; the seed reference (seeds/tencent-wedata-CreateDataBackfillPlan)
+# covers the create action only. A failed try that will be retried is still running; a
+# skipped instance is done without failing. Any other word is `unknown`, kept raw.
+INSTANCE_HEALTH: Mapping[str, protocol.Meaning] = {
+    "WAIT_EVENT": protocol.Meaning(Health.WAITING, "assumed"),
+    "WAIT_UPSTREAM": protocol.Meaning(Health.WAITING, "assumed"),
+    "WAIT_RUN": protocol.Meaning(Health.WAITING, "assumed"),
+    "RUNNING": protocol.Meaning(Health.RUNNING, "assumed"),
+    "FAILED_RETRY": protocol.Meaning(Health.RUNNING, "assumed"),
+    "SKIP_RUNNING": protocol.Meaning(Health.SUCCEEDED, "assumed"),
+    "COMPLETED": protocol.Meaning(Health.SUCCEEDED, "assumed"),
+    "EXPIRED": protocol.Meaning(Health.FAILED, "assumed"),
 }
+ALL_SUCCEEDED = "SuccessPercent=100"
+"""The word recorded for cells of a plan GetDataBackfillPlan says fully succeeded (documented:
+SuccessPercent is the share of its instances that succeeded): its instances are not listed."""
 LIST_PAGE_SIZE = 100
 
 
@@ -465,6 +487,23 @@ class WeDataProvider:
         with closing(self.client(connection)) as client:
             return client.progress(record, request)
 
+    @property
+    def read_limits(self) -> Mapping[str, float]:
+        return dict.fromkeys(READ_ACTIONS, RATE_LIMIT)
+
+    def observe(
+        self,
+        record: SubmissionRecord,
+        request: Mapping[str, JSON],
+        connection: Connection,
+        others: Sequence[Claim],
+        *,
+        pace: Pace,
+    ) -> Observation:
+        # a WeData plan id is the submission's own: no other submission's instances are listed
+        with closing(self.client(connection)) as client:
+            return client.observe(record, request, pace)
+
     def emulated(self) -> ServiceFactory:
         from reconciler.emulator.wedata import WeDataService  # noqa: PLC0415 - see Provider.emulated
 
@@ -526,19 +565,15 @@ class WeDataClient:
         """GetDataBackfillPlan for WeData's own percentages, then every page of
         ListDataBackfillInstances of each task (the API lists one task at a time) for its state
         on each date."""
-        plan = {
-            "ProjectId": str(request["ProjectId"]),
-            "DataBackfillPlanId": record.remote_id,
-        }
-        got = self.call("GetDataBackfillPlan", record.region, plan)
+        got = self._plan(record, request, protocol.unpaced)
         if got.kind is not OutcomeKind.SUBMITTED:
-            return Progress("unknown", error=_failure("GetDataBackfillPlan", got))
+            return Progress(Health.UNKNOWN, error=_failure("GetDataBackfillPlan", got))
         instances: list[Instance] = []
         for task in record.targets:
-            listed = self._instances(record.region, {**plan, "TaskId": task})
+            listed = self._instances(record, request, task, protocol.unpaced)
             if isinstance(listed, Outcome):
-                return Progress("unknown", error=_failure("ListDataBackfillInstances", listed))
-            instances += [_instance(item) for item in listed]
+                return Progress(Health.UNKNOWN, error=_failure("ListDataBackfillInstances", listed))
+            instances += listed
         return Progress(
             protocol.overall(instances, len(record.targets) * len(record.dates)),
             instances=tuple(instances),
@@ -546,19 +581,61 @@ class WeDataClient:
             success_percent=_percent(got.detail.get("SuccessPercent")),
         )
 
+    def observe(
+        self, record: SubmissionRecord, request: Mapping[str, JSON], pace: Pace
+    ) -> Observation:
+        """The health of the record's cells that are not final: GetDataBackfillPlan first (a
+        plan it says fully succeeded is not listed), then ListDataBackfillInstances of each
+        task that has such a cell; a cell without an instance is waiting."""
+        open_cells = protocol.unfinished(record)
+        got = self._plan(record, request, pace)
+        if got.kind is not OutcomeKind.SUBMITTED:
+            return Observation(error=_failure("GetDataBackfillPlan", got))
+        if _percent(got.detail.get("SuccessPercent")) == 100:
+            return Observation(
+                tuple(Instance(t, d, ALL_SUCCEEDED, Health.SUCCEEDED) for t, d in open_cells)
+            )
+        seen: dict[tuple[str, str], Instance] = {}
+        for task in dict.fromkeys(task for task, _ in open_cells):
+            listed = self._instances(record, request, task, pace)
+            if isinstance(listed, Outcome):
+                return Observation(error=_failure("ListDataBackfillInstances", listed))
+            seen.update(((i.target, i.date), i) for i in listed)
+        return Observation(
+            tuple(seen.get(cell) or Instance(*cell, "", Health.WAITING) for cell in open_cells)
+        )
+
+    def _plan(self, record: SubmissionRecord, request: Mapping[str, JSON], pace: Pace) -> Outcome:
+        pace("GetDataBackfillPlan")
+        return self.call(
+            "GetDataBackfillPlan",
+            record.region,
+            {"ProjectId": str(request["ProjectId"]), "DataBackfillPlanId": record.remote_id},
+        )
+
     def _instances(
-        self, region: str, query: Mapping[str, JSON]
-    ) -> list[Mapping[str, Any]] | Outcome:
+        self, record: SubmissionRecord, request: Mapping[str, JSON], task: str, pace: Pace
+    ) -> list[Instance] | Outcome:
         """Every page of ListDataBackfillInstances for one plan and task."""
-        return protocol.every_page(
-            lambda page: self.call(
-                "ListDataBackfillInstances",
-                region,
-                {**query, "PageNumber": page, "PageSize": LIST_PAGE_SIZE},
-            ),
+        query: dict[str, JSON] = {
+            "ProjectId": str(request["ProjectId"]),
+            "DataBackfillPlanId": record.remote_id,
+            "TaskId": task,
+            "PageSize": LIST_PAGE_SIZE,
+        }
+
+        def read(page: int) -> Outcome:
+            pace("ListDataBackfillInstances")
+            return self.call(
+                "ListDataBackfillInstances", record.region, {**query, "PageNumber": page}
+            )
+
+        listed = protocol.every_page(
+            read,
             items=lambda data: data.get("Items") or [],
             last=lambda data, page: page >= int(data.get("TotalPageNumber") or 0),
         )
+        return listed if isinstance(listed, Outcome) else [_instance(item) for item in listed]
 
     def close(self) -> None:
         self._http.close()
@@ -570,7 +647,7 @@ def _instance(item: Mapping[str, Any]) -> Instance:
         target=str(item.get("TaskId", "")),
         date=str(item.get("CurRunDate") or "")[:10],
         state=state,
-        phase=INSTANCE_PHASES.get(state, "running"),
+        phase=protocol.health_of(INSTANCE_HEALTH, state),
     )
 
 

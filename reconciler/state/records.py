@@ -6,7 +6,7 @@ A record's JSON form is what `snapshot.json` stores; `record_from_json` checks i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from operator import itemgetter
 from pathlib import Path
@@ -231,6 +231,13 @@ class State:
     _by_target: dict[tuple[str, str], dict[str, list[SubmissionRecord]]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    def amended(self, records: Mapping[str, SubmissionRecord]) -> State:
+        """This state with `records` in place of those of their keys, as it would be after the
+        events that make them (a `plan` that previews what a command would journal)."""
+        if not records:
+            return self
+        return replace(self, submissions=MappingProxyType({**self.submissions, **records}))
 
     def indexed(self) -> State:
         """This state with the indexes of `covered` and `others` built now rather than on their

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciler.remedies import plural
-from reconciler.views import json, text
+from reconciler.views import health, json, text
 from reconciler.views.progress import Mode, Progress
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
     from reconciler.domain import Submission
-    from reconciler.reports import Applied, Finding
+    from reconciler.reports import Applied, Finding, Refreshed
 
 
 class TextApply:
@@ -30,6 +30,9 @@ class TextApply:
 
     def recovered(self, findings: Sequence[Finding]) -> None:
         click.echo(text.findings(findings, self.style, written=True) + "\n")
+
+    def refreshed(self, result: Refreshed) -> None:
+        click.echo(health.refresh_text(result, self.style) + "\n")
 
     def planned(self, changes: Changeset) -> None:
         click.echo(text.changeset(changes, self.style))
@@ -62,6 +65,9 @@ class JsonApply:
 
     def recovered(self, findings: Sequence[Finding]) -> None:
         """In the document: the state it plans from has them."""
+
+    def refreshed(self, result: Refreshed) -> None:
+        """Journaled: `backfill status --wait --format json` shows where the cells are."""
 
     def planned(self, changes: Changeset) -> None:
         """In the document, at the end."""

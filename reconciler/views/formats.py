@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from reconciler.views import audit, audit_report, grid, json, markdown, status, text
+from reconciler.views import audit, audit_report, grid, health, json, markdown, status, text
 from reconciler.views.apply import JsonApply, TextApply
 
 if TYPE_CHECKING:
-    from reconciler.reports import Grids, Listing, Planned, Ran, StatusReport
+    from reconciler.reports import (
+        Followed,
+        Grids,
+        Listing,
+        Planned,
+        Ran,
+        Refreshed,
+        StatusReport,
+    )
     from reconciler.state import AuditLog, Verification
     from reconciler.validate import Validated
 
@@ -41,6 +49,17 @@ STATUS: Table[StatusReport] = {
     "json": lambda report, _: json.dumps(status.json_report(report)) + "\n",
     "markdown": lambda report, _: status.markdown(report),
 }
+
+REFRESH: Table[Refreshed] = {
+    "text": lambda result, style: health.refresh_text(result, style) + "\n",
+    "json": lambda result, _: json.dumps(health.refresh_json(result)) + "\n",
+}
+
+WAIT: Table[Followed] = {
+    "text": lambda result, style: health.wait_text(result, style) + "\n",
+    "json": lambda result, _: json.dumps(health.wait_json(result)) + "\n",
+}
+"""`--wait`'s outcome; its rounds show as they come (`health.Rounds`)."""
 
 STATE_LIST: Table[Listing] = {
     "text": lambda report, style: text.listing(report, style) + "\n",

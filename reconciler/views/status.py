@@ -7,12 +7,12 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from reconciler import remedies
+from reconciler.domain import Health
 from reconciler.views.audit import FORMAT_VERSION, dates_text
 from reconciler.views.markdown import escape
 from reconciler.views.text import Style, date_span, plural, styler, targets_text
 
 if TYPE_CHECKING:
-    from reconciler.providers.protocol import Phase
     from reconciler.reports import StatusReport, Tracked
 
 _PLAIN = styler(False)
@@ -20,11 +20,11 @@ _PHASE_COLORS = {
     "succeeded": "green",
     "running": "cyan",
     "waiting": "cyan",
-    "paused": "yellow",
+    "stopped": "yellow",
     "failed": "red",
     "unknown": "yellow",
 }
-_COUNTED: tuple[Phase, ...] = ("running", "waiting", "paused", "failed")
+_COUNTED = (Health.RUNNING, Health.WAITING, Health.STOPPED, Health.FAILED)
 
 
 def instances_text(item: Tracked) -> str:
@@ -34,7 +34,7 @@ def instances_text(item: Tracked) -> str:
         return "-"
     counts = Counter(i.phase for i in progress.instances)
     expected = len(record.targets) * len(record.dates)
-    parts = [f"{counts['succeeded']}/{expected} succeeded"]
+    parts = [f"{counts[Health.SUCCEEDED]}/{expected} succeeded"]
     parts += [f"{counts[phase]} {phase}" for phase in _COUNTED if counts[phase]]
     return ", ".join(parts)
 
