@@ -20,6 +20,7 @@ from factories import TASKS, wedata_plan
 from harness import Served, failing
 
 from reconciler.domain import Health
+from reconciler.emulator.faults import FaultConfig
 from reconciler.state import intent_details, load_state
 
 
@@ -216,3 +217,63 @@ def test_kill_9_during_an_apply_of_retries_loses_nothing_and_duplicates_nothing(
     state = load_state(ws.state)
     retries = [key for key, replaces in replaced(ws).items() if replaces]
     assert len([key for key in retries if state.submissions[key].covers_cells]) == len(bad)
+
+
+# --- the whole loop, as the scheduled workflow runs it: apply --wait, refresh, apply again ---
+
+
+def _failed_runs(ws: Served) -> Counter[tuple[str, str]]:
+    """(target, date) -> how many of its runs failed, in the emulator's own records."""
+    failed: Counter[tuple[str, str]] = Counter()
+    for service in ws.emulator.services:
+        for plan in getattr(service, "_plans", {}).values():
+            failed.update((i.task_id, i.data_time[:10]) for i in plan.instances if i.fails)
+    return failed
+
+
+def _apply_wait(ws: Served) -> subprocess.CompletedProcess[str]:
+    return ws.run(
+        "apply", "--yes", "--wait", "--wait-interval", "0.1", "--wait-timeout", "100"
+    )  # fmt: skip
+
+
+def test_the_failed_cells_refresh_finds_are_sent_again_exactly_once_until_all_succeed(
+    served: Callable[..., Served],
+) -> None:
+    """No observed event is made by hand here: `apply --wait` follows the runs through the
+    platform's read API, and the next apply sends exactly the cells the platform failed."""
+    ws = served(FaultConfig(instance_failure_rate=0.5, instance_seconds=0.05, seed=3))
+    ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER, reprocess="failed"))
+
+    first = _apply_wait(ws)
+    failed = set(_failed_runs(ws))
+    assert failed, "the seed makes some of the first runs fail"
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert len(ws.creates()) == 10
+
+    httpx.post(f"{ws.url}/_emulator/faults", json={"instance_seconds": 0.05}).raise_for_status()
+    second = _apply_wait(ws)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert Counter(ws.creates()[10:]) == Counter(failed)  # each failed cell once, nothing else
+
+    assert ws.apply().returncode == 0
+    assert len(ws.creates()) == 10 + len(failed)
+    assert ws.run("plan", "--detailed-exitcode").returncode == 0
+
+
+def test_a_cell_that_keeps_failing_gets_max_attempts_runs_and_then_a_person(
+    served: Callable[..., Served],
+) -> None:
+    ws = served(FaultConfig(instance_failure_rate=1.0, instance_seconds=0.05))
+    ws.plan(wedata_plan(tasks=TASKS, dates=SEPTEMBER, reprocess="failed", maxAttempts=2))
+
+    assert _apply_wait(ws).returncode == 1
+    assert _apply_wait(ws).returncode == 1
+    assert Counter(ws.creates()) == dict.fromkeys(ws.creates(), 2)
+    sent = len(ws.creates())
+
+    third = _apply_wait(ws)
+    assert third.returncode == 1
+    assert len(ws.creates()) == sent  # exhausted: never sent a third time
+    assert "exhausted" in (third.stdout + third.stderr).lower()
+    assert ws.run("plan", "--detailed-exitcode").returncode == 3
