@@ -20,7 +20,7 @@ unset BACKFILL_ENDPOINT BACKFILL_TENCENT_ENDPOINT BACKFILL_ALIYUN_ENDPOINT
 step() { printf '\n\033[1m==> %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
 calls() { python -c 'import httpx,sys; print(len(httpx.get(sys.argv[1] + "/_emulator/calls").json()["calls"]))' "$url"; }
 
-backfill emulator --port 0 --ready-file "$work/emulator.url" >"$work/emulator.log" 2>&1 &
+backfill emulator --port 0 --instance-seconds 0.05 --ready-file "$work/emulator.url" >"$work/emulator.log" 2>&1 &
 emulator_pid=$!
 trap 'kill $emulator_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do [ -s "$work/emulator.url" ] && break; sleep 0.1; done
@@ -43,3 +43,6 @@ echo "The emulator accepted $((after - before)) new creates on the rerun (total 
 [ "$before" = "$after" ] || { echo "a rerun made calls: that is a bug"; exit 1; }
 printf '\nJournal: %s lines in %s/journal.jsonl (hash-chained audit trail).\n' \
   "$(wc -l <"$state/journal.jsonl")" "$state"
+step "Follow the backfills: refresh until every cell is final (exit 0: all succeeded)" \
+  backfill status --wait --state-dir "$state" --endpoint "$url" --wait-timeout 300
+step "Health next to sync: one mark per target and date" backfill status --state-dir "$state"
