@@ -21,7 +21,7 @@ from harness import cli
 
 from reconciler.emulator.app import Emulator
 from reconciler.errors import StateError
-from reconciler.state import State, init_state, load_state, open_state, verify_journal
+from reconciler.state import State, init_state, load_state, open_state, snapshot, verify_journal
 
 
 class Checkout:
@@ -235,6 +235,26 @@ def test_committed_events_are_found_again_after_harmless_changes_to_their_bytes(
 
     assert done.returncode == 0, done.stderr
     assert_nothing_sent_again(checkout)
+
+
+def test_a_blank_line_under_the_snapshot_is_no_damage_and_the_next_writer_renews_the_snapshot(
+    checkout: Checkout,
+) -> None:
+    """The snapshot vouches for the journal's first bytes; a blank line among them (tolerated
+    everywhere) breaks that vouch, which only costs a load the check of every line: `audit
+    verify` passes, and the next command that writes, even a no-op apply, renews the snapshot."""
+    lines = checkout.journal.read_bytes().splitlines(keepends=True)
+    checkout.journal.write_bytes(b"".join([*lines[:2], b"\n", *lines[2:]]))
+    before = checkout.snapshot.read_bytes()
+
+    verified = checkout.run("audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    done = checkout.apply()
+    assert done.returncode == 0, done.stderr
+    assert_nothing_sent_again(checkout)
+    assert checkout.snapshot.read_bytes() != before
+    assert verify_journal(checkout.state) == []
+    assert snapshot.read(checkout.snapshot).journal_size == len(checkout.journal.read_bytes())
 
 
 def test_a_torn_last_line_is_acknowledged_not_cut_and_nothing_is_sent_twice(

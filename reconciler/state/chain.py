@@ -129,6 +129,10 @@ class Chain:
     """The sha256 of every byte read: what a snapshot of this journal records it vouches for."""
     exists: bool = False
     _checked_only: int = 0
+    vouch_broken: bool = False
+    """The journal no longer begins with the bytes the snapshot vouches for (a blank line or a
+    torn line added before them, or damage the line checks then find): every line was checked,
+    and the next writer rewrites the snapshot."""
     _hashers: dict[int, hashlib._Hash] = field(default_factory=dict)
 
     def where(self, line: int) -> Location:
@@ -196,6 +200,7 @@ class Chain:
         handle.seek(0)
         self._restart()
         self._checked_only = vouched.seq
+        self.vouch_broken = True
         return 0
 
     def _walk(self, handle: BinaryIO, skipped: int) -> Iterator[Entry]:
