@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from reconciler.emulator import server as server_module
 from reconciler.emulator.app import Emulator, create_app
-from reconciler.emulator.server import serve_forever, start_in_thread
+from reconciler.emulator.server import EmulatorServer, serve_forever, start_in_thread
 from reconciler.providers.tc3 import TC3Auth, TencentCredentials
 
 if TYPE_CHECKING:
@@ -560,17 +561,32 @@ def test_the_served_emulator_is_quiet_and_releases_its_port(
         httpx.get(f"{url}/_emulator/health")
 
 
-def test_serve_forever_announces_its_url_once_it_serves(emulator: Emulator) -> None:
+def test_serve_forever_announces_its_url_once_it_serves(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server it makes, to stop it at the end: a server left running in a thread would keep
+    # the rest of the suite from forking (see reconciler.parallel).
+    servers: list[EmulatorServer] = []
+    made = server_module.serve
+    monkeypatch.setattr(
+        server_module, "serve", lambda *a, **k: servers.append(made(*a, **k)) or servers[-1]
+    )
     ready: list[str] = []
     thread = threading.Thread(
         target=serve_forever, kwargs={"app": emulator, "on_ready": ready.append}, daemon=True
     )
     thread.start()
-    for _ in range(100):
-        if ready:
-            break
-        threading.Event().wait(0.01)
+    try:
+        for _ in range(100):
+            if ready:
+                break
+            threading.Event().wait(0.01)
 
-    assert ready
-    assert ready[0].startswith("http://127.0.0.1:")
-    assert httpx.get(f"{ready[0]}/_emulator/health").status_code == 200
+        assert ready
+        assert ready[0].startswith("http://127.0.0.1:")
+        assert httpx.get(f"{ready[0]}/_emulator/health").status_code == 200
+    finally:
+        for server in servers:
+            server.shutdown()
+        thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -27,8 +27,14 @@ R = TypeVar("R")
 
 @pytest.fixture
 def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Helpers are forked whatever the machine running the tests has."""
+    """Helpers are forked whatever the machine running the tests has; and never while another
+    thread runs, so a thread an earlier test left running is named here instead of a helper
+    being waited for in vain."""
     monkeypatch.setattr(parallel, "cores", lambda: 2)
+    others = [
+        thread for thread in threading.enumerate() if thread is not threading.current_thread()
+    ]
+    assert not others, f"threads left running by an earlier test: {others}"
 
 
 @dataclass(frozen=True, slots=True)
