@@ -254,7 +254,9 @@ def test_a_blank_line_under_the_snapshot_is_no_damage_and_the_next_writer_renews
     assert_nothing_sent_again(checkout)
     assert checkout.snapshot.read_bytes() != before
     assert verify_journal(checkout.state) == []
-    assert snapshot.read(checkout.snapshot).journal_size == len(checkout.journal.read_bytes())
+    renewed = snapshot.read(checkout.snapshot)
+    assert renewed is not None
+    assert renewed.journal_size == len(checkout.journal.read_bytes())
 
 
 def test_a_torn_last_line_is_acknowledged_not_cut_and_nothing_is_sent_twice(

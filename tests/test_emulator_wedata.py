@@ -568,9 +568,12 @@ def test_serve_forever_announces_its_url_once_it_serves(
     # the rest of the suite from forking (see reconciler.parallel).
     servers: list[EmulatorServer] = []
     made = server_module.serve
-    monkeypatch.setattr(
-        server_module, "serve", lambda *a, **k: servers.append(made(*a, **k)) or servers[-1]
-    )
+
+    def serve(*args: Any, **options: Any) -> EmulatorServer:
+        servers.append(made(*args, **options))
+        return servers[-1]
+
+    monkeypatch.setattr(server_module, "serve", serve)
     ready: list[str] = []
     thread = threading.Thread(
         target=serve_forever, kwargs={"app": emulator, "on_ready": ready.append}, daemon=True
