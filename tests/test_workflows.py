@@ -354,3 +354,22 @@ def test_a_plain_pip_install_ships_every_package() -> None:
         for init in (ROOT / "reconciler").rglob("__init__.py")
     }
     assert on_disk <= listed
+
+
+def test_the_repos_gitignore_lets_the_state_be_committed_but_not_its_lock(tmp_path: Path) -> None:
+    """The state is committed next to the plans (and by the workflows, to its branch): with the
+    repository's own .gitignore, `git add` takes the journal and the snapshot, never the lock."""
+    from reconciler.state import init_state, open_state
+
+    (tmp_path / ".gitignore").write_bytes((ROOT / ".gitignore").read_bytes())
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    init_state(tmp_path / "state", actor={"user": "t"})
+    with open_state(tmp_path / "state", actor={"user": "t"}, command="test") as writer:
+        writer.checkpoint()
+        assert (tmp_path / "state" / "lock").exists()
+        subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=tmp_path, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert {"state/journal.jsonl", "state/snapshot.json", "state/.gitignore"} <= set(listed)
+    assert "state/lock" not in listed
