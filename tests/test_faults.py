@@ -114,9 +114,8 @@ def test_a_timeout_after_commit_is_unknown_and_the_create_is_recorded(
     serve_emulator: Serve, connect: Callable[..., Client], provider: str
 ) -> None:
     app, url = serve_emulator(faults=FaultConfig(timeout_after_commit_rate=1.0, hang_ms=30_000))
-    started = time.monotonic()
     outcome = create(connect(provider, url, 0.3), provider)
-    assert time.monotonic() - started < 30 / 3  # gave up long before the hang would end
+    # The client's own read timeout ended the call (the reply was held for 30 s): ReadTimeout.
     assert outcome.kind is OutcomeKind.UNKNOWN
     assert outcome.code == "ReadTimeout"
     [call] = app.calls.all()
@@ -406,10 +405,10 @@ def test_shutting_the_server_down_releases_a_held_back_reply_at_once(
     server, url = start_in_thread(app)
     timer = threading.Timer(0.3, server.shutdown)
     timer.start()
-    started = time.monotonic()
-    outcome = create(connect(wedata.NAME, url, 30.0), wedata.NAME)
+    outcome = create(connect(wedata.NAME, url, 300.0), wedata.NAME)
     timer.join()
-    assert time.monotonic() - started < 30 / 3  # released, long before the client gives up
+    # Released by the shutdown, not by the client giving up (its read timeout would say so).
+    assert outcome.code != "ReadTimeout", outcome
     assert outcome.kind is OutcomeKind.UNKNOWN
     assert len(app.calls.all()) == 1
 
