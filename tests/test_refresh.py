@@ -23,7 +23,7 @@ from harness import cli
 from jsonschema import Draft202012Validator
 
 from reconciler.domain import FINAL_HEALTH, Health, day, days
-from reconciler.emulator.app import Emulator
+from reconciler.emulator.app import Emulator, RateLimit
 from reconciler.emulator.dms import DmsService
 from reconciler.emulator.faults import FaultConfig, Latency
 from reconciler.emulator.wedata import WeDataService
@@ -124,6 +124,27 @@ def test_refresh_journals_what_became_of_each_cell_and_never_asks_again_about_fi
     }
     assert reads(url) == before
     assert load_state(tmp_path / "state").seq == state.seq
+
+
+def test_reads_the_platform_throttles_are_asked_again_and_every_answer_is_journaled(
+    tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str]
+) -> None:
+    emulator, url = serve_emulator(faults=FaultConfig(instance_seconds=0))
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan("orders", dates=[DATES], chunk=1))
+    applied(tmp_path, url, cli_env)
+    # WeData now takes fewer reads than the 20/s the tool paces them at: a burst is throttled.
+    for service in emulator.services:
+        if isinstance(service, WeDataService):
+            service.limit = RateLimit(3, service.clock)
+
+    done = cli("refresh", "--endpoint", url, "--format", "json", cwd=tmp_path, env=cli_env)
+
+    assert done.returncode == 0, done.stderr
+    report = conforms(done.stdout, "refresh-output.schema.json")
+    assert (report["asked"], report["errors"]) == (6, [])
+    assert emulator.stats()["actions"]["GetDataBackfillPlan"]["throttled"] > 0
+    records = load_state(tmp_path / "state").submissions.values()
+    assert all(r.final for r in records)
 
 
 def test_a_refresh_journals_only_what_changed(

@@ -19,8 +19,8 @@ from typing import Protocol
 from reconciler import actor, providers
 from reconciler.commands import recover
 from reconciler.commands.branch import StateBranch
-from reconciler.domain import JSON, ordinal
-from reconciler.execute import Pacer
+from reconciler.domain import JSON, Outcome, ordinal
+from reconciler.execute import Pacer, read_paced
 from reconciler.providers.protocol import Claim, Connection, Observation, Pace, Provider
 from reconciler.reports import Observed, Refreshed, Seen
 from reconciler.state import (
@@ -77,20 +77,21 @@ def open_records(state: State, plans: Collection[str] | None = None) -> list[Sub
 
 
 class _Pace:
-    """One Pacer per provider and read action, made on first use at the action's own limit."""
+    """One Pacer per provider and read action, made on first use at the action's own limit; a
+throttled read is asked again (`read_paced`)."""
 
     def __init__(self) -> None:
         self._pacers: dict[tuple[str, str], Pacer] = {}
         self._lock = threading.Lock()
 
     def of(self, provider: Provider) -> Pace:
-        def pace(action: str) -> None:
+        def pace(action: str, read: Callable[[], Outcome]) -> Outcome:
             with self._lock:
                 pacer = self._pacers.get((provider.name, action))
                 if pacer is None:
                     pacer = Pacer(provider.read_limits[action])
                     self._pacers[(provider.name, action)] = pacer
-            pacer.acquire()
+            return read_paced(pacer, read)
 
         return pace
 
