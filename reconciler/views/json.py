@@ -82,7 +82,7 @@ def refreshed(result: Refreshed) -> dict[str, Any]:
 
 
 def changeset(changes: Changeset, read: Refreshed | None = None) -> dict[str, Any]:
-    """The plan (and what the refresh it was made after `read`);
+    """The plan, and what the refresh made before it read (`read`, with --refresh);
     `schemas/plan-output.schema.json` documents every key."""
     creates = changes.creates
     return {
