@@ -618,6 +618,7 @@ def refresh_rate(submissions: int, latency: float, work: Path) -> list[Row]:
         )
     init_state(state, actor={"user": "bench"})
     env = {**user_env(), **environ}
+    env.pop(wedata.RATE_VARIABLE, None)  # WeData's own limits, whatever this shell sets
     refresh = backfill("refresh", "--state-dir", state, "--endpoint", url, "--format", "json")
     try:
         for service in services:
