@@ -200,15 +200,16 @@ def _missing_dates(
                 found.conflict(plan, group, other.key, target, date)
                 continue
             if other is not None and mode == "rename":
-                # its own submissions at this revision or later, under another name
-                record = other if other.revision >= plan.revision else None
+                record = other if _renamed(plan, other) else None
         if record is None:
             missing.append(date)
         elif record.fingerprint == group.fingerprint and not record.needs_attention:
             seen = record.health_of(target, date)
             health = seen[0] if seen else NOT_OBSERVED
             if health == Health.FAILED and plan.reprocess is Reprocess.FAILED:
-                attempts = max(1, covered.attempts(date))
+                # a renamed plan's attempts under its old name count too
+                renamed = others.attempts(date, of=lambda r: _renamed(plan, r))
+                attempts = max(1, covered.attempts(date) + renamed)
                 if attempts >= plan.max_attempts:
                     found.exhaust(plan, target, date, attempts)
                 else:
@@ -223,6 +224,12 @@ def _missing_dates(
         else:
             found.conflict(plan, group, record.key, target, date)
     return missing
+
+
+def _renamed(plan: Plan, record: SubmissionRecord) -> bool:
+    """Whether `record` is one of `plan`'s own submissions under the name it had before a
+    `takeover: rename` (at this revision or later)."""
+    return plan.takeover.get(record.plan) == "rename" and record.revision >= plan.revision
 
 
 def diff(desired: Sequence[Desired], state: State) -> Changeset:

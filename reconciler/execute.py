@@ -286,6 +286,26 @@ def _attempts(
     return dataclasses.replace(outcome, message=message), attempts, tuple(retried)
 
 
+def read_paced(
+    pacer: Pacer, read: Callable[[], Outcome], sleep: Callable[[float], None] = time.sleep
+) -> Outcome:
+    """One read at `pacer`'s pace. A read changes nothing, so one the platform throttled is
+    simply asked again after a backoff (up to MAX_ATTEMPTS times), and slows the pace as a
+    throttled create does; the last outcome is returned whatever it is."""
+    attempt = 0
+    while True:
+        attempt += 1
+        pacer.acquire()
+        outcome = read()
+        if outcome.kind is not OutcomeKind.RETRYABLE:
+            pacer.succeeded()
+            return outcome
+        pacer.throttled()
+        if attempt >= MAX_ATTEMPTS:
+            return outcome
+        sleep(_backoff(attempt))
+
+
 def interleave(submissions: Iterable[Submission]) -> list[Submission]:
     """Round-robin over providers, so that workers waiting for one API's pace never hold back
     another's calls (each keeps its own order)."""

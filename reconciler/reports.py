@@ -52,6 +52,8 @@ class Planned:
     """With --recover: the lookups, as if journaled (plan writes nothing)."""
     saved: Path | None = None
     """With --out: where the plan was saved."""
+    refreshed: Refreshed | None = None
+    """With --refresh: what the platforms said (as if journaled: plan writes nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,10 @@ class Refreshed:
     observed: tuple[Observed, ...] = ()
     errors: tuple[Seen, ...] = ()
     """The submissions it could not read (their `error`)."""
+    cells: int = 0
+    """Cells read (of the submissions read: those not final yet)."""
+    changed_cells: int = 0
+    """Cells read whose health is not what the state said, or that it had never seen."""
 
 
 WAIT_TIMED_OUT = 4

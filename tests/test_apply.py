@@ -408,3 +408,36 @@ def test_refused_credentials_stop_that_provider_after_one_call_and_not_the_other
         (r.provider, r.status) for r in load_state(tmp_path / "state").submissions.values()
     )
     assert statuses == [("aliyun-dms", "submitted")] * 2 + [("tencent-wedata", "rejected")]
+
+
+def test_backfill_tencent_rate_limit_sets_the_pace_of_wedata_calls(
+    tmp_path: Path, serve_emulator: Callable[..., tuple[Emulator, str]], cli_env: dict[str, str]
+) -> None:
+    # A WeData account that allows 4 calls/s (the emulator enforces it), half of them left to
+    # the tool: apply keeps to that pace, where its documented 20/s would be throttled.
+    emulator, url = serve_emulator(rate_limits={"tencent-wedata": 4})
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan(chunk=1, tasks=TASKS[:1]))
+    write(
+        tmp_path / "plans" / "later.yaml",
+        wedata_plan("later", chunk=1, tasks=TASKS[1:2], dates=[("2025-10-01", "2025-10-05")]),
+    )
+    assert cli("init", cwd=tmp_path, env=cli_env).returncode == 0
+    env = {**cli_env, "BACKFILL_TENCENT_RATE_LIMIT": "2"}
+    done = cli("apply", "--endpoint", url, "--yes", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    creates = emulator.stats()["actions"]["CreateDataBackfillPlan"]
+    assert (creates["requests"], creates["throttled"]) == (8, 0)
+
+
+@pytest.mark.parametrize("value", ["fast", "0", "-3"])
+def test_a_rate_limit_that_is_no_positive_number_is_refused_before_any_call(
+    value: str, tmp_path: Path, emulator: Emulator, emulator_url: str, cli_env: dict[str, str]
+) -> None:
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan())
+    assert cli("init", cwd=tmp_path, env=cli_env).returncode == 0
+    env = {**cli_env, "BACKFILL_TENCENT_RATE_LIMIT": value}
+    done = cli("apply", "--endpoint", emulator_url, "--yes", cwd=tmp_path, env=env)
+    assert done.returncode == 1
+    assert "BACKFILL_TENCENT_RATE_LIMIT" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert emulator.calls.all() == []

@@ -18,12 +18,12 @@ from typing import Any
 
 import httpx
 from conftest import FakeClock
-from factories import dms_plan, wedata_plan, write
+from factories import TASKS, dms_plan, wedata_plan, write
 from harness import cli
 from jsonschema import Draft202012Validator
 
 from reconciler.domain import FINAL_HEALTH, Health, day, days
-from reconciler.emulator.app import Emulator
+from reconciler.emulator.app import Emulator, RateLimit
 from reconciler.emulator.dms import DmsService
 from reconciler.emulator.faults import FaultConfig, Latency
 from reconciler.emulator.wedata import WeDataService
@@ -119,11 +119,34 @@ def test_refresh_journals_what_became_of_each_cell_and_never_asks_again_about_fi
         "asked": 0,
         "changed": 0,
         "final": 0,
+        "cells": 0,
+        "changed_cells": 0,
         "observed": [],
         "errors": [],
     }
     assert reads(url) == before
     assert load_state(tmp_path / "state").seq == state.seq
+
+
+def test_reads_the_platform_throttles_are_asked_again_and_every_answer_is_journaled(
+    tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str]
+) -> None:
+    emulator, url = serve_emulator(faults=FaultConfig(instance_seconds=0))
+    write(tmp_path / "plans" / "orders.yaml", wedata_plan("orders", dates=[DATES], chunk=1))
+    applied(tmp_path, url, cli_env)
+    # WeData now takes fewer reads than the 20/s the tool paces them at: a burst is throttled.
+    for service in emulator.services:
+        if isinstance(service, WeDataService):
+            service.limit = RateLimit(3, service.clock)
+
+    done = cli("refresh", "--endpoint", url, "--format", "json", cwd=tmp_path, env=cli_env)
+
+    assert done.returncode == 0, done.stderr
+    report = conforms(done.stdout, "refresh-output.schema.json")
+    assert (report["asked"], report["errors"]) == (6, [])
+    assert emulator.stats()["actions"]["GetDataBackfillPlan"]["throttled"] > 0
+    records = load_state(tmp_path / "state").submissions.values()
+    assert all(r.final for r in records)
 
 
 def test_a_refresh_journals_only_what_changed(
@@ -166,6 +189,39 @@ def test_plan_refresh_writes_nothing_and_apply_refresh_journals_first(
     assert done.returncode == 0, done.stderr
     [record] = load_state(tmp_path / "state").submissions.values()
     assert record.final
+
+
+def test_plan_and_apply_refresh_say_what_the_refresh_read(
+    tmp_path: Path, serve_emulator: Serve, cli_env: dict[str, str], emulator_clock: FakeClock
+) -> None:
+    url = orders_applied(tmp_path, serve_emulator, cli_env, emulator_clock, 1.0)
+    emulator_clock.advance(200)  # every run succeeded
+    cells = len(TASKS) * len(days(*DATES))
+    refresh = ("--refresh", "--endpoint", url)
+
+    text = cli("plan", *refresh, cwd=tmp_path, env=cli_env)
+    assert text.returncode == 0, text.stderr
+    assert f"Refreshed 1 backfill ({cells} cells): {cells} cells changed health" in text.stdout
+    planned = cli("plan", *refresh, "--format", "json", cwd=tmp_path, env=cli_env)
+    assert conforms(planned.stdout, "plan-output.schema.json")["refresh"] == {
+        "asked": 1,
+        "final": 0,
+        "cells": cells,
+        "changed_cells": cells,
+        "errors": [],
+    }
+    unrefreshed = cli("plan", "--format", "json", cwd=tmp_path, env=cli_env)
+    assert "refresh" not in conforms(unrefreshed.stdout, "plan-output.schema.json")
+
+    applied = cli("apply", "--yes", *refresh, "--format", "json", cwd=tmp_path, env=cli_env)
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["plan"]["refresh"]["changed_cells"] == cells
+    # journaled: the next refresh reads nothing, and says so
+    again = cli("apply", "--yes", *refresh, cwd=tmp_path, env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert "Refreshed 0 backfills (0 cells): 0 cells changed health, 1 already final" in (
+        again.stdout
+    )
 
 
 def killed_after(events: int, root: Path, env: dict[str, str], *args: str) -> None:

@@ -277,3 +277,31 @@ def test_a_cell_that_keeps_failing_gets_max_attempts_runs_and_then_a_person(
     assert len(ws.creates()) == sent  # exhausted: never sent a third time
     assert "exhausted" in (third.stdout + third.stderr).lower()
     assert ws.run("plan", "--detailed-exitcode").returncode == 3
+
+
+def test_a_plan_renamed_by_takeover_keeps_counting_the_attempts_of_its_old_name(
+    served: Callable[..., Served],
+) -> None:
+    ws = served(FaultConfig(instance_failure_rate=1.0, instance_seconds=0.05))
+    day = [("2025-09-01", "2025-09-01")]
+    ws.plan(wedata_plan("orders", tasks=TASKS[:1], dates=day, reprocess="failed", maxAttempts=2))
+    assert _apply_wait(ws).returncode == 1  # the first attempt, failed
+    assert len(ws.creates()) == 1
+
+    takeover = [{"plan": "orders", "mode": "rename"}]
+    ws.plan(
+        wedata_plan(
+            "orders-daily",
+            tasks=TASKS[:1],
+            dates=day,
+            reprocess="failed",
+            maxAttempts=2,
+            takeover=takeover,
+        )
+    )
+    assert _apply_wait(ws).returncode == 1  # the second attempt, under the new name
+    assert len(ws.creates()) == 2
+    third = _apply_wait(ws)
+    assert third.returncode == 1
+    assert len(ws.creates()) == 2  # two attempts of two: never a third
+    assert ws.run("plan", "--detailed-exitcode").returncode == 3

@@ -181,10 +181,16 @@ class AcmeProvider:
     def progress(
         self, record: SubmissionRecord, request: Mapping[str, JSON], connection: Connection
     ) -> Progress:
+        return self._progress(record, connection, protocol.unpaced)
+
+    def _progress(self, record: SubmissionRecord, connection: Connection, pace: Pace) -> Progress:
         with closing(self.client(connection)) as client:
             listed = protocol.every_page(
-                lambda page: client.call(
-                    "GetRerun", {"RerunId": record.remote_id, "Page": page, "Size": PAGE_SIZE}
+                lambda page: pace(
+                    "GetRerun",
+                    lambda: client.call(
+                        "GetRerun", {"RerunId": record.remote_id, "Page": page, "Size": PAGE_SIZE}
+                    ),
                 ),
                 items=lambda data: data.get("Runs") or [],
                 last=lambda data, page: page * PAGE_SIZE >= int(data.get("Total") or 0),
@@ -215,8 +221,7 @@ class AcmeProvider:
         *,
         pace: Pace,
     ) -> Observation:
-        pace("GetRerun")
-        progress = self.progress(record, request, connection)
+        progress = self._progress(record, connection, pace)
         seen = {(i.target, i.date): i for i in progress.instances}
         return Observation(
             tuple(

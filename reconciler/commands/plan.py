@@ -48,14 +48,16 @@ def run(options: PlanOptions) -> Planned:
         raise BackfillError(
             "--out cannot be used with --refresh: save plans of the journaled state"
         )
-    findings = None
+    findings = refreshed = None
     if options.recover:
         findings = tuple(recover.look_up(current, options.endpoints))
         current = recover.preview(current, list(findings))
     if options.refresh:
         from reconciler.commands import refresh  # noqa: PLC0415 - a plan that asks no platform loads no client
 
-        current = refresh.preview(current, list(refresh.read(current, options.endpoints)))
+        seen = list(refresh.read(current, options.endpoints))
+        refreshed = refresh.summary(current, seen)
+        current = refresh.preview(current, seen)
     changes = pipeline.changeset(result, current)
     if options.out and not changes.conflicts:
         saved.save(options.out, options.paths, changes, current)
@@ -64,6 +66,7 @@ def run(options: PlanOptions) -> Planned:
         changed=changed,
         findings=findings,
         saved=options.out if options.out and not changes.conflicts else None,
+        refreshed=refreshed,
     )
 
 

@@ -19,8 +19,8 @@ from typing import Protocol
 from reconciler import actor, providers
 from reconciler.commands import recover
 from reconciler.commands.branch import StateBranch
-from reconciler.domain import JSON, ordinal
-from reconciler.execute import Pacer
+from reconciler.domain import JSON, Outcome, ordinal
+from reconciler.execute import Pacer, read_paced
 from reconciler.providers.protocol import Claim, Connection, Observation, Pace, Provider
 from reconciler.reports import Observed, Refreshed, Seen
 from reconciler.state import (
@@ -77,20 +77,21 @@ def open_records(state: State, plans: Collection[str] | None = None) -> list[Sub
 
 
 class _Pace:
-    """One Pacer per provider and read action, made on first use at the action's own limit."""
+    """One Pacer per provider and read action, made on first use at the action's own limit; a
+    throttled read is asked again (`read_paced`)."""
 
     def __init__(self) -> None:
         self._pacers: dict[tuple[str, str], Pacer] = {}
         self._lock = threading.Lock()
 
     def of(self, provider: Provider) -> Pace:
-        def pace(action: str) -> None:
+        def pace(action: str, read: Callable[[], Outcome]) -> Outcome:
             with self._lock:
                 pacer = self._pacers.get((provider.name, action))
                 if pacer is None:
                     pacer = Pacer(provider.read_limits[action])
                     self._pacers[(provider.name, action)] = pacer
-            pacer.acquire()
+            return read_paced(pacer, read)
 
         return pace
 
@@ -163,18 +164,12 @@ def refresh(
     flight finish, unjournaled)."""
     state = writer.state
     total = len(open_records(state, plans))
-    final = sum(
-        1
-        for r in state.submissions.values()
-        if r.status is SubmissionStatus.SUBMITTED and r.final and (plans is None or r.plan in plans)
-    )
     observed: list[Observed] = []
-    errors: list[Seen] = []
+    seen_all: list[Seen] = []
     answers = read(state, endpoints, plans=plans, timeout=timeout, parallel=parallel, look=look)
     for asked, seen in enumerate(answers, start=1):
-        if seen.error:
-            errors.append(seen)
-        else:
+        seen_all.append(seen)
+        if not seen.error:
             cells = [(c.target, c.date, c.phase, c.state) for c in seen.cells]
             event = writer.record_observed(seen.record.key, cells)
             if event is not None:
@@ -186,7 +181,34 @@ def refresh(
             progress(asked, total)
         if stop is not None and stop.is_set():
             break
-    return Refreshed(total, final, tuple(observed), tuple(errors))
+    return dataclasses.replace(
+        summary(state, seen_all, plans), asked=total, observed=tuple(observed)
+    )
+
+
+def summary(state: State, seen: Sequence[Seen], plans: Collection[str] | None = None) -> Refreshed:
+    """What the reads `seen` of the open submissions of `state` (of `plans`) came to, counted
+    against what the state said: backfills and cells read, cells whose health changed (or was
+    seen for the first time), and the backfills that could not be read."""
+    read = [s for s in seen if not s.error]
+    return Refreshed(
+        asked=len(seen),
+        final=sum(
+            1
+            for r in state.submissions.values()
+            if r.status is SubmissionStatus.SUBMITTED
+            and r.final
+            and (plans is None or r.plan in plans)
+        ),
+        errors=tuple(s for s in seen if s.error),
+        cells=sum(len(s.cells) for s in read),
+        changed_cells=sum(
+            1
+            for s in read
+            for c in s.cells
+            if (before := s.record.health_of(c.target, c.date)) is None or before[0] != c.phase
+        ),
+    )
 
 
 def preview(state: State, seen: Sequence[Seen]) -> State:

@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -70,6 +70,11 @@ class Service(Protocol):
         """Forget every backfill and every request counted against the rate limit."""
         ...
 
+    def refused(self) -> Mapping[str, int]:
+        """How many requests of each action it refused over its rate limit since the start or
+        the last reset."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -112,6 +117,8 @@ class RateLimit:
         self._clock = clock
         self._lock = threading.Lock()
         self._recent: dict[str, deque[float]] = {}
+        self.refused: Counter[str] = Counter()
+        """Requests of each action it refused."""
 
     def admit(self, action: str) -> Throttled | None:
         """Count a request of `action`, or say how it is over the limit (then not counted)."""
@@ -125,6 +132,7 @@ class RateLimit:
             while recent and recent[0] <= now - window:
                 recent.popleft()
             if len(recent) >= allowed:
+                self.refused[action] += 1
                 return Throttled(len(recent) + 1, self.per_second, recent[0] + window - now)
             recent.append(now)
             return None
@@ -132,6 +140,7 @@ class RateLimit:
     def reset(self) -> None:
         with self._lock:
             self._recent.clear()
+            self.refused.clear()
 
 
 class EmulatedApi(ABC):
@@ -207,6 +216,9 @@ class EmulatedApi(ABC):
             self._runs.clear()
             self.forget()
 
+    def refused(self) -> Mapping[str, int]:
+        return dict(self.limit.refused)
+
 
 CONNECTION = "backfill.emulator.connection"
 """The environ key under which the loopback server offers the request's `Connection`."""
@@ -262,20 +274,34 @@ def _gateway_page(status: int) -> EmulatorResponse:
     return EmulatorResponse(status, page.encode(), (("Content-Type", "text/html"),))
 
 
+@dataclass(slots=True)
+class _Arrivals:
+    """The requests of one action: how many, and when the first and the last one arrived."""
+
+    requests: int = 0
+    first: float = 0.0
+    last: float = 0.0
+
+
 class _Traffic:
-    """Counts of API requests, for `/_emulator/stats`; thread-safe."""
+    """Counts of API requests, in all and per action, for `/_emulator/stats`; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests = 0
         self.creates = 0
         self.in_flight = 0
+        self._actions: dict[str, _Arrivals] = {}
 
-    def arrived(self, *, create: bool) -> None:
+    def arrived(self, action: str, *, create: bool) -> None:
+        now = time.time()
         with self._lock:
             self.requests += 1
             self.creates += create
             self.in_flight += 1
+            arrivals = self._actions.setdefault(action, _Arrivals(first=now))
+            arrivals.requests += 1
+            arrivals.last = now
 
     def handled(self) -> None:
         with self._lock:
@@ -289,9 +315,14 @@ class _Traffic:
                 "in_flight": self.in_flight,
             }
 
+    def actions(self) -> dict[str, _Arrivals]:
+        with self._lock:
+            return {name: replace(a) for name, a in self._actions.items()}
+
     def reset(self) -> None:
         with self._lock:
             self.requests = self.creates = 0
+            self._actions.clear()
 
 
 class Emulator:
@@ -351,20 +382,19 @@ class Emulator:
         for service in self.services:
             action = service.action(request)
             if action is not None:
-                create = action == service.create_action
-                return self._serve(service, request, connection, create=create)
+                return self._serve(service, action, request, connection)
         return EmulatorResponse.json(404, {"error": "no emulated API handles this request"})
 
     def _serve(
         self,
         service: Service,
+        action: str,
         request: EmulatorRequest,
         connection: Connection | None,
-        *,
-        create: bool,
     ) -> EmulatorResponse | None:
         closing = connection.closing if connection is not None else None
-        self._traffic.arrived(create=create)
+        create = action == service.create_action
+        self._traffic.arrived(action, create=create)
         try:
             fault, response = self._answer(service, request, closing, create=create)
         finally:
@@ -403,9 +433,23 @@ class Emulator:
 
         `in_flight` counts API requests not yet answered: until it is 0, a create among them may
         still be recorded, so a test must not take `/_emulator/calls` as complete before that.
+        `actions`: per action, the requests that arrived (throttled ones included), how many of
+        them the rate limit refused, and when the first and the last arrived (epoch seconds).
         """
+        refused: Counter[str] = Counter()
+        for service in self.services:
+            refused.update(service.refused())
         return {
             **self._traffic.snapshot(),
+            "actions": {
+                name: {
+                    "requests": a.requests,
+                    "throttled": refused[name],
+                    "first": a.first,
+                    "last": a.last,
+                }
+                for name, a in sorted(self._traffic.actions().items())
+            },
             "accepted_creates": len(self.calls.all()),
             "faults": self.faults.injected(),
             "seed": self.faults.config.seed,

@@ -4,7 +4,6 @@ settles an unknown outcome (`ListTaskFlowInstance`)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
@@ -249,14 +248,7 @@ def classify(code: str) -> OutcomeKind:
 
 
 def rate_limit() -> float:
-    text = os.environ.get(RATE_VARIABLE, "")
-    try:
-        value = float(text) if text else DEFAULT_RATE_LIMIT
-    except ValueError:
-        value = 0.0
-    if value <= 0:
-        raise BackfillError(f"{RATE_VARIABLE}={text!r}: give a positive number of calls per second")
-    return value
+    return protocol.configured_rate(RATE_VARIABLE, DEFAULT_RATE_LIMIT)
 
 
 def _spec(plan: Plan) -> DmsSpec:
@@ -515,8 +507,7 @@ class DmsClient:
             params["Tid"] = request["Tid"]
 
         def read(page: int) -> Outcome:
-            pace(READ_ACTION)
-            return self.call(READ_ACTION, {**params, "PageIndex": page})
+            return pace(READ_ACTION, lambda: self.call(READ_ACTION, {**params, "PageIndex": page}))
 
         return protocol.every_page(
             read,

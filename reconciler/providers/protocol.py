@@ -4,8 +4,10 @@ they share (`send`, `every_page`, `chunked`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from reconciler.domain import (
@@ -20,8 +22,11 @@ from reconciler.domain import (
     Plan,
     Submission,
 )
+from reconciler.errors import BackfillError
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from reconciler.contract import Spec
@@ -52,7 +57,18 @@ class Connection:
             auth=auth,
             transport=self.transport,
             timeout=httpx.Timeout(self.timeout, connect=10.0),
+            verify=_tls(),
         )
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    """The TLS settings of every client (httpx's defaults), made once: loading the CA
+    certificates takes tens of milliseconds, and `refresh` makes a client per backfill it
+    reads. A context may be shared by the clients of every thread."""
+    import httpx  # noqa: PLC0415 - see Connection.http
+
+    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +162,15 @@ def unfinished(record: SubmissionRecord) -> list[tuple[str, str]]:
     return cells
 
 
-Pace = Callable[[str], None]
-"""Waits until the read action it is given may be called again (each at its own rate)."""
+Pace = Callable[[str, Callable[[], Outcome]], Outcome]
+"""Makes one read (the callable) of the read action it is given, at that action's own rate,
+and returns its outcome; a read changes nothing, so one the platform throttled may be asked
+again."""
 
 
-def unpaced(action: str) -> None:
-    """The pace of reads made one at a person's request (`status`, a lookup): none."""
+def unpaced(action: str, read: Callable[[], Outcome]) -> Outcome:
+    """The pace of reads made one at a person's request (`status`, a lookup): none, once."""
+    return read()
 
 
 def overall(instances: Sequence[Instance], expected: int) -> Health:
@@ -269,13 +288,26 @@ class Provider(Protocol):
     ) -> Observation:
         """The health of the cells of a submitted backfill (`record`, which sent `request`)
         that are not final yet, read-only, never counting what `others` (the provider's other
-        submissions) may have made; `pace` is called with the action before each read."""
+        submissions) may have made; every read goes through `pace`, with its action."""
         ...
 
     def emulated(self) -> ServiceFactory:
         """How the built-in emulator makes this API (`backfill emulator`, the tests); its code
         is loaded only when an emulator is made."""
         ...
+
+
+def configured_rate(variable: str, default: float) -> float:
+    """Calls per second an API may take: the environment variable `variable` if set, else
+    `default`; BackfillError unless it is a positive number."""
+    text = os.environ.get(variable, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise BackfillError(f"{variable}={text!r}: give a positive number of calls per second")
+    return value
 
 
 def send(http: httpx.Client, url: str, **request: Any) -> httpx.Response | Outcome:

@@ -273,6 +273,9 @@ DEFAULT_ENDPOINT = "https://wedata.intl.tencentcloudapi.com"
 ENDPOINT_VARIABLE = "BACKFILL_TENCENT_ENDPOINT"
 RATE_LIMIT = 20.0
 """Documented: at most 20 requests per second for CreateDataBackfillPlan."""
+RATE_VARIABLE = "BACKFILL_TENCENT_RATE_LIMIT"
+"""Calls per second instead of RATE_LIMIT, for every WeData action: less, to leave an
+account's quota to other jobs; more, where Tencent raised it."""
 NAME_LIMIT = 128
 WINDOW = WeDataSpec.key("execution_window")
 """A cell group's execution window, in its parameters: its ranges' own, or the plan's."""
@@ -305,7 +308,8 @@ token, clock): every other call signed the same way fails alike."""
 
 READ_ACTIONS = ("GetDataBackfillPlan", "ListDataBackfillInstances")
 """What `refresh` calls; the 20 calls per second documented for the create action are assumed
-for each of them (Tencent Cloud's usual limit per API; their reference pages name none)."""
+for each of them (Tencent Cloud's usual limit per API; their reference pages name none), or
+what BACKFILL_TENCENT_RATE_LIMIT says."""
 
 # ListDataBackfillInstances `State` -> health. The API reference names the field `State`
 # without listing its values (BackfillInstance in the SDK models of 2025-08-06): the words are
@@ -341,6 +345,10 @@ def classify(code: str) -> OutcomeKind:
     return OutcomeKind.UNKNOWN
 
 
+def rate_limit() -> float:
+    return protocol.configured_rate(RATE_VARIABLE, RATE_LIMIT)
+
+
 def _spec(plan: Plan) -> WeDataSpec:
     if not isinstance(plan.spec, WeDataSpec):
         raise TypeError(f"plan {plan.name!r} is a {plan.provider} plan, not a {NAME} one")
@@ -350,9 +358,12 @@ def _spec(plan: Plan) -> WeDataSpec:
 class WeDataProvider:
     name = NAME
     action = ACTION
-    rate_limit = RATE_LIMIT
     credentials_prefix = "TENCENTCLOUD_"
     spec_model = WeDataSpec
+
+    @property
+    def rate_limit(self) -> float:
+        return rate_limit()
 
     def region(self, plan: Plan) -> str:
         return _spec(plan).region
@@ -489,7 +500,7 @@ class WeDataProvider:
 
     @property
     def read_limits(self) -> Mapping[str, float]:
-        return dict.fromkeys(READ_ACTIONS, RATE_LIMIT)
+        return dict.fromkeys(READ_ACTIONS, rate_limit())
 
     def observe(
         self,
@@ -606,11 +617,9 @@ class WeDataClient:
         )
 
     def _plan(self, record: SubmissionRecord, request: Mapping[str, JSON], pace: Pace) -> Outcome:
-        pace("GetDataBackfillPlan")
-        return self.call(
-            "GetDataBackfillPlan",
-            record.region,
-            {"ProjectId": str(request["ProjectId"]), "DataBackfillPlanId": record.remote_id},
+        query = {"ProjectId": str(request["ProjectId"]), "DataBackfillPlanId": record.remote_id}
+        return pace(
+            "GetDataBackfillPlan", lambda: self.call("GetDataBackfillPlan", record.region, query)
         )
 
     def _instances(
@@ -625,9 +634,11 @@ class WeDataClient:
         }
 
         def read(page: int) -> Outcome:
-            pace("ListDataBackfillInstances")
-            return self.call(
-                "ListDataBackfillInstances", record.region, {**query, "PageNumber": page}
+            return pace(
+                "ListDataBackfillInstances",
+                lambda: self.call(
+                    "ListDataBackfillInstances", record.region, {**query, "PageNumber": page}
+                ),
             )
 
         listed = protocol.every_page(

@@ -335,11 +335,13 @@ class DateCoverage:
                 return record
         return None
 
-    def attempts(self, date: str) -> int:
-        """How many covering submissions include `date`: the attempts at that cell that may
-        have run (rejected, unsent or forgotten ones did not)."""
+    def attempts(
+        self, date: str, of: Callable[[SubmissionRecord], bool] = lambda record: True
+    ) -> int:
+        """How many covering submissions (those `of` accepts) include `date`: the attempts at
+        that cell that may have run (rejected, unsent or forgotten ones did not)."""
         number = ordinal(date)
-        return sum(1 for first, last, _ in self.runs if first <= number <= last)
+        return sum(1 for first, last, r in self.runs if first <= number <= last and of(r))
 
     def __bool__(self) -> bool:
         return bool(self.runs)

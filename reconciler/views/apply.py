@@ -62,12 +62,15 @@ class JsonApply:
 
     def __init__(self, style: text.Style, progress: Mode) -> None:
         self.style = style
+        self._refreshed: Refreshed | None = None
 
     def recovered(self, findings: Sequence[Finding]) -> None:
         """In the document: the state it plans from has them."""
 
     def refreshed(self, result: Refreshed) -> None:
-        """Journaled: `backfill status --wait --format json` shows where the cells are."""
+        """In the document (the plan's `refresh`); journaled, so that `backfill status --format
+        json` shows where the cells are."""
+        self._refreshed = result
 
     def planned(self, changes: Changeset) -> None:
         """In the document, at the end."""
@@ -86,7 +89,7 @@ class JsonApply:
         _stopping(signum, drain)
 
     def done(self, applied: Applied) -> None:
-        click.echo(json.dumps(json.applied(applied)))
+        click.echo(json.dumps(json.applied(applied, self._refreshed)))
         _problems(applied)
 
 

@@ -37,7 +37,7 @@ VALIDATE: Table[Validated] = {
 
 PLAN: Table[Planned] = {
     "text": lambda report, style: text.planned(report, style) + "\n",
-    "json": lambda report, _: json.dumps(json.changeset(report.changes)) + "\n",
+    "json": lambda report, _: json.dumps(json.changeset(report.changes, report.refreshed)) + "\n",
     "markdown": lambda report, _: markdown.planned(report),
 }
 

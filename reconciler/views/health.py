@@ -12,7 +12,7 @@ import click
 
 from reconciler.domain import FINAL_HEALTH, Health
 from reconciler.reports import WAIT_INTERRUPTED, WAIT_TIMED_OUT
-from reconciler.views import text
+from reconciler.views import json, text
 
 if TYPE_CHECKING:
     from reconciler.reports import CellHealth, Followed, Refreshed
@@ -29,11 +29,7 @@ _ORDER: tuple[Health | None, ...] = (
 
 
 def refresh_text(result: Refreshed, style: text.Style) -> str:
-    lines = [
-        f"Refreshed {text.plural(result.asked, 'backfill')}: "
-        f"{len(result.observed)} with news journaled, "
-        f"{result.final} already final (not asked)."
-    ]
+    lines = [text.refreshed(result)]
     for seen in result.errors:
         lines.append(
             style(f"  could not read {seen.record.key} ({seen.record.plan}): ", fg="yellow")
@@ -44,15 +40,11 @@ def refresh_text(result: Refreshed, style: text.Style) -> str:
 
 def refresh_json(result: Refreshed) -> dict[str, Any]:
     return {
-        "asked": result.asked,
+        **json.refreshed(result),
         "changed": len(result.observed),
-        "final": result.final,
         "observed": [
             {"key": o.key, "plan": o.plan, "cells": [list(run) for run in o.cells]}
             for o in result.observed
-        ],
-        "errors": [
-            {"key": s.record.key, "plan": s.record.plan, "error": s.error} for s in result.errors
         ],
     }
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from reconciler.domain import Submission
     from reconciler.errors import Diagnostic, Location
     from reconciler.execute import Result
-    from reconciler.reports import Applied, Listing
+    from reconciler.reports import Applied, Listing, Refreshed
     from reconciler.state import IntentDetails, SubmissionRecord
     from reconciler.validate import Validated
 
@@ -68,11 +68,26 @@ def _location(loc: Location) -> dict[str, Any]:
     return {"file": loc.file, "line": loc.line, "col": loc.col}
 
 
-def changeset(changes: Changeset) -> dict[str, Any]:
-    """The plan; `schemas/plan-output.schema.json` documents every key."""
+def refreshed(result: Refreshed) -> dict[str, Any]:
+    """What a refresh read: `backfill refresh --format json`, and the plan's `refresh`."""
+    return {
+        "asked": result.asked,
+        "final": result.final,
+        "cells": result.cells,
+        "changed_cells": result.changed_cells,
+        "errors": [
+            {"key": s.record.key, "plan": s.record.plan, "error": s.error} for s in result.errors
+        ],
+    }
+
+
+def changeset(changes: Changeset, read: Refreshed | None = None) -> dict[str, Any]:
+    """The plan, and what the refresh made before it read (`read`, with --refresh);
+    `schemas/plan-output.schema.json` documents every key."""
     creates = changes.creates
     return {
         "format_version": FORMAT_VERSION,
+        **({} if read is None else {"refresh": refreshed(read)}),
         "summary": {
             "changes": changes.has_changes,
             "create_calls": len(creates),
@@ -156,9 +171,9 @@ def results(items: Sequence[Result], planned: int) -> dict[str, Any]:
     }
 
 
-def applied(report: Applied) -> dict[str, Any]:
+def applied(report: Applied, read: Refreshed | None = None) -> dict[str, Any]:
     return {
-        "plan": changeset(report.changes),
+        "plan": changeset(report.changes, read),
         "apply": results(report.results, report.planned),
     }
 

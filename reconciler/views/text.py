@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from reconciler.domain import Submission
     from reconciler.errors import Diagnostic
     from reconciler.execute import Result
-    from reconciler.reports import Finding, Listing, Planned, Started, Verdict
+    from reconciler.reports import Finding, Listing, Planned, Refreshed, Started, Verdict
     from reconciler.state import SubmissionRecord
     from reconciler.validate import Validated
 
@@ -107,9 +107,24 @@ def started(report: Started) -> str:
 
 
 def planned(report: Planned, style: Style = _plain) -> str:
-    """The lookups of `--recover` (as they would be journaled), then the plan."""
+    """The lookups of `--recover` (as they would be journaled), what `--refresh` read, then
+    the plan."""
     found = [] if report.findings is None else [findings(report.findings, style, written=False)]
-    return "\n\n".join([*found, changeset(report.changes, style)])
+    read = [] if report.refreshed is None else [refreshed(report.refreshed)]
+    return "\n\n".join([*found, *read, changeset(report.changes, style)])
+
+
+def refreshed(result: Refreshed) -> str:
+    """`Refreshed 12 backfills (30 cells): 5 cells changed health, 3 already final (not
+    asked).`: what a refresh read, in one line."""
+    line = (
+        f"Refreshed {plural(result.asked, 'backfill')} ({plural(result.cells, 'cell')}): "
+        f"{plural(result.changed_cells, 'cell')} changed health, "
+        f"{result.final} already final (not asked)"
+    )
+    if result.errors:
+        line += f", {len(result.errors)} could not be read"
+    return line + "."
 
 
 def submission_lines(submission: Submission, style: Style = _plain) -> list[str]:

@@ -1,11 +1,12 @@
 """`make bench`: the figures of the performance issues (a small repo next to check-jsonschema,
-a repo of 10,000 plans, what the state integrity checks cost, how the cost grows with the repo)
-and the apply rate of the fault-tolerance issue, as medians of runs made in one session, taking
+a repo of 10,000 plans, what the state integrity checks cost, how the cost grows with the repo),
+the apply rate of the fault-tolerance issue, and the health issue's (`status` of the
+10,000-plan repo, the read rate of `refresh`), as medians of runs made in one session, taking
 turns, with their ratios.
 
 Every scenario runs as a fresh subprocess, as a user or CI would run it. Usage:
-    python tests/perf/bench.py [--plans 10000] [--runs 3] [--write]
-        [--skip small|scale|integrity|hostile|apply]
+    python tests/perf/bench.py [--plans 10000] [--runs 3] [--refresh-submissions 10000]
+        [--write] [--skip small|scale|integrity|hostile|apply|health ...]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -496,20 +497,26 @@ def hostile_files(runs: int, work: Path) -> list[Row]:
     return rows
 
 
+def _tencent() -> tuple[Any, dict[str, str]]:
+    """The bench's Tencent credentials, and the environment variables that carry them."""
+    from reconciler.providers.tc3 import TencentCredentials
+
+    credentials = TencentCredentials("AKIDbench000000000000000000000000", "bench-secret-key")
+    return credentials, {
+        "TENCENTCLOUD_SECRET_ID": credentials.secret_id,
+        "TENCENTCLOUD_SECRET_KEY": credentials.secret_key,
+    }
+
+
 def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> list[Row]:
     """1,000 submissions against the emulator with `latency` per request, at WeData's limit."""
     from reconciler.emulator.app import create_app
     from reconciler.emulator.faults import FaultConfig, Latency
     from reconciler.emulator.server import start_in_thread
-    from reconciler.providers.tc3 import TencentCredentials
     from reconciler.state import init_state
 
-    credentials = TencentCredentials("AKIDbench000000000000000000000000", "bench-secret-key")
+    credentials, environ = _tencent()
     delay = Latency(latency * 1000, latency * 1000)
-    environ = {
-        "TENCENTCLOUD_SECRET_ID": credentials.secret_id,
-        "TENCENTCLOUD_SECRET_KEY": credentials.secret_key,
-    }
     emulator = create_app(environ=environ, faults=FaultConfig(latency=delay))
     server, url = start_in_thread(emulator)
     try:
@@ -525,11 +532,7 @@ def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> 
             encoding="utf-8",
         )
         init_state(work / "rate-state", actor={"user": "bench"})
-        env = {
-            **user_env(),
-            "TENCENTCLOUD_SECRET_ID": credentials.secret_id,
-            "TENCENTCLOUD_SECRET_KEY": credentials.secret_key,
-        }
+        env = {**user_env(), **environ}
         result = run(
             [
                 PYTHON,
@@ -576,6 +579,101 @@ def apply_rate(submissions: int, sdk_calls: int, latency: float, work: Path) -> 
     ]
 
 
+CALLS_PER_PLAN = 1000
+"""The most calls one plan may make (the limits of README.md): more submissions, more plans."""
+
+
+def refresh_rate(submissions: int, latency: float, work: Path) -> list[Row]:
+    """`backfill refresh` of `submissions` WeData backfills against the emulator with `latency`
+    per request and WeData's limits, its reads counted where they arrive; then a second refresh,
+    which must ask nothing: every cell was final.
+
+    The state is made by `apply` itself, against the same emulator without latency and with
+    the rate limit lifted (BACKFILL_TENCENT_RATE_LIMIT, and the emulator's own), in plans of
+    CALLS_PER_PLAN one-day calls. Every run ends at once and fails (seeded): each backfill is
+    then final, and needs both reads (a plan WeData says fully succeeded is not listed)."""
+    from reconciler.emulator.app import EmulatedApi, RateLimit, create_app
+    from reconciler.emulator.faults import FaultConfig, Latency
+    from reconciler.emulator.server import start_in_thread
+    from reconciler.providers import wedata
+    from reconciler.state import init_state
+
+    _, environ = _tencent()
+    faults = FaultConfig(instance_seconds=0, instance_failure_rate=1.0, seed=12)
+    emulator = create_app(environ=environ, faults=faults)
+    services = [s for s in emulator.services if isinstance(s, EmulatedApi)]
+    server, url = start_in_thread(emulator)
+    plans, state = work / "refresh-plans", work / "refresh-state"
+    plans.mkdir()
+    first = "2000-01-01"
+    for index, start in enumerate(range(0, submissions, CALLS_PER_PLAN)):
+        days = min(CALLS_PER_PLAN, submissions - start)
+        (plans / f"refresh-{index}.yaml").write_text(
+            "apiVersion: backfill-reconciler/v1\nkind: BackfillPlan\n"
+            f"metadata: {{name: refresh-{index}, owner: bench, reason: bench}}\n"
+            "spec:\n  provider: tencent-wedata\n  region: ap-guangzhou\n"
+            f'  projectId: "1"\n  taskIds: ["{index + 1}"]\n  chunk: 1\n'
+            f"  dates:\n    - start: {first}\n      end: {_plus(first, days - 1)}\n",
+            encoding="utf-8",
+        )
+    init_state(state, actor={"user": "bench"})
+    env = {**user_env(), **environ}
+    env.pop(wedata.RATE_VARIABLE, None)  # WeData's own limits, whatever this shell sets
+    refresh = backfill("refresh", "--state-dir", state, "--endpoint", url, "--format", "json")
+    try:
+        for service in services:
+            service.limit = RateLimit(None, service.clock)
+        fast = {**env, wedata.RATE_VARIABLE: "100000"}
+        build = ("apply", "--plans", plans, "--state-dir", state, "--yes", "--quiet")
+        run(backfill(*build, "--endpoint", url, "--parallel", "64"), work, fast)
+        assert emulator.stats()["creates"] == submissions
+        for service in services:
+            service.limit = RateLimit(service.default_rate_limit, service.clock)
+        emulator.faults.configure(replace(faults, latency=Latency(latency * 1000, latency * 1000)))
+        timed = run(refresh, work, env)
+        reads = {a: n for a, n in emulator.stats()["actions"].items() if a in wedata.READ_ACTIONS}
+        second = json.loads(run(refresh, work, env).stdout)
+        asked = sum(
+            emulator.stats()["actions"][a]["requests"] - n["requests"] for a, n in reads.items()
+        )
+    finally:
+        server.shutdown()
+    first_report = json.loads(timed.stdout)
+    assert first_report["asked"] == submissions
+    assert not first_report["errors"]
+    limit = wedata.RATE_LIMIT
+    rows = [
+        Row(
+            f"`refresh`: {submissions:,} WeData backfills, {latency * 1000:.0f} ms latency, "
+            "each needing both reads",
+            f"{timed.seconds:.1f} s",
+            "",
+            None,
+        )
+    ]
+    for action in wedata.READ_ACTIONS:
+        counted = reads[action]
+        rate = (counted["requests"] - 1) / (counted["last"] - counted["first"])
+        rows.append(
+            Row(
+                f"refresh: `{action}` reads at the emulator ({counted['requests']:,}, "
+                f"{counted['throttled']} throttled and asked again)",
+                f"{rate:.2f} reads/s = {rate / limit:.1%} of {limit:g}/s",
+                ">= 95%",
+                rate / limit >= 0.95,
+            )
+        )
+    rows.append(
+        Row(
+            f"second `refresh`: reads at the emulator ({second['final']:,} backfills final)",
+            str(asked),
+            "0",
+            asked == 0,
+        )
+    )
+    return rows
+
+
 def _plus(day: str, days: int) -> str:
     from datetime import date, timedelta
 
@@ -615,6 +713,34 @@ def _sdk_loop(url: str, credentials: Any, calls: int) -> float:
     return calls / (time.perf_counter() - started)
 
 
+def status_scale(corpus: Corpus, runs: int, work: Path) -> list[Row]:
+    """`backfill status` (every plan's sync, health and grid) over the corpus, next to
+    `validate` of the same files, taking turns."""
+    env = user_env()
+    status = backfill("status", "--plans", corpus.plans, "--state-dir", corpus.state)
+    done = interleaved(
+        runs,
+        {
+            "status": lambda: run(status, work, env),
+            "validate": lambda: run(backfill("validate", corpus.plans), work, env),
+        },
+    )
+    shown, validate = median(done["status"]), median(done["validate"])
+    memory = peak_memory(status, work, env)
+    n = f"{len(corpus.files):,}"
+    return [
+        Row(f"`backfill status` at {n} plans (sync, health, grid)", f"{shown:.2f} s", "", None),
+        Row(f"`backfill validate`, the same {n} plans", f"{validate:.2f} s", "", None),
+        Row("status vs validate", f"{shown / validate:.2f}x", "", None),
+        Row(
+            f"peak memory of `status` at {n} plans, its processes together",
+            f"{memory:.0f} MB",
+            "",
+            None,
+        ),
+    ]
+
+
 def table(rows: list[Row]) -> str:
     lines = ["| scenario | median | target | met |", "|---|---|---|---|"]
     for row in rows:
@@ -625,6 +751,7 @@ def table(rows: list[Row]) -> str:
 
 REFERENCE = 10_000
 """The corpus the targets are set for; a bigger --plans is measured against it."""
+SECTIONS = ("small", "scale", "integrity", "hostile", "apply", "health")
 
 
 def main() -> int:
@@ -641,10 +768,17 @@ def main() -> int:
     parser.add_argument("--sdk-calls", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument(
+        "--refresh-submissions",
+        type=int,
+        default=10_000,
+        help="WeData backfills `refresh` reads (section health)",
+    )
+    parser.add_argument(
         "--skip",
-        choices=["small", "scale", "integrity", "hostile", "apply"],
+        choices=SECTIONS,
         action="append",
         default=[],
+        help="leave out a section (again for each: --skip small --skip scale)",
     )
     parser.add_argument("--write", action="store_true", help="also write tests/perf/RESULTS.md")
     args = parser.parse_args()
@@ -656,8 +790,9 @@ def main() -> int:
         work = Path(temp)
         if "small" not in args.skip:
             rows += small_repo(args.runs, work)
-        if "scale" not in args.skip:
+        if not {"scale", "health"} <= set(args.skip):
             reference = corpus(min(args.plans, REFERENCE), work, env)
+        if "scale" not in args.skip:
             scale_rows, facts = repo_scale(reference, args.runs, work)
             rows += scale_rows
             if "integrity" not in args.skip:
@@ -668,6 +803,9 @@ def main() -> int:
             rows += hostile_files(args.runs, work)
         if "apply" not in args.skip:
             rows += apply_rate(args.submissions, args.sdk_calls, args.latency_ms / 1000, work)
+        if "health" not in args.skip:
+            rows += status_scale(reference, args.runs, work)
+            rows += refresh_rate(args.refresh_submissions, args.latency_ms / 1000, work)
     header = (
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; medians of {args.runs} runs taking turns"
