@@ -25,7 +25,6 @@ import click
 from reconciler.domain import SubmissionStatus
 from reconciler.emulator.faults import FaultConfig, Latency
 from reconciler.errors import BackfillError, InvalidPlans
-from reconciler.providers import ALL, check_endpoint, dms, wedata
 from reconciler.reports import WAIT_INTERRUPTED, WAIT_TIMED_OUT
 from reconciler.views import formats, github, text
 from reconciler.views.progress import Mode
@@ -39,6 +38,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ENDPOINT_VARIABLE = "BACKFILL_ENDPOINT"
 """One endpoint for every provider (the emulator serves them all)."""
+TENCENT_ENDPOINT_VARIABLE = "BACKFILL_TENCENT_ENDPOINT"
+ALIYUN_ENDPOINT_VARIABLE = "BACKFILL_ALIYUN_ENDPOINT"
+"""The endpoint of one provider (their flags are here: the providers load when a command uses
+them, and `validate` loads none)."""
 
 
 def _color() -> bool:
@@ -75,14 +78,14 @@ def plans_option(command: F) -> F:
 def endpoint_options(command: F) -> F:
     command = click.option(
         "--aliyun-endpoint",
-        envvar=dms.ENDPOINT_VARIABLE,
+        envvar=ALIYUN_ENDPOINT_VARIABLE,
         metavar="URL",
         help="DMS endpoint (default https://dms-enterprise.<region>.aliyuncs.com). "
         "Env: BACKFILL_ALIYUN_ENDPOINT.",
     )(command)
     command = click.option(
         "--tencent-endpoint",
-        envvar=wedata.ENDPOINT_VARIABLE,
+        envvar=TENCENT_ENDPOINT_VARIABLE,
         metavar="URL",
         help="WeData endpoint (default https://wedata.intl.tencentcloudapi.com). "
         "Env: BACKFILL_TENCENT_ENDPOINT.",
@@ -100,10 +103,12 @@ def endpoints(
 ) -> dict[str, str]:
     """The endpoint overrides, each checked before any command uses it (BackfillError naming
     the option otherwise)."""
+    from reconciler.providers import ALL, check_endpoint, dms, wedata
+
     chosen = {
         (ALL, f"--endpoint (or {ENDPOINT_VARIABLE})"): endpoint,
-        (wedata.NAME, f"--tencent-endpoint (or {wedata.ENDPOINT_VARIABLE})"): tencent_endpoint,
-        (dms.NAME, f"--aliyun-endpoint (or {dms.ENDPOINT_VARIABLE})"): aliyun_endpoint,
+        (wedata.NAME, f"--tencent-endpoint (or {TENCENT_ENDPOINT_VARIABLE})"): tencent_endpoint,
+        (dms.NAME, f"--aliyun-endpoint (or {ALIYUN_ENDPOINT_VARIABLE})"): aliyun_endpoint,
     }
     return {name: check_endpoint(url, source) for (name, source), url in chosen.items() if url}
 
@@ -309,7 +314,7 @@ def validate(paths: Sequence[Path], output: str) -> int:
     """
     from reconciler import pipeline
 
-    result = pipeline.validated(list(paths) or [Path("plans")])
+    result = pipeline.validation(list(paths) or [Path("plans")])
     _show(formats.VALIDATE, output, result, err=output == "text" and not result.ok)
     github.report_validation(result.diagnostics, os.environ)
     return 0 if result.ok else 1

@@ -20,7 +20,7 @@ from reconciler.errors import Diagnostic, InvalidPlans
 from reconciler.expand import Desired, expand
 from reconciler.load import discover, load_file
 from reconciler.parallel import Shared
-from reconciler.validate import Checked, Validated, check_document, check_repo
+from reconciler.validate import Checked, Validated, Validation, check_document, check_repo
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
@@ -49,11 +49,11 @@ class _File:
     groups: list[tuple[CellGroup, ...]]
 
 
-def _read(files: Sequence[Path], expanding: bool) -> list[_File]:
+def _read(files: Sequence[Path], expanding: bool, typed: bool) -> list[_File]:
     read = []
     for file in files:
         documents, problems = load_file(file)
-        checked = [check_document(document) for document in documents]
+        checked = [check_document(document, typed=typed) for document in documents]
         groups = [
             expand([item.plan])[0].groups if expanding and item.plan is not None else ()
             for item in checked
@@ -62,8 +62,12 @@ def _read(files: Sequence[Path], expanding: bool) -> list[_File]:
     return read
 
 
-def _reading(files: Sequence[Path], *, expanding: bool) -> Shared[Path, list[_File]]:
-    return Shared(partial(_read, expanding=expanding), files, per_process=FILES_PER_PROCESS)
+def _reading(
+    files: Sequence[Path], *, expanding: bool, typed: bool = True
+) -> Shared[Path, list[_File]]:
+    return Shared(
+        partial(_read, expanding=expanding, typed=typed), files, per_process=FILES_PER_PROCESS
+    )
 
 
 @contextmanager
@@ -104,6 +108,15 @@ def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) 
         return _checked_repo(files, found, _reading(files, expanding=False), changed)[1]
 
 
+def validation(paths: Sequence[Path]) -> Validation:
+    """Like `validated`, without typing the plans: what `validate` reports, which needs only the
+    plan schema, not the contract's models."""
+    with _bulk():
+        files, found = discover(paths)
+        reading = _reading(files, expanding=False, typed=False)
+        return _checked_repo(files, found, reading, frozenset())[1]
+
+
 def plans_while(
     paths: Sequence[Path], meanwhile: Callable[[], T], *, changed: frozenset[Path] = frozenset()
 ) -> tuple[Planned, T]:
@@ -131,6 +144,7 @@ def plans_while(
             for item, group in zip(file.checked, file.groups, strict=True)
         }
         planned = Planned(
+            names=result.names,
             plans=result.plans,
             diagnostics=result.diagnostics,
             files=result.files,

@@ -366,7 +366,7 @@ def test_an_unexpected_error_is_one_line_and_debug_adds_its_traceback(
         raise RuntimeError("the disk said no")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(pipeline, "validated", broken_stage)
+    monkeypatch.setattr(pipeline, "validation", broken_stage)
 
     assert run_main("validate") == 1
     quiet = capsys.readouterr().err

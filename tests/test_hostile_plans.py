@@ -24,8 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler import pipeline, providers
-from reconciler.contract import MAX_DAYS_PER_PLAN
-from reconciler.domain import MAX_CELLS_PER_CALL
+from reconciler.domain import MAX_CELLS_PER_CALL, MAX_DAYS_PER_PLAN
 from reconciler.load import load_paths
 from reconciler.state import State
 from reconciler.validate import MAX_CALLS_PER_PLAN, Validated

@@ -24,13 +24,13 @@ if TYPE_CHECKING:
         StatusReport,
     )
     from reconciler.state import AuditLog, Verification
-    from reconciler.validate import Validated
+    from reconciler.validate import Validation
 
 T = TypeVar("T")
 Renderer = Callable[[T, text.Style], str]
 Table = dict[str, Renderer[T]]
 
-VALIDATE: Table[Validated] = {
+VALIDATE: Table[Validation] = {
     "text": lambda result, style: text.validation(result, style) + "\n",
     "json": lambda result, _: json.dumps(json.validation(result)) + "\n",
 }
