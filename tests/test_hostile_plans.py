@@ -199,8 +199,14 @@ def hostile_file(rng: random.Random, value: Any = None) -> bytes:
 
 
 def check(directory: Path) -> Validated:
-    """`validate` and `plan` as the CLI runs them, on every file under `directory`."""
+    """`validate` and `plan` as the CLI runs them, on every file under `directory`: `validate`
+    judges as `plan` does, without typing the plans."""
     result = pipeline.validated([directory])
+    judged = pipeline.validation([directory])
+    assert (judged.diagnostics, judged.names) == (
+        result.diagnostics,
+        tuple(plan.name for plan in result.plans),
+    )
     for problem in result.diagnostics:
         assert problem.location.file.startswith(str(directory)), problem
         assert problem.location.line >= 1, problem
