@@ -485,7 +485,9 @@ def test_a_dag_id_written_as_text_is_the_dag_of_that_number_in_validate_as_in_pl
     """`validate` reads each plan's targets from its document, as the schema says the model
     reads them (a DMS id is a number however it is written); `plan` from the typed plan."""
     write(tmp_path / "a.yaml", dms_plan("a", dags=[15001], dates=[("2025-09-01", "2025-09-04")]))
-    write(tmp_path / "b.yaml", dms_plan("b", dags=["015001"], dates=[("2025-09-04", "2025-09-05")]))
+    b = dms_plan("b", dates=[("2025-09-04", "2025-09-05")])
+    b["spec"]["dagIds"] = ["015001"]
+    write(tmp_path / "b.yaml", b)
     write(
         tmp_path / "c.yaml", wedata_plan("c", tasks=["15001"], dates=[("2025-09-01", "2025-09-04")])
     )
