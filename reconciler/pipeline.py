@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 from reconciler.domain import CellGroup
 from reconciler.errors import Diagnostic, InvalidPlans
-from reconciler.expand import Desired, expand
 from reconciler.load import discover, load_file
 from reconciler.parallel import Shared
 from reconciler.validate import Checked, Validated, Validation, check_document, check_repo
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
+    from reconciler.expand import Desired
     from reconciler.state import State
 
 T = TypeVar("T")
@@ -50,6 +50,8 @@ class _File:
 
 
 def _read(files: Sequence[Path], expanding: bool, typed: bool) -> list[_File]:
+    from reconciler.expand import expand  # noqa: PLC0415 (`plan`'s: `validate` expands nothing)
+
     read = []
     for file in files:
         documents, problems = load_file(file)
@@ -122,6 +124,8 @@ def plans_while(
 ) -> tuple[Planned, T]:
     """Like `plans`, and what `meanwhile` returns, run while helpers read the files (`plan`
     loads the state then). Its errors count only if the plans are valid, as if it ran after."""
+    from reconciler.expand import Desired  # noqa: PLC0415 (`validate` expands nothing)
+
     with _bulk():
         files, found = discover(paths)
         reading = _reading(files, expanding=True)
@@ -165,6 +169,7 @@ def changeset(result: Validated, state: State) -> Changeset:
     # (a pre-commit hook), without the diff and the state store behind it.
     from reconciler import planning  # noqa: PLC0415
     from reconciler.diff import diff  # noqa: PLC0415
+    from reconciler.expand import expand  # noqa: PLC0415
 
     with _bulk():
         desired = result.desired if isinstance(result, Planned) else expand(result.plans)

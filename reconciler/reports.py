@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.domain import FINAL_HEALTH, Health, OutcomeKind
+from reconciler.errors import WAIT_INTERRUPTED, WAIT_TIMED_OUT
 from reconciler.grid import MARKS, Mark, PlanGrid
 
 # Types only: a view that imports this module must not load the stages' dependencies with it.
@@ -179,12 +180,6 @@ class Refreshed:
     observed: tuple[Observed, ...] = ()
     errors: tuple[Seen, ...] = ()
     """The submissions it could not read (their `error`)."""
-
-
-WAIT_TIMED_OUT = 4
-"""The exit code of `--wait` when --wait-timeout passed before every cell was final."""
-WAIT_INTERRUPTED = 130
-"""The exit code of `--wait` stopped by Ctrl-C (the waiting only: the backfills go on)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reconciler import providers
 from reconciler.checks import Check, compile_check
@@ -95,8 +95,7 @@ def _schema_of(specs: tuple[type[Spec], ...] | None) -> dict[str, Any]:
     return schemagen.plan_document(specs)
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
+class _Compiled(NamedTuple):
     """What `validate` takes from the plan schema: whether a document holds, and where each
     provider's plans list their targets."""
 
@@ -167,8 +166,7 @@ class Validated(Validation):
     plans: tuple[Plan, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Footprint:
+class Footprint(NamedTuple):
     """What a valid plan declares, as the rules across plans judge it, read from its document
     by what the plan schema says of its provider: its targets as the provider names them, and
     its runs of days."""
