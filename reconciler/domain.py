@@ -5,7 +5,6 @@ Every value here is immutable; a stage takes some of these and returns others.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +113,9 @@ def canonical_json(value: JSON) -> str:
 
 
 def digest(value: JSON) -> str:
+    # Loaded here: OpenSSL's start-up is a cost of every command, and `validate` hashes nothing.
+    import hashlib  # noqa: PLC0415
+
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
