@@ -2,8 +2,8 @@
 (or to a stage), and what comes back to the view its `--format` names (`views.formats`).
 
 Exit codes: 0 success (for `plan --detailed-exitcode`: nothing to do), 1 error, 2 calls pending,
-3 cells need attention (`plan --detailed-exitcode`), `reports.WAIT_TIMED_OUT` (4) when `--wait`
-timed out, `reports.WAIT_INTERRUPTED` (130) when Ctrl-C stopped it.
+3 cells need attention (`plan --detailed-exitcode`), `errors.WAIT_TIMED_OUT` (4) when `--wait`
+timed out, `errors.WAIT_INTERRUPTED` (130) when Ctrl-C stopped it.
 
 Each command imports what it uses when it runs, not before: `validate` in a pre-commit hook
 loads no HTTP client, no state store and no emulator.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,22 +22,23 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from reconciler.domain import SubmissionStatus
-from reconciler.emulator.faults import FaultConfig, Latency
-from reconciler.errors import BackfillError, InvalidPlans
-from reconciler.providers import ALL, check_endpoint, dms, wedata
-from reconciler.reports import WAIT_INTERRUPTED, WAIT_TIMED_OUT
+from reconciler.errors import WAIT_INTERRUPTED, WAIT_TIMED_OUT, BackfillError, InvalidPlans
 from reconciler.views import formats, github, text
-from reconciler.views.progress import Mode
 
 if TYPE_CHECKING:
     from reconciler.commands.apply import ApplyOptions
     from reconciler.commands.branch import StateBranch
     from reconciler.commands.wait import WaitOptions
+    from reconciler.views.progress import Mode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ENDPOINT_VARIABLE = "BACKFILL_ENDPOINT"
 """One endpoint for every provider (the emulator serves them all)."""
+TENCENT_ENDPOINT_VARIABLE = "BACKFILL_TENCENT_ENDPOINT"
+ALIYUN_ENDPOINT_VARIABLE = "BACKFILL_ALIYUN_ENDPOINT"
+"""The endpoint of one provider (their flags are here: the providers load when a command uses
+them, and `validate` loads none)."""
 
 
 def _color() -> bool:
@@ -75,14 +75,14 @@ def plans_option(command: F) -> F:
 def endpoint_options(command: F) -> F:
     command = click.option(
         "--aliyun-endpoint",
-        envvar=dms.ENDPOINT_VARIABLE,
+        envvar=ALIYUN_ENDPOINT_VARIABLE,
         metavar="URL",
         help="DMS endpoint (default https://dms-enterprise.<region>.aliyuncs.com). "
         "Env: BACKFILL_ALIYUN_ENDPOINT.",
     )(command)
     command = click.option(
         "--tencent-endpoint",
-        envvar=wedata.ENDPOINT_VARIABLE,
+        envvar=TENCENT_ENDPOINT_VARIABLE,
         metavar="URL",
         help="WeData endpoint (default https://wedata.intl.tencentcloudapi.com). "
         "Env: BACKFILL_TENCENT_ENDPOINT.",
@@ -100,10 +100,12 @@ def endpoints(
 ) -> dict[str, str]:
     """The endpoint overrides, each checked before any command uses it (BackfillError naming
     the option otherwise)."""
+    from reconciler.providers import ALL, check_endpoint, dms, wedata
+
     chosen = {
         (ALL, f"--endpoint (or {ENDPOINT_VARIABLE})"): endpoint,
-        (wedata.NAME, f"--tencent-endpoint (or {wedata.ENDPOINT_VARIABLE})"): tencent_endpoint,
-        (dms.NAME, f"--aliyun-endpoint (or {dms.ENDPOINT_VARIABLE})"): aliyun_endpoint,
+        (wedata.NAME, f"--tencent-endpoint (or {TENCENT_ENDPOINT_VARIABLE})"): tencent_endpoint,
+        (dms.NAME, f"--aliyun-endpoint (or {ALIYUN_ENDPOINT_VARIABLE})"): aliyun_endpoint,
     }
     return {name: check_endpoint(url, source) for (name, source), url in chosen.items() if url}
 
@@ -309,7 +311,7 @@ def validate(paths: Sequence[Path], output: str) -> int:
     """
     from reconciler import pipeline
 
-    result = pipeline.validated(list(paths) or [Path("plans")])
+    result = pipeline.validation(list(paths) or [Path("plans")])
     _show(formats.VALIDATE, output, result, err=output == "text" and not result.ok)
     github.report_validation(result.diagnostics, os.environ)
     return 0 if result.ok else 1
@@ -915,32 +917,48 @@ def audit_report(state_dir: Path, plan_name: str | None, output: str) -> int:
     return 0
 
 
-def fault_options(command: F) -> F:
-    """One option per field of the emulator's FaultConfig: its flag, bounds and help come
-    from the field, so that the flags and `POST /_emulator/faults` take the same settings."""
-    for setting in reversed(dataclasses.fields(FaultConfig)):
-        default = setting.default
-        command = click.option(
-            "--" + setting.name.replace("_", "-"),
-            setting.name,
-            type=_fault_type(default, setting.metadata["bounds"]),
-            default=str(default) if isinstance(default, Latency) else default,
-            show_default=default is not None,
+class _FaultFlagged(click.Command):
+    """The `emulator` command, with one option per field of the emulator's FaultConfig: its flag,
+    bounds and help come from the field, so that the flags and `POST /_emulator/faults` take the
+    same settings. Made when the command is parsed or shows its help: every other command starts
+    without loading the fault model."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not any(isinstance(param, _FaultOption) for param in self.params):
+            self.params.extend(_fault_options())
+        return super().get_params(ctx)
+
+
+class _FaultOption(click.Option):
+    pass
+
+
+def _fault_options() -> list[click.Option]:
+    from reconciler.emulator.faults import FaultConfig, Latency
+
+    def kind(default: object, bounds: tuple[float, float | None] | None) -> Any:
+        if isinstance(default, float):
+            return click.FloatRange(*bounds) if bounds else float
+        if isinstance(default, Latency):
+            return str  # as text: FaultConfig parses it as `POST /_emulator/faults` does
+        return int  # the seed
+
+    return [
+        _FaultOption(
+            ["--" + setting.name.replace("_", "-"), setting.name],
+            type=kind(setting.default, setting.metadata["bounds"]),
+            default=str(setting.default)
+            if isinstance(setting.default, Latency)
+            else setting.default,
+            show_default=setting.default is not None,
             metavar=setting.metadata["metavar"],
             help=setting.metadata["help"],
-        )(command)
-    return command
+        )
+        for setting in dataclasses.fields(FaultConfig)
+    ]
 
 
-def _fault_type(default: object, bounds: tuple[float, float | None] | None) -> Any:
-    if isinstance(default, float):
-        return click.FloatRange(*bounds) if bounds else float
-    if isinstance(default, Latency):
-        return str  # as text: FaultConfig parses it as `POST /_emulator/faults` does
-    return int  # the seed
-
-
-@cli.command()
+@cli.command(cls=_FaultFlagged)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -954,7 +972,6 @@ def _fault_type(default: object, bounds: tuple[float, float | None] | None) -> A
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the URL here once listening (for scripts).",
 )
-@fault_options
 def emulator(host: str, port: int, ready_file: Path | None, **settings: Any) -> int:
     """Serve the built-in emulator of both APIs (WeData and DMS) on one port.
 
@@ -969,6 +986,7 @@ def emulator(host: str, port: int, ready_file: Path | None, **settings: Any) -> 
     """
     # Here, not at the top: every other command starts without loading the emulated APIs.
     from reconciler.emulator.app import create_app
+    from reconciler.emulator.faults import FaultConfig
     from reconciler.emulator.server import serve_forever
 
     try:
@@ -1024,6 +1042,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = 130
     except Exception as error:  # the last line of defence: one clean line, never a traceback
         if debug:
+            import traceback
+
             traceback.print_exc()
         click.echo(
             f"error: unexpected {type(error).__name__}: {error}"

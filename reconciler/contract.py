@@ -28,17 +28,19 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from reconciler.domain import JSON, MAX_CELLS_PER_CALL, Reprocess
+from reconciler.domain import (
+    DATE_PATTERN,
+    JSON,
+    MAX_CELLS_PER_CALL,
+    MAX_CELLS_PER_PLAN,
+    MAX_DAYS_PER_PLAN,
+    TIME_PATTERN,
+    Reprocess,
+)
 
 SCHEMAS = "https://github.com/backfill-reconciler/backfill-reconciler/schemas/"
 """The base of every schema file's `$id`: one file refers to another by its name under it."""
 
-MAX_DAYS_PER_PLAN = 3653
-"""Ten years of daily data, the longest history one reviewed plan re-runs; more is several
-plans. `chunk` goes no higher."""
-MAX_CELLS_PER_PLAN = 100_000
-"""Cells (targets x days) of one plan: a plan is reviewed, planned and journaled cell by cell,
-so its size bounds the memory and the time of `plan` and `apply`."""
 MAX_TARGETS = 1000
 """A longer list is several plans; one call can always hold one day of every target."""
 MAX_REVISION = 9999
@@ -48,10 +50,6 @@ INTEGER = 2**31 - 1
 """The APIs' counts are 32-bit Integers."""
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
-DATE_PATTERN = r"^(19[7-9][0-9]|20[0-9][0-9])-[0-9]{2}-[0-9]{2}$"
-"""The form of a date, which also bounds its year; whether the date exists is a rule of
-`validate`."""
-TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 REGION_PATTERN = r"^[a-z]+(-[a-z0-9]+)+$"
 
 

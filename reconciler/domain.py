@@ -5,7 +5,6 @@ Every value here is immutable; a stage takes some of these and returns others.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,18 @@ MAX_CELLS_PER_CALL = 10_000
 """One API call covers at most this many cells (targets x days), whatever `spec.chunk` says:
 an unknown outcome quarantines every cell of its call, and a person has to settle them, so a
 call stays a size a person can check (a year of 27 tasks)."""
+MAX_DAYS_PER_PLAN = 3653
+"""Ten years of daily data, the longest history one reviewed plan re-runs; more is several
+plans. `chunk` goes no higher."""
+MAX_CELLS_PER_PLAN = 100_000
+"""Cells (targets x days) of one plan: a plan is reviewed, planned and journaled cell by cell,
+so its size bounds the memory and the time of `plan` and `apply`."""
+
+DATE_PATTERN = r"^(19[7-9][0-9]|20[0-9][0-9])-[0-9]{2}-[0-9]{2}$"
+"""How a plan file writes a date, which also bounds its year; whether the date exists is a rule
+of `validate`."""
+TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+"""How a plan file writes a time of day, HH:mm."""
 
 
 _ORDINALS: dict[str, int] = {}
@@ -102,6 +113,9 @@ def canonical_json(value: JSON) -> str:
 
 
 def digest(value: JSON) -> str:
+    # Loaded here: OpenSSL's start-up is a cost of every command, and `validate` hashes nothing.
+    import hashlib  # noqa: PLC0415
+
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 

@@ -1,8 +1,14 @@
-"""The one exception type for failures a user can cause and fix, and where they happened."""
+"""The one exception type for failures a user can cause and fix, and where they happened; the
+exit codes of a run that ends otherwise than with success or an error."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+WAIT_TIMED_OUT = 4
+"""The exit code of `--wait` when --wait-timeout passed before every cell was final."""
+WAIT_INTERRUPTED = 130
+"""The exit code of `--wait` stopped by Ctrl-C (the waiting only: the backfills go on)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ class GitError(BackfillError):
 def _environment() -> dict[str, str]:
     # Git runs hooks and credential helpers: the cloud credentials of an apply are no business
     # of theirs. And never a prompt for a password in CI: fail instead.
-    secrets = tuple(p.credentials_prefix for p in providers.REGISTRY.values())
+    secrets = tuple(p.credentials_prefix for p in providers.registry().values())
     env = {k: v for k, v in os.environ.items() if not k.startswith(secrets)}
     env["GIT_TERMINAL_PROMPT"] = "0"
     return env

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import yaml
 from yaml.events import (
@@ -100,8 +100,7 @@ _LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 of `[` is scanned, and hits that limit, before the first event reaches our own check."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Positions:
+class _Positions(NamedTuple):
     """Where each value, and each mapping key, of one document was written (1-based)."""
 
     values: dict[JsonPath, tuple[int, int]]
@@ -123,7 +122,7 @@ class _Source:
             reading = _Reading(self.file, track=True)
             reading.read(self.text)
             self.positions = {
-                parsed.index: parsed.positions
+                parsed.number: parsed.positions
                 for parsed in reading.documents
                 if parsed.positions is not None
             }
@@ -252,7 +251,7 @@ def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
     reading.read(text)
     source = _Source(file, text)
     documents = [
-        Document(file, parsed.index, parsed.data, Location(file, *parsed.start), source)
+        Document(file, parsed.number, parsed.data, Location(file, *parsed.start), source)
         for parsed in reading.documents
     ]
     return documents, reading.diagnostics
@@ -290,9 +289,9 @@ def _decode(file: str, raw: bytes) -> tuple[str, Diagnostic | None]:
     return text, None
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    index: int
+class _Parsed(NamedTuple):
+    number: int
+    """The document's 0-based position in its file."""
     start: tuple[int, int]
     data: Any
     positions: _Positions | None
@@ -312,16 +311,24 @@ _KEY_NEXT = _Marker()
 _DROP = _Marker()
 
 
-@dataclass(slots=True)
 class _Frame:
-    """A mapping or list being filled."""
+    """A mapping or list being filled. (A plain class: the module's records are built when a
+    command starts, and every one made a dataclass costs `validate` time.)"""
 
-    container: dict[str, Any] | list[Any]
-    path: JsonPath | None
-    """Where the container is, when positions are tracked."""
-    keys: dict[str, Event] | None
-    """For a mapping, the event where each key was first written; None for a list."""
-    key: str | _Marker = _KEY_NEXT
+    __slots__ = ("container", "key", "keys", "path")
+
+    def __init__(
+        self,
+        container: dict[str, Any] | list[Any],
+        path: JsonPath | None,
+        keys: dict[str, Event] | None,
+    ) -> None:
+        self.container = container
+        self.path = path
+        """Where the container is, when positions are tracked."""
+        self.keys = keys
+        """For a mapping, the event where each key was first written; None for a list."""
+        self.key: str | _Marker = _KEY_NEXT
 
 
 class _Reading:

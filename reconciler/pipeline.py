@@ -15,15 +15,15 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from reconciler.domain import CellGroup
+from reconciler.domain import CellGroup, Plan
 from reconciler.errors import Diagnostic, InvalidPlans
-from reconciler.expand import Desired, expand
 from reconciler.load import discover, load_file
 from reconciler.parallel import Shared
-from reconciler.validate import Checked, Validated, check_document, check_repo
+from reconciler.validate import Checked, Validated, Validation, check_document, check_repo
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
+    from reconciler.expand import Desired
     from reconciler.state import State
 
 T = TypeVar("T")
@@ -49,21 +49,28 @@ class _File:
     groups: list[tuple[CellGroup, ...]]
 
 
-def _read(files: Sequence[Path], expanding: bool) -> list[_File]:
+def _read(files: Sequence[Path], expanding: bool, typed: bool) -> list[_File]:
     read = []
     for file in files:
         documents, problems = load_file(file)
-        checked = [check_document(document) for document in documents]
-        groups = [
-            expand([item.plan])[0].groups if expanding and item.plan is not None else ()
-            for item in checked
-        ]
+        checked = [check_document(document, typed=typed) for document in documents]
+        groups = [_expanded(item.plan) if expanding and item.plan else () for item in checked]
         read.append(_File(problems, checked, groups))
     return read
 
 
-def _reading(files: Sequence[Path], *, expanding: bool) -> Shared[Path, list[_File]]:
-    return Shared(partial(_read, expanding=expanding), files, per_process=FILES_PER_PROCESS)
+def _expanded(plan: Plan) -> tuple[CellGroup, ...]:
+    from reconciler.expand import expand  # noqa: PLC0415 (`plan`'s: `validate` expands nothing)
+
+    return expand([plan])[0].groups
+
+
+def _reading(
+    files: Sequence[Path], *, expanding: bool, typed: bool = True
+) -> Shared[Path, list[_File]]:
+    return Shared(
+        partial(_read, expanding=expanding, typed=typed), files, per_process=FILES_PER_PROCESS
+    )
 
 
 @contextmanager
@@ -104,11 +111,22 @@ def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) 
         return _checked_repo(files, found, _reading(files, expanding=False), changed)[1]
 
 
+def validation(paths: Sequence[Path]) -> Validation:
+    """Like `validated`, without typing the plans: what `validate` reports, which needs only the
+    plan schema, not the contract's models."""
+    with _bulk():
+        files, found = discover(paths)
+        reading = _reading(files, expanding=False, typed=False)
+        return _checked_repo(files, found, reading, frozenset())[1]
+
+
 def plans_while(
     paths: Sequence[Path], meanwhile: Callable[[], T], *, changed: frozenset[Path] = frozenset()
 ) -> tuple[Planned, T]:
     """Like `plans`, and what `meanwhile` returns, run while helpers read the files (`plan`
     loads the state then). Its errors count only if the plans are valid, as if it ran after."""
+    from reconciler.expand import Desired  # noqa: PLC0415 (`validate` expands nothing)
+
     with _bulk():
         files, found = discover(paths)
         reading = _reading(files, expanding=True)
@@ -131,6 +149,7 @@ def plans_while(
             for item, group in zip(file.checked, file.groups, strict=True)
         }
         planned = Planned(
+            names=result.names,
             plans=result.plans,
             diagnostics=result.diagnostics,
             files=result.files,
@@ -151,6 +170,7 @@ def changeset(result: Validated, state: State) -> Changeset:
     # (a pre-commit hook), without the diff and the state store behind it.
     from reconciler import planning  # noqa: PLC0415
     from reconciler.diff import diff  # noqa: PLC0415
+    from reconciler.expand import expand  # noqa: PLC0415
 
     with _bulk():
         desired = result.desired if isinstance(result, Planned) else expand(result.plans)

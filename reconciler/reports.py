@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.domain import FINAL_HEALTH, Health, OutcomeKind
+from reconciler.errors import WAIT_INTERRUPTED, WAIT_TIMED_OUT
 from reconciler.grid import MARKS, Mark, PlanGrid
 
 # Types only: a view that imports this module must not load the stages' dependencies with it.
@@ -185,12 +186,6 @@ class Refreshed:
     """Cells read (of the submissions read: those not final yet)."""
     changed_cells: int = 0
     """Cells read whose health is not what the state said, or that it had never seen."""
-
-
-WAIT_TIMED_OUT = 4
-"""The exit code of `--wait` when --wait-timeout passed before every cell was final."""
-WAIT_INTERRUPTED = 130
-"""The exit code of `--wait` stopped by Ctrl-C (the waiting only: the backfills go on)."""
 
 
 @dataclass(frozen=True, slots=True)

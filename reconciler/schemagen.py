@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.json_schema import (
@@ -30,6 +30,7 @@ from reconciler import providers
 from reconciler.commands.saved import SavedPlanDocument
 from reconciler.contract import SCHEMAS, Spec, plan_model
 from reconciler.state import formats
+from reconciler.validate import TARGETS
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 PLAN_FILE = "backfill-plan.schema.json"
@@ -67,6 +68,8 @@ class Generator(GenerateJsonSchema):
             generated.pop("title", None)
         if "description" in generated:  # a docstring, wrapped as code is
             generated["description"] = " ".join(generated["description"].split())
+        if issubclass(schema["cls"], Spec) and schema["cls"] is not Spec:
+            generated[TARGETS] = _targets(schema["cls"])
         return generated
 
     def enum_schema(self, schema: core_schema.EnumSchema) -> JsonSchemaValue:
@@ -112,6 +115,17 @@ class Generator(GenerateJsonSchema):
                 for value, ref in mapping.items()
             ],
         }
+
+
+_JSON_TYPES = {int: "integer", str: "string"}
+
+
+def _targets(spec: type[Spec]) -> dict[str, str]:
+    """Where a plan of `spec` lists its targets, and the JSON type the model reads each as: what
+    the rules across plans need of a plan, and `validate` knows without the models."""
+    (item,) = get_args(spec.model_fields[spec.TARGETS].annotation)
+    read = get_args(item)[0] if get_origin(item) is Annotated else item
+    return {"property": spec.targets_key(), "as": _JSON_TYPES[read]}
 
 
 def _sorted(value: Any, parent_key: str | None) -> Any:

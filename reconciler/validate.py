@@ -1,9 +1,12 @@
 """Second stage: loaded documents -> typed plans, or every problem found, each at file:line:col.
 
-The contract (`contract`, and the JSON Schema generated from it) runs first: its models read a
-document, and the schema explains one they reject. The rules it cannot say (real dates, ranges
-in order, names unique across the repo) run on every document. Each document is judged on its
-own first (`check_document`, where it was loaded), then the repo as a whole (`check_repo`).
+The contract runs first: the plan schema generated from its models (`contract`, each provider's
+spec model), as checks compiled from the committed file (`checks`), which is all `validate`
+needs to know a document holds; the models themselves read a document for the commands that go
+on with the plan. The schema's reference validator explains a document either rejects. The
+rules it cannot say (real dates, ranges in order, names unique across the repo) run on every
+document. Each document is judged on its own first (`check_document`, where it was loaded),
+then the repo as a whole (`check_repo`).
 """
 
 from __future__ import annotations
@@ -15,17 +18,25 @@ import itertools
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import pydantic
-
-from reconciler import contract, providers
-from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN, Spec
-from reconciler.domain import JSON, Plan, day, merge_spans, range_span
+from reconciler import providers
+from reconciler.checks import Check, compile_check
+from reconciler.domain import (
+    DATE_PATTERN,
+    JSON,
+    MAX_CELLS_PER_PLAN,
+    MAX_DAYS_PER_PLAN,
+    TIME_PATTERN,
+    Plan,
+    day,
+    merge_spans,
+    range_span,
+)
 from reconciler.errors import Diagnostic
 from reconciler.load import Document
 
@@ -33,8 +44,15 @@ if TYPE_CHECKING:
     from jsonschema import TypeChecker, ValidationError
     from jsonschema.protocols import Validator
 
+    from reconciler.contract import BackfillPlan, Spec
+
 SCHEMA_FILE = "backfill-plan.schema.json"
 """Generated from `contract` (`make schemas`): what editors validate against, and `validate`."""
+
+TARGETS = "x-targets"
+"""A keyword of our own in each provider's spec of the plan schema, written by `schemagen` from
+the spec model: the `property` that lists the targets, and the JSON type each is read `as` (a
+DMS id written as text is a number). The rules across plans judge targets by it."""
 
 MAX_CALLS_PER_PLAN = 1000
 """API calls one plan makes on an empty state (`spec.chunk` and the ranges decide, and DMS
@@ -46,7 +64,13 @@ def plan_schema() -> dict[str, Any]:
     """The plan schema of the registered providers: the committed file, generated for the
     built-in ones (as editors read it), or for another registry the same generated from its
     spec models."""
-    return _schema_of(providers.spec_models())
+    return _schema_of(_registered())
+
+
+def _registered() -> tuple[type[Spec], ...] | None:
+    """The registered spec models, or None while the registry is the built-in one and not
+    loaded: the committed schema says what `validate` needs of it."""
+    return providers.spec_models() if providers.loaded() else None
 
 
 @functools.cache
@@ -61,14 +85,39 @@ def _schema_file() -> dict[str, Any]:
 
 
 @functools.cache
-def _schema_of(specs: tuple[type[Spec], ...]) -> dict[str, Any]:
+def _schema_of(specs: tuple[type[Spec], ...] | None) -> dict[str, Any]:
     schema = _schema_file()
     written = schema["properties"]["spec"]["properties"]["provider"]["enum"]
-    if written == [spec.provider_name() for spec in specs]:
+    if specs is None or written == [spec.provider_name() for spec in specs]:
         return schema
     from reconciler import schemagen  # noqa: PLC0415 (only a registry of other providers)
 
     return schemagen.plan_document(specs)
+
+
+class _Compiled(NamedTuple):
+    """What `validate` takes from the plan schema: whether a document holds, and where each
+    provider's plans list their targets."""
+
+    check: Check
+    targets: Mapping[str, tuple[str, Callable[[Any], object]]]
+    """Provider -> the key of its targets, and what reads one as the provider names it."""
+
+
+def _compiled() -> _Compiled:
+    return _compiled_for(_registered())
+
+
+@functools.cache
+def _compiled_for(specs: tuple[type[Spec], ...] | None) -> _Compiled:
+    schema = _schema_of(specs)
+    reads: dict[str, Callable[[Any], object]] = {"integer": int, "string": str}
+    targets = {}
+    for rule in schema["properties"]["spec"]["allOf"]:
+        provider = rule["if"]["properties"]["provider"]["const"]
+        spec = schema["$defs"][rule["then"]["$ref"].removeprefix("#/$defs/")]
+        targets[provider] = (spec[TARGETS]["property"], reads[spec[TARGETS]["as"]])
+    return _Compiled(compile_check(schema, schema["$defs"]), targets)
 
 
 def _whole_number(checker: TypeChecker, instance: object) -> bool:
@@ -79,12 +128,12 @@ def _whole_number(checker: TypeChecker, instance: object) -> bool:
 
 def _validator() -> Validator:
     """The reference implementation: it reports every error with its path."""
-    return _validator_of(providers.spec_models())
+    return _validator_of(_registered())
 
 
 @functools.cache
-def _validator_of(specs: tuple[type[Spec], ...]) -> Validator:
-    """Loaded only to explain a document the models rejected: most runs (a pre-commit hook on
+def _validator_of(specs: tuple[type[Spec], ...] | None) -> Validator:
+    """Loaded only to explain a document the contract rejected: most runs (a pre-commit hook on
     valid plans) never need it."""
     from jsonschema import Draft202012Validator, validators  # noqa: PLC0415
 
@@ -97,8 +146,10 @@ def _validator_of(specs: tuple[type[Spec], ...]) -> Validator:
 
 
 @dataclass(frozen=True, slots=True)
-class Validated:
-    plans: tuple[Plan, ...]
+class Validation:
+    """What `validate` reports: every problem of a repo's plan files, or its valid plans' names."""
+
+    names: tuple[str, ...]
     diagnostics: tuple[Diagnostic, ...]
     files: int
     documents: int
@@ -109,37 +160,68 @@ class Validated:
 
 
 @dataclass(frozen=True, slots=True)
+class Validated(Validation):
+    """A validation with the valid plans typed, for the commands that go on with them."""
+
+    plans: tuple[Plan, ...]
+
+
+class Footprint(NamedTuple):
+    """What a valid plan declares, as the rules across plans judge it, read from its document
+    by what the plan schema says of its provider: its targets as the provider names them, and
+    its runs of days."""
+
+    name: str
+    provider: str
+    key: str
+    """Where the plan file lists the targets (`taskIds`, `dagIds`)."""
+    targets: tuple[str, ...]
+    spans: list[tuple[int, int]]
+
+    @property
+    def cells(self) -> int:
+        return len(self.targets) * sum(last - first + 1 for first, last in self.spans)
+
+
+@dataclass(frozen=True, slots=True)
 class Checked:
-    """One document judged on its own (schema, rules, limits): its plan, or its problems. What
-    is judged across documents (unique names, overlapping plans) is `check_repo`'s."""
+    """One document judged on its own (schema, rules, limits): its problems, or what the rules
+    across documents need of a valid plan (unique names, overlapping plans: `check_repo`'s), and
+    the plan itself when it was read typed."""
 
     document: Document
     plan: Plan | None
+    footprint: Footprint | None
     problems: tuple[Diagnostic, ...]
 
 
-def check_document(doc: Document) -> Checked:
-    """Independent of every other document, so documents can be checked where they are loaded."""
-    document, problems = _read(doc)
+def check_document(doc: Document, *, typed: bool = True) -> Checked:
+    """Independent of every other document, so documents can be checked where they are loaded.
+    `typed`: also read the plan with the contract's models (for plan, apply, status)."""
+    document, problems = _read(doc, typed)
     problems.extend(_semantic_problems(doc))
-    if document is None or problems:
-        return Checked(doc, None, tuple(problems))
-    plan = _plan(doc, document)
-    # Every call covers a cell: only a plan of more cells than that may make too many.
-    if _cells(plan) > MAX_CALLS_PER_PLAN:
-        calls = providers.get(plan.provider).calls(plan)
+    if problems:
+        return Checked(doc, None, None, tuple(problems))
+    plan = None if document is None else _plan(doc, document)
+    footprint = _footprint(doc)
+    # Every call covers a cell: only a plan of more cells than that may make too many, and
+    # only its provider can count them.
+    if footprint.cells > MAX_CALLS_PER_PLAN:
+        counted = plan or _plan(doc, _model_read(doc.data))
+        calls = providers.get(counted.provider).calls(counted)
         if calls > MAX_CALLS_PER_PLAN:
-            return Checked(doc, None, (_too_many_calls(doc, plan, calls),))
-    return Checked(doc, plan, ())
+            return Checked(doc, None, None, (_too_many_calls(doc, counted, calls),))
+    return Checked(doc, plan, footprint, ())
 
 
 def check_repo(
     checked: Sequence[Checked], load_problems: Sequence[Diagnostic], files: int
 ) -> Validated:
     """The documents' own problems and the rules across them, in document order: a name used
-    twice is the problem of its later document."""
+    twice is the problem of its later document. The plans of documents read typed."""
     diagnostics = list(load_problems)
     plans: list[Plan] = []
+    valid: list[Checked] = []
     names: dict[str, Document] = {}
     for item in checked:
         doc, problems = item.document, list(item.problems)
@@ -159,21 +241,31 @@ def check_repo(
                 names[name] = doc
         if problems:
             diagnostics.extend(problems)
-        elif item.plan is not None:
-            plans.append(item.plan)
-    diagnostics.extend(_overlaps(plans))
+        elif item.footprint is not None:
+            valid.append(item)
+            if item.plan is not None:
+                plans.append(item.plan)
+    diagnostics.extend(_overlaps(valid))
     diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
-    return Validated(tuple(plans), tuple(diagnostics), files, len(checked))
+    return Validated(
+        tuple(item.footprint.name for item in valid if item.footprint is not None),
+        tuple(diagnostics),
+        files,
+        len(checked),
+        tuple(plans),
+    )
 
 
-def _cells(plan: Plan) -> int:
-    """Targets times days of a valid plan."""
-    days = sum(last - first + 1 for first, last in _spans(plan))
-    return len(providers.get(plan.provider).targets(plan)) * days
-
-
-def _spans(plan: Plan) -> list[tuple[int, int]]:
-    return merge_spans(range_span(entry.start, entry.last) for entry in plan.spec.dates)
+def _footprint(doc: Document) -> Footprint:
+    """Of a document that holds: every key read here is one the schema requires."""
+    data = doc.data
+    spec = data["spec"]
+    key, read = _compiled().targets[spec["provider"]]
+    targets = tuple(dict.fromkeys(str(read(target)) for target in spec[key]))
+    spans = merge_spans(
+        range_span(entry["start"], entry.get("end", entry["start"])) for entry in spec["dates"]
+    )
+    return Footprint(data["metadata"]["name"], spec["provider"], key, targets, spans)
 
 
 def _too_many_calls(doc: Document, plan: Plan, calls: int) -> Diagnostic:
@@ -194,7 +286,7 @@ def _name_of(data: JSON) -> str | None:
     return None
 
 
-def _plan(doc: Document, document: contract.BackfillPlan) -> Plan:
+def _plan(doc: Document, document: BackfillPlan) -> Plan:
     metadata, spec = document.metadata, document.spec
     return Plan(
         name=metadata.name,
@@ -227,22 +319,39 @@ def _field(path: Sequence[str | int]) -> str:
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _read(doc: Document) -> tuple[contract.BackfillPlan | None, list[Diagnostic]]:
-    """The document as the contract's models read it, or every problem with it.
+def _read(doc: Document, typed: bool) -> tuple[BackfillPlan | None, list[Diagnostic]]:
+    """The document as the contract's models read it (`typed`; else None when it holds), or
+    every problem with it.
 
-    The models answer "valid?" in compiled code, fast, which is the answer for nearly every
-    file in a repo; a document they reject is explained by the reference validator on the
-    schema generated from them, which names each problem with its path."""
-    try:
-        return contract.plan_model(providers.spec_models()).model_validate(doc.data), []
-    except pydantic.ValidationError as rejected:
-        problems = list(_schema_problems(doc))
-        if not problems:  # tests/test_validate.py holds the two to the same answers
-            raise RuntimeError(
-                f"{doc.location}: the plan models refuse a document their schema accepts: "
-                f"{rejected}"
-            ) from None
-        return None, problems
+    The models, and the checks compiled from the schema generated from them, answer "valid?"
+    fast, which is the answer for nearly every file in a repo; the checks need no pydantic,
+    which a pre-commit hook would spend more time loading than checking its plans. A document
+    either rejects is explained by the reference validator on that schema, which names each
+    problem with its path."""
+    if typed:
+        import pydantic  # noqa: PLC0415 (with the models, which `validate` does without)
+
+        try:
+            return _model_read(doc.data), []
+        except pydantic.ValidationError as rejected:
+            refusal = f"the plan models refuse a document their schema accepts: {rejected}"
+    else:
+        wrong = _compiled().check(doc.data)
+        if wrong is None:
+            return None, []
+        refusal = f"the plan schema's checks refuse a document it accepts: it {wrong}"
+    problems = list(_schema_problems(doc))
+    if not problems:  # tests/test_validate.py holds the three to the same answers
+        raise RuntimeError(f"{doc.location}: {refusal}")
+    return None, problems
+
+
+def _model_read(data: JSON) -> BackfillPlan:
+    """The document typed by the contract's models (pydantic.ValidationError if it does not
+    hold)."""
+    from reconciler import contract  # noqa: PLC0415 (pydantic, which `validate` does without)
+
+    return contract.plan_model(providers.spec_models()).model_validate(data)
 
 
 def _schema_problems(doc: Document) -> Iterator[Diagnostic]:
@@ -299,7 +408,7 @@ def _sentence(error: ValidationError, schema: Mapping[str, Any], instance: JSON)
         return message
     if kind == "pattern":
         hint = _describe(schema)
-        if schema.get("pattern") == contract.DATE_PATTERN:  # the form of a date bounds its year
+        if schema.get("pattern") == DATE_PATTERN:  # the form of a date bounds its year
             return f"{got} is not a date a plan takes: {hint}"
         return f"{got} is not in the expected form" + (f": {hint}" if hint else "")
     if kind == "minItems":
@@ -392,10 +501,10 @@ def _real_date(text: Any) -> date | None:
         return None
 
 
-_DATE = re.compile(contract.DATE_PATTERN)
+_DATE = re.compile(DATE_PATTERN)
 """The schema's form of a date, which also bounds its year: the rules below judge only dates
 the schema let through."""
-_TIME = re.compile(contract.TIME_PATTERN)
+_TIME = re.compile(TIME_PATTERN)
 
 
 def _semantic_problems(doc: Document) -> Iterator[Diagnostic]:
@@ -465,8 +574,8 @@ def _size_problems(
             _field(path),
         )
         return
-    provider = providers.REGISTRY.get(str(spec.get("provider")))
-    ids = spec.get(provider.spec_model.targets_key()) if provider else None
+    provider = _compiled().targets.get(str(spec.get("provider")))
+    ids = spec.get(provider[0]) if provider else None
     targets = len({str(target) for target in ids}) if isinstance(ids, list) else 0
     if targets * days > MAX_CELLS_PER_PLAN:
         yield Diagnostic(
@@ -543,14 +652,17 @@ def _duplicate_ids(
 # --- rules across plans -----------------------------------------------------------------------
 
 
-def _overlaps(plans: Sequence[Plan]) -> Iterator[Diagnostic]:
+def _overlaps(plans: Sequence[Checked]) -> Iterator[Diagnostic]:
     """A target on a date belongs to one plan at a time: two plans declaring it would both
     submit it. Each plan of a clashing pair gets the problem, naming the other."""
     spans: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
-    for number, plan in enumerate(plans):
-        runs = _spans(plan)
-        for target in providers.get(plan.provider).targets(plan):
-            spans[(plan.provider, target)].extend((first, last, number) for first, last in runs)
+    for number, item in enumerate(plans):
+        assert item.footprint is not None  # only valid plans' are judged together
+        runs = item.footprint.spans
+        for target in item.footprint.targets:
+            spans[(item.footprint.provider, target)].extend(
+                (first, last, number) for first, last in runs
+            )
     clashes: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -570,8 +682,12 @@ def _overlaps(plans: Sequence[Plan]) -> Iterator[Diagnostic]:
             yield _overlap(this, that, targets)
 
 
-def _overlap(plan: Plan, other: Plan, targets: dict[str, list[tuple[int, int]]]) -> Diagnostic:
-    field = providers.get(plan.provider).spec_model.targets_key()
+def _overlap(
+    plan: Checked, other: Checked, targets: dict[str, list[tuple[int, int]]]
+) -> Diagnostic:
+    assert plan.footprint is not None
+    assert other.footprint is not None
+    field = plan.footprint.key
     shown = [
         f"{target} on "
         + ", ".join(
@@ -582,8 +698,9 @@ def _overlap(plan: Plan, other: Plan, targets: dict[str, list[tuple[int, int]]])
     ]
     more = f" and {len(shown) - 3} more targets" if len(shown) > 3 else ""
     return Diagnostic(
-        plan.locate("spec", field),
-        f"declares the same work as plan {other.name!r} ({other.locate('spec', field)}):"
+        plan.document.locate(("spec", field)),
+        f"declares the same work as plan {other.footprint.name!r} "
+        f"({other.document.locate(('spec', other.footprint.key))}):"
         f" {'; '.join(shown[:3])}{more}. A target on a date belongs to one plan at a time, or"
         " both would submit it: remove the dates from one plan (to run them again under the"
         " other, see spec.takeover)",

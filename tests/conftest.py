@@ -12,9 +12,13 @@ import pytest
 from harness import Repo, Served, credentials_environ
 from scenarios import clean_env
 
+from reconciler import validate
+from reconciler.contract import BackfillPlan
 from reconciler.emulator.app import Emulator, create_app
 from reconciler.emulator.faults import FaultConfig
 from reconciler.emulator.server import EmulatorServer, start_in_thread
+from reconciler.errors import Diagnostic
+from reconciler.load import Document
 from reconciler.providers import dms
 from reconciler.providers.acs3 import AliyunCredentials
 from reconciler.providers.tc3 import TencentCredentials
@@ -173,6 +177,25 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         *("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_WORKSPACE"),
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def plan_contract_judged_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every plan document a test judges in this process (every invalid-case fixture of the
+    suite, every fuzzed file) is judged by the three that must agree: the contract's models
+    (what plan and apply read plans with), the checks compiled from the schema generated from
+    them (what `validate` decides with) and that schema's reference validator (what explains a
+    rejected document). A disagreement fails the test that met it, naming the document."""
+    from contract_answers import answers
+
+    read = validate._read
+
+    def judged(doc: Document, typed: bool) -> tuple[BackfillPlan | None, list[Diagnostic]]:
+        verdicts = answers(doc.data)
+        assert len(set(verdicts.values())) == 1, (verdicts, doc.location, doc.data)
+        return read(doc, typed)
+
+    monkeypatch.setattr(validate, "_read", judged)
 
 
 @pytest.fixture

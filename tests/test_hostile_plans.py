@@ -24,8 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler import pipeline, providers
-from reconciler.contract import MAX_DAYS_PER_PLAN
-from reconciler.domain import MAX_CELLS_PER_CALL
+from reconciler.domain import MAX_CELLS_PER_CALL, MAX_DAYS_PER_PLAN
 from reconciler.load import load_paths
 from reconciler.state import State
 from reconciler.validate import MAX_CALLS_PER_PLAN, Validated
@@ -200,8 +199,14 @@ def hostile_file(rng: random.Random, value: Any = None) -> bytes:
 
 
 def check(directory: Path) -> Validated:
-    """`validate` and `plan` as the CLI runs them, on every file under `directory`."""
+    """`validate` and `plan` as the CLI runs them, on every file under `directory`: `validate`
+    judges as `plan` does, without typing the plans."""
     result = pipeline.validated([directory])
+    judged = pipeline.validation([directory])
+    assert (judged.diagnostics, judged.names) == (
+        result.diagnostics,
+        tuple(plan.name for plan in result.plans),
+    )
     for problem in result.diagnostics:
         assert problem.location.file.startswith(str(directory)), problem
         assert problem.location.line >= 1, problem

@@ -14,8 +14,7 @@ from factories import dms_plan, wedata_plan, write
 from scenarios import clean_env
 
 from reconciler import pipeline
-from reconciler.contract import MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN
-from reconciler.domain import MAX_CELLS_PER_CALL
+from reconciler.domain import MAX_CELLS_PER_CALL, MAX_CELLS_PER_PLAN, MAX_DAYS_PER_PLAN
 from reconciler.providers import spec_models
 from reconciler.state import State
 from reconciler.validate import plan_schema

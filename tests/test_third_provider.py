@@ -45,7 +45,7 @@ def acme_plan(name: str = "nightly-rerun", **spec: Any) -> dict[str, Any]:
 def registered(monkeypatch: pytest.MonkeyPatch) -> None:
     """The registry entry: the only line of product code a new provider adds outside its own
     modules (here for this test alone)."""
-    monkeypatch.setitem(providers.REGISTRY, third_provider.NAME, third_provider.PROVIDER)
+    monkeypatch.setitem(providers.registry(), third_provider.NAME, third_provider.PROVIDER)
     monkeypatch.setenv(third_provider.TOKEN_VARIABLE, TOKEN)
 
 
@@ -59,7 +59,7 @@ def test_unregistered_its_plans_are_refused_naming_the_providers_there_are(
     tmp_path: Path,
 ) -> None:
     [problem] = validated([write(tmp_path / "p.yaml", acme_plan())]).diagnostics
-    assert f"must be one of: {', '.join(providers.REGISTRY)}" in problem.message
+    assert f"must be one of: {', '.join(providers.registry())}" in problem.message
 
 
 def test_registered_its_spec_is_checked_against_its_own_schema(

@@ -512,7 +512,7 @@ def create_app(
         rate_limits=rate_limits or {},
         faults=FaultInjector(faults),
     )
-    services = [p.emulated()(settings) for p in providers.REGISTRY.values()]
+    services = [p.emulated()(settings) for p in providers.registry().values()]
     return Emulator(services, settings.calls, faults=settings.faults)
 
 

@@ -1,37 +1,61 @@
-"""Platform adapters, one module per API; `get` finds the one a plan names."""
+"""Platform adapters, one module per API; `get` finds the one a plan names.
+
+The registry loads the provider modules when it is first asked for: `validate` judges plan
+files by the plan schema generated from their spec models (committed), so a pre-commit hook on
+valid plans loads neither them nor pydantic.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Mapping
 from ipaddress import ip_address
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reconciler.errors import BackfillError
-from reconciler.providers import dms, wedata
-from reconciler.providers.protocol import Provider
 
 if TYPE_CHECKING:
     from reconciler.contract import Spec
+    from reconciler.providers.protocol import Provider
 
-_ALL_PROVIDERS: tuple[Provider, ...] = (wedata.PROVIDER, dms.PROVIDER)
-REGISTRY: dict[str, Provider] = {p.name: p for p in _ALL_PROVIDERS}
+_BUILT_IN = ("wedata", "dms")
+"""The providers this package ships, modules of it with their `PROVIDER`: the committed plan
+schema is generated from their spec models, in this order."""
 
 ALL = "*"
 """Key of an endpoint override that applies to every provider (the emulator serves them all)."""
 
 
+@functools.cache
+def registry() -> dict[str, Provider]:
+    """Every registered provider by name: the built-in ones, loaded on the first call (a test
+    registers another by adding it here)."""
+    built_in: list[Provider] = [
+        importlib.import_module(f"{__name__}.{module}").PROVIDER for module in _BUILT_IN
+    ]
+    return {provider.name: provider for provider in built_in}
+
+
+def loaded() -> bool:
+    """Whether the registry was asked for: until then it is the built-in one, which the committed
+    plan schema describes."""
+    return registry.cache_info().currsize > 0
+
+
 def spec_models() -> tuple[type[Spec], ...]:
     """Each registered provider's spec model: what a plan's `spec` may be, by its `provider`."""
-    return tuple(p.spec_model for p in REGISTRY.values())
+    return tuple(p.spec_model for p in registry().values())
 
 
 def get(name: str) -> Provider:
-    if name not in REGISTRY:
+    known = registry()
+    if name not in known:
         raise BackfillError(
-            f"unknown provider {name!r}; known providers: {', '.join(sorted(REGISTRY))}"
+            f"unknown provider {name!r}; known providers: {', '.join(sorted(known))}"
         )
-    return REGISTRY[name]
+    return known[name]
 
 
 def endpoint(provider: Provider, region: str, overrides: Mapping[str, str]) -> str:

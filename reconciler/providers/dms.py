@@ -161,7 +161,6 @@ NAME = DmsSpec.provider_name()
 ACTION = "BackFill"
 VERSION = "2018-11-01"
 ENDPOINT = "https://dms-enterprise.{region}.aliyuncs.com"
-ENDPOINT_VARIABLE = "BACKFILL_ALIYUN_ENDPOINT"
 RATE_VARIABLE = "BACKFILL_ALIYUN_RATE_LIMIT"
 DEFAULT_RATE_LIMIT = 10.0
 """Not documented by DMS; override with BACKFILL_ALIYUN_RATE_LIMIT (calls per second)."""

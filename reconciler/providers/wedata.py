@@ -270,7 +270,6 @@ SERVICE = "wedata"
 ACTION = "CreateDataBackfillPlan"
 VERSION = "2025-08-06"
 DEFAULT_ENDPOINT = "https://wedata.intl.tencentcloudapi.com"
-ENDPOINT_VARIABLE = "BACKFILL_TENCENT_ENDPOINT"
 RATE_LIMIT = 20.0
 """Documented: at most 20 requests per second for CreateDataBackfillPlan."""
 RATE_VARIABLE = "BACKFILL_TENCENT_RATE_LIMIT"

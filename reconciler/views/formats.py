@@ -10,8 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from reconciler.views import audit, audit_report, grid, health, json, markdown, status, text
-from reconciler.views.apply import JsonApply, TextApply
+from reconciler.views import Deferred, json, text
+
+if TYPE_CHECKING:  # the modules themselves, checked as such
+    from reconciler.views import apply, audit, audit_report, grid, health, markdown, status
+    from reconciler.views.apply import JsonApply, TextApply
+    from reconciler.views.progress import Mode
+else:
+    apply, audit, audit_report, grid, health, markdown, status = map(
+        Deferred, ("apply", "audit", "audit_report", "grid", "health", "markdown", "status")
+    )
 
 if TYPE_CHECKING:
     from reconciler.reports import (
@@ -24,13 +32,13 @@ if TYPE_CHECKING:
         StatusReport,
     )
     from reconciler.state import AuditLog, Verification
-    from reconciler.validate import Validated
+    from reconciler.validate import Validation
 
 T = TypeVar("T")
 Renderer = Callable[[T, text.Style], str]
 Table = dict[str, Renderer[T]]
 
-VALIDATE: Table[Validated] = {
+VALIDATE: Table[Validation] = {
     "text": lambda result, style: text.validation(result, style) + "\n",
     "json": lambda result, _: json.dumps(json.validation(result)) + "\n",
 }
@@ -41,7 +49,10 @@ PLAN: Table[Planned] = {
     "markdown": lambda report, _: markdown.planned(report),
 }
 
-APPLY: dict[str, type[TextApply | JsonApply]] = {"text": TextApply, "json": JsonApply}
+APPLY: dict[str, Callable[[text.Style, Mode], TextApply | JsonApply]] = {
+    "text": lambda style, progress: apply.TextApply(style, progress),  # noqa: PLW0108 (loads it)
+    "json": lambda style, progress: apply.JsonApply(style, progress),  # noqa: PLW0108
+}
 """Apply's views also show what happens while it runs (see `views.apply`)."""
 
 STATUS: Table[StatusReport] = {

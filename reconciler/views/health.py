@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from reconciler.domain import FINAL_HEALTH, Health
-from reconciler.reports import WAIT_INTERRUPTED, WAIT_TIMED_OUT
+from reconciler.errors import WAIT_INTERRUPTED, WAIT_TIMED_OUT
 from reconciler.views import json, text
 
 if TYPE_CHECKING:

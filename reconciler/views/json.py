@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from reconciler.execute import Result
     from reconciler.reports import Applied, Listing, Refreshed
     from reconciler.state import IntentDetails, SubmissionRecord
-    from reconciler.validate import Validated
+    from reconciler.validate import Validation
 
 FORMAT_VERSION = 1
 
@@ -37,12 +37,12 @@ def diagnostic(item: Diagnostic) -> dict[str, Any]:
     }
 
 
-def validation(result: Validated) -> dict[str, Any]:
+def validation(result: Validation) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "valid": result.ok,
         "files": result.files,
-        "plans": [p.name for p in result.plans],
+        "plans": list(result.names),
         "errors": [diagnostic(d) for d in result.diagnostics],
     }
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from reconciler.execute import Result
     from reconciler.reports import Finding, Listing, Planned, Refreshed, Started, Verdict
     from reconciler.state import SubmissionRecord
-    from reconciler.validate import Validated
+    from reconciler.validate import Validation
 
 Style = Callable[..., str]
 
@@ -64,10 +64,10 @@ def diagnostics(items: Sequence[Diagnostic], style: Style = _plain) -> str:
     )
 
 
-def validation(result: Validated, style: Style = _plain) -> str:
+def validation(result: Validation, style: Style = _plain) -> str:
     if result.ok:
         return style(
-            f"OK: {plural(len(result.plans), 'plan')} in {plural(result.files, 'file')} valid.",
+            f"OK: {plural(len(result.names), 'plan')} in {plural(result.files, 'file')} valid.",
             fg="green",
         )
     files = len({d.location.file for d in result.diagnostics})
