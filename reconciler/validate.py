@@ -111,9 +111,15 @@ class Validated:
 @dataclass(frozen=True, slots=True)
 class Checked:
     """One document judged on its own (schema, rules, limits): its plan, or its problems. What
-    is judged across documents (unique names, overlapping plans) is `check_repo`'s."""
+    is judged across documents (unique names, overlapping plans) is `Repo`'s.
+
+    It keeps of the document what the rules across documents need, not its data: a big repo's
+    documents are many, and their parsed data is dead weight once the plan is typed."""
 
     document: Document
+    """Where it was written: positions only (`data` is None)."""
+    name: str | None
+    """`metadata.name`, if the document has one that is text, valid or not."""
     plan: Plan | None
     problems: tuple[Diagnostic, ...]
 
@@ -123,30 +129,43 @@ def check_document(doc: Document) -> Checked:
     document, problems = _read(doc)
     problems.extend(_semantic_problems(doc))
     if document is None or problems:
-        return Checked(doc, None, tuple(problems))
+        return _checked(doc, None, problems)
     plan = _plan(doc, document)
     # Every call covers a cell: only a plan of more cells than that may make too many.
     if _cells(plan) > MAX_CALLS_PER_PLAN:
         calls = providers.get(plan.provider).calls(plan)
         if calls > MAX_CALLS_PER_PLAN:
-            return Checked(doc, None, (_too_many_calls(doc, plan, calls),))
-    return Checked(doc, plan, ())
+            return _checked(doc, None, [_too_many_calls(doc, plan, calls)])
+    return _checked(doc, plan, [])
 
 
-def check_repo(
-    checked: Sequence[Checked], load_problems: Sequence[Diagnostic], files: int
-) -> Validated:
-    """The documents' own problems and the rules across them, in document order: a name used
-    twice is the problem of its later document."""
-    diagnostics = list(load_problems)
-    plans: list[Plan] = []
-    names: dict[str, Document] = {}
-    for item in checked:
-        doc, problems = item.document, list(item.problems)
-        name = _name_of(doc.data)
+def _checked(doc: Document, plan: Plan | None, problems: list[Diagnostic]) -> Checked:
+    return Checked(dataclasses.replace(doc, data=None), _name_of(doc.data), plan, tuple(problems))
+
+
+class Repo:
+    """The rules across documents, judged as the documents come, in document order: a name
+    used twice is the problem of its later document. What it keeps of each is its plan and
+    where its name was written, not its data."""
+
+    def __init__(self, load_problems: Sequence[Diagnostic] = ()) -> None:
+        self._load_problems = list(load_problems)
+        self._diagnostics: list[Diagnostic] = []
+        self._plans: list[Plan] = []
+        self._names: dict[str, Document] = {}
+        self._documents = 0
+
+    def load_problems(self, problems: Sequence[Diagnostic]) -> None:
+        self._load_problems.extend(problems)
+
+    def add(self, item: Checked) -> Plan | None:
+        """The document's plan if it is valid so far (on its own, and its name unique so far);
+        a problem across plans found at the end (`result`) may still make it invalid."""
+        self._documents += 1
+        doc, problems, name = item.document, list(item.problems), item.name
         if name is not None:
-            if name in names:
-                first = names[name].locate(("metadata", "name"))
+            if name in self._names:
+                first = self._names[name].locate(("metadata", "name"))
                 problems.append(
                     Diagnostic(
                         doc.locate(("metadata", "name")),
@@ -156,14 +175,29 @@ def check_repo(
                     )
                 )
             else:
-                names[name] = doc
+                self._names[name] = doc
         if problems:
-            diagnostics.extend(problems)
-        elif item.plan is not None:
-            plans.append(item.plan)
-    diagnostics.extend(_overlaps(plans))
-    diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
-    return Validated(tuple(plans), tuple(diagnostics), files, len(checked))
+            self._diagnostics.extend(problems)
+            return None
+        if item.plan is not None:
+            self._plans.append(item.plan)
+        return item.plan
+
+    def result(self, files: int) -> Validated:
+        """Every problem, the rules across plans included, or the typed plans."""
+        diagnostics = [*self._load_problems, *self._diagnostics, *_overlaps(self._plans)]
+        diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
+        return Validated(tuple(self._plans), tuple(diagnostics), files, self._documents)
+
+
+def check_repo(
+    checked: Sequence[Checked], load_problems: Sequence[Diagnostic], files: int
+) -> Validated:
+    """The documents' own problems and the rules across them, in document order."""
+    repo = Repo(load_problems)
+    for item in checked:
+        repo.add(item)
+    return repo.result(files)
 
 
 def _cells(plan: Plan) -> int:

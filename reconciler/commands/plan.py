@@ -3,15 +3,19 @@ Writes nothing but the saved plan (`--out`); looks unknown outcomes up only when
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import git, pipeline
 from reconciler.commands import recover, saved
 from reconciler.errors import BackfillError
-from reconciler.reports import Planned
-from reconciler.state import load_state
+from reconciler.reports import Finding, Planned
+from reconciler.state import State, load_state
+
+if TYPE_CHECKING:
+    from reconciler.diff import Changeset
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +39,6 @@ def run(options: PlanOptions) -> Planned:
     changed = (
         git.changed_files(Path.cwd(), options.changed_since) if options.changed_since else None
     )
-    result, current = pipeline.plans_while(
-        options.paths,
-        lambda: load_state(options.state_dir, missing_ok=True).indexed(),
-        changed=changed or frozenset(),
-    )
     if options.recover and options.out:
         raise BackfillError(
             "--out cannot be used with --recover: save plans of the journaled state"
@@ -48,15 +47,17 @@ def run(options: PlanOptions) -> Planned:
         raise BackfillError(
             "--out cannot be used with --refresh: save plans of the journaled state"
         )
-    findings = None
-    if options.recover:
-        findings = tuple(recover.look_up(current, options.endpoints))
-        current = recover.preview(current, list(findings))
-    if options.refresh:
-        from reconciler.commands import refresh  # noqa: PLC0415 - a plan that asks no platform loads no client
 
-        current = refresh.preview(current, list(refresh.read(current, options.endpoints)))
-    changes = pipeline.changeset(result, current)
+    def loaded() -> State:
+        return load_state(options.state_dir, missing_ok=True).indexed()
+
+    if not options.recover and not options.refresh:  # each plan diffed as its file is read
+        current, changes = pipeline.changes_while(
+            options.paths, loaded, changed=changed or frozenset()
+        )
+        findings = None
+    else:
+        current, changes, findings = _previewed(options, loaded, changed)
     if options.out and not changes.conflicts:
         saved.save(options.out, options.paths, changes, current)
     return Planned(
@@ -65,6 +66,23 @@ def run(options: PlanOptions) -> Planned:
         findings=findings,
         saved=options.out if options.out and not changes.conflicts else None,
     )
+
+
+def _previewed(
+    options: PlanOptions, loaded: Callable[[], State], changed: frozenset[Path] | None
+) -> tuple[State, Changeset, tuple[Finding, ...] | None]:
+    """The changeset of the state as `--recover` and `--refresh` would make it: asked of the
+    platforms once the plans are known valid, so the plans are diffed after."""
+    result, current = pipeline.plans_while(options.paths, loaded, changed=changed or frozenset())
+    findings = None
+    if options.recover:
+        findings = tuple(recover.look_up(current, options.endpoints))
+        current = recover.preview(current, list(findings))
+    if options.refresh:
+        from reconciler.commands import refresh  # noqa: PLC0415 - a plan that asks no platform loads no client
+
+        current = refresh.preview(current, list(refresh.read(current, options.endpoints)))
+    return current, pipeline.changeset(result, current), findings
 
 
 def exit_code(planned: Planned, *, detailed: bool) -> int:

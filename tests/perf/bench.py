@@ -5,7 +5,7 @@ turns, with their ratios.
 
 Every scenario runs as a fresh subprocess, as a user or CI would run it. Usage:
     python tests/perf/bench.py [--plans 10000] [--runs 3] [--write]
-        [--skip small|scale|integrity|hostile|apply]
+        [--skip small|scale|integrity|hostile|apply|peer] (--skip takes one a time, repeated)
 """
 
 from __future__ import annotations
@@ -200,15 +200,19 @@ def backfill(*args: str | Path) -> list[str]:
 
 
 def peer(files: Sequence[str], work: Path, env: dict[str, str]) -> Callable[[], Run] | None:
-    """check-jsonschema on `files`, as few invocations as the command line allows."""
+    """check-jsonschema on `files`, as few invocations as the command line allows; None when
+    it is not installed, or left out (`--skip peer`)."""
     checker = shutil.which("check-jsonschema", path=str(Path(PYTHON).parent))
-    if checker is None:
+    if checker is None or not WITH_PEER:
         return None
     command = [checker, "--schemafile", str(REPO / "schemas" / "backfill-plan.schema.json")]
     return lambda: sum_of(run([*command, *batch], work, env) for batch in arguments(files))
 
 
-NOT_INSTALLED = "not installed (pip install check-jsonschema)"
+NOT_INSTALLED = "not installed (pip install check-jsonschema), or --skip peer"
+
+WITH_PEER = True
+"""False with `--skip peer`."""
 
 
 def small_repo(runs: int, work: Path) -> list[Row]:
@@ -642,12 +646,16 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument(
         "--skip",
-        choices=["small", "scale", "integrity", "hostile", "apply"],
+        choices=["small", "scale", "integrity", "hostile", "apply", "peer"],
         action="append",
         default=[],
+        help="leave a scenario out (repeat for several); `peer` leaves out check-jsonschema,"
+        " minutes at 50,000 plans",
     )
     parser.add_argument("--write", action="store_true", help="also write tests/perf/RESULTS.md")
     args = parser.parse_args()
+    global WITH_PEER  # noqa: PLW0603 (one switch for the few places that run the peer)
+    WITH_PEER = "peer" not in args.skip
     rows: list[Row] = []
     facts: dict[str, Any] = {}
     load = os.getloadavg()[0]
