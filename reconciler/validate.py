@@ -140,7 +140,7 @@ def check_document(doc: Document) -> Checked:
 
 
 def _checked(doc: Document, plan: Plan | None, problems: list[Diagnostic]) -> Checked:
-    return Checked(dataclasses.replace(doc, data=None), _name_of(doc.data), plan, tuple(problems))
+    return Checked(doc.settled(), _name_of(doc.data), plan, tuple(problems))
 
 
 class Repo:
