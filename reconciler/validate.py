@@ -580,18 +580,24 @@ def _duplicate_ids(
 def _overlaps(plans: Sequence[Plan]) -> Iterator[Diagnostic]:
     """A target on a date belongs to one plan at a time: two plans declaring it would both
     submit it. Each plan of a clashing pair gets the problem, naming the other."""
-    spans: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
+    # A target is nearly always one plan's: only those of several have their days looked at
+    # (a big repo's every target with its days would be tens of MB at once).
+    owners: dict[str, dict[str, int]] = defaultdict(dict)
+    """provider -> target -> the first plan (its number) declaring it."""
+    shared: dict[tuple[str, str], list[int]] = {}
     for number, plan in enumerate(plans):
-        runs = _spans(plan)
+        owned = owners[plan.provider]
         for target in providers.get(plan.provider).targets(plan):
-            spans[(plan.provider, target)].extend((first, last, number) for first, last in runs)
+            owner = owned.setdefault(target, number)
+            if owner != number:
+                shared.setdefault((plan.provider, target), [owner]).append(number)
     clashes: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for (_, target), declared in spans.items():
-        if len({number for _, _, number in declared}) < 2:
-            continue
-        declared.sort()
+    for (_, target), numbers in shared.items():
+        declared = sorted(
+            (first, last, number) for number in numbers for first, last in _spans(plans[number])
+        )
         for index, (_, last, number) in enumerate(declared):
             for other_first, other_last, other in declared[index + 1 :]:
                 if other_first > last:
