@@ -18,7 +18,7 @@ plan for the same work) is a conflict too, until the plan says what that submiss
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler import providers
@@ -232,15 +232,30 @@ def _renamed(plan: Plan, record: SubmissionRecord) -> bool:
     return plan.takeover.get(record.plan) == "rename" and record.revision >= plan.revision
 
 
-def diff(desired: Sequence[Desired], state: State) -> Changeset:
-    changes: list[PlanChanges] = []
-    found = _Found()
-    declared_whole: set[tuple[str, int, str]] = set()
-    """Targets whose every covered day is declared: none of their cells can be orphaned."""
+def diff(desired: Iterable[Desired], state: State) -> Changeset:
+    found = Diff(state)
     for item in desired:
-        plan = item.plan
+        found.add(item)
+    return found.changeset()
+
+
+class Diff:
+    """The diff of plans given one at a time (`add`), as they are read: what it keeps of each
+    is its changes and, for the orphans, the declared days of the targets whose covered days
+    are not all declared (none, for a plan in sync), not its cells."""
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+        self._changes: list[PlanChanges] = []
+        self._found = _Found()
+        self._declared: dict[str, _Declared] = {}
+
+    def add(self, item: Desired) -> PlanChanges:
+        plan, state, found = item.plan, self._state, self._found
         found.counts = counts = {"in_sync": 0, "conflict": 0, "attention": 0, "exhausted": 0}
         found.health = Counter()
+        whole: set[str] = set()
+        """Targets whose every covered day is declared: none of their cells can be orphaned."""
         gaps: list[Missing] = []
         for group in item.groups:
             missing: dict[str, tuple[str, ...]] = {}
@@ -257,7 +272,7 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
                     # the common case, counted by runs
                     inside, total = covered.count_within(spans)
                     if inside == total and len(item.groups) == 1:
-                        declared_whole.add((plan.name, plan.revision, target))
+                        whole.add(target)
                     counts["in_sync"] += inside
                     found.health[NOT_OBSERVED] += inside
                     if inside < group.days:
@@ -279,40 +294,80 @@ def diff(desired: Sequence[Desired], state: State) -> Changeset:
                         replaces[target] = retries
             if missing:
                 gaps.append(Missing(group, missing, replaces))
-        changes.append(
-            PlanChanges(
-                plan=plan,
-                create_cells=sum(gap.cells for gap in gaps),
-                in_sync_cells=counts["in_sync"],
-                conflict_cells=counts["conflict"],
-                attention_cells=counts["attention"],
-                exhausted_cells=counts["exhausted"],
-                retry_cells=sum(len(r) for gap in gaps for r in gap.replaces.values()),
-                health=dict(found.health),
-                missing=tuple(gaps),
-            )
+        changes = PlanChanges(
+            plan=plan,
+            create_cells=sum(gap.cells for gap in gaps),
+            in_sync_cells=counts["in_sync"],
+            conflict_cells=counts["conflict"],
+            attention_cells=counts["attention"],
+            exhausted_cells=counts["exhausted"],
+            retry_cells=sum(len(r) for gap in gaps for r in gap.replaces.values()),
+            health=dict(found.health),
+            missing=tuple(gaps),
         )
-    # What a person must be told of a conflict or an unknown outcome is in the journal: read
-    # once, and only when there is one.
-    named = {key for _, key in (*found.conflicts, *found.attention)}
-    details = intent_details(state, (state.submissions[key] for key in named))
-    return Changeset(
-        plans=tuple(changes),
-        conflicts=tuple(
-            _conflict(state.submissions[key], details[key], cells, *found.context[(name, key)])
-            for (name, key), cells in found.conflicts.items()
-        ),
-        attention=tuple(
-            _attention(state.submissions[key], details[key], cells)
-            for (_, key), cells in found.attention.items()
-        ),
-        exhausted=tuple(
-            Exhausted(name, revision, target, tuple(runs(dates)), attempts)
-            for (name, revision, target), (dates, attempts) in found.exhausted.items()
-        ),
-        orphans=_orphans(desired, state, declared_whole),
-        warnings=tuple(state.warnings),
-    )
+        self._changes.append(changes)
+        # A plan that takes another's submissions over by a rename is asked about them by their
+        # old name, whose cells are never whole.
+        renames = any(mode == "rename" for mode in plan.takeover.values())
+        self._declared[plan.name] = _declared(item, () if renames else tuple(whole))
+        return changes
+
+    def changeset(self) -> Changeset:
+        """The changes of every plan given, and what spans them."""
+        state, found = self._state, self._found
+        # What a person must be told of a conflict or an unknown outcome is in the journal: read
+        # once, and only when there is one.
+        named = {key for _, key in (*found.conflicts, *found.attention)}
+        details = intent_details(state, (state.submissions[key] for key in named))
+        return Changeset(
+            plans=tuple(self._changes),
+            conflicts=tuple(
+                _conflict(state.submissions[key], details[key], cells, *found.context[(name, key)])
+                for (name, key), cells in found.conflicts.items()
+            ),
+            attention=tuple(
+                _attention(state.submissions[key], details[key], cells)
+                for (_, key), cells in found.attention.items()
+            ),
+            exhausted=tuple(
+                Exhausted(name, revision, target, tuple(runs(dates)), attempts)
+                for (name, revision, target), (dates, attempts) in found.exhausted.items()
+            ),
+            orphans=_orphans(self._declared, state),
+            warnings=tuple(state.warnings),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """What the orphans need of a plan: the targets whose covered days are all declared, and
+    the declared days of its other targets (none, for a plan in sync): not its cells."""
+
+    plan: Plan
+    whole: tuple[str, ...]
+    spans: Mapping[str, list[tuple[int, int]]]
+
+    def loose(self, record: SubmissionRecord) -> int:
+        """The days of `record`'s cells this plan does not declare."""
+        days = sum(last - first + 1 for first, last in record.spans)
+        return sum(
+            days - _overlap(record.spans, self.spans.get(target, []))
+            for target in record.targets
+            if record.plan != self.plan.name or target not in self.whole
+        )
+
+
+_NOTHING_DECLARED: Mapping[str, list[tuple[int, int]]] = {}
+
+
+def _declared(item: Desired, whole: tuple[str, ...]) -> _Declared:
+    index: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for group in item.groups:
+        for target in group.targets:
+            if target not in whole:
+                index[target].extend(group.spans)
+    spans = {t: merge_spans(s) for t, s in index.items()} if index else _NOTHING_DECLARED
+    return _Declared(item.plan, whole, spans)
 
 
 def _conflict(
@@ -357,36 +412,21 @@ def _attention(record: SubmissionRecord, sent: IntentDetails, cells: int) -> Att
     )
 
 
-def _orphans(
-    desired: Sequence[Desired], state: State, declared_whole: set[tuple[str, int, str]]
-) -> tuple[Orphan, ...]:
-    plans = {item.plan.name: item for item in desired}
+def _orphans(declared: Mapping[str, _Declared], state: State) -> tuple[Orphan, ...]:
     adopted = {
-        old: item
-        for item in desired
+        old: name
+        for name, item in declared.items()
         for old, mode in item.plan.takeover.items()
-        if mode == "rename" and old not in plans
+        if mode == "rename" and old not in declared
     }
     """Plans renamed: their submissions are the new name's, orphans only where it stops."""
-    spans_of: dict[str, dict[str, list[tuple[int, int]]]] = {}
-
-    def declared(item: Desired) -> dict[str, list[tuple[int, int]]]:
-        # Built only for the few plans that may have undeclared cells.
-        if item.plan.name not in spans_of:
-            index: dict[str, list[tuple[int, int]]] = defaultdict(list)
-            for group in item.groups:
-                for target in group.targets:
-                    index[target].extend(group.spans)
-            spans_of[item.plan.name] = {t: merge_spans(s) for t, s in index.items()}
-        return spans_of[item.plan.name]
-
     orphans: list[Orphan] = []
     for record in state.submissions.values():
         if not record.covers_cells:
             continue
-        item = plans.get(record.plan)
+        item = declared.get(record.plan)
         if item is None and record.plan in adopted:
-            item = adopted[record.plan]
+            item = declared[adopted[record.plan]]
             if record.revision < item.plan.revision:
                 continue  # the renamed plan's earlier revisions: history
         elif item is None:
@@ -394,11 +434,7 @@ def _orphans(
             continue
         elif record.revision != item.plan.revision:
             continue  # an earlier revision, superseded on purpose: history, not an orphan
-        if all((record.plan, record.revision, t) in declared_whole for t in record.targets):
-            continue
-        targets = declared(item)
-        days = sum(last - first + 1 for first, last in record.spans)
-        loose = sum(days - _overlap(record.spans, targets.get(t, [])) for t in record.targets)
+        loose = item.loose(record)
         if loose:
             orphans.append(Orphan(record.plan, record.revision, record.key, loose, False))
     return tuple(sorted(orphans, key=lambda o: (o.plan, o.key)))

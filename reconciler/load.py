@@ -7,12 +7,13 @@ their author wrote. Source positions are worked out again only for documents som
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -108,26 +109,56 @@ class _Positions(NamedTuple):
 
 
 class _Source:
-    """A file's text, read again for positions only if a later stage asks for one."""
+    """A file's text, parsed again for positions only if a later stage asks for one. Once its
+    documents are judged (`Document.settled`) not even the text is kept, but its digest: a
+    big repo's texts would outweigh its plans. It is read again then, and used only if it is
+    still the text that was loaded (else positions fall back to where each document starts)."""
 
-    __slots__ = ("file", "positions", "text")
+    __slots__ = ("digest", "file", "path", "positions", "text")
 
-    def __init__(self, file: str, text: str) -> None:
+    def __init__(self, file: str, path: str, text: str) -> None:
         self.file = file
-        self.text = text
+        self.path = path
+        """Absolute: the working directory may change before a position is asked for."""
+        self.text: str | None = text
+        self.digest = b""
         self.positions: dict[int, _Positions] | None = None
+
+    def forget(self) -> None:
+        if self.text and self.positions is None:
+            self.digest = _digest(self.text)
+            self.text = None
+
+    def _text(self) -> str | None:
+        if self.text is not None:
+            return self.text
+        try:
+            with open(os.open(self.path, _OPEN_FLAGS), "rb") as stream:
+                if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                    return None
+                text = stream.read(MAX_FILE_BYTES + 1).decode("utf-8-sig")
+        except (OSError, ValueError):
+            return None
+        return text if _digest(text) == self.digest else None
 
     def positions_of(self, index: int) -> _Positions | None:
         if self.positions is None:
-            reading = _Reading(self.file, track=True)
-            reading.read(self.text)
-            self.positions = {
-                parsed.number: parsed.positions
-                for parsed in reading.documents
-                if parsed.positions is not None
-            }
+            text = self._text()
+            self.positions = {}
+            if text is not None:
+                reading = _Reading(self.file, track=True)
+                reading.read(text)
+                self.positions = {
+                    parsed.number: parsed.positions
+                    for parsed in reading.documents
+                    if parsed.positions is not None
+                }
             self.text = ""
         return self.positions.get(index)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +202,13 @@ class Document:
 
     def _positions(self) -> _Positions | None:
         return None if self._source is None else self._source.positions_of(self.index)
+
+    def settled(self) -> Document:
+        """What is kept of the document once it is judged: where its values were written, not
+        its data (nor its file's text: read again should a position be asked for)."""
+        if self._source is not None:
+            self._source.forget()
+        return replace(self, data=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +287,7 @@ def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
         return [], [problem]
     reading = _Reading(file, track=False)
     reading.read(text)
-    source = _Source(file, text)
+    source = _Source(file, os.path.abspath(path), text)
     documents = [
         Document(file, parsed.number, parsed.data, Location(file, *parsed.start), source)
         for parsed in reading.documents

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -95,6 +95,9 @@ class Shared(Generic[T, R]):
         self._pipes: list[Connection] = []
         """From the helpers still running."""
         self._done: dict[int, R] = {}
+        """Results not given yet, by chunk."""
+        self._next = 0
+        """The next chunk, when there are no helpers to share a counter with."""
         processes = min(cores(), len(items) // per_process) if _can_fork() else 1
         if processes < 2:
             self._chunks: list[Sequence[T]] = [items]
@@ -121,7 +124,7 @@ class Shared(Generic[T, R]):
     def _take(self) -> int | None:
         """The index of the next chunk nobody has taken yet."""
         if self._taken is None:
-            index = len(self._done)
+            index, self._next = self._next, self._next + 1
         else:
             with self._taken.get_lock():
                 index = self._taken.value
@@ -144,37 +147,50 @@ class Shared(Generic[T, R]):
 
     def results(self) -> list[R]:
         """Every chunk's result, this process helping with the chunks left."""
+        return list(self.each())
+
+    def each(self) -> Iterator[R]:
+        """Every chunk's result in the order of the chunks, each as soon as it and those before
+        it are done (this process helping with the chunks left): whoever takes them in can let
+        each go before the next, rather than hold them all."""
+        given = 0
+
+        def ready() -> Iterator[R]:
+            nonlocal given
+            while given in self._done:
+                yield self._done.pop(given)
+                given += 1
+
         try:
             while (index := self._take()) is not None:
                 self._done[index] = self._work(self._chunks[index])
-                self._receive(wait=False)
-            self._receive(wait=True)
-            for index in range(len(self._chunks)):  # chunks a helper took but never sent
-                if index not in self._done:
-                    self._done[index] = self._work(self._chunks[index])
-            return [self._done[index] for index in range(len(self._chunks))]
+                self._receive(block=False)
+                yield from ready()
+            while self._pipes:
+                self._receive(block=True)
+                yield from ready()
+            while given < len(self._chunks):  # a chunk a helper took but never sent
+                self._done[given] = self._work(self._chunks[given])
+                yield from ready()
         finally:
             self.close()
 
-    def _receive(self, *, wait: bool) -> None:
-        """What the helpers have sent; with `wait`, everything until the last one is gone."""
+    def _receive(self, *, block: bool) -> None:
+        """What the helpers have sent so far; with `block`, at least one result or end."""
         if not self._pipes:
             return
         import pickle  # noqa: PLC0415 (as multiprocessing: only where there are helpers)
         from multiprocessing.connection import wait as ready  # noqa: PLC0415
 
-        while self._pipes:
-            found = ready(self._pipes, timeout=None if wait else 0)
-            for pipe in [pipe for pipe in self._pipes if pipe in found]:
-                try:
-                    received: tuple[int, R] = pickle.loads(pipe.recv_bytes())  # noqa: S301 (from a helper forked from this process)
-                except EOFError:
-                    self._pipes.remove(pipe)
-                    pipe.close()
-                else:
-                    self._done[received[0]] = received[1]
-            if not wait:
-                return
+        found = ready(self._pipes, timeout=None if block else 0)
+        for pipe in [pipe for pipe in self._pipes if pipe in found]:
+            try:
+                received: tuple[int, R] = pickle.loads(pipe.recv_bytes())  # noqa: S301 (from a helper forked from this process)
+            except EOFError:
+                self._pipes.remove(pipe)
+                pipe.close()
+            else:
+                self._done[received[0]] = received[1]
 
     def close(self) -> None:
         """Stops the helpers: at once if an error ends the work early, else they are done."""

@@ -2,7 +2,8 @@
 
 Each plan file is loaded, checked and expanded without looking at any other, so the files of a
 big repo are shared with forked helpers, one per spare core (`parallel`); what spans files
-(unique names, overlapping plans, the diff against the state) runs once every part is back.
+(unique names, overlapping plans, the diff against the state) takes each part as it comes back,
+in the files' order, and keeps of it only what the rules across files need.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from reconciler.domain import CellGroup, Plan
 from reconciler.errors import Diagnostic, InvalidPlans
 from reconciler.load import discover, load_file
 from reconciler.parallel import Shared
-from reconciler.validate import Checked, Validated, Validation, check_document, check_repo
+from reconciler.validate import Checked, Repo, Validated, Validation, check_document
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
@@ -92,13 +93,33 @@ def _checked_repo(
     found: list[Diagnostic],
     reading: Shared[Path, list[_File]],
     changed: frozenset[Path],
-) -> tuple[list[_File], Validated]:
-    read = [file for chunk in reading.results() for file in chunk]
-    checked = [item for file in read for item in file.checked]
-    if changed:  # a problem between two files (a name used twice) goes to the one changed
-        checked.sort(key=lambda item: Path(item.document.file).resolve() in changed)
-    problems = [*found, *(problem for file in read for problem in file.problems)]
-    return read, check_repo(checked, problems, len(files))
+    each: Callable[[Desired], object] | None = None,
+) -> Validated:
+    """The repo checked as its files are read, in their order; `each` is given every plan
+    that is valid so far, with its cell groups, at once (a problem across plans, found at the
+    end, may still make the repo invalid), so that neither has to be held until the end."""
+    repo = Repo(found)
+    later: list[tuple[Checked, tuple[CellGroup, ...]]] = []
+    if each is not None:
+        from reconciler.expand import Desired  # noqa: PLC0415 (`validate` expands nothing)
+
+    def add(item: Checked, groups: tuple[CellGroup, ...]) -> None:
+        plan = repo.add(item)
+        if plan is not None and each is not None:
+            each(Desired(plan, groups))
+
+    for chunk in reading.each():
+        for file in chunk:
+            repo.load_problems(file.problems)
+            for item, groups in zip(file.checked, file.groups, strict=True):
+                # a problem between two files (a name used twice) goes to the one changed
+                if changed and Path(item.document.file).resolve() in changed:
+                    later.append((item, groups))
+                else:
+                    add(item, groups)
+    for item, groups in later:
+        add(item, groups)
+    return repo.result(len(files))
 
 
 def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> Validated:
@@ -108,7 +129,11 @@ def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) 
     files (a name used twice) is reported on the file a change touched, not the one it left."""
     with _bulk():
         files, found = discover(paths)
-        return _checked_repo(files, found, _reading(files, expanding=False), changed)[1]
+        reading = _reading(files, expanding=False)
+        try:
+            return _checked_repo(files, found, reading, changed)
+        finally:
+            reading.close()
 
 
 def validation(paths: Sequence[Path]) -> Validation:
@@ -117,44 +142,55 @@ def validation(paths: Sequence[Path]) -> Validation:
     with _bulk():
         files, found = discover(paths)
         reading = _reading(files, expanding=False, typed=False)
-        return _checked_repo(files, found, reading, frozenset())[1]
+        try:
+            return _checked_repo(files, found, reading, frozenset())
+        finally:
+            reading.close()
+
+
+def _valid_while(
+    paths: Sequence[Path],
+    meanwhile: Callable[[], T],
+    taking: Callable[[T], Callable[[Desired], object]],
+    changed: frozenset[Path],
+) -> tuple[Validated, T]:
+    """The repo checked, and what `meanwhile` returns, run while helpers read the files; the
+    plans valid so far go, with their cell groups, to what `taking` makes of that. Its errors
+    count only if the plans are valid, as if it ran after (and then nothing takes the plans)."""
+    files, found = discover(paths)
+    reading = _reading(files, expanding=True)
+    try:
+        try:
+            other = meanwhile()
+            each: Callable[[Desired], object] | None = taking(other)
+            failure: Exception | None = None
+        except Exception as error:  # news only if the plans are valid, as if it ran after
+            each, failure = None, error
+        result = _checked_repo(files, found, reading, changed, each)
+    finally:
+        reading.close()
+    if not result.ok:
+        raise InvalidPlans(list(result.diagnostics))
+    if failure is not None:
+        raise failure
+    return result, other
 
 
 def plans_while(
     paths: Sequence[Path], meanwhile: Callable[[], T], *, changed: frozenset[Path] = frozenset()
 ) -> tuple[Planned, T]:
-    """Like `plans`, and what `meanwhile` returns, run while helpers read the files (`plan`
-    loads the state then). Its errors count only if the plans are valid, as if it ran after."""
-    from reconciler.expand import Desired  # noqa: PLC0415 (`validate` expands nothing)
-
+    """Like `plans`, and what `meanwhile` returns, run while helpers read the files. Its errors
+    count only if the plans are valid, as if it ran after."""
+    desired: list[Desired] = []
     with _bulk():
-        files, found = discover(paths)
-        reading = _reading(files, expanding=True)
-        try:
-            try:
-                other = meanwhile()
-                failure: Exception | None = None
-            except Exception as error:  # news only if the plans are valid, as if it ran after
-                failure = error
-            read, result = _checked_repo(files, found, reading, changed)
-        finally:
-            reading.close()
-        if not result.ok:
-            raise InvalidPlans(list(result.diagnostics))
-        if failure is not None:
-            raise failure
-        groups = {
-            id(item.plan): group
-            for file in read
-            for item, group in zip(file.checked, file.groups, strict=True)
-        }
+        result, other = _valid_while(paths, meanwhile, lambda _: desired.append, changed)
         planned = Planned(
             names=result.names,
             plans=result.plans,
             diagnostics=result.diagnostics,
             files=result.files,
             documents=result.documents,
-            desired=tuple(Desired(plan, groups[id(plan)]) for plan in result.plans),
+            desired=tuple(desired),
         )
         return planned, other
 
@@ -162,6 +198,27 @@ def plans_while(
 def plans(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> Planned:
     """Like `validated`, but invalid plans are an error: nothing is planned from them."""
     return plans_while(paths, lambda: None, changed=changed)[0]
+
+
+def changes_while(
+    paths: Sequence[Path], state: Callable[[], State], *, changed: frozenset[Path] = frozenset()
+) -> tuple[State, Changeset]:
+    """The state `state` loads, while helpers read the files, and the changeset of the plans
+    against it, each plan diffed as it is read: its cells are let go at once, so a big repo's
+    cells are never all held (`plan`, on the state as journaled). Invalid plans are an error,
+    and then so is the state's."""
+    from reconciler import planning  # noqa: PLC0415 (see `changeset`)
+    from reconciler.diff import Diff  # noqa: PLC0415
+
+    diffs: list[Diff] = []
+
+    def taking(current: State) -> Callable[[Desired], object]:
+        diffs.append(Diff(current))
+        return diffs[0].add
+
+    with _bulk():
+        current = _valid_while(paths, state, taking, changed)[1]
+        return current, planning.submissions(diffs[0].changeset())
 
 
 def changeset(result: Validated, state: State) -> Changeset:

@@ -187,9 +187,13 @@ class Footprint(NamedTuple):
 class Checked:
     """One document judged on its own (schema, rules, limits): its problems, or what the rules
     across documents need of a valid plan (unique names, overlapping plans: `check_repo`'s), and
-    the plan itself when it was read typed."""
+    the plan itself when it was read typed. What is judged across documents is `Repo`'s."""
 
     document: Document
+    """Where it was written: positions only (`data` is None): a big repo's documents are many,
+    and their parsed data is dead weight once they are judged."""
+    name: str | None
+    """`metadata.name`, if the document has one that is text, valid or not."""
     plan: Plan | None
     footprint: Footprint | None
     problems: tuple[Diagnostic, ...]
@@ -201,7 +205,7 @@ def check_document(doc: Document, *, typed: bool = True) -> Checked:
     document, problems = _read(doc, typed)
     problems.extend(_semantic_problems(doc))
     if problems:
-        return Checked(doc, None, None, tuple(problems))
+        return _checked(doc, None, None, problems)
     plan = None if document is None else _plan(doc, document)
     footprint = _footprint(doc)
     # Every call covers a cell: only a plan of more cells than that may make too many, and
@@ -210,25 +214,39 @@ def check_document(doc: Document, *, typed: bool = True) -> Checked:
         counted = plan or _plan(doc, _model_read(doc.data))
         calls = providers.get(counted.provider).calls(counted)
         if calls > MAX_CALLS_PER_PLAN:
-            return Checked(doc, None, None, (_too_many_calls(doc, counted, calls),))
-    return Checked(doc, plan, footprint, ())
+            return _checked(doc, None, None, [_too_many_calls(doc, counted, calls)])
+    return _checked(doc, plan, footprint, [])
 
 
-def check_repo(
-    checked: Sequence[Checked], load_problems: Sequence[Diagnostic], files: int
-) -> Validated:
-    """The documents' own problems and the rules across them, in document order: a name used
-    twice is the problem of its later document. The plans of documents read typed."""
-    diagnostics = list(load_problems)
-    plans: list[Plan] = []
-    valid: list[Checked] = []
-    names: dict[str, Document] = {}
-    for item in checked:
-        doc, problems = item.document, list(item.problems)
-        name = _name_of(doc.data)
+def _checked(
+    doc: Document, plan: Plan | None, footprint: Footprint | None, problems: list[Diagnostic]
+) -> Checked:
+    return Checked(doc.settled(), _name_of(doc.data), plan, footprint, tuple(problems))
+
+
+class Repo:
+    """The rules across documents, judged as the documents come, in document order: a name
+    used twice is the problem of its later document. What it keeps of each is its plan, its
+    footprint and where its name was written, not its data."""
+
+    def __init__(self, load_problems: Sequence[Diagnostic] = ()) -> None:
+        self._load_problems = list(load_problems)
+        self._diagnostics: list[Diagnostic] = []
+        self._valid: list[Checked] = []
+        self._names: dict[str, Document] = {}
+        self._documents = 0
+
+    def load_problems(self, problems: Sequence[Diagnostic]) -> None:
+        self._load_problems.extend(problems)
+
+    def add(self, item: Checked) -> Plan | None:
+        """The document's typed plan if it is valid so far (on its own, and its name unique so
+        far); a problem across plans found at the end (`result`) may still make it invalid."""
+        self._documents += 1
+        doc, problems, name = item.document, list(item.problems), item.name
         if name is not None:
-            if name in names:
-                first = names[name].locate(("metadata", "name"))
+            if name in self._names:
+                first = self._names[name].locate(("metadata", "name"))
                 problems.append(
                     Diagnostic(
                         doc.locate(("metadata", "name")),
@@ -238,22 +256,37 @@ def check_repo(
                     )
                 )
             else:
-                names[name] = doc
+                self._names[name] = doc
         if problems:
-            diagnostics.extend(problems)
-        elif item.footprint is not None:
-            valid.append(item)
-            if item.plan is not None:
-                plans.append(item.plan)
-    diagnostics.extend(_overlaps(valid))
-    diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
-    return Validated(
-        tuple(item.footprint.name for item in valid if item.footprint is not None),
-        tuple(diagnostics),
-        files,
-        len(checked),
-        tuple(plans),
-    )
+            self._diagnostics.extend(problems)
+            return None
+        if item.footprint is not None:
+            self._valid.append(item)
+        return item.plan
+
+    def result(self, files: int) -> Validated:
+        """Every problem, the rules across plans included, or the valid plans (typed, of the
+        documents read typed)."""
+        valid = self._valid
+        diagnostics = [*self._load_problems, *self._diagnostics, *_overlaps(valid)]
+        diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.col))
+        return Validated(
+            tuple(item.footprint.name for item in valid if item.footprint is not None),
+            tuple(diagnostics),
+            files,
+            self._documents,
+            tuple(item.plan for item in valid if item.plan is not None),
+        )
+
+
+def check_repo(
+    checked: Sequence[Checked], load_problems: Sequence[Diagnostic], files: int
+) -> Validated:
+    """The documents' own problems and the rules across them, in document order."""
+    repo = Repo(load_problems)
+    for item in checked:
+        repo.add(item)
+    return repo.result(files)
 
 
 def _footprint(doc: Document) -> Footprint:
@@ -655,21 +688,30 @@ def _duplicate_ids(
 def _overlaps(plans: Sequence[Checked]) -> Iterator[Diagnostic]:
     """A target on a date belongs to one plan at a time: two plans declaring it would both
     submit it. Each plan of a clashing pair gets the problem, naming the other."""
-    spans: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
+    # A target is nearly always one plan's: only those of several have their days looked at
+    # (a big repo's every target with its days would be tens of MB at once).
+    owners: dict[str, dict[str, int]] = defaultdict(dict)
+    """provider -> target -> the first plan (its number) declaring it."""
+    shared: dict[tuple[str, str], list[int]] = {}
+    footprints: list[Footprint] = []
     for number, item in enumerate(plans):
-        assert item.footprint is not None  # only valid plans' are judged together
-        runs = item.footprint.spans
-        for target in item.footprint.targets:
-            spans[(item.footprint.provider, target)].extend(
-                (first, last, number) for first, last in runs
-            )
+        footprint = item.footprint
+        assert footprint is not None  # only valid plans' are judged together
+        footprints.append(footprint)
+        owned = owners[footprint.provider]
+        for target in footprint.targets:
+            owner = owned.setdefault(target, number)
+            if owner != number:
+                shared.setdefault((footprint.provider, target), [owner]).append(number)
     clashes: dict[tuple[int, int], dict[str, list[tuple[int, int]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for (_, target), declared in spans.items():
-        if len({number for _, _, number in declared}) < 2:
-            continue
-        declared.sort()
+    for (_, target), numbers in shared.items():
+        declared = sorted(
+            (first, last, number)
+            for number in numbers
+            for first, last in footprints[number].spans
+        )
         for index, (_, last, number) in enumerate(declared):
             for other_first, other_last, other in declared[index + 1 :]:
                 if other_first > last:

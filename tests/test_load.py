@@ -532,6 +532,21 @@ def test_positions_are_worked_out_only_when_asked_once_per_file_and_from_the_tex
     assert len(parsers) == 6  # a second pass for that file only, shared by its documents
 
 
+def test_a_settled_document_keeps_its_positions_not_its_text_and_never_a_wrong_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "p.yaml", PLAN + "---\n" + PLAN.replace("orders-", "more-"))
+    first, second = (document.settled() for document in load_file(path)[0])
+    assert (first.data, second.data) == (None, None)
+    monkeypatch.chdir(tmp_path.parent)  # the file is read again by its own path
+    assert first.locate(("spec", "revision")).line == 18  # the text again, as loaded
+    assert second.locate(("spec", "revision")).line == 21 + 18
+
+    first, _ = (document.settled() for document in load_file(path)[0])
+    write(path, "\n\n\n" + PLAN)  # edited since: its positions are not those of the data
+    assert first.locate(("spec", "revision")) == first.location
+
+
 def test_the_pure_python_parser_gives_the_same_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

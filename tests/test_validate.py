@@ -506,6 +506,22 @@ def test_a_dag_id_written_as_text_is_the_dag_of_that_number_in_validate_as_in_pl
     assert ": 15001 on 2025-09-04. " in judged.diagnostics[0].message
 
 
+def test_of_three_plans_declaring_one_target_only_those_sharing_dates_are_refused(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "a.yaml", dms_plan("a", dags=[15001], dates=[("2025-09-01", "2025-09-04")]))
+    write(tmp_path / "b.yaml", dms_plan("b", dags=[15001], dates=[("2025-09-05", "2025-09-09")]))
+    write(tmp_path / "c.yaml", dms_plan("c", dags=[15001], dates=[("2025-09-09", "2025-09-12")]))
+
+    on_b, on_c = messages(tmp_path)
+
+    assert on_b.startswith(f"{tmp_path / 'b.yaml'}:")
+    assert "as plan 'c'" in on_b
+    assert "15001 on 2025-09-09. " in on_b
+    assert on_c.startswith(f"{tmp_path / 'c.yaml'}:")
+    assert "as plan 'b'" in on_c
+
+
 def test_a_takeover_of_the_plan_itself_or_of_one_plan_twice_is_refused(tmp_path: Path) -> None:
     path = write(
         tmp_path / "p.yaml",

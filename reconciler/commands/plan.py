@@ -3,15 +3,19 @@ Writes nothing but the saved plan (`--out`); looks unknown outcomes up only when
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import git, pipeline
 from reconciler.commands import recover, saved
 from reconciler.errors import BackfillError
-from reconciler.reports import Planned
-from reconciler.state import load_state
+from reconciler.reports import Finding, Planned, Refreshed
+from reconciler.state import State, load_state
+
+if TYPE_CHECKING:
+    from reconciler.diff import Changeset
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +39,6 @@ def run(options: PlanOptions) -> Planned:
     changed = (
         git.changed_files(Path.cwd(), options.changed_since) if options.changed_since else None
     )
-    result, current = pipeline.plans_while(
-        options.paths,
-        lambda: load_state(options.state_dir, missing_ok=True).indexed(),
-        changed=changed or frozenset(),
-    )
     if options.recover and options.out:
         raise BackfillError(
             "--out cannot be used with --recover: save plans of the journaled state"
@@ -48,6 +47,35 @@ def run(options: PlanOptions) -> Planned:
         raise BackfillError(
             "--out cannot be used with --refresh: save plans of the journaled state"
         )
+
+    def loaded() -> State:
+        return load_state(options.state_dir, missing_ok=True).indexed()
+
+    if not options.recover and not options.refresh:  # each plan diffed as its file is read
+        current, changes = pipeline.changes_while(
+            options.paths, loaded, changed=changed or frozenset()
+        )
+        findings = refreshed = None
+    else:
+        current, changes, findings, refreshed = _previewed(options, loaded, changed)
+    if options.out and not changes.conflicts:
+        saved.save(options.out, options.paths, changes, current)
+    return Planned(
+        changes,
+        changed=changed,
+        findings=findings,
+        saved=options.out if options.out and not changes.conflicts else None,
+        refreshed=refreshed,
+    )
+
+
+def _previewed(
+    options: PlanOptions, loaded: Callable[[], State], changed: frozenset[Path] | None
+) -> tuple[State, Changeset, tuple[Finding, ...] | None, Refreshed | None]:
+    """The changeset of the state as `--recover` and `--refresh` would make it: asked of the
+    platforms once the plans are known valid, so the plans are diffed after; what recovery
+    found and what the refresh read."""
+    result, current = pipeline.plans_while(options.paths, loaded, changed=changed or frozenset())
     findings = refreshed = None
     if options.recover:
         findings = tuple(recover.look_up(current, options.endpoints))
@@ -58,16 +86,7 @@ def run(options: PlanOptions) -> Planned:
         seen = list(refresh.read(current, options.endpoints))
         refreshed = refresh.summary(current, seen)
         current = refresh.preview(current, seen)
-    changes = pipeline.changeset(result, current)
-    if options.out and not changes.conflicts:
-        saved.save(options.out, options.paths, changes, current)
-    return Planned(
-        changes,
-        changed=changed,
-        findings=findings,
-        saved=options.out if options.out and not changes.conflicts else None,
-        refreshed=refreshed,
-    )
+    return current, pipeline.changeset(result, current), findings, refreshed
 
 
 def exit_code(planned: Planned, *, detailed: bool) -> int:

@@ -228,9 +228,11 @@ class State:
     _coverage: dict[tuple[str, int, str], DateCoverage] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    _by_target: dict[tuple[str, str], dict[str, list[SubmissionRecord]]] | None = field(
+    _by_target: dict[tuple[str, str], list[SubmissionRecord]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    """(provider, target) -> the submissions covering it, of every plan (nearly always one:
+    a list rather than a dict by plan, which would cost a repo-scale state tens of MB)."""
 
     def amended(self, records: Mapping[str, SubmissionRecord]) -> State:
         """This state with `records` in place of those of their keys, as it would be after the
@@ -244,7 +246,7 @@ class State:
         first call (`plan` builds them while its files are read); they are kept."""
         if self._coverage is None:
             coverage: dict[tuple[str, int, str], DateCoverage] = {}
-            by_target: dict[tuple[str, str], dict[str, list[SubmissionRecord]]] = {}
+            by_target: dict[tuple[str, str], list[SubmissionRecord]] = {}
             covering = sorted(
                 (record for record in self.submissions.values() if record.covers_cells),
                 key=lambda record: record.intent_seq,
@@ -256,8 +258,7 @@ class State:
                     )
                     for first, last in record.spans:
                         dates.add(first, last, record)
-                    plans = by_target.setdefault((record.provider, each), {})
-                    plans.setdefault(record.plan, []).append(record)
+                    by_target.setdefault((record.provider, each), []).append(record)
             for dates in coverage.values():
                 dates.merged()
             object.__setattr__(self, "_by_target", by_target)
@@ -280,12 +281,11 @@ class State:
         one does (the later intent wins): work another plan may already have done."""
         by_target = self.indexed()._by_target
         assert by_target is not None
-        by_plan = by_target.get((provider, target))
-        if not by_plan or (len(by_plan) == 1 and plan in by_plan):
+        others = [r for r in by_target.get((provider, target), ()) if r.plan != plan]
+        if not others:
             return _NOTHING
         coverage = DateCoverage()
-        others = (r for name, records in by_plan.items() if name != plan for r in records)
-        for record in sorted(others, key=lambda record: record.intent_seq):
+        for record in others:  # in intent order, as indexed
             for first, last in record.spans:
                 coverage.add(first, last, record)
         return coverage
@@ -488,6 +488,10 @@ _TYPES = tuple(_RECORD_TYPES[name] for name in _NAMES)
 _TARGETS, _SPANS, _STATUS, _HEALTH_RUNS = (
     _NAMES.index(name) for name in ("targets", "dates", "status", "health")
 )
+_FEW_VALUES = tuple(_NAMES.index(name) for name in ("provider", "action", "region", "code"))
+"""Fields of a few values across a whole state: one string each, not one per record (a
+repo-scale snapshot holds tens of thousands of copies of each)."""
+_SHARED: dict[str, str] = {}
 
 
 def record_from_json(value: Any) -> SubmissionRecord:
@@ -510,6 +514,8 @@ def record_from_json(value: Any) -> SubmissionRecord:
     if status is None:
         raise ValueError(f"unknown status {values[_STATUS]!r}")
     values[_TARGETS], values[_SPANS], values[_STATUS] = targets, parse_spans(dates), status
+    for index in _FEW_VALUES:
+        values[index] = _SHARED.setdefault(values[index], values[index])
     if values[_HEALTH_RUNS]:  # most snapshots hold many records and few observations
         values[_HEALTH_RUNS] = health_from_json(values[_HEALTH_RUNS])
     else:

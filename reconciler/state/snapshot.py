@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from reconciler.domain import JSON
 from reconciler.errors import Location, StateError
@@ -157,16 +158,24 @@ _BATCH = 500
 them, few enough that the text and its objects never exist whole at once."""
 
 
-def _by_line(path: Path) -> dict[str, JSON] | None:
+def _as_is(key: str, item: JSON) -> Any:
+    return item
+
+
+def _by_line(path: Path, taking: Callable[[str, JSON], Any] = _as_is) -> dict[str, Any] | None:
     """The snapshot as `render` lays it out, parsed a batch of lines at a time (a fraction of
     the memory of one `json.loads`) and its digest checked as it is read; None if the file is
-    laid out otherwise. Raises Untrusted when its digest does not match its content."""
-    submissions: dict[str, JSON] = {}
+    laid out otherwise. Raises Untrusted when its digest does not match its content.
+
+    Its submissions are what `taking` makes of each as its batch is parsed: the parsed JSON of
+    a repo-scale snapshot never exists whole, only the records made of it."""
+    submissions: dict[str, Any] = {}
     batch: list[bytes] = []
 
     def flush() -> None:
         if batch:
-            submissions.update(json.loads(b"{" + b",".join(batch) + b"}"))
+            parsed = json.loads(b"{" + b",".join(batch) + b"}")
+            submissions.update((key, taking(key, item)) for key, item in parsed.items())
             batch.clear()
 
     with path.open("rb") as lines:
@@ -209,8 +218,23 @@ def read(path: Path) -> Snapshot | None:
     for the journal (the caller replays the journal instead), StateError when it cannot be read
     at all."""
     where = Location(str(path))
+    problems: list[str] = []
+
+    def record(key: str, item: JSON) -> SubmissionRecord | None:
+        """The record, or None and its problem noted: raised once the digest and the header
+        are found right (a mangled file is told as such, not as a bad record)."""
+        try:
+            made = record_from_json(item)
+        except ValueError as error:
+            problems.append(f"submission {key}: {error}")
+            return None
+        if made.key != key:
+            problems.append(f"submission {key} is filed under another key ({made.key})")
+            return None
+        return made
+
     try:
-        value = _by_line(path)
+        value = _by_line(path, record)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
@@ -261,19 +285,6 @@ def read(path: Path) -> Snapshot | None:
             location=where,
             hint=_CACHE_HINT,
         )
-    records: dict[str, SubmissionRecord] = {}
-    for key, item in submissions.items():
-        try:
-            record = record_from_json(item)
-        except ValueError as error:
-            raise Untrusted(
-                f"submission {key}: {error}", location=where, hint=_CACHE_HINT
-            ) from None
-        if record.key != key:
-            raise Untrusted(
-                f"submission {key} is filed under another key ({record.key})",
-                location=where,
-                hint=_CACHE_HINT,
-            )
-        records[key] = record
-    return Snapshot(seq, head_hash, emulator, records, state_id, journal_size, journal_sha256)
+    if problems:
+        raise Untrusted(problems[0], location=where, hint=_CACHE_HINT)
+    return Snapshot(seq, head_hash, emulator, submissions, state_id, journal_size, journal_sha256)

@@ -6,7 +6,7 @@ turns, with their ratios.
 
 Every scenario runs as a fresh subprocess, as a user or CI would run it. Usage:
     python tests/perf/bench.py [--plans 10000] [--runs 3] [--refresh-submissions 10000]
-        [--write] [--skip small|scale|integrity|hostile|apply|health ...]
+        [--write] [--skip small|scale|integrity|hostile|apply|health|peer ...]
 """
 
 from __future__ import annotations
@@ -201,15 +201,19 @@ def backfill(*args: str | Path) -> list[str]:
 
 
 def peer(files: Sequence[str], work: Path, env: dict[str, str]) -> Callable[[], Run] | None:
-    """check-jsonschema on `files`, as few invocations as the command line allows."""
+    """check-jsonschema on `files`, as few invocations as the command line allows; None when
+    it is not installed, or left out (`--skip peer`)."""
     checker = shutil.which("check-jsonschema", path=str(Path(PYTHON).parent))
-    if checker is None:
+    if checker is None or not WITH_PEER:
         return None
     command = [checker, "--schemafile", str(REPO / "schemas" / "backfill-plan.schema.json")]
     return lambda: sum_of(run([*command, *batch], work, env) for batch in arguments(files))
 
 
-NOT_INSTALLED = "not installed (pip install check-jsonschema)"
+NOT_INSTALLED = "not installed (pip install check-jsonschema), or --skip peer"
+
+WITH_PEER = True
+"""False with `--skip peer`."""
 
 
 def small_repo(runs: int, work: Path) -> list[Row]:
@@ -751,7 +755,7 @@ def table(rows: list[Row]) -> str:
 
 REFERENCE = 10_000
 """The corpus the targets are set for; a bigger --plans is measured against it."""
-SECTIONS = ("small", "scale", "integrity", "hostile", "apply", "health")
+SECTIONS = ("small", "scale", "integrity", "hostile", "apply", "health", "peer")
 
 
 def main() -> int:
@@ -778,10 +782,13 @@ def main() -> int:
         choices=SECTIONS,
         action="append",
         default=[],
-        help="leave out a section (again for each: --skip small --skip scale)",
+        help="leave out a section (again for each: --skip small --skip scale); `peer` leaves"
+        " out check-jsonschema, minutes at 50,000 plans",
     )
     parser.add_argument("--write", action="store_true", help="also write tests/perf/RESULTS.md")
     args = parser.parse_args()
+    global WITH_PEER  # noqa: PLW0603 (one switch for the few places that run the peer)
+    WITH_PEER = "peer" not in args.skip
     rows: list[Row] = []
     facts: dict[str, Any] = {}
     load = os.getloadavg()[0]
