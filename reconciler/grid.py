@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from reconciler.domain import Health, Plan, day, merge_spans
+from reconciler.domain import Health, Plan, merge_spans
 
 # Types only: the views and `reports` import the marks without the stages' dependencies.
 if TYPE_CHECKING:
@@ -73,26 +73,35 @@ class PlanGrid:
         return self.last - self.first + 1
 
 
-def _mark(record: SubmissionRecord | None, target: str, date: str) -> Mark:
+def _mark(record: SubmissionRecord | None, target: str, number: int) -> Mark:
     if record is None:
         return Mark.NOT_SUBMITTED
     if record.needs_attention:
         return Mark.OUTCOME_UNKNOWN
-    seen = record.health_of(target, date)
+    seen = record.health_at(target, number)
     return Mark(seen[0].value) if seen else Mark.SUBMITTED
 
 
 def _row(plan: Plan, target: str, spans: Sequence[tuple[int, int]], state: State) -> Row:
+    """The target's marks, worked out once per stretch of days where nothing changes (no
+    covering submission or observed health starts or ends inside): a long plan is not walked
+    day by day."""
     covered = state.covered(plan.name, plan.revision, target)
+    cuts: set[int] = set()
+    for first, last, record in covered.runs:
+        cuts.update((first, last + 1))
+        for each, start, end, _, _ in record.health:
+            if each == target:
+                cuts.update((start, end + 1))
     runs: list[Run] = []
     for first, last in spans:
-        for number in range(first, last + 1):
-            date = day(number)
-            mark = _mark(covered.get(date), target, date)
-            if runs and runs[-1][2] is mark and runs[-1][1] + 1 == number:
-                runs[-1] = (runs[-1][0], number, mark)
+        starts = sorted({first, *(cut for cut in cuts if first < cut <= last)})
+        for start, end in zip(starts, [*starts[1:], last + 1], strict=True):
+            mark = _mark(covered.at(start), target, start)
+            if runs and runs[-1][2] is mark and runs[-1][1] + 1 == start:
+                runs[-1] = (runs[-1][0], end - 1, mark)
             else:
-                runs.append((number, number, mark))
+                runs.append((start, end - 1, mark))
     return Row(target, tuple(runs))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -247,9 +247,17 @@ class Grids:
     """The journal event the state was read at."""
     warnings: tuple[str, ...] = ()
 
+    _by_name: Mapping[str, PlanChanges] = field(init=False, repr=False, compare=False)
+    """`changes` by plan: asked once per grid, a scan each time would be quadratic in a big
+    repo's plans."""
+
+    def __post_init__(self) -> None:
+        by_name = {p.plan.name: p for p in self.changes.plans}
+        object.__setattr__(self, "_by_name", by_name)  # frozen: set once, as it is made
+
     def sync(self, plan: str) -> PlanChanges:
         """The plan's counts in `changes` (every grid's plan has them)."""
-        return next(p for p in self.changes.plans if p.plan.name == plan)
+        return self._by_name[plan]
 
     @property
     def totals(self) -> Mapping[Mark, int]:

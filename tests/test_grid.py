@@ -3,9 +3,14 @@ mark per cell, as text, Markdown (within a comment's limit) and JSON (as its sch
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import jsonschema
 from factories import TASKS, dms_plan, wedata_plan, write
@@ -13,10 +18,11 @@ from harness import Served, cli, failing
 
 from reconciler import pipeline
 from reconciler.commands.status import grid_report
-from reconciler.domain import Health
+from reconciler.domain import Health, Plan, day, merge_spans
 from reconciler.execute import intent
-from reconciler.grid import Mark
-from reconciler.state import open_state
+from reconciler.grid import Mark, _row
+from reconciler.state import State, SubmissionRecord, SubmissionStatus, open_state
+from reconciler.state.records import DateCoverage, HealthRun
 from reconciler.views import grid as view
 
 REPO = Path(__file__).parents[1]
@@ -127,3 +133,93 @@ def test_status_of_one_plan_and_of_a_plan_not_declared(served: Callable[..., Ser
     assert missing.returncode == 1
     assert "no plan named 'nope'" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_row_worked_out_by_stretches_marks_every_day_as_looking_it_up_day_by_day() -> None:
+    """`_row` decides a mark once per stretch of days where no covering submission or observed
+    health starts or ends; seeded overlapping submissions (later intents win), unknown
+    outcomes and health runs of several targets must give each day the mark its own lookup
+    gives it."""
+    rng = random.Random(7)
+    start = date(2025, 1, 1).toordinal()
+    for _ in range(200):
+        coverage = DateCoverage()
+        for seq in range(rng.randint(0, 5)):
+            first = start + rng.randrange(60)
+            last = first + rng.randrange(30)
+            health: list[HealthRun] = []
+            for target in ("t1", "t2"):
+                day_ = first
+                while day_ <= last:
+                    end = min(last, day_ + rng.randrange(8))
+                    if rng.random() < 0.6:
+                        phase = rng.choice(list(Health))
+                        health.append((target, day_, end, phase, phase.value.upper()))
+                    day_ = end + 1
+            status = rng.choice([SubmissionStatus.SUBMITTED, SubmissionStatus.UNKNOWN])
+            coverage.add(first, last, _record(f"k{seq}", first, last, status, tuple(health)))
+        spans = merge_spans(
+            (a, a + rng.randrange(20)) for a in (start + rng.randrange(90) for _ in range(3))
+        )
+        row = _row(_PLAN, "t1", spans, cast(State, _Covered(coverage)))
+        by_stretch = {n: mark for a, b, mark in row.runs for n in range(a, b + 1)}
+        by_day = {}
+        for first, last in spans:
+            for number in range(first, last + 1):
+                record = coverage.get(day(number))
+                seen = record.health_of("t1", day(number)) if record else None
+                by_day[number] = (
+                    Mark.NOT_SUBMITTED
+                    if record is None
+                    else Mark.OUTCOME_UNKNOWN
+                    if record.needs_attention
+                    else Mark(seen[0].value)
+                    if seen
+                    else Mark.SUBMITTED
+                )
+        assert by_stretch == by_day
+        assert all(a <= b for a, b, _ in row.runs)
+        assert all(  # runs as long as they can be: neighbours differ or leave a gap
+            x[2] is not y[2] or x[1] + 1 < y[0] for x, y in itertools.pairwise(row.runs)
+        )
+
+
+_PLAN = cast(Plan, SimpleNamespace(name="p", revision=1))
+
+
+class _Covered:
+    def __init__(self, coverage: DateCoverage) -> None:
+        self.coverage = coverage
+
+    def covered(self, plan: str, revision: int, target: str) -> DateCoverage:
+        return self.coverage
+
+
+def _record(
+    key: str, first: int, last: int, status: SubmissionStatus, health: tuple[HealthRun, ...]
+) -> SubmissionRecord:
+    return SubmissionRecord(
+        key=key,
+        plan="p",
+        revision=1,
+        provider="tencent-wedata",
+        action="CreateDataBackfillPlan",
+        region="ap-guangzhou",
+        targets=("t1", "t2"),
+        spans=((first, last),),
+        fingerprint="f",
+        status=status,
+        remote_id="",
+        request_id="",
+        code="",
+        message="",
+        detail={},
+        emulator=True,
+        attempts=1,
+        intent_seq=1,
+        intent_time="",
+        updated_seq=1,
+        updated_time="",
+        health=health,
+        observed_time="",
+    )

@@ -11,7 +11,6 @@ from pathlib import Path
 from reconciler import pipeline, providers
 from reconciler.domain import JSON, Health
 from reconciler.errors import BackfillError
-from reconciler.expand import expand
 from reconciler.grid import grids
 from reconciler.providers.protocol import Connection, Progress, Provider
 from reconciler.reports import Grids, StatusReport, Tracked
@@ -77,12 +76,12 @@ def run(
 
 def grid_report(paths: Sequence[Path], state_dir: Path, *, plan: str | None = None) -> Grids:
     """The plans' cells against the state: no platform is asked (`refresh` asks them)."""
-    valid = pipeline.plans(paths)
+    # the state loads while helpers read the files, as for `plan`
+    valid, state = pipeline.plans_while(paths, lambda: load_state(state_dir).indexed())
     if plan is not None and plan not in {p.name for p in valid.plans}:
         raise BackfillError(
             f"no plan named {plan!r} in {', '.join(str(p) for p in paths)}; `backfill status`"
             " without a name shows every declared plan"
         )
-    state = load_state(state_dir)
     changes = pipeline.changeset(valid, state)
-    return Grids(changes, grids(expand(valid.plans), state, plan=plan), state.seq, state.warnings)
+    return Grids(changes, grids(valid.desired, state, plan=plan), state.seq, state.warnings)

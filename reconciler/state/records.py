@@ -163,7 +163,10 @@ class SubmissionRecord:
     def health_of(self, target: str, date: str) -> tuple[Health, str] | None:
         """The health of one of its cells and the platform's own word for it; None when the
         cell was never observed."""
-        number = ordinal(date)
+        return self.health_at(target, ordinal(date))
+
+    def health_at(self, target: str, number: int) -> tuple[Health, str] | None:
+        """`health_of` the day of this ordinal."""
         for each, first, last, health, raw in self.health:
             if each == target and first <= number <= last:
                 return health, raw
@@ -329,7 +332,10 @@ class DateCoverage:
             self.fingerprint = record.fingerprint
 
     def get(self, date: str) -> SubmissionRecord | None:
-        number = ordinal(date)
+        return self.at(ordinal(date))
+
+    def at(self, number: int) -> SubmissionRecord | None:
+        """`get` the day of this ordinal."""
         for first, last, record in reversed(self.runs):  # the later intent wins
             if first <= number <= last:
                 return record
