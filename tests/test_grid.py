@@ -223,3 +223,16 @@ def _record(
         health=health,
         observed_time="",
     )
+
+
+def test_a_plan_of_a_few_days_still_shows_its_month_over_the_days(
+    served: Callable[..., Served],
+) -> None:
+    ws = served()
+    ws.plan(wedata_plan(tasks=TASKS, dates=[("2025-10-07", "2025-10-08")]))
+    ws.apply()
+    lines = ws.run("status").stdout.splitlines()
+    [first_row] = [n for n, line in enumerate(lines) if line.strip().startswith(TASKS[0])]
+    month, digits = lines[first_row - 2], lines[first_row - 1]
+    assert month.split() == ["2025-10"]
+    assert month.index("2025-10") == digits.index("78")  # over the first day's column

@@ -142,7 +142,8 @@ def _ruler(grid: PlanGrid, indent: int) -> list[str]:
             months[index : index + len(label)] = label
         digits.append(date[-1])
     pad = " " * indent
-    return [pad + "".join(months[: grid.days]).rstrip(), pad + "".join(digits)]
+    # a month label longer than the plan's days runs on past them rather than be cut
+    return [pad + "".join(months).rstrip(), pad + "".join(digits)]
 
 
 def _glyph(mark: Mark | None, style: Style) -> str:
