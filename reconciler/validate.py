@@ -708,9 +708,7 @@ def _overlaps(plans: Sequence[Checked]) -> Iterator[Diagnostic]:
     )
     for (_, target), numbers in shared.items():
         declared = sorted(
-            (first, last, number)
-            for number in numbers
-            for first, last in footprints[number].spans
+            (first, last, number) for number in numbers for first, last in footprints[number].spans
         )
         for index, (_, last, number) in enumerate(declared):
             for other_first, other_last, other in declared[index + 1 :]:

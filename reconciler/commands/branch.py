@@ -8,13 +8,19 @@ the fence: two runs that read the same commit cannot both publish, so at most on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler import git
+from reconciler import actor, git
 from reconciler.errors import BackfillError
 from reconciler.remedies import plural
 from reconciler.state.journal import JOURNAL_FILE
+
+if TYPE_CHECKING:
+    from reconciler.state import StateWriter
 
 
 class Unpublished(BackfillError):
@@ -151,3 +157,22 @@ class StateBranch:
             f"the push to {self.where} failed ({pushed.message})",
             hint="check the remote and the network, then run again",
         )
+
+
+@contextmanager
+def writing(
+    state_dir: Path, command: str, *, lock_timeout: float, branch: StateBranch | None
+) -> Iterator[StateWriter]:
+    """The state open to write for `backfill COMMAND`, under its lock; with `branch`, only on
+    the newest commit of the state's branch (what it journals is the caller's to publish)."""
+    from reconciler.state import open_state  # noqa: PLC0415 (the state store, when writing)
+
+    if branch:
+        branch.require_newest()
+    with open_state(
+        state_dir,
+        actor=actor.current(command),
+        command=f"backfill {command}",
+        lock_timeout=lock_timeout,
+    ) as writer:
+        yield writer

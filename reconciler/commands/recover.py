@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from reconciler import actor, providers
-from reconciler.commands.branch import StateBranch
+from reconciler import providers
+from reconciler.commands.branch import StateBranch, writing
 from reconciler.domain import JSON
 from reconciler.providers.protocol import Claim, Connection, Lookup, Provider
 from reconciler.reports import Finding
@@ -18,7 +18,6 @@ from reconciler.state import (
     SubmissionRecord,
     SubmissionStatus,
     intent_details,
-    open_state,
 )
 
 LookUp = Callable[
@@ -124,14 +123,7 @@ def run(
 ) -> list[Finding]:
     """`backfill recover`: look every unknown outcome up under the state lock and journal what
     settled; with `branch`, only on the branch's newest state, and published there."""
-    if branch:
-        branch.require_newest()
-    with open_state(
-        state_dir,
-        actor=actor.current("recover"),
-        command="backfill recover",
-        lock_timeout=lock_timeout,
-    ) as writer:
+    with writing(state_dir, "recover", lock_timeout=lock_timeout, branch=branch) as writer:
         found = look_up(writer.state, endpoints)
         journal(writer, found)
     if branch:

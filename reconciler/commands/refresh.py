@@ -16,9 +16,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Protocol
 
-from reconciler import actor, providers
+from reconciler import providers
 from reconciler.commands import recover
-from reconciler.commands.branch import StateBranch
+from reconciler.commands.branch import StateBranch, writing
 from reconciler.domain import JSON, Outcome, ordinal
 from reconciler.execute import Pacer, read_paced
 from reconciler.providers.protocol import Claim, Connection, Observation, Pace, Provider
@@ -29,7 +29,6 @@ from reconciler.state import (
     SubmissionRecord,
     SubmissionStatus,
     intent_details,
-    open_state,
 )
 from reconciler.state.records import observe
 
@@ -240,14 +239,7 @@ def run(
 ) -> Refreshed:
     """`backfill refresh`: under the state lock (on the newest commit of the state's branch,
     and published there after, when given one)."""
-    if branch:
-        branch.require_newest()
-    with open_state(
-        state_dir,
-        actor=actor.current("refresh"),
-        command="backfill refresh",
-        lock_timeout=lock_timeout,
-    ) as writer:
+    with writing(state_dir, "refresh", lock_timeout=lock_timeout, branch=branch) as writer:
         result = refresh(writer, endpoints, timeout=timeout, parallel=parallel, progress=progress)
     if branch and result.observed:
         branch.publish("backfill: what the platforms said (refresh)", journal_only=False)

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler import actor
-from reconciler.commands.branch import StateBranch
+from reconciler.commands.branch import StateBranch, writing
 from reconciler.errors import BackfillError, Location
 from reconciler.reports import Listing, Verdict
 from reconciler.state import (
@@ -17,7 +16,6 @@ from reconciler.state import (
     SubmissionRecord,
     intent_details,
     load_state,
-    open_state,
 )
 
 
@@ -106,14 +104,7 @@ def settle(
             f"{command} needs a reason: say how you know (a console link, a ticket); it is kept"
             " in the journal for the audit"
         )
-    if branch:
-        branch.require_newest()
-    with open_state(
-        state_dir,
-        actor=actor.current(command),
-        command=f"backfill {command}",
-        lock_timeout=lock_timeout,
-    ) as writer:
+    with writing(state_dir, command, lock_timeout=lock_timeout, branch=branch) as writer:
         chosen: dict[str, Verdict] = {}
         for verdict in verdicts:
             record = find(writer.state, verdict.key)
