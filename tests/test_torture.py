@@ -277,18 +277,15 @@ class Workspace:
     def quiesce(self) -> None:
         """Wait until no request is being handled and none has arrived for a while: a killed
         client's last request may still be on its way in, and could still create a backfill."""
-        # Not a measure of speed: a bound on a hang. It is renewed whenever the emulator's
-        # counts move, so only a server stuck with nothing changing for two minutes fails.
-        deadline = time.monotonic() + 120
+        # No deadline: every request the emulator holds is released after the delay its fault
+        # configuration set, however slow the machine, so this ends; a server that never lets
+        # one go is a bug the CI job's timeout-minutes bounds, not a figure a test asserts.
         quiet, last = 0, None
         while quiet < 3:
-            assert time.monotonic() < deadline, f"the emulator is stuck: {self.stats()}"
             # The server accepts every 20 ms: three quiet looks 30 ms apart cannot miss one.
             time.sleep(0.03)
             stats = self.stats()
             now = (stats["requests"], stats["in_flight"])
-            if now != last:
-                deadline = time.monotonic() + 120
             quiet = quiet + 1 if stats["in_flight"] == 0 and now == last else 0
             last = now
 
