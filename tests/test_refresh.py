@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from conftest import FakeClock
 from factories import TASKS, dms_plan, wedata_plan, write
-from harness import cli
+from harness import Served, cli
 from jsonschema import Draft202012Validator
 
 from reconciler.domain import FINAL_HEALTH, Health, day, days
@@ -378,3 +378,23 @@ def test_ctrl_c_stops_the_wait_not_the_backfills_and_keeps_the_state(
     assert record.health
     assert not record.final
     assert all(h not in FINAL_HEALTH for _, _, _, h, _ in record.health)
+
+
+def test_backfills_made_on_the_emulator_are_not_asked_of_a_real_endpoint(
+    served: Callable[..., Served],
+) -> None:
+    """Their remote ids mean nothing to the platform: `refresh` and `status --live` name the
+    emulator they were sent to and ask nothing, rather than journal a platform's "not found"."""
+    ws = served()
+    ws.plan(wedata_plan(tasks=TASKS, dates=[DATES]))
+    assert ws.apply().returncode == 0
+    journal = (ws.state / "journal.jsonl").read_bytes()
+    requests = ws.emulator.stats()["requests"]
+
+    for command in (["refresh"], ["status", "--live"]):
+        done = ws.run(*command, "--endpoint", "https://wedata.example.invalid")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert f"submitted to the built-in emulator at {ws.url}" in done.stdout + done.stderr
+
+    assert ws.emulator.stats()["requests"] == requests
+    assert (ws.state / "journal.jsonl").read_bytes() == journal

@@ -115,13 +115,9 @@ def read(
     def ask(record: SubmissionRecord) -> Seen:
         provider = providers.get(record.provider)
         url = providers.endpoint(provider, record.region, endpoints)
-        if record.emulator and not providers.is_loopback(url):
-            # its remote id means nothing to the real platform, which would answer "not found"
-            return Seen(
-                record,
-                error=f"submitted to the built-in emulator at {sent[record.key].endpoint}; "
-                "pass --endpoint to ask an emulator",
-            )
+        refusal = providers.emulator_only(record.emulator, url, sent[record.key].endpoint)
+        if refusal:
+            return Seen(record, error=refusal)
         others = [c for c in every.get(record.provider, []) if c.key != record.key]
         connection = Connection(url, timeout=timeout)
         request = sent[record.key].request

@@ -52,13 +52,9 @@ def report(
     for record in submitted:
         provider = providers.get(record.provider)
         url = providers.endpoint(provider, record.region, endpoints)
-        if record.emulator and not providers.is_loopback(url):
-            # its remote id means nothing to the real platform, which would answer "not found"
-            progress = Progress(
-                Health.UNKNOWN,
-                error=f"submitted to the built-in emulator at {sent[record.key].endpoint}; "
-                "pass --endpoint to ask an emulator",
-            )
+        refusal = providers.emulator_only(record.emulator, url, sent[record.key].endpoint)
+        if refusal:
+            progress = Progress(Health.UNKNOWN, error=refusal)
         else:
             connection = Connection(url, timeout=timeout)
             progress = ask(provider, record, sent[record.key].request, connection)

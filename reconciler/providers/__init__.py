@@ -110,6 +110,17 @@ def check_endpoint(url: str, source: str) -> str:
     return url
 
 
+def emulator_only(emulator: bool, url: str, sent_to: str) -> str | None:
+    """Why a backfill cannot be asked about at `url`: it was submitted to the built-in emulator
+    (at `sent_to`) and `url` is not one, so its remote id means nothing there (the real
+    platform would answer "not found"); None when it can be asked."""
+    if emulator and not is_loopback(url):
+        return (
+            f"submitted to the built-in emulator at {sent_to}; pass --endpoint to ask an emulator"
+        )
+    return None
+
+
 def is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
