@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import git
-from reconciler.domain import JSON, Plan
+from reconciler.domain import JSON, Plan, PlanHeader
 from reconciler.version import VERSION
 
 _PR_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
@@ -107,7 +107,7 @@ def _pull_request_of(subject: str) -> int | None:
 
 
 def for_plans(
-    actor: Mapping[str, JSON], plans: Iterable[Plan], cwd: Path | None = None
+    actor: Mapping[str, JSON], plans: Iterable[Plan | PlanHeader], cwd: Path | None = None
 ) -> dict[str, dict[str, JSON]]:
     """The actor of each plan's intents: this run's, with the commit that last changed the plan's
     file on the first-parent line of HEAD and the pull request that commit names (a merge or

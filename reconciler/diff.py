@@ -29,6 +29,7 @@ from reconciler.domain import (
     CellGroup,
     Health,
     Plan,
+    PlanHeader,
     Reprocess,
     Submission,
     merge_spans,
@@ -117,7 +118,9 @@ class Missing:
 
 @dataclass(frozen=True, slots=True)
 class PlanChanges:
-    plan: Plan
+    plan: Plan | PlanHeader
+    """The plan itself where it has cells to create (the planning step makes their calls from
+    its spec); else what the views show of it."""
     create_cells: int = 0
     in_sync_cells: int = 0
     conflict_cells: int = 0
@@ -295,7 +298,7 @@ class Diff:
             if missing:
                 gaps.append(Missing(group, missing, replaces))
         changes = PlanChanges(
-            plan=plan,
+            plan=plan if gaps else plan.header,
             create_cells=sum(gap.cells for gap in gaps),
             in_sync_cells=counts["in_sync"],
             conflict_cells=counts["conflict"],
@@ -343,7 +346,9 @@ class _Declared:
     """What the orphans need of a plan: the targets whose covered days are all declared, and
     the declared days of its other targets (none, for a plan in sync): not its cells."""
 
-    plan: Plan
+    name: str
+    revision: int
+    takeover: Mapping[str, str]
     whole: tuple[str, ...]
     spans: Mapping[str, list[tuple[int, int]]]
 
@@ -353,7 +358,7 @@ class _Declared:
         return sum(
             days - _overlap(record.spans, self.spans.get(target, []))
             for target in record.targets
-            if record.plan != self.plan.name or target not in self.whole
+            if record.plan != self.name or target not in self.whole
         )
 
 
@@ -367,7 +372,8 @@ def _declared(item: Desired, whole: tuple[str, ...]) -> _Declared:
             if target not in whole:
                 index[target].extend(group.spans)
     spans = {t: merge_spans(s) for t, s in index.items()} if index else _NOTHING_DECLARED
-    return _Declared(item.plan, whole, spans)
+    plan = item.plan
+    return _Declared(plan.name, plan.revision, plan.takeover, whole, spans)
 
 
 def _conflict(
@@ -416,7 +422,7 @@ def _orphans(declared: Mapping[str, _Declared], state: State) -> tuple[Orphan, .
     adopted = {
         old: name
         for name, item in declared.items()
-        for old, mode in item.plan.takeover.items()
+        for old, mode in item.takeover.items()
         if mode == "rename" and old not in declared
     }
     """Plans renamed: their submissions are the new name's, orphans only where it stops."""
@@ -427,12 +433,12 @@ def _orphans(declared: Mapping[str, _Declared], state: State) -> tuple[Orphan, .
         item = declared.get(record.plan)
         if item is None and record.plan in adopted:
             item = declared[adopted[record.plan]]
-            if record.revision < item.plan.revision:
+            if record.revision < item.revision:
                 continue  # the renamed plan's earlier revisions: history
         elif item is None:
             orphans.append(Orphan(record.plan, record.revision, record.key, record.size, True))
             continue
-        elif record.revision != item.plan.revision:
+        elif record.revision != item.revision:
             continue  # an earlier revision, superseded on purpose: history, not an orphan
         loose = item.loose(record)
         if loose:

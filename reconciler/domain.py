@@ -169,6 +169,32 @@ class Plan:
     def locate(self, *path: str | int) -> Location:
         return self.locator(path) if self.locator else self.location
 
+    @property
+    def header(self) -> PlanHeader:
+        return PlanHeader(
+            self.name,
+            self.provider,
+            self.revision,
+            self.location,
+            self.owner,
+            self.reason,
+            self.labels,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanHeader:
+    """What is shown of a plan that makes no call: who it is and where it was written, not its
+    typed spec (a big repo's plans are mostly in sync, and their specs are most of a plan)."""
+
+    name: str
+    provider: str
+    revision: int
+    location: Location
+    owner: str
+    reason: str
+    labels: Mapping[str, str]
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Cell:

@@ -97,8 +97,9 @@ def _checked_repo(
 ) -> Validated:
     """The repo checked as its files are read, in their order; `each` is given every plan
     that is valid so far, with its cell groups, at once (a problem across plans, found at the
-    end, may still make the repo invalid), so that neither has to be held until the end."""
-    repo = Repo(found)
+    end, may still make the repo invalid), so that neither has to be held until the end: the
+    result then names the valid plans, and `each` is what holds them."""
+    repo = Repo(found, keep_plans=each is None)
     later: list[tuple[Checked, tuple[CellGroup, ...]]] = []
     if each is not None:
         from reconciler.expand import Desired  # noqa: PLC0415 (`validate` expands nothing)
@@ -186,7 +187,7 @@ def plans_while(
         result, other = _valid_while(paths, meanwhile, lambda _: desired.append, changed)
         planned = Planned(
             names=result.names,
-            plans=result.plans,
+            plans=tuple(item.plan for item in desired),
             diagnostics=result.diagnostics,
             files=result.files,
             documents=result.documents,

@@ -9,19 +9,25 @@ import dataclasses
 
 from reconciler import providers
 from reconciler.diff import Changeset, PlanChanges
-from reconciler.domain import Submission, submission_key
+from reconciler.domain import Plan, Submission, submission_key
 
 
 def submissions(changes: Changeset) -> Changeset:
     """The changeset with every plan's calls made."""
     return dataclasses.replace(
         changes,
-        plans=tuple(dataclasses.replace(p, submissions=calls(p)) for p in changes.plans),
+        plans=tuple(
+            dataclasses.replace(p, submissions=made) if (made := calls(p)) else p
+            for p in changes.plans
+        ),
     )
 
 
 def calls(changes: PlanChanges) -> tuple[Submission, ...]:
     plan = changes.plan
+    if not changes.missing:
+        return ()
+    assert isinstance(plan, Plan)  # the diff keeps the spec of a plan with cells to create
     provider = providers.get(plan.provider)
     made: list[Submission] = []
     for missing in changes.missing:

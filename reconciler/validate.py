@@ -19,7 +19,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -229,8 +229,13 @@ class Repo:
     used twice is the problem of its later document. What it keeps of each is its plan, its
     footprint and where its name was written, not its data."""
 
-    def __init__(self, load_problems: Sequence[Diagnostic] = ()) -> None:
+    def __init__(
+        self, load_problems: Sequence[Diagnostic] = (), *, keep_plans: bool = True
+    ) -> None:
         self._load_problems = list(load_problems)
+        self._keep_plans = keep_plans
+        """False when whoever adds the documents takes each plan `add` returns: then the result
+        names the valid plans without holding them all."""
         self._diagnostics: list[Diagnostic] = []
         self._valid: list[Checked] = []
         self._names: dict[str, Document] = {}
@@ -261,7 +266,7 @@ class Repo:
             self._diagnostics.extend(problems)
             return None
         if item.footprint is not None:
-            self._valid.append(item)
+            self._valid.append(item if self._keep_plans else replace(item, plan=None))
         return item.plan
 
     def result(self, files: int) -> Validated:

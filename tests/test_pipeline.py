@@ -12,6 +12,8 @@ from factories import dms_plan, wedata_plan
 from harness import Repo
 
 from reconciler import parallel, pipeline
+from reconciler.diff import Changeset
+from reconciler.domain import Plan
 from reconciler.errors import InvalidPlans
 from reconciler.state import State, load_state
 
@@ -64,6 +66,37 @@ def test_each_plan_diffed_as_it_is_read_gives_the_changeset_of_all_at_once(
         ("d-30", False),
     ]
     assert len(at_once.plans) == 80
+
+
+def test_a_plan_in_sync_is_kept_by_what_is_shown_of_it_not_its_spec(
+    repo: Repo, shared: None
+) -> None:
+    """A big repo's plans are mostly in sync: the changeset keeps those by name, place and
+    metadata (their typed specs are most of what a plan weighs), and the full plan of each
+    that has calls to make, which the planning step needs."""
+    labelled = wedata_plan("kept", tasks=["1"])
+    labelled["metadata"]["labels"] = {"team": "orders"}
+    for n in range(12):
+        repo.write(f"p{n:02d}", wedata_plan(f"p-{n:02d}", tasks=[str(100 + n)]))
+    repo.write("kept", labelled)
+    assert repo.apply() == 0
+    repo.write("p07", wedata_plan("p-07", tasks=["107"], dates=[("2025-09-01", "2025-09-05")]))
+
+    changes = streamed(repo)[1]
+    assert isinstance(changes, Changeset)
+    by_name = {p.plan.name: p for p in changes.plans}
+    assert isinstance(by_name["p-07"].plan, Plan)  # two cells to create
+    assert [s.dates for s in by_name["p-07"].submissions] == [("2025-09-04", "2025-09-05")]
+    kept = by_name["kept"].plan
+    assert not isinstance(kept, Plan)
+    assert (kept.provider, kept.revision, kept.owner, kept.reason, dict(kept.labels)) == (
+        "tencent-wedata",
+        1,
+        "data-eng@example.com",
+        "test",
+        {"team": "orders"},
+    )
+    assert (Path(kept.location.file).name, kept.location.line) == ("kept.yaml", 1)
 
 
 def test_a_name_used_twice_far_apart_is_reported_on_the_changed_file_and_nothing_is_planned(
