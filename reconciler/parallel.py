@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import io
 import os
+import queue
 import signal
 import sys
 import threading
@@ -78,6 +79,16 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and sys.platform != "darwin" and threading.active_count() == 1
 
 
+def _send(outbox: queue.SimpleQueue[bytes | None], sending: Connection) -> None:
+    """A helper's results to the process that forked it, in the order they were done, until
+    None; a process that stopped reading (it ended, or stopped its helpers) ends the sending."""
+    while (data := outbox.get()) is not None:
+        try:
+            sending.send_bytes(data)
+        except OSError:
+            return
+
+
 class Shared(Generic[T, R]):
     """`work` over `items` in chunks, results in the order of the items.
 
@@ -132,17 +143,26 @@ class Shared(Generic[T, R]):
         return index if index < len(self._chunks) else None
 
     def _help(self, sending: Connection) -> None:
-        """A helper's life: chunks until none are left, each sent back as soon as it is done."""
+        """A helper's life: chunks until none are left, each sent back as soon as it is done.
+
+        A thread sends them: a chunk's results are more than a pipe holds, and this process
+        takes them in only between chunks of its own (or after loading the state, for `plan`),
+        so a helper that sent them itself would wait for it instead of going on."""
         gc.disable()  # it builds nothing cyclic, and a collection would copy pages it shares
         # Ctrl-C reaches every process of the terminal's group: this process stops its helpers
         # (and says so once); a helper interrupted on its own would print a traceback.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        sender = threading.Thread(target=_send, args=(outbox, sending), daemon=True)
+        sender.start()
         try:
             while (index := self._take()) is not None:
-                sending.send_bytes(_dumps((index, self._work(self._chunks[index]))))
+                outbox.put(_dumps((index, self._work(self._chunks[index]))))
         except Exception:  # noqa: S110 (what it was doing is redone, and raised, by the parent)
             pass
         finally:
+            outbox.put(None)
+            sender.join()
             sending.close()
 
     def results(self) -> list[R]:

@@ -73,6 +73,34 @@ def test_helpers_share_the_work_and_the_results_come_back_in_order(two_cores: No
     assert len({item.by for item in flat}) == 2  # this process and one helper
 
 
+def test_a_helper_goes_on_while_this_process_is_busy_with_a_chunk_of_its_own(
+    two_cores: None,
+) -> None:
+    """A chunk's results are more than a pipe holds, and this process takes them in only
+    between chunks of its own (`plan` loads the state first): the helper goes on meanwhile."""
+    parent = os.getpid()
+    context = multiprocessing.get_context("fork")
+    helped = context.Value("i", 0)
+    three = context.Event()
+    calls = [0]
+
+    def large(chunk: Sequence[int]) -> list[bytes]:
+        if os.getpid() != parent:
+            with helped.get_lock():
+                helped.value += 1
+                if helped.value == 3:
+                    three.set()
+        else:
+            calls[0] += 1
+            if calls[0] == 2:  # the first chunk here after the helper was forked
+                # not a measure: a bound on a helper that waits for this process
+                assert three.wait(timeout=120), "the helper stopped at its first results"
+        return [bytes([item % 256]) * 200_000 for item in chunk]
+
+    results = Shared(large, range(100), per_process=10).results()
+    assert [blob[0] for chunk in results for blob in chunk] == [n % 256 for n in range(100)]
+
+
 def test_too_few_items_are_done_here_without_a_helper(two_cores: None) -> None:
     results = Shared(doubled, range(19), per_process=10).results()
     assert {item.by for chunk in results for item in chunk} == {os.getpid()}
