@@ -105,11 +105,15 @@ def range_span(start: str, end: str) -> tuple[int, int]:
     return ordinal(start), ordinal(end)
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+"""Made once: `json.dumps` with these options makes this encoder on every call."""
+
+
 def canonical_json(value: JSON) -> str:
     """The one serialisation that hashes, keys and fingerprints are computed over."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _CANONICAL.encode(value)
 
 
 def digest(value: JSON) -> str:

@@ -17,7 +17,10 @@ class Desired:
     groups: tuple[CellGroup, ...]
 
 
+def cell_groups(plan: Plan) -> tuple[CellGroup, ...]:
+    """What one plan asks for, as its provider groups its cells."""
+    return tuple(providers.get(plan.provider).cell_groups(plan))
+
+
 def expand(plans: Sequence[Plan]) -> tuple[Desired, ...]:
-    return tuple(
-        Desired(plan, tuple(providers.get(plan.provider).cell_groups(plan))) for plan in plans
-    )
+    return tuple(Desired(plan, cell_groups(plan)) for plan in plans)

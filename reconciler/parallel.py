@@ -31,34 +31,57 @@ CHUNKS_PER_PROCESS = 16
 """Small enough that the processes finish within a chunk of each other."""
 
 
-_FIELD_VALUES: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
+_REDUCERS: dict[type, Callable[[Any], Any] | None] = {}
+"""How each kind of object a helper sends is reduced, if not pickle's default way."""
 
 
-def _field_values(kind: type) -> Callable[[Any], tuple[Any, ...]] | None:
-    """How to get the `__init__` arguments of a dataclass; None for anything else."""
-    if not dataclasses.is_dataclass(kind):
-        return None
-    fields = dataclasses.fields(kind)
-    if not all(field.init and not field.kw_only for field in fields):
-        return None
-    names = [field.name for field in fields]
-    get = attrgetter(*names)
-    return get if len(names) > 1 else lambda obj: (get(obj),)
+def _reducer(kind: type) -> Callable[[Any], Any] | None:
+    """Dataclasses travel as their class and field values, rebuilt by their `__init__`: the
+    default way, a state set field by field through `dataclasses.fields`, takes twice as long
+    on both ends (most of what a helper's results cost to send). Pydantic models (a typed plan's
+    spec) travel as their fields, without the state pickle's default way asks them to build."""
+    if dataclasses.is_dataclass(kind):
+        fields = dataclasses.fields(kind)
+        if not all(field.init and not field.kw_only for field in fields):
+            return None
+        get = attrgetter(*(field.name for field in fields))
+        if len(fields) == 1:
+            return lambda obj: (kind, (get(obj),))
+        return lambda obj: (kind, get(obj))
+    pydantic = sys.modules.get("pydantic")  # loaded if there are models to send
+    if pydantic is not None and issubclass(kind, pydantic.BaseModel):
+        return _model_fields
+    return None
+
+
+def _model_fields(model: Any) -> Any:
+    if model.__pydantic_extra__ is not None or model.__pydantic_private__ is not None:
+        return NotImplemented
+    return _model, (type(model), model.__dict__, model.__pydantic_fields_set__)
+
+
+def _model(kind: Any, values: dict[str, Any], fields_set: set[str]) -> Any:
+    """A pydantic model as its `__setstate__` rebuilds it from pickle's default state."""
+    model = kind.__new__(kind)
+    object.__setattr__(model, "__dict__", values)
+    object.__setattr__(model, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model
 
 
 def _dumps(value: Any) -> bytes:
-    """Dataclasses travel as their class and field values, rebuilt by their `__init__`: the
-    default way, a state set field by field through `dataclasses.fields`, takes twice as long
-    on both ends (most of what a helper's results cost to send)."""
+    """`value` pickled, the objects `_reducer` knows the cheaper way."""
     import pickle  # noqa: PLC0415 (helpers only: a small repo's run never loads it)
 
     class Pickler(pickle.Pickler):
         def reducer_override(self, obj: Any) -> Any:
             kind = type(obj)
-            if kind not in _FIELD_VALUES:
-                _FIELD_VALUES[kind] = _field_values(kind)
-            values = _FIELD_VALUES[kind]
-            return NotImplemented if values is None else (kind, values(obj))
+            try:
+                reduce = _REDUCERS[kind]
+            except KeyError:
+                reduce = _REDUCERS[kind] = _reducer(kind)
+            return NotImplemented if reduce is None else reduce(obj)
 
     buffer = io.BytesIO()
     Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(value)

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from reconciler.domain import CellGroup, Plan
+from reconciler.domain import CellGroup
 from reconciler.errors import Diagnostic, InvalidPlans
 from reconciler.load import discover, load_file
 from reconciler.parallel import Shared
@@ -51,19 +51,15 @@ class _File:
 
 
 def _read(files: Sequence[Path], expanding: bool, typed: bool) -> list[_File]:
+    if expanding:
+        from reconciler.expand import cell_groups  # noqa: PLC0415 (`plan`'s: `validate` expands nothing)
     read = []
     for file in files:
         documents, problems = load_file(file)
         checked = [check_document(document, typed=typed) for document in documents]
-        groups = [_expanded(item.plan) if expanding and item.plan else () for item in checked]
+        groups = [cell_groups(item.plan) if expanding and item.plan else () for item in checked]
         read.append(_File(problems, checked, groups))
     return read
-
-
-def _expanded(plan: Plan) -> tuple[CellGroup, ...]:
-    from reconciler.expand import expand  # noqa: PLC0415 (`plan`'s: `validate` expands nothing)
-
-    return expand([plan])[0].groups
 
 
 def _reading(

@@ -11,7 +11,6 @@ then the repo as a whole (`check_repo`).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import itertools
@@ -206,22 +205,27 @@ def check_document(doc: Document, *, typed: bool = True) -> Checked:
     problems.extend(_semantic_problems(doc))
     if problems:
         return _checked(doc, None, None, problems)
-    plan = None if document is None else _plan(doc, document)
     footprint = _footprint(doc)
     # Every call covers a cell: only a plan of more cells than that may make too many, and
     # only its provider can count them.
     if footprint.cells > MAX_CALLS_PER_PLAN:
-        counted = plan or _plan(doc, _model_read(doc.data))
+        counted = _plan(doc, document or _model_read(doc.data))
         calls = providers.get(counted.provider).calls(counted)
         if calls > MAX_CALLS_PER_PLAN:
             return _checked(doc, None, None, [_too_many_calls(doc, counted, calls)])
-    return _checked(doc, plan, footprint, [])
+    return _checked(doc, document, footprint, [])
 
 
 def _checked(
-    doc: Document, plan: Plan | None, footprint: Footprint | None, problems: list[Diagnostic]
+    doc: Document,
+    document: BackfillPlan | None,
+    footprint: Footprint | None,
+    problems: list[Diagnostic],
 ) -> Checked:
-    return Checked(doc.settled(), _name_of(doc.data), plan, footprint, tuple(problems))
+    settled = doc.settled()
+    # The plan finds its fields where the document kept them: one copy of it, not two.
+    plan = None if document is None else _plan(settled, document)
+    return Checked(settled, _name_of(doc.data), plan, footprint, tuple(problems))
 
 
 class Repo:
@@ -334,8 +338,9 @@ def _plan(doc: Document, document: BackfillPlan) -> Plan:
         reason=metadata.reason,
         labels=metadata.labels,
         takeover={entry.plan: entry.mode for entry in spec.takeover or ()},
-        # Positions only: the typed spec replaces the document's data, which is let go.
-        locator=dataclasses.replace(doc, data=None).locate,
+        # `_checked` gives the document it keeps, settled: positions only, the typed spec
+        # replaces its data.
+        locator=doc.locate,
     )
 
 

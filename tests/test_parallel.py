@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 from factories import dms_plan, wedata_plan, write
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from reconciler import parallel, pipeline
 from reconciler.errors import InvalidPlans, StateError
@@ -252,3 +254,38 @@ def test_invalid_plans_are_the_news_whatever_the_state_load_beside_them_raised(
     write(valid / "p.yaml", wedata_plan())
     with pytest.raises(StateError, match="damaged"):
         pipeline.plans_while([valid], damaged)
+
+
+class Loose(BaseModel):
+    """A model pickle's default way must carry: fields it does not declare, a private one."""
+
+    model_config = ConfigDict(extra="allow")
+    _seen: int = PrivateAttr(default=0)
+    name: str
+
+
+def test_a_typed_plan_sent_by_a_helper_comes_back_as_it_was_read(tmp_path: Path) -> None:
+    written = wedata_plan(
+        "typed",
+        dates=[("2025-09-01", "2025-09-03"), ("2025-09-07", "2025-09-08")],
+        executionWindow={"start": "01:00", "end": "06:00"},
+        parameters={"mode": "repair"},
+    )
+    write(tmp_path / "p.yaml", written)
+    (read,) = pipeline._read([tmp_path / "p.yaml"], expanding=True, typed=True)
+    (checked,) = read.checked
+    assert checked.plan is not None
+
+    back = pickle.loads(parallel._dumps(read))
+
+    assert back == read
+    spec, sent = checked.plan.spec, back.checked[0].plan.spec
+    assert type(sent) is type(spec)
+    assert sent.model_fields_set == spec.model_fields_set
+    assert sent.model_dump(mode="json") == spec.model_dump(mode="json")
+    assert sent.dates[1].model_fields_set == spec.dates[1].model_fields_set
+    assert back.checked[0].plan.locate("spec", "taskIds") == checked.plan.locate("spec", "taskIds")
+    loose = Loose.model_validate({"name": "x", "other": 1})
+    loose._seen = 2
+    again = pickle.loads(parallel._dumps(loose))
+    assert (again, again.model_extra, again._seen) == (loose, {"other": 1}, 2)

@@ -28,25 +28,35 @@ ALL = "*"
 """Key of an endpoint override that applies to every provider (the emulator serves them all)."""
 
 
-@functools.cache
+_REGISTRY: dict[str, Provider] = {}
+
+
 def registry() -> dict[str, Provider]:
     """Every registered provider by name: the built-in ones, loaded on the first call (a test
     registers another by adding it here)."""
-    built_in: list[Provider] = [
-        importlib.import_module(f"{__name__}.{module}").PROVIDER for module in _BUILT_IN
-    ]
-    return {provider.name: provider for provider in built_in}
+    if not _REGISTRY:
+        built_in: list[Provider] = [
+            importlib.import_module(f"{__name__}.{module}").PROVIDER for module in _BUILT_IN
+        ]
+        _REGISTRY.update((provider.name, provider) for provider in built_in)
+    return _REGISTRY
 
 
 def loaded() -> bool:
     """Whether the registry was asked for: until then it is the built-in one, which the committed
-    plan schema describes."""
-    return registry.cache_info().currsize > 0
+    plan schema describes. (Asked for every document `validate` reads: a look, nothing more.)"""
+    return bool(_REGISTRY)
 
 
 def spec_models() -> tuple[type[Spec], ...]:
     """Each registered provider's spec model: what a plan's `spec` may be, by its `provider`."""
-    return tuple(p.spec_model for p in registry().values())
+    return _spec_models(tuple(registry().values()))
+
+
+@functools.cache
+def _spec_models(known: tuple[Provider, ...]) -> tuple[type[Spec], ...]:
+    # Asked a few times for every plan read typed: the answer is looked up, not made again.
+    return tuple(provider.spec_model for provider in known)
 
 
 def get(name: str) -> Provider:
