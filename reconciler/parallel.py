@@ -30,6 +30,10 @@ R = TypeVar("R")
 CHUNKS_PER_PROCESS = 16
 """Small enough that the processes finish within a chunk of each other."""
 
+MOST_PER_CHUNK = 256
+"""A chunk's results are held whole by the helper that made them, until sent, and by this
+process, until taken: a bigger repo makes more chunks, not bigger ones."""
+
 
 _REDUCERS: dict[type, Callable[[Any], Any] | None] = {}
 """How each kind of object a helper sends is reduced, if not pickle's default way."""
@@ -143,7 +147,7 @@ class Shared(Generic[T, R]):
         # compiled schema, modules imported late) is then prepared once, and shared.
         self._chunks = [items[:1]]
         self._done[0] = work(self._chunks[0])
-        size = -(-(len(items) - 1) // (processes * CHUNKS_PER_PROCESS))
+        size = min(-(-(len(items) - 1) // (processes * CHUNKS_PER_PROCESS)), MOST_PER_CHUNK)
         self._chunks += [items[start : start + size] for start in range(1, len(items), size)]
         context = multiprocessing.get_context("fork")
         self._taken = context.Value("l", 1)
@@ -207,6 +211,7 @@ class Shared(Generic[T, R]):
         try:
             while (index := self._take()) is not None:
                 self._done[index] = self._work(self._chunks[index])
+                self._chunks[index] = ()  # its items are let go once done (not its slot)
                 self._receive(block=False)
                 yield from ready()
             while self._pipes:
@@ -234,6 +239,7 @@ class Shared(Generic[T, R]):
                 pipe.close()
             else:
                 self._done[received[0]] = received[1]
+                self._chunks[received[0]] = ()
 
     def close(self) -> None:
         """Stops the helpers: at once if an error ends the work early, else they are done."""
