@@ -50,21 +50,28 @@ class _File:
     groups: list[tuple[CellGroup, ...]]
 
 
-def _read(files: Sequence[Path], expanding: bool, typed: bool) -> list[_File]:
+def _read(files: Sequence[str], expanding: bool, typed: bool) -> list[_File]:
     if expanding:
         from reconciler.expand import cell_groups  # noqa: PLC0415 (`plan`'s: `validate` expands nothing)
     read = []
     for file in files:
-        documents, problems = load_file(file)
+        documents, problems = load_file(Path(file))
         checked = [check_document(document, typed=typed) for document in documents]
         groups = [cell_groups(item.plan) if expanding and item.plan else () for item in checked]
         read.append(_File(problems, checked, groups))
     return read
 
 
+def _discovered(paths: Sequence[Path]) -> tuple[list[str], list[Diagnostic]]:
+    """The plan files by name: a path object weighs five times its name, and a big repo's list
+    is held until each file is read, here and (in the pages it shares) in each helper."""
+    files, found = discover(paths)
+    return [str(file) for file in files], found
+
+
 def _reading(
-    files: Sequence[Path], *, expanding: bool, typed: bool = True
-) -> Shared[Path, list[_File]]:
+    files: Sequence[str], *, expanding: bool, typed: bool = True
+) -> Shared[str, list[_File]]:
     return Shared(
         partial(_read, expanding=expanding, typed=typed), files, per_process=FILES_PER_PROCESS
     )
@@ -85,9 +92,9 @@ def _bulk() -> Iterator[None]:
 
 
 def _checked_repo(
-    files: list[Path],
+    files: int,
     found: list[Diagnostic],
-    reading: Shared[Path, list[_File]],
+    reading: Shared[str, list[_File]],
     changed: frozenset[Path],
     each: Callable[[Desired], object] | None = None,
 ) -> Validated:
@@ -116,7 +123,7 @@ def _checked_repo(
                     add(item, groups)
     for item, groups in later:
         add(item, groups)
-    return repo.result(len(files))
+    return repo.result(files)
 
 
 def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) -> Validated:
@@ -125,10 +132,11 @@ def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) 
     The documents of `changed` files (resolved) are checked last, so that a problem between two
     files (a name used twice) is reported on the file a change touched, not the one it left."""
     with _bulk():
-        files, found = discover(paths)
-        reading = _reading(files, expanding=False)
+        files, found = _discovered(paths)
+        count, reading = len(files), _reading(files, expanding=False)
+        del files  # the chunks hold them, each let go once read
         try:
-            return _checked_repo(files, found, reading, changed)
+            return _checked_repo(count, found, reading, changed)
         finally:
             reading.close()
 
@@ -137,10 +145,11 @@ def validation(paths: Sequence[Path]) -> Validation:
     """Like `validated`, without typing the plans: what `validate` reports, which needs only the
     plan schema, not the contract's models."""
     with _bulk():
-        files, found = discover(paths)
-        reading = _reading(files, expanding=False, typed=False)
+        files, found = _discovered(paths)
+        count, reading = len(files), _reading(files, expanding=False, typed=False)
+        del files  # the chunks hold them, each let go once read
         try:
-            return _checked_repo(files, found, reading, frozenset())
+            return _checked_repo(count, found, reading, frozenset())
         finally:
             reading.close()
 
@@ -154,8 +163,9 @@ def _valid_while(
     """The repo checked, and what `meanwhile` returns, run while helpers read the files; the
     plans valid so far go, with their cell groups, to what `taking` makes of that. Its errors
     count only if the plans are valid, as if it ran after (and then nothing takes the plans)."""
-    files, found = discover(paths)
-    reading = _reading(files, expanding=True)
+    files, found = _discovered(paths)
+    count, reading = len(files), _reading(files, expanding=True)
+    del files  # the chunks hold them, each let go once read
     try:
         try:
             other = meanwhile()
@@ -163,7 +173,7 @@ def _valid_while(
             failure: Exception | None = None
         except Exception as error:  # news only if the plans are valid, as if it ran after
             each, failure = None, error
-        result = _checked_repo(files, found, reading, changed, each)
+        result = _checked_repo(count, found, reading, changed, each)
     finally:
         reading.close()
     if not result.ok:

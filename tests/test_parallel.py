@@ -272,7 +272,7 @@ def test_a_typed_plan_sent_by_a_helper_comes_back_as_it_was_read(tmp_path: Path)
         parameters={"mode": "repair"},
     )
     write(tmp_path / "p.yaml", written)
-    (read,) = pipeline._read([tmp_path / "p.yaml"], expanding=True, typed=True)
+    (read,) = pipeline._read([str(tmp_path / "p.yaml")], expanding=True, typed=True)
     (checked,) = read.checked
     assert checked.plan is not None
 
