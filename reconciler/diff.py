@@ -252,6 +252,9 @@ class Diff:
         self._changes: list[PlanChanges] = []
         self._found = _Found()
         self._declared: dict[str, _Declared] = {}
+        self._healths: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
+        """Each different `PlanChanges.health` once: most plans of a big repo are in sync and
+        never observed, with one of a few hundred cell counts."""
 
     def add(self, item: Desired) -> PlanChanges:
         plan, state, found = item.plan, self._state, self._found
@@ -305,7 +308,7 @@ class Diff:
             attention_cells=counts["attention"],
             exhausted_cells=counts["exhausted"],
             retry_cells=sum(len(r) for gap in gaps for r in gap.replaces.values()),
-            health=dict(found.health),
+            health=self._healths.setdefault(tuple(found.health.items()), dict(found.health)),
             missing=tuple(gaps),
         )
         self._changes.append(changes)

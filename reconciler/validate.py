@@ -328,6 +328,11 @@ def _name_of(data: JSON) -> str | None:
     return None
 
 
+_NONE: Mapping[str, str] = {}
+"""The labels or takeovers of a plan that has none: one for all (a big repo's plans are many,
+and what is kept of each outlives it); a dict, as a helper's plans cross a pipe, never changed."""
+
+
 def _plan(doc: Document, document: BackfillPlan) -> Plan:
     metadata, spec = document.metadata, document.spec
     return Plan(
@@ -336,8 +341,8 @@ def _plan(doc: Document, document: BackfillPlan) -> Plan:
         location=doc.location,
         owner=metadata.owner,
         reason=metadata.reason,
-        labels=metadata.labels,
-        takeover={entry.plan: entry.mode for entry in spec.takeover or ()},
+        labels=metadata.labels or _NONE,
+        takeover={entry.plan: entry.mode for entry in spec.takeover} if spec.takeover else _NONE,
         # `_checked` gives the document it keeps, settled: positions only, the typed spec
         # replaces its data.
         locator=doc.locate,
