@@ -5,7 +5,7 @@ A record's JSON form is what `snapshot.json` stores; `record_from_json` checks i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from operator import itemgetter
@@ -228,14 +228,13 @@ class State:
     journal: Path | None = field(default=None, compare=False, repr=False)
     """The journal it was folded from, where `intent_details` reads what the records leave out
     (None for a state that was never journaled)."""
-    _coverage: dict[tuple[str, int, str], DateCoverage] | None = field(
+    _by_target: dict[str, SubmissionRecord | tuple[SubmissionRecord, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    _by_target: dict[tuple[str, str], list[SubmissionRecord]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    """(provider, target) -> the submissions covering it, of every plan (nearly always one:
-    a list rather than a dict by plan, which would cost a repo-scale state tens of MB)."""
+    """target -> the submissions covering it, of every plan, in intent order: the record
+    itself when it is one (nearly always: one plan's target, in one chunk of dates). It is the
+    whole index behind `covered` and `others`, which make their `DateCoverage` when asked: one
+    kept per plan and target would cost a repo-scale state as much as its records."""
 
     def amended(self, records: Mapping[str, SubmissionRecord]) -> State:
         """This state with `records` in place of those of their keys, as it would be after the
@@ -245,91 +244,113 @@ class State:
         return replace(self, submissions=MappingProxyType({**self.submissions, **records}))
 
     def indexed(self) -> State:
-        """This state with the indexes of `covered` and `others` built now rather than on their
-        first call (`plan` builds them while its files are read); they are kept."""
-        if self._coverage is None:
-            coverage: dict[tuple[str, int, str], DateCoverage] = {}
-            by_target: dict[tuple[str, str], list[SubmissionRecord]] = {}
+        """This state with the index of `covered` and `others` built now rather than on their
+        first call (`plan` builds it while its files are read); it is kept."""
+        if self._by_target is None:
+            lists: dict[str, list[SubmissionRecord]] = {}
             covering = sorted(
                 (record for record in self.submissions.values() if record.covers_cells),
                 key=lambda record: record.intent_seq,
             )
             for record in covering:
+                if not record.spans:  # covers no day: a coverage is never empty but for none
+                    continue
                 for each in record.targets:
-                    dates = coverage.setdefault(
-                        (record.plan, record.revision, each), DateCoverage()
-                    )
-                    for first, last in record.spans:
-                        dates.add(first, last, record)
-                    by_target.setdefault((record.provider, each), []).append(record)
-            for dates in coverage.values():
-                dates.merged()
+                    lists.setdefault(each, []).append(record)
+            by_target: dict[str, SubmissionRecord | tuple[SubmissionRecord, ...]] = {
+                target: records[0] if len(records) == 1 else tuple(records)
+                for target, records in lists.items()
+            }
             object.__setattr__(self, "_by_target", by_target)
-            object.__setattr__(self, "_coverage", coverage)
         return self
+
+    def _covering(self, target: str) -> tuple[SubmissionRecord, ...]:
+        """The submissions covering `target`, of every plan, in intent order."""
+        by_target = self._by_target
+        if by_target is None:
+            by_target = self.indexed()._by_target
+            assert by_target is not None
+        found = by_target.get(target, ())
+        return found if isinstance(found, tuple) else (found,)
 
     def covered(self, plan: str, revision: int, target: str) -> DateCoverage:
         """Which dates of one target of one plan revision a pending, submitted or unknown
         submission covers, and which one does (where two do, the later intent wins).
 
         The index behind it is built on the first call (most readers of a state never ask) and
-        kept. It holds runs of days, not cells: a repo-scale state covers millions of cells.
+        kept. It holds submissions by target, not cells: a repo-scale state covers millions of
+        cells.
         """
-        coverage = self.indexed()._coverage
-        assert coverage is not None
-        return coverage.get((plan, revision, target), _NOTHING)
+        found = [r for r in self._covering(target) if r.plan == plan and r.revision == revision]
+        return DateCoverage(found) if found else _NOTHING
 
     def others(self, provider: str, target: str, plan: str) -> DateCoverage:
         """The dates of one target that submissions of plans other than `plan` cover, and which
         one does (the later intent wins): work another plan may already have done."""
-        by_target = self.indexed()._by_target
-        assert by_target is not None
-        others = [r for r in by_target.get((provider, target), ()) if r.plan != plan]
-        if not others:
-            return _NOTHING
-        coverage = DateCoverage()
-        for record in others:  # in intent order, as indexed
-            for first, last in record.spans:
-                coverage.add(first, last, record)
-        return coverage
+        found = [r for r in self._covering(target) if r.provider == provider and r.plan != plan]
+        return DateCoverage(found) if found else _NOTHING
 
     def coverage(self) -> dict[Cell, SubmissionRecord]:
         """Every covered cell and the submission that covers it (a convenience that makes one
         object a cell; `covered` is the form that scales)."""
-        index = self.indexed()._coverage
-        assert index is not None
+        by_target = self.indexed()._by_target
+        assert by_target is not None
         cells: dict[Cell, SubmissionRecord] = {}
-        for (plan, revision, target), coverage in index.items():
-            for first, last, record in coverage.runs:
-                for number in range(first, last + 1):
-                    cells[Cell(plan, revision, target, day(number))] = record
+        for target in by_target:
+            for record in self._covering(target):  # in intent order: the later one wins
+                for first, last in record.spans:
+                    for number in range(first, last + 1):
+                        cells[Cell(record.plan, record.revision, target, day(number))] = record
         return cells
 
 
 class DateCoverage:
-    """The submissions covering one target's dates, as runs of days in intent order."""
+    """The submissions covering one target's dates, as runs of days in intent order.
 
-    __slots__ = ("_covered", "fingerprint", "observed", "runs")
+    Made when asked from the records alone (`State.covered` keeps no coverage): what the
+    common case reads (one settled submission, its days counted) is worked out from them
+    without spelling out the runs."""
 
-    def __init__(self) -> None:
-        self.runs: list[tuple[int, int, SubmissionRecord]] = []
-        self.fingerprint: str | None = ""
-        """The one fingerprint of every covering submission, all with a known outcome; None
-        when they differ or one is unknown (then dates must be looked at one by one)."""
+    __slots__ = ("_covered", "_records", "_runs")
+
+    def __init__(self, records: Sequence[SubmissionRecord] = ()) -> None:
+        self._records = records
+        """The covering submissions, in intent order, each with some days: each covers its
+        own spans, and those given to `add` the run given with them."""
+        self._runs: list[tuple[int, int, SubmissionRecord]] | None = None
         self._covered: tuple[list[tuple[int, int]], int] | None = None
         """The runs merged, and their days: worked out once, for `count_within`."""
-        self.observed = False
-        """Some covering submission has cells `refresh` observed: their health is per date."""
+
+    @property
+    def runs(self) -> list[tuple[int, int, SubmissionRecord]]:
+        """(first day, last day, submission), in intent order."""
+        if self._runs is None:
+            self._runs = [
+                (first, last, record) for record in self._records for first, last in record.spans
+            ]
+        return self._runs
 
     def add(self, first: int, last: int, record: SubmissionRecord) -> None:
         self.runs.append((first, last, record))
+        self._records = [*self._records, record]
         self._covered = None
-        self.observed = self.observed or bool(record.health)
-        settled = record.status is SubmissionStatus.SUBMITTED
-        if not settled or self.fingerprint not in ("", record.fingerprint):
-            self.fingerprint = None
-        elif self.fingerprint == "":
-            self.fingerprint = record.fingerprint
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The one fingerprint of every covering submission, all with a known outcome; None
+        when they differ or one is unknown (then dates must be looked at one by one)."""
+        found = ""
+        for record in self._records:
+            settled = record.status is SubmissionStatus.SUBMITTED
+            if not settled or found not in ("", record.fingerprint):
+                return None
+            found = record.fingerprint
+        return found
+
+    @property
+    def observed(self) -> bool:
+        """Some covering submission has cells `refresh` observed: their health is per date."""
+        return any(record.health for record in self._records)
 
     def get(self, date: str) -> SubmissionRecord | None:
         return self.at(ordinal(date))
@@ -350,7 +371,7 @@ class DateCoverage:
         return sum(1 for first, last, r in self.runs if first <= number <= last and of(r))
 
     def __bool__(self) -> bool:
-        return bool(self.runs)
+        return bool(self._records)
 
     def settled_with(self, fingerprint: str) -> bool:
         """Every covering submission has this fingerprint and a known outcome: then a date is
@@ -360,7 +381,11 @@ class DateCoverage:
     def merged(self) -> tuple[list[tuple[int, int]], int]:
         """The covered days as sorted, merged runs, and how many: worked out once."""
         if self._covered is None:
-            merged = merge_spans((first, last) for first, last, _ in self.runs)
+            if self._runs is None and len(self._records) == 1:  # one submission: its own spans
+                spans = self._records[0].spans
+                merged = [*spans] if len(spans) == 1 else merge_spans(spans)
+            else:
+                merged = merge_spans((first, last) for first, last, _ in self.runs)
             self._covered = merged, sum(last - first + 1 for first, last in merged)
         return self._covered
 
