@@ -516,17 +516,54 @@ _NAMES = tuple("dates" if f.name == "spans" else f.name for f in fields(Submissi
 """The record's JSON fields in the order of the dataclass's fields (spans are `dates` there)."""
 _GET = itemgetter(*_NAMES)
 _TYPES = tuple(_RECORD_TYPES[name] for name in _NAMES)
-_TARGETS, _SPANS, _STATUS, _HEALTH_RUNS = (
-    _NAMES.index(name) for name in ("targets", "dates", "status", "health")
+_KEY, _TARGETS, _SPANS, _STATUS, _DETAIL, _HEALTH_RUNS = (
+    _NAMES.index(name) for name in ("key", "targets", "dates", "status", "detail", "health")
 )
-_FEW_VALUES = tuple(_NAMES.index(name) for name in ("provider", "action", "region", "code"))
-"""Fields of a few values across a whole state: one string each, not one per record (a
-repo-scale snapshot holds tens of thousands of copies of each)."""
-_SHARED: dict[str, str] = {}
+_REPEATED = tuple(
+    _NAMES.index(name)
+    for name in ("plan", "provider", "action", "region", "fingerprint", "code", "message")
+)
+"""Fields that many records of a state say alike: a plan's name and fingerprint in each of
+its chunks, a few providers, actions, regions and error codes across the whole state."""
+NO_DETAIL: Mapping[str, JSON] = {}
+"""The detail of every record whose reply had none (most): one empty mapping, not one each."""
 
 
-def record_from_json(value: Any) -> SubmissionRecord:
+class Sharing:
+    """One object for each value that the records of one state repeat (`record_from_json`):
+    a repo-scale snapshot spells a plan's name, its targets and its dates in every chunk it was
+    submitted in, and a copy each costs as much as the first. Kept while one state is read."""
+
+    __slots__ = ("_spans", "_strings", "_targets")
+
+    def __init__(self) -> None:
+        self._strings: dict[str, str] = {}
+        self._targets: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._spans: dict[tuple[str, ...], tuple[tuple[int, int], ...]] = {}
+        """The spans of each list of dates seen, parsed once."""
+
+    def string(self, value: str) -> str:
+        return self._strings.setdefault(value, value)
+
+    def targets(self, targets: list[str]) -> tuple[str, ...]:
+        found = self._targets.get(shape := tuple(targets))
+        if found is None:
+            found = self._targets[shape] = tuple(map(self.string, shape))
+        return found
+
+    def spans(self, dates: list[str]) -> tuple[tuple[int, int], ...]:
+        """Raises ValueError like `parse_spans`."""
+        found = self._spans.get(shape := tuple(dates))
+        if found is None:
+            found = self._spans[shape] = parse_spans(dates)
+        return found
+
+
+def record_from_json(value: Any, shared: Sharing, key: str = "") -> SubmissionRecord:
     """Raises ValueError with a sentence naming the field when `value` is not a record.
+
+    What records repeat is `shared` among them; `key` is the key the record is filed under,
+    the one string its own key is when they are the same.
 
     Runs once per submission on every load, so the checks are whole-tuple comparisons in C;
     the field-by-field explanation runs only when they fail.
@@ -538,15 +575,20 @@ def record_from_json(value: Any) -> SubmissionRecord:
     if tuple(map(type, values)) != _TYPES:
         name = next(n for n, v, k in zip(_NAMES, values, _TYPES, strict=True) if type(v) is not k)
         raise ValueError(f"`{name}` is not a {_RECORD_TYPES[name].__name__}")
-    targets, dates = tuple(values[_TARGETS]), values[_SPANS]
+    targets, dates = values[_TARGETS], values[_SPANS]
     if ({type(item) for item in targets} | {type(item) for item in dates}) - {str}:
         raise ValueError("`targets` or `dates` is not a list of strings")
     status = _STATUSES.get(values[_STATUS])
     if status is None:
         raise ValueError(f"unknown status {values[_STATUS]!r}")
-    values[_TARGETS], values[_SPANS], values[_STATUS] = targets, parse_spans(dates), status
-    for index in _FEW_VALUES:
-        values[index] = _SHARED.setdefault(values[index], values[index])
+    values[_TARGETS], values[_SPANS] = shared.targets(targets), shared.spans(dates)
+    values[_STATUS] = status
+    for index in _REPEATED:
+        values[index] = shared.string(values[index])
+    if values[_KEY] == key:
+        values[_KEY] = key
+    if not values[_DETAIL]:
+        values[_DETAIL] = NO_DETAIL
     if values[_HEALTH_RUNS]:  # most snapshots hold many records and few observations
         values[_HEALTH_RUNS] = health_from_json(values[_HEALTH_RUNS])
     else:

@@ -24,6 +24,7 @@ from reconciler.state import schema
 from reconciler.state.journal import fsync_directory
 from reconciler.state.records import (
     ZERO_HASH,
+    Sharing,
     State,
     SubmissionRecord,
     record_from_json,
@@ -219,12 +220,13 @@ def read(path: Path) -> Snapshot | None:
     at all."""
     where = Location(str(path))
     problems: list[str] = []
+    shared = Sharing()
 
     def record(key: str, item: JSON) -> SubmissionRecord | None:
         """The record, or None and its problem noted: raised once the digest and the header
         are found right (a mangled file is told as such, not as a bad record)."""
         try:
-            made = record_from_json(item)
+            made = record_from_json(item, shared, key)
         except ValueError as error:
             problems.append(f"submission {key}: {error}")
             return None
