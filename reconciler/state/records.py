@@ -264,13 +264,16 @@ class State:
             object.__setattr__(self, "_by_target", by_target)
         return self
 
-    def _covering(self, target: str) -> tuple[SubmissionRecord, ...]:
-        """The submissions covering `target`, of every plan, in intent order."""
+    def _index(self) -> dict[str, SubmissionRecord | tuple[SubmissionRecord, ...]]:
         by_target = self._by_target
         if by_target is None:
             by_target = self.indexed()._by_target
             assert by_target is not None
-        found = by_target.get(target, ())
+        return by_target
+
+    def _covering(self, target: str) -> tuple[SubmissionRecord, ...]:
+        """The submissions covering `target`, of every plan, in intent order."""
+        found = self._index().get(target, ())
         return found if isinstance(found, tuple) else (found,)
 
     def covered(self, plan: str, revision: int, target: str) -> DateCoverage:
@@ -281,13 +284,21 @@ class State:
         kept. It holds submissions by target, not cells: a repo-scale state covers millions of
         cells.
         """
-        found = [r for r in self._covering(target) if r.plan == plan and r.revision == revision]
+        found = self._index().get(target, ())
+        if isinstance(found, SubmissionRecord):  # nearly always: spared making a list of it
+            found = (found,) if found.plan == plan and found.revision == revision else ()
+        else:
+            found = tuple(r for r in found if r.plan == plan and r.revision == revision)
         return DateCoverage(found) if found else _NOTHING
 
     def others(self, provider: str, target: str, plan: str) -> DateCoverage:
         """The dates of one target that submissions of plans other than `plan` cover, and which
         one does (the later intent wins): work another plan may already have done."""
-        found = [r for r in self._covering(target) if r.provider == provider and r.plan != plan]
+        found = self._index().get(target, ())
+        if isinstance(found, SubmissionRecord):  # nearly always: spared making a list of it
+            found = (found,) if found.provider == provider and found.plan != plan else ()
+        else:
+            found = tuple(r for r in found if r.provider == provider and r.plan != plan)
         return DateCoverage(found) if found else _NOTHING
 
     def coverage(self) -> dict[Cell, SubmissionRecord]:
@@ -392,6 +403,9 @@ class DateCoverage:
     def count_within(self, spans: list[tuple[int, int]]) -> tuple[int, int]:
         """How many days of `spans` (sorted, disjoint) some submission covers, and how many
         days are covered in all (more means some covered days are outside `spans`)."""
+        if self._runs is None and len(self._records) == 1 and [*self._records[0].spans] == spans:
+            days = sum(last - first + 1 for first, last in spans)  # one submission, just these
+            return days, days
         covered, days = self.merged()
         if covered == spans:  # the common case: exactly the declared days are covered
             return days, days
