@@ -1415,6 +1415,28 @@ def test_a_snapshot_as_written_is_read_line_by_line(tmp_path: Path) -> None:
     assert _by_line(path) == json.loads(path.read_text())
 
 
+def test_a_snapshot_loads_one_copy_of_what_its_records_repeat(tmp_path: Path) -> None:
+    """A repo-scale state spells a plan's name, fingerprint and dates in every chunk it was
+    submitted in, and its memory is mostly its records: loaded, each is one object, a record's
+    key is the string it is filed under, and a reply without detail holds no dict of its own."""
+    with writer(tmp_path) as state:
+        for number in range(3):
+            key = f"k{number}"
+            dates = ("2026-01-01", "2026-01-02")
+            state.append("intent", intent(key, targets=(f"t{number}",), dates=dates))
+            reply = {**submitted(key), "detail": {}}
+            state.append("submitted", reply)
+        state.checkpoint()
+
+    loaded = load_state(tmp_path)
+
+    records = list(loaded.submissions.values())
+    for field in ("plan", "provider", "action", "region", "fingerprint", "spans", "detail"):
+        assert len({id(getattr(record, field)) for record in records}) == 1, field
+    assert all(key is record.key for key, record in loaded.submissions.items())
+    assert loaded == state.state
+
+
 def test_loading_decodes_only_the_events_after_the_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

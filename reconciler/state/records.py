@@ -5,7 +5,7 @@ A record's JSON form is what `snapshot.json` stores; `record_from_json` checks i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from operator import itemgetter
@@ -228,14 +228,13 @@ class State:
     journal: Path | None = field(default=None, compare=False, repr=False)
     """The journal it was folded from, where `intent_details` reads what the records leave out
     (None for a state that was never journaled)."""
-    _coverage: dict[tuple[str, int, str], DateCoverage] | None = field(
+    _by_target: dict[str, SubmissionRecord | tuple[SubmissionRecord, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    _by_target: dict[tuple[str, str], list[SubmissionRecord]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    """(provider, target) -> the submissions covering it, of every plan (nearly always one:
-    a list rather than a dict by plan, which would cost a repo-scale state tens of MB)."""
+    """target -> the submissions covering it, of every plan, in intent order: the record
+    itself when it is one (nearly always: one plan's target, in one chunk of dates). It is the
+    whole index behind `covered` and `others`, which make their `DateCoverage` when asked: one
+    kept per plan and target would cost a repo-scale state as much as its records."""
 
     def amended(self, records: Mapping[str, SubmissionRecord]) -> State:
         """This state with `records` in place of those of their keys, as it would be after the
@@ -245,91 +244,124 @@ class State:
         return replace(self, submissions=MappingProxyType({**self.submissions, **records}))
 
     def indexed(self) -> State:
-        """This state with the indexes of `covered` and `others` built now rather than on their
-        first call (`plan` builds them while its files are read); they are kept."""
-        if self._coverage is None:
-            coverage: dict[tuple[str, int, str], DateCoverage] = {}
-            by_target: dict[tuple[str, str], list[SubmissionRecord]] = {}
+        """This state with the index of `covered` and `others` built now rather than on their
+        first call (`plan` builds it while its files are read); it is kept."""
+        if self._by_target is None:
+            lists: dict[str, list[SubmissionRecord]] = {}
             covering = sorted(
                 (record for record in self.submissions.values() if record.covers_cells),
                 key=lambda record: record.intent_seq,
             )
             for record in covering:
+                if not record.spans:  # covers no day: a coverage is never empty but for none
+                    continue
                 for each in record.targets:
-                    dates = coverage.setdefault(
-                        (record.plan, record.revision, each), DateCoverage()
-                    )
-                    for first, last in record.spans:
-                        dates.add(first, last, record)
-                    by_target.setdefault((record.provider, each), []).append(record)
-            for dates in coverage.values():
-                dates.merged()
+                    lists.setdefault(each, []).append(record)
+            by_target: dict[str, SubmissionRecord | tuple[SubmissionRecord, ...]] = {
+                target: records[0] if len(records) == 1 else tuple(records)
+                for target, records in lists.items()
+            }
             object.__setattr__(self, "_by_target", by_target)
-            object.__setattr__(self, "_coverage", coverage)
         return self
+
+    def _index(self) -> dict[str, SubmissionRecord | tuple[SubmissionRecord, ...]]:
+        by_target = self._by_target
+        if by_target is None:
+            by_target = self.indexed()._by_target
+            assert by_target is not None
+        return by_target
+
+    def _covering(self, target: str) -> tuple[SubmissionRecord, ...]:
+        """The submissions covering `target`, of every plan, in intent order."""
+        found = self._index().get(target, ())
+        return found if isinstance(found, tuple) else (found,)
 
     def covered(self, plan: str, revision: int, target: str) -> DateCoverage:
         """Which dates of one target of one plan revision a pending, submitted or unknown
         submission covers, and which one does (where two do, the later intent wins).
 
         The index behind it is built on the first call (most readers of a state never ask) and
-        kept. It holds runs of days, not cells: a repo-scale state covers millions of cells.
+        kept. It holds submissions by target, not cells: a repo-scale state covers millions of
+        cells.
         """
-        coverage = self.indexed()._coverage
-        assert coverage is not None
-        return coverage.get((plan, revision, target), _NOTHING)
+        found = self._index().get(target, ())
+        if isinstance(found, SubmissionRecord):  # nearly always: spared making a list of it
+            found = (found,) if found.plan == plan and found.revision == revision else ()
+        else:
+            found = tuple(r for r in found if r.plan == plan and r.revision == revision)
+        return DateCoverage(found) if found else _NOTHING
 
     def others(self, provider: str, target: str, plan: str) -> DateCoverage:
         """The dates of one target that submissions of plans other than `plan` cover, and which
         one does (the later intent wins): work another plan may already have done."""
-        by_target = self.indexed()._by_target
-        assert by_target is not None
-        others = [r for r in by_target.get((provider, target), ()) if r.plan != plan]
-        if not others:
-            return _NOTHING
-        coverage = DateCoverage()
-        for record in others:  # in intent order, as indexed
-            for first, last in record.spans:
-                coverage.add(first, last, record)
-        return coverage
+        found = self._index().get(target, ())
+        if isinstance(found, SubmissionRecord):  # nearly always: spared making a list of it
+            found = (found,) if found.provider == provider and found.plan != plan else ()
+        else:
+            found = tuple(r for r in found if r.provider == provider and r.plan != plan)
+        return DateCoverage(found) if found else _NOTHING
 
     def coverage(self) -> dict[Cell, SubmissionRecord]:
         """Every covered cell and the submission that covers it (a convenience that makes one
         object a cell; `covered` is the form that scales)."""
-        index = self.indexed()._coverage
-        assert index is not None
+        by_target = self.indexed()._by_target
+        assert by_target is not None
         cells: dict[Cell, SubmissionRecord] = {}
-        for (plan, revision, target), coverage in index.items():
-            for first, last, record in coverage.runs:
-                for number in range(first, last + 1):
-                    cells[Cell(plan, revision, target, day(number))] = record
+        for target in by_target:
+            for record in self._covering(target):  # in intent order: the later one wins
+                for first, last in record.spans:
+                    for number in range(first, last + 1):
+                        cells[Cell(record.plan, record.revision, target, day(number))] = record
         return cells
 
 
 class DateCoverage:
-    """The submissions covering one target's dates, as runs of days in intent order."""
+    """The submissions covering one target's dates, as runs of days in intent order.
 
-    __slots__ = ("_covered", "fingerprint", "observed", "runs")
+    Made when asked from the records alone (`State.covered` keeps no coverage): what the
+    common case reads (one settled submission, its days counted) is worked out from them
+    without spelling out the runs."""
 
-    def __init__(self) -> None:
-        self.runs: list[tuple[int, int, SubmissionRecord]] = []
-        self.fingerprint: str | None = ""
-        """The one fingerprint of every covering submission, all with a known outcome; None
-        when they differ or one is unknown (then dates must be looked at one by one)."""
+    __slots__ = ("_covered", "_records", "_runs")
+
+    def __init__(self, records: Sequence[SubmissionRecord] = ()) -> None:
+        self._records = records
+        """The covering submissions, in intent order, each with some days: each covers its
+        own spans, and those given to `add` the run given with them."""
+        self._runs: list[tuple[int, int, SubmissionRecord]] | None = None
         self._covered: tuple[list[tuple[int, int]], int] | None = None
         """The runs merged, and their days: worked out once, for `count_within`."""
-        self.observed = False
-        """Some covering submission has cells `refresh` observed: their health is per date."""
+
+    @property
+    def runs(self) -> list[tuple[int, int, SubmissionRecord]]:
+        """(first day, last day, submission), in intent order."""
+        if self._runs is None:
+            self._runs = [
+                (first, last, record) for record in self._records for first, last in record.spans
+            ]
+        return self._runs
 
     def add(self, first: int, last: int, record: SubmissionRecord) -> None:
         self.runs.append((first, last, record))
+        self._records = [*self._records, record]
         self._covered = None
-        self.observed = self.observed or bool(record.health)
-        settled = record.status is SubmissionStatus.SUBMITTED
-        if not settled or self.fingerprint not in ("", record.fingerprint):
-            self.fingerprint = None
-        elif self.fingerprint == "":
-            self.fingerprint = record.fingerprint
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The one fingerprint of every covering submission, all with a known outcome; None
+        when they differ or one is unknown (then dates must be looked at one by one)."""
+        found = ""
+        for record in self._records:
+            settled = record.status is SubmissionStatus.SUBMITTED
+            if not settled or found not in ("", record.fingerprint):
+                return None
+            found = record.fingerprint
+        return found
+
+    @property
+    def observed(self) -> bool:
+        """Some covering submission has cells `refresh` observed: their health is per date."""
+        return any(record.health for record in self._records)
 
     def get(self, date: str) -> SubmissionRecord | None:
         return self.at(ordinal(date))
@@ -350,7 +382,7 @@ class DateCoverage:
         return sum(1 for first, last, r in self.runs if first <= number <= last and of(r))
 
     def __bool__(self) -> bool:
-        return bool(self.runs)
+        return bool(self._records)
 
     def settled_with(self, fingerprint: str) -> bool:
         """Every covering submission has this fingerprint and a known outcome: then a date is
@@ -360,13 +392,20 @@ class DateCoverage:
     def merged(self) -> tuple[list[tuple[int, int]], int]:
         """The covered days as sorted, merged runs, and how many: worked out once."""
         if self._covered is None:
-            merged = merge_spans((first, last) for first, last, _ in self.runs)
+            if self._runs is None and len(self._records) == 1:  # one submission: its own spans
+                spans = self._records[0].spans
+                merged = [*spans] if len(spans) == 1 else merge_spans(spans)
+            else:
+                merged = merge_spans((first, last) for first, last, _ in self.runs)
             self._covered = merged, sum(last - first + 1 for first, last in merged)
         return self._covered
 
     def count_within(self, spans: list[tuple[int, int]]) -> tuple[int, int]:
         """How many days of `spans` (sorted, disjoint) some submission covers, and how many
         days are covered in all (more means some covered days are outside `spans`)."""
+        if self._runs is None and len(self._records) == 1 and [*self._records[0].spans] == spans:
+            days = sum(last - first + 1 for first, last in spans)  # one submission, just these
+            return days, days
         covered, days = self.merged()
         if covered == spans:  # the common case: exactly the declared days are covered
             return days, days
@@ -485,23 +524,66 @@ _RECORD_TYPES: Mapping[str, type] = {
 
 
 _STATUSES = {str(status): status for status in SubmissionStatus}
-_record: Callable[..., SubmissionRecord] = SubmissionRecord
-"""Positional construction from the JSON values in field order (checked just before)."""
+_SLOTS: tuple[Callable[[SubmissionRecord, Any], None], ...] = tuple(
+    getattr(SubmissionRecord, f.name).__set__ for f in fields(SubmissionRecord)
+)
+"""Each field's slot, in field order."""
+
+
+def _record(values: list[Any]) -> SubmissionRecord:
+    """`SubmissionRecord(*values)` (checked just before) in three quarters of its time: the
+    frozen dataclass's `__init__`, which sets each slot through `object.__setattr__`, is most
+    of what loading a record costs; this sets them directly (its `__init__` does nothing else)."""
+    record = SubmissionRecord.__new__(SubmissionRecord)
+    for put, value in zip(_SLOTS, values, strict=True):
+        put(record, value)
+    return record
+
+
 _NAMES = tuple("dates" if f.name == "spans" else f.name for f in fields(SubmissionRecord))
 """The record's JSON fields in the order of the dataclass's fields (spans are `dates` there)."""
 _GET = itemgetter(*_NAMES)
 _TYPES = tuple(_RECORD_TYPES[name] for name in _NAMES)
-_TARGETS, _SPANS, _STATUS, _HEALTH_RUNS = (
-    _NAMES.index(name) for name in ("targets", "dates", "status", "health")
+_KEY, _TARGETS, _SPANS, _STATUS, _DETAIL, _HEALTH_RUNS = (
+    _NAMES.index(name) for name in ("key", "targets", "dates", "status", "detail", "health")
 )
-_FEW_VALUES = tuple(_NAMES.index(name) for name in ("provider", "action", "region", "code"))
-"""Fields of a few values across a whole state: one string each, not one per record (a
-repo-scale snapshot holds tens of thousands of copies of each)."""
-_SHARED: dict[str, str] = {}
+_REPEATED = tuple(
+    _NAMES.index(name) for name in ("plan", "provider", "action", "region", "fingerprint", "code")
+)
+"""Fields that many records of a state say alike: a plan's name and fingerprint in each of
+its chunks, a few providers, actions, regions and error codes across the whole state."""
+NO_DETAIL: Mapping[str, JSON] = {}
+"""The detail of every record whose reply had none (most): one empty mapping, not one each."""
 
 
-def record_from_json(value: Any) -> SubmissionRecord:
+class Sharing:
+    """One object for each value that the records of one state repeat (`record_from_json`):
+    a repo-scale snapshot spells a plan's name, fingerprint and dates in every chunk it was
+    submitted in, and a copy each costs as much as the first. Kept while one state is read.
+
+    (Sharing the targets too would save 3% more and cost 5% more time to load.)"""
+
+    __slots__ = ("_spans", "strings")
+
+    def __init__(self) -> None:
+        self.strings: dict[str, str] = {}
+        """Each string seen, to itself: `strings.setdefault(text, text)` is the one copy."""
+        self._spans: dict[tuple[str, ...], tuple[tuple[int, int], ...]] = {}
+        """The spans of each list of dates seen, parsed once."""
+
+    def spans(self, dates: list[str]) -> tuple[tuple[int, int], ...]:
+        """Raises ValueError like `parse_spans`."""
+        found = self._spans.get(shape := tuple(dates))
+        if found is None:
+            found = self._spans[shape] = parse_spans(dates)
+        return found
+
+
+def record_from_json(value: Any, shared: Sharing, key: str = "") -> SubmissionRecord:
     """Raises ValueError with a sentence naming the field when `value` is not a record.
+
+    What records repeat is `shared` among them; `key` is the key the record is filed under,
+    the one string its own key is when they are the same.
 
     Runs once per submission on every load, so the checks are whole-tuple comparisons in C;
     the field-by-field explanation runs only when they fail.
@@ -513,20 +595,27 @@ def record_from_json(value: Any) -> SubmissionRecord:
     if tuple(map(type, values)) != _TYPES:
         name = next(n for n, v, k in zip(_NAMES, values, _TYPES, strict=True) if type(v) is not k)
         raise ValueError(f"`{name}` is not a {_RECORD_TYPES[name].__name__}")
-    targets, dates = tuple(values[_TARGETS]), values[_SPANS]
+    targets, dates = values[_TARGETS], values[_SPANS]
     if ({type(item) for item in targets} | {type(item) for item in dates}) - {str}:
         raise ValueError("`targets` or `dates` is not a list of strings")
     status = _STATUSES.get(values[_STATUS])
     if status is None:
         raise ValueError(f"unknown status {values[_STATUS]!r}")
-    values[_TARGETS], values[_SPANS], values[_STATUS] = targets, parse_spans(dates), status
-    for index in _FEW_VALUES:
-        values[index] = _SHARED.setdefault(values[index], values[index])
+    values[_TARGETS], values[_SPANS] = tuple(targets), shared.spans(dates)
+    values[_STATUS] = status
+    strings = shared.strings
+    for index in _REPEATED:
+        text = values[index]
+        values[index] = strings.setdefault(text, text)
+    if values[_KEY] == key:
+        values[_KEY] = key
+    if not values[_DETAIL]:
+        values[_DETAIL] = NO_DETAIL
     if values[_HEALTH_RUNS]:  # most snapshots hold many records and few observations
         values[_HEALTH_RUNS] = health_from_json(values[_HEALTH_RUNS])
     else:
         values[_HEALTH_RUNS] = ()
-    return _record(*values)
+    return _record(values)
 
 
 def _shape_problem(value: Any) -> str:

@@ -8,6 +8,7 @@ snapshot edited by hand or mangled by a merge is told apart from one the tool wr
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from reconciler.state import schema
 from reconciler.state.journal import fsync_directory
 from reconciler.state.records import (
     ZERO_HASH,
+    Sharing,
     State,
     SubmissionRecord,
     record_from_json,
@@ -219,12 +221,13 @@ def read(path: Path) -> Snapshot | None:
     at all."""
     where = Location(str(path))
     problems: list[str] = []
+    shared = Sharing()
 
     def record(key: str, item: JSON) -> SubmissionRecord | None:
         """The record, or None and its problem noted: raised once the digest and the header
         are found right (a mangled file is told as such, not as a bad record)."""
         try:
-            made = record_from_json(item)
+            made = record_from_json(item, shared, key)
         except ValueError as error:
             problems.append(f"submission {key}: {error}")
             return None
@@ -233,6 +236,10 @@ def read(path: Path) -> Snapshot | None:
             return None
         return made
 
+    # the records live as long as the state and make no reference cycle: a cyclic collection
+    # would walk them all, again and again, and free nothing (4% of reading a repo-scale one)
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         value = _by_line(path, record)
     except FileNotFoundError:
@@ -243,6 +250,9 @@ def read(path: Path) -> Snapshot | None:
         ) from None
     except OSError as error:
         raise StateError(f"cannot be read: {error.strerror or error}", location=where) from None
+    finally:
+        if enabled:
+            gc.enable()
     if value is None:
         raise Untrusted(
             "is not laid out as backfill-reconciler writes it (edited by hand, or an unresolved"
