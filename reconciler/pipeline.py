@@ -8,14 +8,13 @@ in the files' order, and keeps of it only what the rules across files need.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from reconciler.bulk import bulk
 from reconciler.domain import CellGroup
 from reconciler.errors import Diagnostic, InvalidPlans
 from reconciler.load import discover, load_file
@@ -77,20 +76,6 @@ def _reading(
     )
 
 
-@contextmanager
-def _bulk() -> Iterator[None]:
-    """The stages build hundreds of thousands of objects that live until the command ends, none
-    in a reference cycle: a cyclic collection would walk them all, again and again, and free
-    nothing (an eighth of a no-op `plan` of 10,000 plans, a growing share of a bigger repo)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _checked_repo(
     files: int,
     found: list[Diagnostic],
@@ -131,7 +116,7 @@ def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) 
 
     The documents of `changed` files (resolved) are checked last, so that a problem between two
     files (a name used twice) is reported on the file a change touched, not the one it left."""
-    with _bulk():
+    with bulk():
         files, found = _discovered(paths)
         count, reading = len(files), _reading(files, expanding=False)
         del files  # the chunks hold them, each let go once read
@@ -144,7 +129,7 @@ def validated(paths: Sequence[Path], *, changed: frozenset[Path] = frozenset()) 
 def validation(paths: Sequence[Path]) -> Validation:
     """Like `validated`, without typing the plans: what `validate` reports, which needs only the
     plan schema, not the contract's models."""
-    with _bulk():
+    with bulk():
         files, found = _discovered(paths)
         count, reading = len(files), _reading(files, expanding=False, typed=False)
         del files  # the chunks hold them, each let go once read
@@ -189,7 +174,7 @@ def plans_while(
     """Like `plans`, and what `meanwhile` returns, run while helpers read the files. Its errors
     count only if the plans are valid, as if it ran after."""
     desired: list[Desired] = []
-    with _bulk():
+    with bulk():
         result, other = _valid_while(paths, meanwhile, lambda _: desired.append, changed)
         planned = Planned(
             names=result.names,
@@ -223,7 +208,7 @@ def changes_while(
         diffs.append(Diff(current))
         return diffs[0].add
 
-    with _bulk():
+    with bulk():
         current = _valid_while(paths, state, taking, changed)[1]
         return current, planning.submissions(diffs[0].changeset())
 
@@ -236,6 +221,6 @@ def changeset(result: Validated, state: State) -> Changeset:
     from reconciler.diff import diff  # noqa: PLC0415
     from reconciler.expand import expand  # noqa: PLC0415
 
-    with _bulk():
+    with bulk():
         desired = result.desired if isinstance(result, Planned) else expand(result.plans)
         return planning.submissions(diff(desired, state))

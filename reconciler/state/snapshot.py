@@ -8,7 +8,6 @@ snapshot edited by hand or mangled by a merge is told apart from one the tool wr
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from reconciler.bulk import bulk
 from reconciler.domain import JSON
 from reconciler.errors import Location, StateError
 from reconciler.state import schema
@@ -236,12 +236,9 @@ def read(path: Path) -> Snapshot | None:
             return None
         return made
 
-    # the records live as long as the state and make no reference cycle: a cyclic collection
-    # would walk them all, again and again, and free nothing (4% of reading a repo-scale one)
-    enabled = gc.isenabled()
-    gc.disable()
     try:
-        value = _by_line(path, record)
+        with bulk():
+            value = _by_line(path, record)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
@@ -250,9 +247,6 @@ def read(path: Path) -> Snapshot | None:
         ) from None
     except OSError as error:
         raise StateError(f"cannot be read: {error.strerror or error}", location=where) from None
-    finally:
-        if enabled:
-            gc.enable()
     if value is None:
         raise Untrusted(
             "is not laid out as backfill-reconciler writes it (edited by hand, or an unresolved"
