@@ -264,17 +264,16 @@ class State:
             object.__setattr__(self, "_by_target", by_target)
         return self
 
-    def _index(self) -> dict[str, SubmissionRecord | tuple[SubmissionRecord, ...]]:
-        by_target = self._by_target
-        if by_target is None:
-            by_target = self.indexed()._by_target
-            assert by_target is not None
-        return by_target
-
-    def _covering(self, target: str) -> tuple[SubmissionRecord, ...]:
-        """The submissions covering `target`, of every plan, in intent order."""
-        found = self._index().get(target, ())
-        return found if isinstance(found, tuple) else (found,)
+    def _covering(
+        self, target: str, of: Callable[[SubmissionRecord], bool] = lambda record: True
+    ) -> tuple[SubmissionRecord, ...]:
+        """The submissions covering `target` that `of` accepts, of every plan, in intent order."""
+        by_target = self._by_target if self._by_target is not None else self.indexed()._by_target
+        assert by_target is not None
+        found = by_target.get(target, ())
+        if isinstance(found, SubmissionRecord):  # nearly always: spared making a list of it
+            return (found,) if of(found) else ()
+        return tuple(record for record in found if of(record))
 
     def covered(self, plan: str, revision: int, target: str) -> DateCoverage:
         """Which dates of one target of one plan revision a pending, submitted or unknown
@@ -284,21 +283,13 @@ class State:
         kept. It holds submissions by target, not cells: a repo-scale state covers millions of
         cells.
         """
-        found = self._index().get(target, ())
-        if isinstance(found, SubmissionRecord):  # nearly always: spared making a list of it
-            found = (found,) if found.plan == plan and found.revision == revision else ()
-        else:
-            found = tuple(r for r in found if r.plan == plan and r.revision == revision)
+        found = self._covering(target, lambda r: r.plan == plan and r.revision == revision)
         return DateCoverage(found) if found else _NOTHING
 
     def others(self, provider: str, target: str, plan: str) -> DateCoverage:
         """The dates of one target that submissions of plans other than `plan` cover, and which
         one does (the later intent wins): work another plan may already have done."""
-        found = self._index().get(target, ())
-        if isinstance(found, SubmissionRecord):  # nearly always: spared making a list of it
-            found = (found,) if found.provider == provider and found.plan != plan else ()
-        else:
-            found = tuple(r for r in found if r.provider == provider and r.plan != plan)
+        found = self._covering(target, lambda r: r.provider == provider and r.plan != plan)
         return DateCoverage(found) if found else _NOTHING
 
     def coverage(self) -> dict[Cell, SubmissionRecord]:
