@@ -143,7 +143,7 @@ def test_a_row_worked_out_by_stretches_marks_every_day_as_looking_it_up_day_by_d
     rng = random.Random(7)
     start = date(2025, 1, 1).toordinal()
     for _ in range(200):
-        coverage = DateCoverage()
+        records = []
         for seq in range(rng.randint(0, 5)):
             first = start + rng.randrange(60)
             last = first + rng.randrange(30)
@@ -157,7 +157,8 @@ def test_a_row_worked_out_by_stretches_marks_every_day_as_looking_it_up_day_by_d
                         health.append((target, day_, end, phase, phase.value.upper()))
                     day_ = end + 1
             status = rng.choice([SubmissionStatus.SUBMITTED, SubmissionStatus.UNKNOWN])
-            coverage.add(first, last, _record(f"k{seq}", first, last, status, tuple(health)))
+            records.append(_record(f"k{seq}", first, last, status, tuple(health)))
+        coverage = DateCoverage(records)  # in intent order: the later one wins
         spans = merge_spans(
             (a, a + rng.randrange(20)) for a in (start + rng.randrange(90) for _ in range(3))
         )

@@ -317,8 +317,7 @@ class DateCoverage:
 
     def __init__(self, records: Sequence[SubmissionRecord] = ()) -> None:
         self._records = records
-        """The covering submissions, in intent order, each with some days: each covers its
-        own spans, and those given to `add` the run given with them."""
+        """The covering submissions, in intent order, each with some days (its spans)."""
         self._runs: list[tuple[int, int, SubmissionRecord]] | None = None
         self._covered: tuple[list[tuple[int, int]], int] | None = None
         """The runs merged, and their days: worked out once, for `count_within`."""
@@ -331,11 +330,6 @@ class DateCoverage:
                 (first, last, record) for record in self._records for first, last in record.spans
             ]
         return self._runs
-
-    def add(self, first: int, last: int, record: SubmissionRecord) -> None:
-        self.runs.append((first, last, record))
-        self._records = [*self._records, record]
-        self._covered = None
 
     @property
     def fingerprint(self) -> str | None:
@@ -383,7 +377,7 @@ class DateCoverage:
     def merged(self) -> tuple[list[tuple[int, int]], int]:
         """The covered days as sorted, merged runs, and how many: worked out once."""
         if self._covered is None:
-            if self._runs is None and len(self._records) == 1:  # one submission: its own spans
+            if len(self._records) == 1:  # one submission: its own spans
                 spans = self._records[0].spans
                 merged = [*spans] if len(spans) == 1 else merge_spans(spans)
             else:
@@ -394,9 +388,6 @@ class DateCoverage:
     def count_within(self, spans: list[tuple[int, int]]) -> tuple[int, int]:
         """How many days of `spans` (sorted, disjoint) some submission covers, and how many
         days are covered in all (more means some covered days are outside `spans`)."""
-        if self._runs is None and len(self._records) == 1 and [*self._records[0].spans] == spans:
-            days = sum(last - first + 1 for first, last in spans)  # one submission, just these
-            return days, days
         covered, days = self.merged()
         if covered == spans:  # the common case: exactly the declared days are covered
             return days, days
