@@ -263,25 +263,24 @@ class Diff:
         whole: set[str] = set()
         """Targets whose every covered day is declared: none of their cells can be orphaned."""
         gaps: list[Missing] = []
+        name, revision, provider = plan.name, plan.revision, plan.provider
+        one_group = len(item.groups) == 1
         for group in item.groups:
             missing: dict[str, tuple[str, ...]] = {}
             replaces: dict[str, Mapping[str, str]] = {}
-            spans = list(group.spans)
+            spans, days, fingerprint = list(group.spans), group.days, group.fingerprint
             for target in group.targets:
-                covered = state.covered(plan.name, plan.revision, target)
-                others = state.others(plan.provider, target, plan.name)
+                covered, others = state.coverages(name, revision, provider, target)
                 if not covered and not others:
                     missing[target] = group.dates
-                elif (
-                    not others and covered.settled_with(group.fingerprint) and not covered.observed
-                ):
+                elif not others and covered.settled_with(fingerprint) and not covered.observed:
                     # the common case, counted by runs
                     inside, total = covered.count_within(spans)
-                    if inside == total and len(item.groups) == 1:
+                    if inside == total and one_group:
                         whole.add(target)
                     counts["in_sync"] += inside
                     found.health[NOT_OBSERVED] += inside
-                    if inside < group.days:
+                    if inside < days:
                         missing[target] = tuple(d for d in group.dates if covered.get(d) is None)
                 else:
                     retries: dict[str, str] = {}

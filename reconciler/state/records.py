@@ -264,16 +264,12 @@ class State:
             object.__setattr__(self, "_by_target", by_target)
         return self
 
-    def _covering(
-        self, target: str, of: Callable[[SubmissionRecord], bool] = lambda record: True
-    ) -> tuple[SubmissionRecord, ...]:
-        """The submissions covering `target` that `of` accepts, of every plan, in intent order."""
+    def _covering(self, target: str) -> tuple[SubmissionRecord, ...]:
+        """The submissions covering `target`, of every plan, in intent order."""
         by_target = self._by_target if self._by_target is not None else self.indexed()._by_target
         assert by_target is not None
         found = by_target.get(target, ())
-        if isinstance(found, SubmissionRecord):  # nearly always: spared making a list of it
-            return (found,) if of(found) else ()
-        return tuple(record for record in found if of(record))
+        return (found,) if isinstance(found, SubmissionRecord) else found
 
     def covered(self, plan: str, revision: int, target: str) -> DateCoverage:
         """Which dates of one target of one plan revision a pending, submitted or unknown
@@ -283,14 +279,25 @@ class State:
         kept. It holds submissions by target, not cells: a repo-scale state covers millions of
         cells.
         """
-        found = self._covering(target, lambda r: r.plan == plan and r.revision == revision)
-        return DateCoverage(found) if found else _NOTHING
+        return self.coverages(plan, revision, "", target)[0]
 
-    def others(self, provider: str, target: str, plan: str) -> DateCoverage:
-        """The dates of one target that submissions of plans other than `plan` cover, and which
-        one does (the later intent wins): work another plan may already have done."""
-        found = self._covering(target, lambda r: r.provider == provider and r.plan != plan)
-        return DateCoverage(found) if found else _NOTHING
+    def coverages(
+        self, plan: str, revision: int, provider: str, target: str
+    ) -> tuple[DateCoverage, DateCoverage]:
+        """`covered(plan, revision, target)`, and the dates of the target that submissions of
+        `provider`'s other plans cover (the later intent wins): work another plan may already
+        have done. The diff asks both of every target it declares: one look in the index."""
+        found = self._covering(target)
+        if len(found) == 1:  # nearly always: this plan's own submission, or another's
+            record = found[0]
+            if record.plan == plan:
+                return (DateCoverage(found) if record.revision == revision else _NOTHING), _NOTHING
+            return _NOTHING, (DateCoverage(found) if record.provider == provider else _NOTHING)
+        mine = tuple(r for r in found if r.plan == plan and r.revision == revision)
+        theirs = tuple(r for r in found if r.provider == provider and r.plan != plan)
+        return (DateCoverage(mine) if mine else _NOTHING), (
+            DateCoverage(theirs) if theirs else _NOTHING
+        )
 
     def coverage(self) -> dict[Cell, SubmissionRecord]:
         """Every covered cell and the submission that covers it (a convenience that makes one
