@@ -287,7 +287,9 @@ def load_file(path: Path) -> tuple[list[Document], list[Diagnostic]]:
         return [], [problem]
     reading = _Reading(file, track=False)
     reading.read(text)
-    source = _Source(file, os.path.abspath(path), text)
+    absolute = os.path.abspath(path)
+    # A file named by its absolute path keeps one copy of it: a big repo holds one per file.
+    source = _Source(file, file if absolute == file else absolute, text)
     documents = [
         Document(file, parsed.number, parsed.data, Location(file, *parsed.start), source)
         for parsed in reading.documents
