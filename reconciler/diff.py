@@ -314,7 +314,13 @@ class Diff:
         # A plan that takes another's submissions over by a rename is asked about them by their
         # old name, whose cells are never whole.
         renames = any(mode == "rename" for mode in plan.takeover.values())
-        self._declared[plan.name] = _declared(item, () if renames else tuple(whole))
+        if renames:
+            whole.clear()
+        # every target whole: the plan's own tuple of them, not a second one
+        every = one_group and len(whole) == len(item.groups[0].targets)
+        self._declared[plan.name] = _declared(
+            item, item.groups[0].targets if every else tuple(whole)
+        )
         return changes
 
     def changeset(self) -> Changeset:

@@ -9,7 +9,7 @@ in the files' order, and keeps of it only what the rules across files need.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -50,15 +50,28 @@ class _File:
 
 
 def _read(files: Sequence[str], expanding: bool, typed: bool) -> list[_File]:
-    if expanding:
-        from reconciler.expand import cell_groups  # noqa: PLC0415 (`plan`'s: `validate` expands nothing)
     read = []
     for file in files:
         documents, problems = load_file(Path(file))
         checked = [check_document(document, typed=typed) for document in documents]
-        groups = [cell_groups(item.plan) if expanding and item.plan else () for item in checked]
+        groups = [_groups(item) if expanding else () for item in checked]
         read.append(_File(problems, checked, groups))
     return read
+
+
+def _groups(item: Checked) -> tuple[CellGroup, ...]:
+    """The cell groups of a valid plan; those of all its targets hold its footprint's tuple of
+    them, not an equal one: both are kept to the end of a big repo's `plan` (the diff keeps the
+    targets whose days are all declared)."""
+    from reconciler.expand import cell_groups  # noqa: PLC0415 (`plan`'s: `validate` expands nothing)
+
+    if item.plan is None or item.footprint is None:
+        return ()
+    targets = item.footprint.targets
+    return tuple(
+        replace(group, targets=targets) if group.targets == targets else group
+        for group in cell_groups(item.plan)
+    )
 
 
 def _discovered(paths: Sequence[Path]) -> tuple[list[str], list[Diagnostic]]:
