@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from reconciler.domain import SubmissionStatus
 from reconciler.errors import WAIT_INTERRUPTED, WAIT_TIMED_OUT, BackfillError, InvalidPlans
 from reconciler.views import formats, github, text
+from reconciler.vocabulary import SubmissionStatus
 
 if TYPE_CHECKING:
     from reconciler.commands.apply import ApplyOptions
