@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from reconciler.domain import SubmissionStatus
 from reconciler.errors import WAIT_INTERRUPTED, WAIT_TIMED_OUT, BackfillError, InvalidPlans
 from reconciler.views import formats, github, text
+from reconciler.vocabulary import SubmissionStatus
 
 if TYPE_CHECKING:
     from reconciler.commands.apply import ApplyOptions
@@ -49,10 +49,16 @@ def _show(table: formats.Table[Any], output: str, report: object, *, err: bool =
     click.echo(table[output](report, text.styler(_color())), nl=False, err=err)
 
 
+# The types of the options most commands take, made once: each `click.Path` looks its name up in
+# gettext's catalogs on disk, and a dozen commands take them.
+_DIRECTORY = click.Path(path_type=Path, file_okay=False)
+_PATH = click.Path(path_type=Path)
+
+
 def state_option(command: F) -> F:
     return click.option(
         "--state-dir",
-        type=click.Path(path_type=Path, file_okay=False),
+        type=_DIRECTORY,
         envvar="BACKFILL_STATE_DIR",
         default=Path("state"),
         show_default=True,
@@ -65,7 +71,7 @@ def plans_option(command: F) -> F:
         "--plans",
         "plan_paths",
         multiple=True,
-        type=click.Path(path_type=Path),
+        type=_PATH,
         default=[Path("plans")],
         show_default=True,
         help="Plan file or directory, searched recursively for *.yaml/*.yml. Repeatable.",
@@ -301,7 +307,7 @@ def init(state_dir: Path, state_branch: str | None, state_remote: str) -> int:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=_PATH)
 @format_option(formats.VALIDATE)
 def validate(paths: Sequence[Path], output: str) -> int:
     """Check plan files: YAML safety, the JSON Schema, then dates, ranges and unique names.

@@ -7,7 +7,6 @@ their author wrote. Source positions are worked out again only for documents som
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -32,6 +31,13 @@ from yaml.events import (
 )
 
 from reconciler.errors import Diagnostic, Location
+
+# hashlib's own BLAKE2 (`hashlib.blake2b` is this one), without hashlib, which loads OpenSSL:
+# 3 ms of every start-up, and `validate` hashes nothing else.
+try:
+    from _blake2 import blake2b
+except ImportError:  # a Python built without it: hashlib then has OpenSSL's
+    from hashlib import blake2b
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 100
@@ -158,7 +164,7 @@ class _Source:
 
 
 def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return blake2b(text.encode(), digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +217,10 @@ class Document:
         return replace(self, data=None)
 
 
-@dataclass(frozen=True, slots=True)
-class LoadResult:
+class LoadResult(NamedTuple):
+    """What `load_paths` found. A named tuple: this module loads with every command, and making a
+    frozen dataclass takes a millisecond of their start-up."""
+
     documents: tuple[Document, ...]
     diagnostics: tuple[Diagnostic, ...]
     files: int = 0

@@ -12,8 +12,6 @@ import dataclasses
 import gc
 import io
 import os
-import queue
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +19,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
+    import queue
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
@@ -175,6 +174,9 @@ class Shared(Generic[T, R]):
         A thread sends them: a chunk's results are more than a pipe holds, and this process
         takes them in only between chunks of its own (or after loading the state, for `plan`),
         so a helper that sent them itself would wait for it instead of going on."""
+        import queue  # noqa: PLC0415 (a helper's: most runs fork none, and start up without)
+        import signal  # noqa: PLC0415
+
         gc.disable()  # it builds nothing cyclic, and a collection would copy pages it shares
         # Ctrl-C reaches every process of the terminal's group: this process stops its helpers
         # (and says so once); a helper interrupted on its own would print a traceback.

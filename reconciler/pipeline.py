@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from reconciler.bulk import bulk
-from reconciler.domain import CellGroup
 from reconciler.errors import Diagnostic, InvalidPlans
 from reconciler.load import discover, load_file
 from reconciler.parallel import Shared
@@ -23,6 +22,7 @@ from reconciler.validate import Checked, Repo, Validated, Validation, check_docu
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
+    from reconciler.domain import CellGroup
     from reconciler.expand import Desired
     from reconciler.state import State
 

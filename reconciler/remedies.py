@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from reconciler.domain import JSON
+from reconciler.vocabulary import JSON
 
 Code = Callable[[str], str]
 

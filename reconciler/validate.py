@@ -25,25 +25,25 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reconciler import providers
 from reconciler.checks import Check, compile_check
-from reconciler.domain import (
+from reconciler.errors import Diagnostic
+from reconciler.load import Document
+from reconciler.vocabulary import (
     DATE_PATTERN,
     JSON,
     MAX_CELLS_PER_PLAN,
     MAX_DAYS_PER_PLAN,
     TIME_PATTERN,
-    Plan,
     day,
     merge_spans,
     range_span,
 )
-from reconciler.errors import Diagnostic
-from reconciler.load import Document
 
 if TYPE_CHECKING:
     from jsonschema import TypeChecker, ValidationError
     from jsonschema.protocols import Validator
 
     from reconciler.contract import BackfillPlan, Spec
+    from reconciler.domain import Plan
 
 SCHEMA_FILE = "backfill-plan.schema.json"
 """Generated from `contract` (`make schemas`): what editors validate against, and `validate`."""
@@ -338,6 +338,8 @@ and what is kept of each outlives it); a dict, as a helper's plans cross a pipe,
 
 
 def _plan(doc: Document, document: BackfillPlan) -> Plan:
+    from reconciler.domain import Plan  # noqa: PLC0415 (typed plans only: `validate` makes none)
+
     metadata, spec = document.metadata, document.spec
     return Plan(
         name=metadata.name,

@@ -340,7 +340,7 @@ def test_the_pre_commit_hook_validates_the_plans_when_a_plan_file_changes() -> N
     assert not files.search("plans/README.md")
     assert not files.search("docs/plans/orders.yaml")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["backfill"] == "reconciler.cli:main"
+    assert scripts["backfill"] == "reconciler.__main__:main"
 
 
 def test_a_plain_pip_install_ships_every_package() -> None:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciler import remedies
-from reconciler.domain import JSON, OutcomeKind
 from reconciler.errors import BackfillError
 from reconciler.views import Deferred
+from reconciler.vocabulary import JSON, OutcomeKind
 
 if TYPE_CHECKING:  # the module itself, checked as such
     from reconciler.views import markdown

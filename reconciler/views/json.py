@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
-from reconciler.domain import compact_dates
+from reconciler.vocabulary import compact_dates
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset

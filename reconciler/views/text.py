@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from reconciler import remedies
-from reconciler.domain import (
+from reconciler.vocabulary import (
     JSON,
     NOT_OBSERVED,
     Health,
