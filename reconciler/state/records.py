@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from datetime import date
 from enum import StrEnum
-from operator import attrgetter, itemgetter
+from itertools import chain, compress, islice, repeat
+from operator import attrgetter, gt, is_, itemgetter
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -588,12 +590,12 @@ class Sharing:
     def spans(self, dates: Sequence[list[Any]]) -> list[tuple[tuple[int, int], ...]]:
         """The spans of each list of dates. Raises ValueError like `parse_spans`, or when one
         is not a list of strings."""
-        return _each(self._spans, dates, parse_spans)
+        return _each(self._spans, dates, _spans_of)
 
     def targets(self, targets: Sequence[list[Any]]) -> list[tuple[str, ...]]:
         """Each list of targets as a tuple. Raises ValueError when one is not a list of
         strings."""
-        return _each(self._targets, targets, tuple)
+        return _each(self._targets, targets, list)
 
 
 _NOT_STRINGS = "`targets` or `dates` is not a list of strings"
@@ -601,25 +603,48 @@ _T = TypeVar("_T")
 
 
 def _each(
-    seen: dict[tuple[Any, ...], _T], lists: Sequence[list[Any]], make: Callable[[Any], _T]
+    seen: dict[tuple[Any, ...], _T],
+    lists: Sequence[list[Any]],
+    make: Callable[[list[tuple[str, ...]]], list[_T]],
 ) -> list[_T]:
-    """What `make` makes of each list of strings, made once for each distinct one: `seen`
-    keeps them, checked. The lookups run in one C loop; only new lists take a Python step."""
+    """What `make` makes of each list of strings (given every new one at once, it makes a
+    value of each), made once for each distinct one: `seen` keeps them, checked. Every step
+    is a C loop over the lists."""
     shapes = list(map(tuple, lists))
     try:
         found: list[_T | None] = list(map(seen.get, shapes))
     except TypeError:  # an unhashable item: no string
         raise ValueError(_NOT_STRINGS) from None
     if None in found:
-        for index, shape in enumerate(shapes):
-            if found[index] is None:  # new before this batch, or earlier in it
-                made = seen.get(shape)
-                if made is None:
-                    if not all(type(item) is str for item in shape):
-                        raise ValueError(_NOT_STRINGS)
-                    made = seen[shape] = make(shape)
-                found[index] = made
+        new = list(dict.fromkeys(compress(shapes, map(is_, found, repeat(None)))))
+        if not set(map(type, chain.from_iterable(new))) <= {str}:
+            raise ValueError(_NOT_STRINGS)
+        seen.update(zip(new, make(new), strict=True))
+        found = list(map(seen.__getitem__, shapes))
     return found  # type: ignore[return-value]  # no None is left
+
+
+def _spans_of(lists: list[tuple[str, ...]]) -> list[tuple[tuple[int, int], ...]]:
+    """`parse_spans` of each list of dates, all their runs parsed in C loops (`ordinal` is
+    `date.fromisoformat`); `parse_spans` itself says what is wrong when one is."""
+    texts = list(chain.from_iterable(lists))
+    if not texts:
+        return [() for _ in lists]
+    starts, _, ends = zip(*map(str.partition, texts, repeat("..")), strict=True)
+    try:
+        firsts = list(map(date.toordinal, map(date.fromisoformat, starts)))
+        lasts = list(map(date.toordinal, map(date.fromisoformat, map(_or, ends, starts))))
+        wrong = any(map(gt, firsts, lasts))
+    except ValueError:
+        wrong = True
+    if wrong:
+        return [parse_spans(list(dates)) for dates in lists]  # raises, saying what is wrong
+    spans = zip(firsts, lasts, strict=True)
+    return [tuple(islice(spans, len(dates))) for dates in lists]
+
+
+def _or(text: str, otherwise: str) -> str:
+    return text or otherwise
 
 
 def record_from_json(value: Any, shared: Sharing, key: str = "") -> SubmissionRecord:
