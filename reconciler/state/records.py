@@ -577,7 +577,7 @@ class Sharing:
     it was submitted in, and a copy each costs as much as the first. Kept while one state is
     read. A list of dates or targets is checked (and dates parsed) once, when first seen."""
 
-    __slots__ = ("_spans", "_targets", "strings")
+    __slots__ = ("_days", "_spans", "_targets", "strings")
 
     def __init__(self) -> None:
         self.strings: dict[str, str] = {}
@@ -586,16 +586,39 @@ class Sharing:
         """The spans of each list of dates seen, parsed once."""
         self._targets: dict[tuple[Any, ...], tuple[str, ...]] = {}
         """Each list of targets seen, as one tuple."""
+        self._days: dict[int, int] = {}
+        """Each day (ordinal) of the spans, to itself, as `strings`."""
 
     def spans(self, dates: Sequence[list[Any]]) -> list[tuple[tuple[int, int], ...]]:
         """The spans of each list of dates. Raises ValueError like `parse_spans`, or when one
         is not a list of strings."""
-        return _each(self._spans, dates, _spans_of)
+        return _each(self._spans, dates, self._spans_of)
 
     def targets(self, targets: Sequence[list[Any]]) -> list[tuple[str, ...]]:
         """Each list of targets as a tuple. Raises ValueError when one is not a list of
         strings."""
         return _each(self._targets, targets, list)
+
+    def _spans_of(self, lists: list[tuple[str, ...]]) -> list[tuple[tuple[int, int], ...]]:
+        """`parse_spans` of each list of dates, all their runs parsed in C loops (`ordinal` is
+        `date.fromisoformat`); `parse_spans` itself says what is wrong when one is."""
+        texts = list(chain.from_iterable(lists))
+        if not texts:
+            return [() for _ in lists]
+        starts, _, ends = zip(*map(str.partition, texts, repeat("..")), strict=True)
+        try:
+            firsts = list(map(date.toordinal, map(date.fromisoformat, starts)))
+            lasts = list(map(date.toordinal, map(date.fromisoformat, map(_or, ends, starts))))
+            wrong = any(map(gt, firsts, lasts))
+        except ValueError:
+            wrong = True
+        if wrong:
+            return [parse_spans(list(dates)) for dates in lists]  # raises, saying what is wrong
+        days = self._days
+        spans = zip(
+            map(days.setdefault, firsts, firsts), map(days.setdefault, lasts, lasts), strict=True
+        )
+        return [tuple(islice(spans, len(dates))) for dates in lists]
 
 
 _NOT_STRINGS = "`targets` or `dates` is not a list of strings"
@@ -622,25 +645,6 @@ def _each(
         seen.update(zip(new, make(new), strict=True))
         found = list(map(seen.__getitem__, shapes))
     return found  # type: ignore[return-value]  # no None is left
-
-
-def _spans_of(lists: list[tuple[str, ...]]) -> list[tuple[tuple[int, int], ...]]:
-    """`parse_spans` of each list of dates, all their runs parsed in C loops (`ordinal` is
-    `date.fromisoformat`); `parse_spans` itself says what is wrong when one is."""
-    texts = list(chain.from_iterable(lists))
-    if not texts:
-        return [() for _ in lists]
-    starts, _, ends = zip(*map(str.partition, texts, repeat("..")), strict=True)
-    try:
-        firsts = list(map(date.toordinal, map(date.fromisoformat, starts)))
-        lasts = list(map(date.toordinal, map(date.fromisoformat, map(_or, ends, starts))))
-        wrong = any(map(gt, firsts, lasts))
-    except ValueError:
-        wrong = True
-    if wrong:
-        return [parse_spans(list(dates)) for dates in lists]  # raises, saying what is wrong
-    spans = zip(firsts, lasts, strict=True)
-    return [tuple(islice(spans, len(dates))) for dates in lists]
 
 
 def _or(text: str, otherwise: str) -> str:
