@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -1481,6 +1483,20 @@ def test_a_snapshot_loads_one_copy_of_what_its_records_repeat(tmp_path: Path) ->
         assert len({id(getattr(record, field)) for record in records}) == 1, field
     assert all(key is record.key for key, record in loaded.submissions.items())
     assert loaded == state.state
+
+
+def test_a_record_read_from_the_snapshot_is_a_record_like_any_other(tmp_path: Path) -> None:
+    """Loading builds records its own way (see `records._record`): what comes out is frozen,
+    copies and pickles as a record made by its class."""
+    expected = populated(tmp_path, submissions=2).submissions["k1"]
+    loaded = load_state(tmp_path).submissions["k1"]
+
+    assert type(loaded) is records.SubmissionRecord
+    assert loaded == expected
+    assert pickle.loads(pickle.dumps(loaded)) == expected
+    assert dataclasses.replace(loaded, attempts=2) == dataclasses.replace(expected, attempts=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.status = SubmissionStatus.REJECTED  # type: ignore[misc]
 
 
 def test_loading_decodes_only_the_events_after_the_snapshot(
