@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -754,6 +756,51 @@ def test_the_audit_finds_a_forged_snapshot_that_is_not_the_fold_of_its_journal(
     ]
 
 
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda r: r.update(revision="1"), "submission k8: `revision` is not a int"),
+        (lambda r: r.update(attempts=True), "submission k8: `attempts` is not a int"),
+        (lambda r: r.update(status="ran"), "submission k8: unknown status 'ran'"),
+        (lambda r: r.pop("region"), "submission k8: missing region"),
+        (lambda r: r.update(extra=1), "submission k8: unexpected extra"),
+        (
+            lambda r: r.update(targets=["t", 1]),
+            "submission k8: `targets` or `dates` is not a list of strings",
+        ),
+        (
+            lambda r: r.update(dates=[["2026-01-01"]]),
+            "submission k8: `targets` or `dates` is not a list of strings",
+        ),
+        (
+            lambda r: r.update(dates=["2026-01-03..2026-01-02"]),
+            "submission k8: date run '2026-01-03..2026-01-02' ends before it starts",
+        ),
+        (lambda r: r.update(key="k9"), "submission k8 is filed under another key (k9)"),
+    ],
+)
+def test_a_forged_snapshot_whose_record_is_no_record_is_replayed_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    edit: Callable[[dict[str, Any]], None],
+    problem: str,
+) -> None:
+    """Records are checked a batch at a time; the one that is wrong is named as if each had
+    been read alone (k8 is in the second batch of 500)."""
+    with monkeypatch.context() as setup:
+        setup.setattr(os, "fsync", lambda fd: None)  # durability is not what this is about
+        expected = populated(tmp_path, submissions=600)
+    resealed(tmp_path / "snapshot.json", lambda value: edit(value["submissions"]["k8"]))
+
+    loaded = load_state(tmp_path)
+
+    assert loaded == expected
+    assert loaded.warnings == (
+        f"{tmp_path}/snapshot.json: {problem}; ignored it and replayed"
+        f" {tmp_path}/journal.jsonl (the next writer rewrites it)",
+    )
+
+
 def test_an_event_or_a_snapshot_from_a_newer_version_is_refused_as_such(tmp_path: Path) -> None:
     populated(tmp_path, submissions=1)
     resealed(tmp_path / "snapshot.json", lambda value: value.update(format=4))
@@ -1416,14 +1463,14 @@ def test_a_snapshot_as_written_is_read_line_by_line(tmp_path: Path) -> None:
 
 
 def test_a_snapshot_loads_one_copy_of_what_its_records_repeat(tmp_path: Path) -> None:
-    """A repo-scale state spells a plan's name, fingerprint and dates in every chunk it was
-    submitted in, and its memory is mostly its records: loaded, each is one object, a record's
+    """A repo-scale state spells a plan's name, fingerprint, targets and dates in every chunk it
+    was submitted in, and its memory is mostly its records: loaded, each is one object, a record's
     key is the string it is filed under, and a reply without detail holds no dict of its own."""
     with writer(tmp_path) as state:
         for number in range(3):
             key = f"k{number}"
             dates = ("2026-01-01", "2026-01-02")
-            state.append("intent", intent(key, targets=(f"t{number}",), dates=dates))
+            state.append("intent", intent(key, targets=("t1", "t2"), dates=dates))
             reply = {**submitted(key), "detail": {}}
             state.append("submitted", reply)
         state.checkpoint()
@@ -1431,10 +1478,25 @@ def test_a_snapshot_loads_one_copy_of_what_its_records_repeat(tmp_path: Path) ->
     loaded = load_state(tmp_path)
 
     records = list(loaded.submissions.values())
-    for field in ("plan", "provider", "action", "region", "fingerprint", "spans", "detail"):
+    shared = ("plan", "provider", "action", "region", "fingerprint", "spans", "targets", "detail")
+    for field in shared:
         assert len({id(getattr(record, field)) for record in records}) == 1, field
     assert all(key is record.key for key, record in loaded.submissions.items())
     assert loaded == state.state
+
+
+def test_a_record_read_from_the_snapshot_is_a_record_like_any_other(tmp_path: Path) -> None:
+    """Loading builds records its own way (see `records._record`): what comes out is frozen,
+    copies and pickles as a record made by its class."""
+    expected = populated(tmp_path, submissions=2).submissions["k1"]
+    loaded = load_state(tmp_path).submissions["k1"]
+
+    assert type(loaded) is records.SubmissionRecord
+    assert loaded == expected
+    assert pickle.loads(pickle.dumps(loaded)) == expected
+    assert dataclasses.replace(loaded, attempts=2) == dataclasses.replace(expected, attempts=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.status = SubmissionStatus.REJECTED  # type: ignore[misc]
 
 
 def test_loading_decodes_only_the_events_after_the_snapshot(

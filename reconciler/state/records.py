@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from datetime import date
 from enum import StrEnum
-from operator import itemgetter
+from itertools import chain, compress, islice, repeat
+from operator import attrgetter, gt, is_, itemgetter
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler.domain import (
     FINAL_HEALTH,
@@ -57,6 +59,8 @@ COVERING = frozenset(
     {SubmissionStatus.PENDING, SubmissionStatus.SUBMITTED, SubmissionStatus.UNKNOWN}
 )
 """A submission in one of these states may have run, so its cells must not be submitted again."""
+
+_INTENT_SEQ = attrgetter("intent_seq")
 
 
 HealthRun = tuple[str, int, int, Health, str]
@@ -247,20 +251,30 @@ class State:
         """This state with the index of `covered` and `others` built now rather than on their
         first call (`plan` builds it while its files are read); it is kept."""
         if self._by_target is None:
-            lists: dict[str, list[SubmissionRecord]] = {}
-            covering = sorted(
-                (record for record in self.submissions.values() if record.covers_cells),
-                key=lambda record: record.intent_seq,
-            )
+            covering = [
+                record
+                for record in self.submissions.values()
+                # one with no day covers nothing: a coverage is never empty but for none
+                if record.status in COVERING and record.spans
+            ]
+            covering.sort(key=_INTENT_SEQ)
+            # the record itself where it is the one (nearly always), a list where more are
+            by_target: dict[str, Any] = {}
+            several = False
             for record in covering:
-                if not record.spans:  # covers no day: a coverage is never empty but for none
-                    continue
                 for each in record.targets:
-                    lists.setdefault(each, []).append(record)
-            by_target: dict[str, SubmissionRecord | tuple[SubmissionRecord, ...]] = {
-                target: records[0] if len(records) == 1 else tuple(records)
-                for target, records in lists.items()
-            }
+                    found = by_target.get(each)
+                    if found is None:
+                        by_target[each] = record
+                    elif type(found) is list:
+                        found.append(record)
+                    else:
+                        by_target[each] = [found, record]
+                        several = True
+            if several:
+                for each, found in by_target.items():
+                    if type(found) is list:
+                        by_target[each] = tuple(found)
             object.__setattr__(self, "_by_target", by_target)
         return self
 
@@ -513,22 +527,6 @@ _RECORD_TYPES: Mapping[str, type] = {
 
 
 _STATUSES = {str(status): status for status in SubmissionStatus}
-_SLOTS: tuple[Callable[[SubmissionRecord, Any], None], ...] = tuple(
-    getattr(SubmissionRecord, f.name).__set__ for f in fields(SubmissionRecord)
-)
-"""Each field's slot, in field order."""
-
-
-def _record(values: list[Any]) -> SubmissionRecord:
-    """`SubmissionRecord(*values)` (checked just before) in three quarters of its time: the
-    frozen dataclass's `__init__`, which sets each slot through `object.__setattr__`, is most
-    of what loading a record costs; this sets them directly (its `__init__` does nothing else)."""
-    record = SubmissionRecord.__new__(SubmissionRecord)
-    for put, value in zip(_SLOTS, values, strict=True):
-        put(record, value)
-    return record
-
-
 _NAMES = tuple("dates" if f.name == "spans" else f.name for f in fields(SubmissionRecord))
 """The record's JSON fields in the order of the dataclass's fields (spans are `dates` there)."""
 _GET = itemgetter(*_NAMES)
@@ -545,27 +543,119 @@ NO_DETAIL: Mapping[str, JSON] = {}
 """The detail of every record whose reply had none (most): one empty mapping, not one each."""
 
 
+class _Unsealed:
+    """A `SubmissionRecord` while `_record` fills it: the same slots, writable, so that each is
+    set by a plain attribute store rather than through the frozen class's guard."""
+
+    __slots__ = tuple(f.name for f in fields(SubmissionRecord))
+
+
+def _record_maker() -> Callable[[Sequence[Any]], SubmissionRecord]:
+    """`_record`, written out for the record's fields as `dataclasses` writes a `__init__`."""
+    names = ", ".join(f"record.{f.name}" for f in fields(SubmissionRecord))
+    source = (
+        "def _record(values):\n"
+        "    record = new(Unsealed)\n"
+        f"    {names}, = values\n"
+        "    record.__class__ = Record\n"
+        "    return record\n"
+    )
+    scope: dict[str, Any] = {
+        "new": object.__new__,
+        "Unsealed": _Unsealed,
+        "Record": SubmissionRecord,
+    }
+    exec(source, scope)  # noqa: S102 (the source is the field names above, nothing else)
+    made: Callable[[Sequence[Any]], SubmissionRecord] = scope["_record"]
+    return made
+
+
+_record = _record_maker()
+"""`SubmissionRecord(*values)` (checked just before) in a sixth of its time: the frozen
+dataclass's `__init__`, which sets each slot through `object.__setattr__`, is most of what
+loading a record would cost. The record is made an `_Unsealed` one, its slots stored in one
+unpacking, then given its class (the two have one layout; Python refuses the switch if they
+ever differ). Its `__init__` does nothing else."""
+
+
 class Sharing:
     """One object for each value that the records of one state repeat (`record_from_json`):
-    a repo-scale snapshot spells a plan's name, fingerprint and dates in every chunk it was
-    submitted in, and a copy each costs as much as the first. Kept while one state is read.
+    a repo-scale snapshot spells a plan's name, fingerprint, dates and targets in every chunk
+    it was submitted in, and a copy each costs as much as the first. Kept while one state is
+    read. A list of dates or targets is checked (and dates parsed) once, when first seen."""
 
-    (Sharing the targets too would save 3% more and cost 5% more time to load.)"""
-
-    __slots__ = ("_spans", "strings")
+    __slots__ = ("_days", "_spans", "_targets", "strings")
 
     def __init__(self) -> None:
         self.strings: dict[str, str] = {}
         """Each string seen, to itself: `strings.setdefault(text, text)` is the one copy."""
-        self._spans: dict[tuple[str, ...], tuple[tuple[int, int], ...]] = {}
+        self._spans: dict[tuple[Any, ...], tuple[tuple[int, int], ...]] = {}
         """The spans of each list of dates seen, parsed once."""
+        self._targets: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        """Each list of targets seen, as one tuple."""
+        self._days: dict[int, int] = {}
+        """Each day (ordinal) of the spans, to itself, as `strings`."""
 
-    def spans(self, dates: list[str]) -> tuple[tuple[int, int], ...]:
-        """Raises ValueError like `parse_spans`."""
-        found = self._spans.get(shape := tuple(dates))
-        if found is None:
-            found = self._spans[shape] = parse_spans(dates)
-        return found
+    def spans(self, dates: Sequence[list[Any]]) -> list[tuple[tuple[int, int], ...]]:
+        """The spans of each list of dates. Raises ValueError like `parse_spans`, or when one
+        is not a list of strings."""
+        return _each(self._spans, dates, self._spans_of)
+
+    def targets(self, targets: Sequence[list[Any]]) -> list[tuple[str, ...]]:
+        """Each list of targets as a tuple. Raises ValueError when one is not a list of
+        strings."""
+        return _each(self._targets, targets, list)
+
+    def _spans_of(self, lists: list[tuple[str, ...]]) -> list[tuple[tuple[int, int], ...]]:
+        """`parse_spans` of each list of dates, all their runs parsed in C loops (`ordinal` is
+        `date.fromisoformat`); `parse_spans` itself says what is wrong when one is."""
+        texts = list(chain.from_iterable(lists))
+        if not texts:
+            return [() for _ in lists]
+        starts, _, ends = zip(*map(str.partition, texts, repeat("..")), strict=True)
+        try:
+            firsts = list(map(date.toordinal, map(date.fromisoformat, starts)))
+            lasts = list(map(date.toordinal, map(date.fromisoformat, map(_or, ends, starts))))
+            wrong = any(map(gt, firsts, lasts))
+        except ValueError:
+            wrong = True
+        if wrong:
+            return [parse_spans(list(dates)) for dates in lists]  # raises, saying what is wrong
+        days = self._days
+        spans = zip(
+            map(days.setdefault, firsts, firsts), map(days.setdefault, lasts, lasts), strict=True
+        )
+        return [tuple(islice(spans, len(dates))) for dates in lists]
+
+
+_NOT_STRINGS = "`targets` or `dates` is not a list of strings"
+_T = TypeVar("_T")
+
+
+def _each(
+    seen: dict[tuple[Any, ...], _T],
+    lists: Sequence[list[Any]],
+    make: Callable[[list[tuple[str, ...]]], list[_T]],
+) -> list[_T]:
+    """What `make` makes of each list of strings (given every new one at once, it makes a
+    value of each), made once for each distinct one: `seen` keeps them, checked. Every step
+    is a C loop over the lists."""
+    shapes = list(map(tuple, lists))
+    try:
+        found: list[_T | None] = list(map(seen.get, shapes))
+    except TypeError:  # an unhashable item: no string
+        raise ValueError(_NOT_STRINGS) from None
+    if None in found:
+        new = list(dict.fromkeys(compress(shapes, map(is_, found, repeat(None)))))
+        if not set(map(type, chain.from_iterable(new))) <= {str}:
+            raise ValueError(_NOT_STRINGS)
+        seen.update(zip(new, make(new), strict=True))
+        found = list(map(seen.__getitem__, shapes))
+    return found  # type: ignore[return-value]  # no None is left
+
+
+def _or(text: str, otherwise: str) -> str:
+    return text or otherwise
 
 
 def record_from_json(value: Any, shared: Sharing, key: str = "") -> SubmissionRecord:
@@ -574,24 +664,27 @@ def record_from_json(value: Any, shared: Sharing, key: str = "") -> SubmissionRe
     What records repeat is `shared` among them; `key` is the key the record is filed under,
     the one string its own key is when they are the same.
 
-    Runs once per submission on every load, so the checks are whole-tuple comparisons in C;
-    the field-by-field explanation runs only when they fail.
+    Runs once per submission on every load, so the checks are whole-tuple comparisons in C,
+    or made once per distinct value (`Sharing`); the field-by-field explanation runs only when
+    they fail.
     """
-    if type(value) is not dict or value.keys() != _RECORD_TYPES.keys():
+    if type(value) is not dict or len(value) != len(_NAMES):
         raise ValueError(_shape_problem(value))
-    values = list(_GET(value))
+    try:
+        values = list(_GET(value))
+    except KeyError:  # as many fields, not those
+        raise ValueError(_shape_problem(value)) from None
     # exact types, since `json.loads` makes nothing else (and a bool is never a count)
     if tuple(map(type, values)) != _TYPES:
         name = next(n for n, v, k in zip(_NAMES, values, _TYPES, strict=True) if type(v) is not k)
         raise ValueError(f"`{name}` is not a {_RECORD_TYPES[name].__name__}")
-    targets, dates = values[_TARGETS], values[_SPANS]
-    if ({type(item) for item in targets} | {type(item) for item in dates}) - {str}:
-        raise ValueError("`targets` or `dates` is not a list of strings")
-    status = _STATUSES.get(values[_STATUS])
+    (values[_TARGETS],) = shared.targets([values[_TARGETS]])
+    status = values[_STATUS] = _STATUSES.get(values[_STATUS])
     if status is None:
-        raise ValueError(f"unknown status {values[_STATUS]!r}")
-    values[_TARGETS], values[_SPANS] = tuple(targets), shared.spans(dates)
-    values[_STATUS] = status
+        if not all(type(item) is str for item in values[_SPANS]):  # the problem told first
+            raise ValueError(_NOT_STRINGS)
+        raise ValueError(f"unknown status {value['status']!r}")
+    (values[_SPANS],) = shared.spans([values[_SPANS]])
     strings = shared.strings
     for index in _REPEATED:
         text = values[index]
@@ -605,6 +698,43 @@ def record_from_json(value: Any, shared: Sharing, key: str = "") -> SubmissionRe
     else:
         values[_HEALTH_RUNS] = ()
     return _record(values)
+
+
+def records_from_json(batch: Mapping[str, Any], shared: Sharing) -> list[SubmissionRecord] | None:
+    """The records of a batch of submissions as `json.loads` made it (key -> record), in its
+    order; None unless each is a record filed under its own key (then `record_from_json`, one
+    at a time, says which is not and why).
+
+    What `record_from_json` checks of a record, this checks of a field of the whole batch at
+    once, in C loops (`map`, `set`, `zip`): most of a load is spent here."""
+    values = list(batch.values())
+    if not values:
+        return []
+    if set(map(type, values)) != {dict} or set(map(len, values)) != {len(_NAMES)}:
+        return None
+    try:
+        columns: list[Any] = list(zip(*map(_GET, values), strict=True))
+    except KeyError:  # as many fields, not those
+        return None
+    if any(set(map(type, column)) != {kind} for column, kind in zip(columns, _TYPES, strict=True)):
+        return None
+    keys = tuple(batch)
+    statuses = list(map(_STATUSES.get, columns[_STATUS]))
+    if columns[_KEY] != keys or None in statuses:
+        return None
+    try:
+        targets = shared.targets(columns[_TARGETS])
+        spans = shared.spans(columns[_SPANS])
+        health = [health_from_json(runs) if runs else () for runs in columns[_HEALTH_RUNS]]
+    except ValueError:
+        return None
+    columns[_KEY], columns[_STATUS] = keys, statuses
+    columns[_TARGETS], columns[_SPANS], columns[_HEALTH_RUNS] = targets, spans, health
+    columns[_DETAIL] = [detail or NO_DETAIL for detail in columns[_DETAIL]]
+    strings = shared.strings
+    for index in _REPEATED:
+        columns[index] = map(strings.setdefault, columns[index], columns[index])
+    return list(map(_record, zip(*columns, strict=True)))
 
 
 def _shape_problem(value: Any) -> str:

@@ -30,6 +30,7 @@ from reconciler.state.records import (
     SubmissionRecord,
     record_from_json,
     record_to_json,
+    records_from_json,
 )
 
 SNAPSHOT_FORMAT = schema.version("Snapshot", "format")
@@ -160,24 +161,26 @@ _BATCH = 500
 them, few enough that the text and its objects never exist whole at once."""
 
 
-def _as_is(key: str, item: JSON) -> Any:
-    return item
+def _as_is(parsed: dict[str, JSON]) -> Iterable[tuple[str, Any]]:
+    return parsed.items()
 
 
-def _by_line(path: Path, taking: Callable[[str, JSON], Any] = _as_is) -> dict[str, Any] | None:
+def _by_line(
+    path: Path, taking: Callable[[dict[str, JSON]], Iterable[tuple[str, Any]]] = _as_is
+) -> dict[str, Any] | None:
     """The snapshot as `render` lays it out, parsed a batch of lines at a time (a fraction of
     the memory of one `json.loads`) and its digest checked as it is read; None if the file is
     laid out otherwise. Raises Untrusted when its digest does not match its content.
 
-    Its submissions are what `taking` makes of each as its batch is parsed: the parsed JSON of
-    a repo-scale snapshot never exists whole, only the records made of it."""
+    Its submissions are what `taking` makes of each batch as it is parsed (key and value, in
+    order): the parsed JSON of a repo-scale snapshot never exists whole, only the records made
+    of it."""
     submissions: dict[str, Any] = {}
     batch: list[bytes] = []
 
     def flush() -> None:
         if batch:
-            parsed = json.loads(b"{" + b",".join(batch) + b"}")
-            submissions.update((key, taking(key, item)) for key, item in parsed.items())
+            submissions.update(taking(json.loads(b"{" + b",".join(batch) + b"}")))
             batch.clear()
 
     with path.open("rb") as lines:
@@ -236,9 +239,16 @@ def read(path: Path) -> Snapshot | None:
             return None
         return made
 
+    def records(parsed: dict[str, JSON]) -> Iterable[tuple[str, SubmissionRecord | None]]:
+        """A batch's records; made one at a time, their problems noted, when some is wrong."""
+        made = records_from_json(parsed, shared)
+        if made is None:
+            return ((key, record(key, item)) for key, item in parsed.items())
+        return zip(parsed, made, strict=True)
+
     try:
         with bulk():
-            value = _by_line(path, record)
+            value = _by_line(path, records)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
