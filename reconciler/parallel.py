@@ -214,7 +214,11 @@ class Shared(Generic[T, R]):
             while (index := self._take()) is not None:
                 self._done[index] = self._work(self._chunks[index])
                 self._chunks[index] = ()  # its items are let go once done (not its slot)
-                self._receive(block=False)
+                # Everything the helpers sent meanwhile, before a chunk of its own: while this
+                # process was busy (loading the state, for `plan`) they may have sent many, and
+                # its own later results would wait, held whole, for those to be taken in.
+                while self._receive(block=False):
+                    yield from ready()
                 yield from ready()
             while self._pipes:
                 self._receive(block=True)
@@ -225,10 +229,11 @@ class Shared(Generic[T, R]):
         finally:
             self.close()
 
-    def _receive(self, *, block: bool) -> None:
-        """What the helpers have sent so far; with `block`, at least one result or end."""
+    def _receive(self, *, block: bool) -> bool:
+        """A result from each helper that has sent one (with `block`, at least one result or
+        end): whether one had."""
         if not self._pipes:
-            return
+            return False
         import pickle  # noqa: PLC0415 (as multiprocessing: only where there are helpers)
         from multiprocessing.connection import wait as ready  # noqa: PLC0415
 
@@ -242,6 +247,7 @@ class Shared(Generic[T, R]):
             else:
                 self._done[received[0]] = received[1]
                 self._chunks[received[0]] = ()
+        return bool(found)
 
     def close(self) -> None:
         """Stops the helpers: at once if an error ends the work early, else they are done."""
