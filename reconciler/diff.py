@@ -313,14 +313,13 @@ class Diff:
         self._changes.append(changes)
         # A plan that takes another's submissions over by a rename is asked about them by their
         # old name, whose cells are never whole.
-        renames = any(mode == "rename" for mode in plan.takeover.values())
-        if renames:
-            whole.clear()
-        # every target whole: the plan's own tuple of them, not a second one
-        every = one_group and len(whole) == len(item.groups[0].targets)
-        self._declared[plan.name] = _declared(
-            item, item.groups[0].targets if every else tuple(whole)
-        )
+        if any(mode == "rename" for mode in plan.takeover.values()):
+            kept: tuple[str, ...] = ()
+        elif one_group and len(whole) == len(item.groups[0].targets):
+            kept = item.groups[0].targets  # every target whole: the plan's tuple, not a copy
+        else:
+            kept = tuple(whole)
+        self._declared[plan.name] = _declared(item, kept)
         return changes
 
     def changeset(self) -> Changeset:

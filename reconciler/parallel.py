@@ -231,7 +231,7 @@ class Shared(Generic[T, R]):
 
     def _receive(self, *, block: bool) -> bool:
         """A result from each helper that has sent one (with `block`, at least one result or
-        end): whether one had."""
+        end): whether any had sent something."""
         if not self._pipes:
             return False
         import pickle  # noqa: PLC0415 (as multiprocessing: only where there are helpers)

@@ -237,7 +237,7 @@ class State:
     )
     """target -> the submissions covering it, of every plan, in intent order: the record
     itself when it is one (nearly always: one plan's target, in one chunk of dates). It is the
-    whole index behind `covered` and `others`, which make their `DateCoverage` when asked: one
+    whole index behind `covered` and `coverages`, which make their `DateCoverage` when asked: one
     kept per plan and target would cost a repo-scale state as much as its records."""
 
     def amended(self, records: Mapping[str, SubmissionRecord]) -> State:
@@ -248,7 +248,7 @@ class State:
         return replace(self, submissions=MappingProxyType({**self.submissions, **records}))
 
     def indexed(self) -> State:
-        """This state with the index of `covered` and `others` built now rather than on their
+        """This state with the index of `covered` and `coverages` built now rather than on their
         first call (`plan` builds it while its files are read); it is kept."""
         if self._by_target is None:
             covering = [
