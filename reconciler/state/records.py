@@ -658,46 +658,34 @@ def _or(text: str, otherwise: str) -> str:
     return text or otherwise
 
 
-def record_from_json(value: Any, shared: Sharing, key: str = "") -> SubmissionRecord:
-    """Raises ValueError with a sentence naming the field when `value` is not a record.
+def record_from_json(value: Any, shared: Sharing) -> SubmissionRecord:
+    """Raises ValueError with a sentence naming the field when `value` is not a record; else the
+    record `records_from_json` makes of it. What records repeat is `shared` among them.
 
-    What records repeat is `shared` among them; `key` is the key the record is filed under,
-    the one string its own key is when they are the same.
-
-    Runs once per submission on every load, so the checks are whole-tuple comparisons in C,
-    or made once per distinct value (`Sharing`); the field-by-field explanation runs only when
-    they fail.
+    A snapshot is read a batch at a time (`records_from_json`); this runs for the records of a
+    batch where some record is wrong, to say which and why, in the order the fields are told.
     """
     if type(value) is not dict or len(value) != len(_NAMES):
         raise ValueError(_shape_problem(value))
     try:
-        values = list(_GET(value))
+        values = _GET(value)
     except KeyError:  # as many fields, not those
         raise ValueError(_shape_problem(value)) from None
     # exact types, since `json.loads` makes nothing else (and a bool is never a count)
     if tuple(map(type, values)) != _TYPES:
         name = next(n for n, v, k in zip(_NAMES, values, _TYPES, strict=True) if type(v) is not k)
         raise ValueError(f"`{name}` is not a {_RECORD_TYPES[name].__name__}")
-    (values[_TARGETS],) = shared.targets([values[_TARGETS]])
-    status = values[_STATUS] = _STATUSES.get(values[_STATUS])
-    if status is None:
+    shared.targets([values[_TARGETS]])  # raises when they are not strings
+    if values[_STATUS] not in _STATUSES:
         if not all(type(item) is str for item in values[_SPANS]):  # the problem told first
             raise ValueError(_NOT_STRINGS)
         raise ValueError(f"unknown status {value['status']!r}")
-    (values[_SPANS],) = shared.spans([values[_SPANS]])
-    strings = shared.strings
-    for index in _REPEATED:
-        text = values[index]
-        values[index] = strings.setdefault(text, text)
-    if values[_KEY] == key:
-        values[_KEY] = key
-    if not values[_DETAIL]:
-        values[_DETAIL] = NO_DETAIL
-    if values[_HEALTH_RUNS]:  # most snapshots hold many records and few observations
-        values[_HEALTH_RUNS] = health_from_json(values[_HEALTH_RUNS])
-    else:
-        values[_HEALTH_RUNS] = ()
-    return _record(values)
+    shared.spans([values[_SPANS]])  # raises like `parse_spans`
+    if values[_HEALTH_RUNS]:
+        health_from_json(values[_HEALTH_RUNS])  # raises naming what is wrong
+    made = records_from_json({values[_KEY]: value}, shared)
+    assert made is not None  # it checks nothing that was not checked above
+    return made[0]
 
 
 def records_from_json(batch: Mapping[str, Any], shared: Sharing) -> list[SubmissionRecord] | None:

@@ -230,7 +230,7 @@ def read(path: Path) -> Snapshot | None:
         """The record, or None and its problem noted: raised once the digest and the header
         are found right (a mangled file is told as such, not as a bad record)."""
         try:
-            made = record_from_json(item, shared, key)
+            made = record_from_json(item, shared)
         except ValueError as error:
             problems.append(f"submission {key}: {error}")
             return None
