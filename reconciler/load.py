@@ -316,16 +316,22 @@ def load_paths(paths: Sequence[Path]) -> LoadResult:
     return LoadResult(tuple(documents), tuple(diagnostics), len(files))
 
 
+_BOM = b"\xef\xbb\xbf"
+"""UTF-8's byte order mark: some editors on Windows write it first; it is not text."""
+
+
 def _decode(file: str, raw: bytes) -> tuple[str, Diagnostic | None]:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "", Diagnostic(Location(file, 1, 1), "the file is UTF-16: save it as UTF-8")
+    bom = len(_BOM) if raw.startswith(_BOM) else 0
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw[bom:].decode("utf-8") if bom else raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        line_start = raw.rfind(b"\n", 0, error.start) + 1
-        before = raw[line_start : error.start].decode("utf-8-sig", errors="replace")
-        where = Location(file, raw.count(b"\n", 0, error.start) + 1, len(before) + 1)
-        message = f"the file is not UTF-8 (byte 0x{raw[error.start]:02X} here): save it as UTF-8"
+        start = bom + error.start  # where in the file, BOM included
+        line_start = raw.rfind(b"\n", 0, start) + 1
+        before = raw[max(line_start, bom) : start].decode("utf-8", errors="replace")
+        where = Location(file, raw.count(b"\n", 0, start) + 1, len(before) + 1)
+        message = f"the file is not UTF-8 (byte 0x{raw[start]:02X} here): save it as UTF-8"
         return "", Diagnostic(where, message)
     bad = _NOT_PRINTABLE.search(text)
     if bad is not None:

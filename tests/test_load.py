@@ -325,6 +325,18 @@ def test_non_utf8_bytes_are_reported_at_their_line_and_column(tmp_path: Path) ->
     ]
 
 
+def test_a_bad_byte_after_a_utf8_bom_is_named_where_it_is(tmp_path: Path) -> None:
+    # The BOM is three bytes before the text: the bad byte is still the one named, at its line.
+    path = write(tmp_path / "bom.yaml", b"\xef\xbb\xbfa: x\nb: \xff\n")
+    assert problems(path) == [
+        f"{path}:2:4: the file is not UTF-8 (byte 0xFF here): save it as UTF-8"
+    ]
+    path = write(tmp_path / "bom1.yaml", b"\xef\xbb\xbfab: \xff\n")
+    assert problems(path) == [
+        f"{path}:1:5: the file is not UTF-8 (byte 0xFF here): save it as UTF-8"
+    ]
+
+
 def test_a_utf8_bom_is_fine_and_utf16_is_named(tmp_path: Path) -> None:
     path = write(tmp_path / "bom.yaml", "\ufeffa: 1\n".encode())
     assert load_one(path).data == {"a": 1}
