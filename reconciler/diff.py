@@ -17,7 +17,7 @@ plan for the same work) is a conflict too, until the plan says what that submiss
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -166,7 +166,7 @@ class _Found:
     exhausted: dict[tuple[str, int, str], tuple[list[str], int]] = field(default_factory=dict)
     """(plan, revision, target) -> its exhausted dates and the most attempts among them."""
     counts: dict[str, int] = field(default_factory=dict)
-    health: Counter[str] = field(default_factory=Counter)
+    health: dict[str, int] = field(default_factory=dict)
 
     def conflict(self, plan: Plan, group: CellGroup, key: str, target: str, date: str) -> None:
         self.conflicts[(plan.name, key)].append(Cell(plan.name, plan.revision, target, date))
@@ -220,7 +220,7 @@ def _missing_dates(
                     missing.append(date)
                 continue
             found.counts["in_sync"] += 1
-            found.health[health] += 1
+            found.health[health] = found.health.get(health, 0) + 1
         elif record.needs_attention:
             found.attention[(plan.name, record.key)] += 1
             found.counts["attention"] += 1
@@ -259,7 +259,8 @@ class Diff:
     def add(self, item: Desired) -> PlanChanges:
         plan, state, found = item.plan, self._state, self._found
         found.counts = counts = {"in_sync": 0, "conflict": 0, "attention": 0, "exhausted": 0}
-        found.health = Counter()
+        health: dict[str, int] = {}
+        found.health = health
         whole: set[str] = set()
         """Targets whose every covered day is declared: none of their cells can be orphaned."""
         gaps: list[Missing] = []
@@ -268,18 +269,18 @@ class Diff:
         for group in item.groups:
             missing: dict[str, tuple[str, ...]] = {}
             replaces: dict[str, Mapping[str, str]] = {}
-            spans, days, fingerprint = list(group.spans), group.days, group.fingerprint
+            spans, days, fingerprint = group.spans, group.days, group.fingerprint
             for target in group.targets:
                 covered, others = state.coverages(name, revision, provider, target)
                 if not covered and not others:
                     missing[target] = group.dates
-                elif not others and covered.settled_with(fingerprint) and not covered.observed:
+                elif not others and (counted := covered.in_sync(fingerprint, spans, days)):
                     # the common case, counted by runs
-                    inside, total = covered.count_within(spans)
+                    inside, total = counted
                     if inside == total and one_group:
                         whole.add(target)
                     counts["in_sync"] += inside
-                    found.health[NOT_OBSERVED] += inside
+                    health[NOT_OBSERVED] = health.get(NOT_OBSERVED, 0) + inside
                     if inside < days:
                         missing[target] = tuple(d for d in group.dates if covered.get(d) is None)
                 else:
@@ -307,7 +308,7 @@ class Diff:
             attention_cells=counts["attention"],
             exhausted_cells=counts["exhausted"],
             retry_cells=sum(len(r) for gap in gaps for r in gap.replaces.values()),
-            health=self._healths.setdefault(tuple(found.health.items()), dict(found.health)),
+            health=self._healths.setdefault(tuple(health.items()), health),
             missing=tuple(gaps),
         )
         self._changes.append(changes)

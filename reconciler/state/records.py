@@ -334,14 +334,12 @@ class DateCoverage:
     common case reads (one settled submission, its days counted) is worked out from them
     without spelling out the runs."""
 
-    __slots__ = ("_covered", "_records", "_runs")
+    __slots__ = ("_records", "_runs")
 
     def __init__(self, records: Sequence[SubmissionRecord] = ()) -> None:
         self._records = records
         """The covering submissions, in intent order, each with some days (its spans)."""
         self._runs: list[tuple[int, int, SubmissionRecord]] | None = None
-        self._covered: tuple[list[tuple[int, int]], int] | None = None
-        """The runs merged, and their days: worked out once, for `count_within`."""
 
     @property
     def runs(self) -> list[tuple[int, int, SubmissionRecord]]:
@@ -351,23 +349,6 @@ class DateCoverage:
                 (first, last, record) for record in self._records for first, last in record.spans
             ]
         return self._runs
-
-    @property
-    def fingerprint(self) -> str | None:
-        """The one fingerprint of every covering submission, all with a known outcome; None
-        when they differ or one is unknown (then dates must be looked at one by one)."""
-        found = ""
-        for record in self._records:
-            settled = record.status is SubmissionStatus.SUBMITTED
-            if not settled or found not in ("", record.fingerprint):
-                return None
-            found = record.fingerprint
-        return found
-
-    @property
-    def observed(self) -> bool:
-        """Some covering submission has cells `refresh` observed: their health is per date."""
-        return any(record.health for record in self._records)
 
     def get(self, date: str) -> SubmissionRecord | None:
         return self.at(ordinal(date))
@@ -390,28 +371,45 @@ class DateCoverage:
     def __bool__(self) -> bool:
         return bool(self._records)
 
-    def settled_with(self, fingerprint: str) -> bool:
-        """Every covering submission has this fingerprint and a known outcome: then a date is
-        in sync exactly when it is covered, and runs can be counted without walking dates."""
-        return self.fingerprint == fingerprint
+    def in_sync(
+        self, fingerprint: str, spans: tuple[tuple[int, int], ...], days: int
+    ) -> tuple[int, int] | None:
+        """The common case, counted by runs without walking dates: when every covering
+        submission has this fingerprint and a known outcome, and `refresh` observed none of
+        their cells (their health is per date), how many days of `spans` (sorted, disjoint:
+        `days` of them) some submission covers, hence in sync, and how many days are covered in
+        all (more means some covered days are outside `spans`); else None."""
+        records = self._records
+        if not records:
+            return None
+        if len(records) == 1:  # nearly always
+            record = records[0]
+            if (
+                record.status is not SubmissionStatus.SUBMITTED
+                or record.fingerprint != fingerprint
+                or record.health
+            ):
+                return None
+            if record.spans == spans:  # exactly the declared days are covered
+                return days, days
+        elif any(
+            r.status is not SubmissionStatus.SUBMITTED or r.fingerprint != fingerprint or r.health
+            for r in records
+        ):
+            return None
+        return self._count_within(spans)
 
-    def merged(self) -> tuple[list[tuple[int, int]], int]:
-        """The covered days as sorted, merged runs, and how many: worked out once."""
-        if self._covered is None:
-            if len(self._records) == 1:  # one submission: its own spans
-                spans = self._records[0].spans
-                merged = [*spans] if len(spans) == 1 else merge_spans(spans)
-            else:
-                merged = merge_spans((first, last) for first, last, _ in self.runs)
-            self._covered = merged, sum(last - first + 1 for first, last in merged)
-        return self._covered
+    def _merged(self) -> tuple[list[tuple[int, int]], int]:
+        """The covered days as sorted, merged runs, and how many."""
+        if len(self._records) == 1:  # one submission: its own spans
+            spans = self._records[0].spans
+            merged = [*spans] if len(spans) == 1 else merge_spans(spans)
+        else:
+            merged = merge_spans((first, last) for first, last, _ in self.runs)
+        return merged, sum(last - first + 1 for first, last in merged)
 
-    def count_within(self, spans: list[tuple[int, int]]) -> tuple[int, int]:
-        """How many days of `spans` (sorted, disjoint) some submission covers, and how many
-        days are covered in all (more means some covered days are outside `spans`)."""
-        covered, days = self.merged()
-        if covered == spans:  # the common case: exactly the declared days are covered
-            return days, days
+    def _count_within(self, spans: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        covered, days = self._merged()
         total, i = 0, 0
         for first, last in spans:
             while i < len(covered) and covered[i][1] < first:
