@@ -227,15 +227,23 @@ def small_repo(runs: int, work: Path) -> list[Row]:
             files.append(str(work / "small" / f"{path.stem}-{index}.yaml"))
             Path(files[-1]).parent.mkdir(exist_ok=True)
             Path(files[-1]).write_text(document.lstrip("\n"), encoding="utf-8")
-    scenarios = {"validate": lambda: run(backfill("validate", *files), work, env)}
+    state = work / "small-state"
+    run(backfill("init", "--state-dir", state), work, env)
+    plan = backfill("plan", "--state-dir", state, *(f"--plans={file}" for file in files))
+    scenarios = {
+        "validate": lambda: run(backfill("validate", *files), work, env),
+        "plan": lambda: run(plan, work, env),
+    }
     scenarios["validate"]()  # writes the bytecode cache (a checkout's first run)
+    scenarios["plan"]()
     checker = peer(files, work, env)
     if checker is not None:
         scenarios["peer"] = checker
     done = interleaved(max(5, 3 * runs), scenarios)
-    validate = median(done["validate"])
+    validate, planned = median(done["validate"]), median(done["plan"])
     rows = [
-        Row(f"`backfill validate`, the {len(files)} shipped plans", f"{validate:.3f} s", "", None)
+        Row(f"`backfill validate`, the {len(files)} shipped plans", f"{validate:.3f} s", "", None),
+        Row("`backfill plan`, the same plans, an empty state", f"{planned:.3f} s", "", None),
     ]
     if checker is None:
         return [*rows, Row("check-jsonschema", NOT_INSTALLED, ">= 3x", None)]
@@ -312,6 +320,7 @@ def repo_scale(corpus: Corpus, runs: int, work: Path) -> tuple[list[Row], dict[s
             no_op,
         ),
         Row("plan vs validate", f"{planned / validate:.2f}x", "<= 1.2x", planned / validate <= 1.2),
+        Row("plan vs the floor", f"{planned / floor:.2f}x", "", None),
         Row(
             f"state load: snapshot + replay, {corpus.events} events",
             f"{load:.3f} s",
@@ -461,6 +470,7 @@ def growth(reference: dict[str, Any], corpus: Corpus, runs: int, work: Path) -> 
             "<= 1.2x",
             planned / validate <= 1.2,
         ),
+        Row("plan vs the floor", f"{planned / floor:.2f}x", "", None),
         Row(
             f"peak memory of `plan` at {n} plans, its processes together",
             f"{memory:.0f} MB",
