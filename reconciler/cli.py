@@ -371,7 +371,6 @@ def plan(
     summary and sets the step outputs changes, creates, conflicts, attention and orphans.
     """
     from reconciler.commands import plan as plan_command
-    from reconciler.views import markdown
 
     options = plan_command.PlanOptions(
         paths=plan_paths,
@@ -386,6 +385,8 @@ def plan(
         planned = plan_command.run(options)
     except InvalidPlans as error:
         if output == "markdown":  # so a sticky comment never shows a plan older than the files
+            from reconciler.views import markdown
+
             click.echo(markdown.invalid(error.diagnostics), nl=False)
         raise
     _show(formats.PLAN, output, planned)
