@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.domain import JSON, Health, canonical_json, ordinal
 from reconciler.errors import Diagnostic, Location, StateError
@@ -22,7 +22,6 @@ from reconciler.state import committed, journal, snapshot
 from reconciler.state.chain import Chain, Vouched, torn_data
 from reconciler.state.fold import Event, FoldError, Replay
 from reconciler.state.journal import JOURNAL_FILE, Journal
-from reconciler.state.lock import Lock
 from reconciler.state.records import (
     ZERO_HASH,
     EventType,
@@ -33,6 +32,9 @@ from reconciler.state.records import (
     observe,
     record_to_json,
 )
+
+if TYPE_CHECKING:
+    from reconciler.state.lock import Lock
 
 SNAPSHOT_FILE = "snapshot.json"
 GITIGNORE = "lock\n.snapshot.json.*.tmp\n"
@@ -492,6 +494,8 @@ def _write_new(path: Path, content: bytes) -> None:
 
 
 def _lock(directory: Path, command: str, clock: Clock, timeout: float) -> Lock:
+    from reconciler.state.lock import Lock  # noqa: PLC0415 (a writer's: reading takes no lock)
+
     try:
         return Lock.acquire(
             directory, command=command, since=journal.timestamp(clock()), timeout=timeout
