@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 from reconciler import pipeline
 from reconciler.errors import BackfillError
-from reconciler.reports import Planned
+from reconciler.reports.plan import Planned
 from reconciler.state import State, load_state
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
-    from reconciler.reports import Finding, Refreshed
+    from reconciler.reports.plan import Finding
+    from reconciler.reports.refresh import Refreshed
 
 
 @dataclass(frozen=True, slots=True)
