@@ -371,7 +371,6 @@ def plan(
     summary and sets the step outputs changes, creates, conflicts, attention and orphans.
     """
     from reconciler.commands import plan as plan_command
-    from reconciler.views import markdown
 
     options = plan_command.PlanOptions(
         paths=plan_paths,
@@ -386,6 +385,8 @@ def plan(
         planned = plan_command.run(options)
     except InvalidPlans as error:
         if output == "markdown":  # so a sticky comment never shows a plan older than the files
+            from reconciler.views import markdown
+
             click.echo(markdown.invalid(error.diagnostics), nl=False)
         raise
     _show(formats.PLAN, output, planned)
@@ -766,7 +767,7 @@ def state_import(
     """Record that submissions with an unknown outcome did run, with their remote ids:
     `KEY --remote-id ID` for one, `--from FILE` for many. All are recorded, or none."""
     from reconciler.commands import state as state_command
-    from reconciler.reports import Verdict
+    from reconciler.reports.state import Verdict
 
     if source is not None and (key or remote_id):
         raise click.UsageError("give KEY --remote-id ID, or --from FILE, not both")
@@ -815,7 +816,7 @@ def state_forget(
     again, and the next apply submits them. KEY..., --plan NAME or --from FILE; all are
     recorded, or none."""
     from reconciler.commands import state as state_command
-    from reconciler.reports import Verdict
+    from reconciler.reports.state import Verdict
 
     if not keys and plan_name is None and source is None:
         raise click.UsageError("name the submissions: KEY..., --plan NAME or --from FILE")

@@ -94,13 +94,25 @@ def _schema_of(specs: tuple[type[Spec], ...] | None) -> dict[str, Any]:
     return schemagen.plan_document(specs)
 
 
-class _Compiled(NamedTuple):
-    """What `validate` takes from the plan schema: whether a document holds, and where each
-    provider's plans list their targets."""
+class _Compiled:
+    """What `validate` takes from the plan schema: where each provider's plans list their
+    targets, and whether a document holds: checks compiled when first asked for (`plan` reads
+    documents with the models, and needs only the targets)."""
 
-    check: Check
-    targets: Mapping[str, tuple[str, Callable[[Any], object]]]
-    """Provider -> the key of its targets, and what reads one as the provider names it."""
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self._schema = schema
+        reads: dict[str, Callable[[Any], object]] = {"integer": int, "string": str}
+        targets = {}
+        for rule in schema["properties"]["spec"]["allOf"]:
+            provider = rule["if"]["properties"]["provider"]["const"]
+            spec = schema["$defs"][rule["then"]["$ref"].removeprefix("#/$defs/")]
+            targets[provider] = (spec[TARGETS]["property"], reads[spec[TARGETS]["as"]])
+        self.targets: Mapping[str, tuple[str, Callable[[Any], object]]] = targets
+        """Provider -> the key of its targets, and what reads one as the provider names it."""
+
+    @functools.cached_property
+    def check(self) -> Check:
+        return compile_check(self._schema, self._schema["$defs"])
 
 
 def _compiled() -> _Compiled:
@@ -109,14 +121,7 @@ def _compiled() -> _Compiled:
 
 @functools.cache
 def _compiled_for(specs: tuple[type[Spec], ...] | None) -> _Compiled:
-    schema = _schema_of(specs)
-    reads: dict[str, Callable[[Any], object]] = {"integer": int, "string": str}
-    targets = {}
-    for rule in schema["properties"]["spec"]["allOf"]:
-        provider = rule["if"]["properties"]["provider"]["const"]
-        spec = schema["$defs"][rule["then"]["$ref"].removeprefix("#/$defs/")]
-        targets[provider] = (spec[TARGETS]["property"], reads[spec[TARGETS]["as"]])
-    return _Compiled(compile_check(schema, schema["$defs"]), targets)
+    return _Compiled(_schema_of(specs))
 
 
 def _whole_number(checker: TypeChecker, instance: object) -> bool:

@@ -31,7 +31,7 @@ from reconciler.providers.protocol import (
     Provider,
 )
 from reconciler.providers.tc3 import TencentCredentials
-from reconciler.reports import Finding
+from reconciler.reports.plan import Finding
 from reconciler.state import SubmissionRecord, init_state, load_state, open_state
 
 LOOPBACK = "http://127.0.0.1:9"

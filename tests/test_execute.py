@@ -9,7 +9,7 @@ import threading
 
 from reconciler.domain import Outcome, OutcomeKind, Submission
 from reconciler.execute import UNSENT_PAUSES, Pacer, Result, Route, execute, interleave
-from reconciler.reports import Tally
+from reconciler.reports.apply import Tally
 from reconciler.views.progress import Progress
 from reconciler.views.text import styler
 

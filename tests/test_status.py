@@ -18,7 +18,7 @@ from reconciler.domain import JSON
 from reconciler.emulator.app import Emulator
 from reconciler.providers import ALL
 from reconciler.providers.protocol import Connection, Progress, Provider
-from reconciler.reports import StatusReport
+from reconciler.reports.status import StatusReport
 from reconciler.state import SubmissionRecord, load_state, open_state
 from reconciler.views import status as view
 

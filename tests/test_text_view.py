@@ -17,7 +17,8 @@ from reconciler.diff import Changeset
 from reconciler.domain import Outcome, OutcomeKind, Submission
 from reconciler.execute import Result
 from reconciler.providers.protocol import Lookup
-from reconciler.reports import Finding, Started
+from reconciler.reports.init import Started
+from reconciler.reports.plan import Finding
 from reconciler.state import State, load_state
 from reconciler.views import text
 

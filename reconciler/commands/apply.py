@@ -27,7 +27,9 @@ from reconciler.errors import BackfillError
 from reconciler.execute import Pacer, Result, Route, execute, intent, interleave
 from reconciler.providers.protocol import Client, Connection, Provider
 from reconciler.remedies import plural
-from reconciler.reports import Applied, Finding, Refreshed
+from reconciler.reports.apply import Applied
+from reconciler.reports.plan import Finding
+from reconciler.reports.refresh import Refreshed
 from reconciler.state import State, StateWriter, open_state
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler.domain import JSON, Health, SubmissionStatus, day, merge_spans
-from reconciler.reports import NeverSucceeded, PlanRan, Ran, Succeeded
+from reconciler.reports.audit_report import NeverSucceeded, PlanRan, Ran, Succeeded
 from reconciler.state import EventType, History, SubmissionRecord
 from reconciler.state.records import health_from_json
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reconciler import actor
 from reconciler.commands.branch import StateBranch
-from reconciler.reports import Started
+from reconciler.reports.init import Started
 from reconciler.state import init_state
 
 

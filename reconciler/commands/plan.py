@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler import git, pipeline
-from reconciler.commands import recover, saved
+from reconciler import pipeline
 from reconciler.errors import BackfillError
-from reconciler.reports import Finding, Planned, Refreshed
+from reconciler.reports.plan import Planned
 from reconciler.state import State, load_state
 
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
+    from reconciler.reports.plan import Finding
+    from reconciler.reports.refresh import Refreshed
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +37,7 @@ class PlanOptions:
 
 def run(options: PlanOptions) -> Planned:
     """Raises InvalidPlans with every problem of the plan files: nothing is planned from them."""
-    changed = (
-        git.changed_files(Path.cwd(), options.changed_since) if options.changed_since else None
-    )
+    changed = _changed(options.changed_since)
     if options.recover and options.out:
         raise BackfillError(
             "--out cannot be used with --recover: save plans of the journaled state"
@@ -59,6 +58,8 @@ def run(options: PlanOptions) -> Planned:
     else:
         current, changes, findings, refreshed = _previewed(options, loaded, changed)
     if options.out and not changes.conflicts:
+        from reconciler.commands import saved  # noqa: PLC0415 (its models: only --out saves)
+
         saved.save(options.out, options.paths, changes, current)
     return Planned(
         changes,
@@ -67,6 +68,15 @@ def run(options: PlanOptions) -> Planned:
         saved=options.out if options.out and not changes.conflicts else None,
         refreshed=refreshed,
     )
+
+
+def _changed(since: str | None) -> frozenset[Path] | None:
+    """The files changed since `since`, a commit; None without one."""
+    if not since:
+        return None
+    from reconciler import git  # noqa: PLC0415 (a pull request's check asks git, a plan need not)
+
+    return git.changed_files(Path.cwd(), since)
 
 
 def _previewed(
@@ -78,6 +88,8 @@ def _previewed(
     result, current = pipeline.plans_while(options.paths, loaded, changed=changed or frozenset())
     findings = refreshed = None
     if options.recover:
+        from reconciler.commands import recover  # noqa: PLC0415 (its state writer and actor)
+
         findings = tuple(recover.look_up(current, options.endpoints))
         current = recover.preview(current, list(findings))
     if options.refresh:

@@ -11,7 +11,7 @@ from reconciler import providers
 from reconciler.commands.branch import StateBranch, writing
 from reconciler.domain import JSON
 from reconciler.providers.protocol import Claim, Connection, Lookup, Provider
-from reconciler.reports import Finding
+from reconciler.reports.plan import Finding
 from reconciler.state import (
     State,
     StateWriter,

@@ -22,7 +22,7 @@ from reconciler.commands.branch import StateBranch, writing
 from reconciler.domain import JSON, Outcome, ordinal
 from reconciler.execute import Pacer, read_paced
 from reconciler.providers.protocol import Claim, Connection, Observation, Pace, Provider
-from reconciler.reports import Observed, Refreshed, Seen
+from reconciler.reports.refresh import Observed, Refreshed, Seen
 from reconciler.state import (
     State,
     StateWriter,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reconciler.commands.branch import StateBranch, writing
 from reconciler.errors import BackfillError, Location
-from reconciler.reports import Listing, Verdict
+from reconciler.reports.state import Listing, Verdict
 from reconciler.state import (
     IntentDetails,
     State,

@@ -13,7 +13,7 @@ from reconciler.domain import JSON, Health
 from reconciler.errors import BackfillError
 from reconciler.grid import grids
 from reconciler.providers.protocol import Connection, Progress, Provider
-from reconciler.reports import Grids, StatusReport, Tracked
+from reconciler.reports.status import Grids, StatusReport, Tracked
 from reconciler.state import State, SubmissionRecord, SubmissionStatus, intent_details, load_state
 
 Ask = Callable[[Provider, SubmissionRecord, Mapping[str, JSON], Connection], Progress]

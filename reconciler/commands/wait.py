@@ -1,7 +1,7 @@
 """`apply --wait` and `status --wait`: refresh, paced, until every followed cell is final or the
 time is up. Ctrl-C (SIGINT) stops the waiting, never the backfills: what was journaled stays.
 
-What it comes to, and its exit code, is `reports.Followed`."""
+What it comes to, and its exit code, is `reports.wait.Followed`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from types import FrameType
 
 from reconciler import actor
 from reconciler.commands import refresh
-from reconciler.reports import CellHealth, Followed
+from reconciler.reports.wait import CellHealth, Followed
 from reconciler.state import State, SubmissionStatus, open_state
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.domain import JSON, Health, canonical_json, ordinal
 from reconciler.errors import Diagnostic, Location, StateError
@@ -22,7 +22,6 @@ from reconciler.state import committed, journal, snapshot
 from reconciler.state.chain import Chain, Vouched, torn_data
 from reconciler.state.fold import Event, FoldError, Replay
 from reconciler.state.journal import JOURNAL_FILE, Journal
-from reconciler.state.lock import Lock
 from reconciler.state.records import (
     ZERO_HASH,
     EventType,
@@ -33,6 +32,9 @@ from reconciler.state.records import (
     observe,
     record_to_json,
 )
+
+if TYPE_CHECKING:
+    from reconciler.state.lock import Lock
 
 SNAPSHOT_FILE = "snapshot.json"
 GITIGNORE = "lock\n.snapshot.json.*.tmp\n"
@@ -59,6 +61,8 @@ class _Loaded:
     """The event the snapshot on disk vouches for; -1 when it vouches for nothing (missing or
     untrusted), so that the next writer rewrites it."""
     warnings: list[str]
+    committed: committed.Committed
+    """The versions of the journal git has committed, as the load found them."""
 
 
 def _load(directory: Path) -> _Loaded:
@@ -104,7 +108,7 @@ def _load(directory: Path) -> _Loaded:
     # A snapshot whose vouch no longer holds is still right (every line was checked and its
     # event's hash matched) but no longer saves a load any work: the next writer rewrites it.
     trusted = found is not None and not chain.vouch_broken
-    return _Loaded(replay, chain, found.seq if trusted and found else -1, warnings)
+    return _Loaded(replay, chain, found.seq if trusted and found else -1, warnings, git)
 
 
 def _torn_warning(chain: Chain) -> str:
@@ -128,8 +132,9 @@ def _snapshot_mismatch(directory: Path, line: int, why: str) -> StateError:
     )
 
 
-def _no_state(directory: Path) -> StateError:
-    """Why `directory` holds no state: a journal git knows had events, or nothing ever."""
+def _no_state(directory: Path, known: committed.Committed | None = None) -> StateError:
+    """Why `directory` holds no state: a journal git knows had events, or nothing ever.
+    `known`: the committed versions a load just asked git for (not asked again)."""
     path = directory / JOURNAL_FILE
     if directory.is_dir():
         if path.exists() and not path.is_file():
@@ -138,7 +143,7 @@ def _no_state(directory: Path) -> StateError:
                 hint="restore the state directory from git",
             )
         try:
-            committed.versions(path).check(0, {})
+            (known or committed.versions(path)).check(0, {})
         except StateError as error:
             return error
     if not directory.exists():
@@ -163,10 +168,12 @@ def load_state(directory: Path, *, missing_ok: bool = False) -> State:
     for damage, or the snapshot when it disagrees with the journal; a torn last line and an
     untrusted snapshot (replayed instead) are warnings in `State.warnings`.
     """
+    known = None
     if directory.is_dir():
         loaded = _load(directory)
         if loaded.chain.seq or loaded.chain.torn is not None:
             return loaded.replay.state(tuple(loaded.warnings))
+        known = loaded.committed
     elif directory.exists():
         raise _no_state(directory)
     if (directory / SNAPSHOT_FILE).exists():
@@ -176,8 +183,8 @@ def load_state(directory: Path, *, missing_ok: bool = False) -> State:
             hint="restore journal.jsonl from git (`git log -p -- journal.jsonl`)",
         )
     if not missing_ok:
-        raise _no_state(directory)
-    error = _no_state(directory)
+        raise _no_state(directory, known)
+    error = _no_state(directory, known)
     return State(warnings=(f"{error.message}; {error.hint}",))
 
 
@@ -487,6 +494,8 @@ def _write_new(path: Path, content: bytes) -> None:
 
 
 def _lock(directory: Path, command: str, clock: Clock, timeout: float) -> Lock:
+    from reconciler.state.lock import Lock  # noqa: PLC0415 (a writer's: reading takes no lock)
+
     try:
         return Lock.acquire(
             directory, command=command, since=journal.timestamp(clock()), timeout=timeout

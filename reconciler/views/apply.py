@@ -21,7 +21,9 @@ from reconciler.views.progress import Mode, Progress
 if TYPE_CHECKING:
     from reconciler.diff import Changeset
     from reconciler.domain import Submission
-    from reconciler.reports import Applied, Finding, Refreshed
+    from reconciler.reports.apply import Applied
+    from reconciler.reports.plan import Finding
+    from reconciler.reports.refresh import Refreshed
 
 
 class TextApply:

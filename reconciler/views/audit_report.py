@@ -12,7 +12,7 @@ from reconciler.views.markdown import escape
 from reconciler.views.text import Style, plural, styler
 
 if TYPE_CHECKING:
-    from reconciler.reports import NeverSucceeded, PlanRan, Ran, Succeeded
+    from reconciler.reports.audit_report import NeverSucceeded, PlanRan, Ran, Succeeded
 
 _PLAIN = styler(False)
 

@@ -22,15 +22,12 @@ else:
     )
 
 if TYPE_CHECKING:
-    from reconciler.reports import (
-        Followed,
-        Grids,
-        Listing,
-        Planned,
-        Ran,
-        Refreshed,
-        StatusReport,
-    )
+    from reconciler.reports.audit_report import Ran
+    from reconciler.reports.plan import Planned
+    from reconciler.reports.refresh import Refreshed
+    from reconciler.reports.state import Listing
+    from reconciler.reports.status import Grids, StatusReport
+    from reconciler.reports.wait import Followed
     from reconciler.state import AuditLog, Verification
     from reconciler.validate import Validation
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from reconciler.diff import Changeset, Conflict
     from reconciler.errors import Diagnostic, Location
     from reconciler.execute import Result
-    from reconciler.reports import Applied
+    from reconciler.reports.apply import Applied
 
 # --- workflow commands ------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from reconciler.views.text import Style, plural, styler
 
 if TYPE_CHECKING:
     from reconciler.diff import PlanChanges
-    from reconciler.reports import Grids
+    from reconciler.reports.status import Grids
 
 FORMAT_VERSION = 1
 

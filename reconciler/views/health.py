@@ -15,7 +15,8 @@ from reconciler.errors import WAIT_INTERRUPTED, WAIT_TIMED_OUT
 from reconciler.views import json, text
 
 if TYPE_CHECKING:
-    from reconciler.reports import CellHealth, Followed, Refreshed
+    from reconciler.reports.refresh import Refreshed
+    from reconciler.reports.wait import CellHealth, Followed
     from reconciler.views.progress import Mode
 
 _ORDER: tuple[Health | None, ...] = (

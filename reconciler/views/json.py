@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from reconciler.domain import Submission
     from reconciler.errors import Diagnostic, Location
     from reconciler.execute import Result
-    from reconciler.reports import Applied, Listing, Refreshed
+    from reconciler.reports.apply import Applied
+    from reconciler.reports.refresh import Refreshed
+    from reconciler.reports.state import Listing
     from reconciler.state import IntentDetails, SubmissionRecord
     from reconciler.validate import Validation
 

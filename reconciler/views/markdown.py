@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from reconciler.domain import Submission
     from reconciler.errors import Diagnostic
     from reconciler.execute import Result
-    from reconciler.reports import Planned
+    from reconciler.reports.plan import Planned
 
 MARKER = "<!-- backfill-reconciler:plan -->"
 """The first line of every report: a workflow finds its own sticky comment by it."""
@@ -410,7 +410,7 @@ def apply_results(
     """What an apply did, for the job summary: counts, why the run failed beyond its calls
     (`reasons`), then every call that did not succeed first (they need someone), then the
     rest. `head` replaces the plan's heading (a comment on a pull request has its own)."""
-    from reconciler.reports import Tally  # noqa: PLC0415 (apply's: validate loads no reports)
+    from reconciler.reports.apply import Tally  # noqa: PLC0415 (apply's: validate loads no reports)
 
     tally = Tally.of(results, planned)
     summary = (

@@ -13,7 +13,7 @@ from reconciler.views.markdown import escape
 from reconciler.views.text import Style, date_span, plural, styler, targets_text
 
 if TYPE_CHECKING:
-    from reconciler.reports import StatusReport, Tracked
+    from reconciler.reports.status import StatusReport, Tracked
 
 _PLAIN = styler(False)
 _PHASE_COLORS = {

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from reconciler.domain import Submission
     from reconciler.errors import Diagnostic
     from reconciler.execute import Result
-    from reconciler.reports import Finding, Listing, Planned, Refreshed, Started, Verdict
+    from reconciler.reports.init import Started
+    from reconciler.reports.plan import Finding, Planned
+    from reconciler.reports.refresh import Refreshed
+    from reconciler.reports.state import Listing, Verdict
     from reconciler.state import SubmissionRecord
     from reconciler.validate import Validation
 
@@ -315,7 +318,7 @@ def result_line(result: Result, done: int, total: int, style: Style = _plain) ->
 
 
 def apply_summary(results: Sequence[Result], planned: int, style: Style = _plain) -> str:
-    from reconciler.reports import Tally  # noqa: PLC0415 (apply's: validate loads no reports)
+    from reconciler.reports.apply import Tally  # noqa: PLC0415 (apply's: validate loads no reports)
 
     tally = Tally.of(results, planned)
     failed = not tally.all_submitted
