@@ -380,36 +380,16 @@ class DateCoverage:
         `days` of them) some submission covers, hence in sync, and how many days are covered in
         all (more means some covered days are outside `spans`); else None."""
         records = self._records
-        if not records:
-            return None
-        if len(records) == 1:  # nearly always
-            record = records[0]
-            if (
-                record.status is not SubmissionStatus.SUBMITTED
-                or record.fingerprint != fingerprint
-                or record.health
-            ):
-                return None
-            if record.spans == spans:  # exactly the declared days are covered
-                return days, days
-        elif any(
-            r.status is not SubmissionStatus.SUBMITTED or r.fingerprint != fingerprint or r.health
-            for r in records
+        if not records or any(
+            record.status is not SubmissionStatus.SUBMITTED
+            or record.fingerprint != fingerprint
+            or record.health
+            for record in records
         ):
             return None
-        return self._count_within(spans)
-
-    def _merged(self) -> tuple[list[tuple[int, int]], int]:
-        """The covered days as sorted, merged runs, and how many."""
-        if len(self._records) == 1:  # one submission: its own spans
-            spans = self._records[0].spans
-            merged = [*spans] if len(spans) == 1 else merge_spans(spans)
-        else:
-            merged = merge_spans((first, last) for first, last, _ in self.runs)
-        return merged, sum(last - first + 1 for first, last in merged)
-
-    def _count_within(self, spans: Sequence[tuple[int, int]]) -> tuple[int, int]:
-        covered, days = self._merged()
+        if len(records) == 1 and records[0].spans == spans:  # nearly always: exactly these days
+            return days, days
+        covered = merge_spans((first, last) for first, last, _ in self.runs)
         total, i = 0, 0
         for first, last in spans:
             while i < len(covered) and covered[i][1] < first:
@@ -418,7 +398,7 @@ class DateCoverage:
             while j < len(covered) and covered[j][0] <= last:
                 total += min(last, covered[j][1]) - max(first, covered[j][0]) + 1
                 j += 1
-        return total, days
+        return total, sum(last - first + 1 for first, last in covered)
 
 
 _NOTHING = DateCoverage()
