@@ -7,6 +7,7 @@ their author wrote. Source positions are worked out again only for documents som
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import re
@@ -316,16 +317,13 @@ def load_paths(paths: Sequence[Path]) -> LoadResult:
     return LoadResult(tuple(documents), tuple(diagnostics), len(files))
 
 
-_BOM = b"\xef\xbb\xbf"
-"""UTF-8's byte order mark: some editors on Windows write it first; it is not text."""
-
-
 def _decode(file: str, raw: bytes) -> tuple[str, Diagnostic | None]:
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "", Diagnostic(Location(file, 1, 1), "the file is UTF-16: save it as UTF-8")
-    bom = len(_BOM) if raw.startswith(_BOM) else 0
+    # Some editors on Windows write UTF-8's byte order mark first: it is not text.
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = raw[bom:].decode("utf-8") if bom else raw.decode("utf-8")
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as error:
         start = bom + error.start  # where in the file, BOM included
         line_start = raw.rfind(b"\n", 0, start) + 1
